@@ -1,0 +1,49 @@
+"""The ``cnnlab`` command. Each sub-command lives in its own module that parses and calls the library.
+
+A sub-command module defines ``register(subparsers)``, which adds its parser(s) and sets
+``func=run`` on them; ``run(args) -> int`` returns the exit code. Errors a user can fix
+(:class:`cnnlab.errors.CnnlabError`, bad arguments) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from cnnlab.errors import CnnlabError
+
+# Sub-command modules, in the order `cnnlab --help` shows them.
+COMMAND_MODULES = ("cnnlab.cli.zoo",)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument on one line (``cnnlab train: error: ...``), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="cnnlab", description=__doc__.splitlines()[0])
+    from cnnlab import __version__
+
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CnnlabError as err:
+        print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
+        return 130

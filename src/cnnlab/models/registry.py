@@ -1,0 +1,196 @@
+"""One registry for the zoo: ``register_model``, ``list_models``, ``create_model``, ``model_info``.
+
+Builders are plain functions ``name(*, num_classes, in_chans, **config) -> nn.Module`` registered
+with the paper they come from. The registry refuses duplicate names, and an unknown name fails with
+the closest registered names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from torch import nn
+
+from cnnlab.errors import ConfigError, UnknownNameError
+
+__all__ = [
+    "ModelInfo",
+    "register_model",
+    "list_models",
+    "model_info",
+    "create_model",
+    "build_config",
+    "closest_names",
+    "describe_models",
+]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the zoo knows about a registered architecture."""
+
+    name: str
+    family: str  # "resnet", "vgg", ...: groups models in `cnnlab list`
+    paper: str  # "He et al., 2016": authors and year of the paper the model follows
+    input_size: tuple[int, int, int]  # (C, H, W) the architecture was designed for
+    num_classes: int  # default number of classes (1000 for ImageNet, 10 for CIFAR/MNIST)
+    builder: Callable[..., nn.Module]
+    recipe: str  # default training recipe name (see cnnlab.training.recipes)
+    torchvision: str | None = None  # torchvision builder this model is state_dict-compatible with
+    departures: str = ""  # how the model departs from its paper, for the README and `cnnlab list`
+
+    @property
+    def in_chans(self) -> int:
+        return self.input_size[0]
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+def register_model(
+    *,
+    family: str,
+    paper: str,
+    input_size: tuple[int, int, int],
+    num_classes: int,
+    recipe: str,
+    torchvision: str | None = None,
+    departures: str = "",
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Register the decorated builder under its function name (or ``name``)."""
+
+    def decorator(builder: F) -> F:
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise RuntimeError(f"model {key!r} is registered twice")
+        _REGISTRY[key] = ModelInfo(
+            name=key,
+            family=family,
+            paper=paper,
+            input_size=tuple(input_size),
+            num_classes=num_classes,
+            builder=builder,
+            recipe=recipe,
+            torchvision=torchvision,
+            departures=departures,
+        )
+        return builder
+
+    return decorator
+
+
+def closest_names(name: str, names: list[str], n: int = 5) -> list[str]:
+    """The registered names closest to ``name`` (prefix matches first, then by similarity)."""
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    prefixed = [k for k in names if k.startswith(name) and k not in close]
+    return (prefixed + close)[:n]
+
+
+def _ensure_zoo_loaded() -> None:
+    import cnnlab.models.zoo  # noqa: F401  (registers every family on import)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, sorted."""
+    _ensure_zoo_loaded()
+    return sorted(k for k in _REGISTRY if fnmatch.fnmatchcase(k, pattern))
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a registered model; unknown names list the closest ones."""
+    _ensure_zoo_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = closest_names(name, list(_REGISTRY))
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(
+            f"unknown model {name!r}{hint} (`cnnlab list` shows all {len(_REGISTRY)} models)"
+        ) from None
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    weights: str | None = None,
+    sha256: str | None = None,
+    strict: bool = True,
+    **config: Any,
+) -> nn.Module:
+    """Build a registered model as a plain fp32 CPU module (or on the current default device).
+
+    ``num_classes`` and ``in_chans`` default to the model's own; ``config`` holds family options
+    (``shortcut="A"``, ``batch_norm=True``, ...), validated at construction: a bad value raises
+    ``ValueError`` naming the field. ``weights`` loads a ``.safetensors`` or ``.pth`` file safely.
+    """
+    info = model_info(name)
+    for field, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{name}: {field} must be a positive integer, got {value!r}")
+    model = info.builder(
+        num_classes=info.num_classes if num_classes is None else num_classes,
+        in_chans=info.in_chans if in_chans is None else in_chans,
+        **config,
+    )
+    if weights is not None:
+        from cnnlab.models.weights import load_weights
+
+        load_weights(model, weights, sha256=sha256, strict=strict)
+    return model
+
+
+C = TypeVar("C")
+
+
+def build_config(cls: type[C], model: str, overrides: dict[str, Any], **defaults: Any) -> C:
+    """Make the frozen config dataclass ``cls`` from a builder's defaults and the user's overrides.
+
+    Unknown keys raise :class:`ConfigError` naming the field and the valid ones, so a typo fails at
+    construction rather than as a ``TypeError`` deep inside a builder. The dataclass's
+    ``__post_init__`` validates values and raises ``ConfigError`` naming the field.
+    """
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ConfigError(
+            f"{model}: unknown config field {unknown[0]!r}; valid fields: {', '.join(sorted(valid))}"
+        )
+    return cls(**{**defaults, **overrides})
+
+
+def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
+    """One row per model matching ``pattern``: name, family, paper, params, input_size, ...
+
+    Parameters are counted on the ``meta`` device, so even VGG-19 costs no memory.
+    """
+    import torch
+
+    rows = []
+    for name in list_models(pattern):
+        info = model_info(name)
+        with torch.device("meta"):
+            params = sum(p.numel() for p in create_model(name).parameters())
+        rows.append(
+            dict(
+                name=name,
+                family=info.family,
+                paper=info.paper,
+                params=params,
+                input_size=list(info.input_size),
+                num_classes=info.num_classes,
+                recipe=info.recipe,
+                torchvision=info.torchvision,
+                departures=info.departures,
+            )
+        )
+    return rows

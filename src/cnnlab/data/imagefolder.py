@@ -1,0 +1,159 @@
+"""``imagefolder:PATH``: your own images, one folder per class.
+
+Two layouts are recognised:
+
+    PATH/train/<class>/<image>  and  PATH/val/<class>/<image>  (or PATH/test/...)
+    PATH/<class>/<image>        split stratified 80/20 with the fixed seed IMAGEFOLDER_SPLIT_SEED
+
+Class names are the sorted folder names of the train split; a validation class unknown to the train
+split is an error. Every regular file in a class folder is taken as an image, except hidden files
+(``.DS_Store``, ``._foo.jpg``); files directly in PATH are ignored. Images are decoded with PIL,
+converted to RGB (or grey when the model has one channel) and resized to the model's input size
+(PIL bilinear, antialiased when shrinking); with no model size, to the most common image size.
+
+An empty, truncated or non-image file raises a DatasetError naming it (``bad_files="strict"``), or
+is skipped and counted in the notes (``bad_files="skip"``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.data.bundle import stratified_split
+from cnnlab.data.embedded import RawData
+from cnnlab.data.readers import decode_image, open_image
+from cnnlab.errors import ConfigError, DatasetError
+
+__all__ = ["load_imagefolder", "IMAGEFOLDER_SPLIT_SEED"]
+
+IMAGEFOLDER_SPLIT_SEED = 1998  # fixed: the held-out images never depend on --seed
+_VAL_NAMES = ("val", "test")
+_MAX_LISTED = 10  # bad files named in the notes
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _scan(folder: Path) -> list[tuple[Path, str]]:
+    """(file, class name) for every candidate image under ``folder/<class>/`` (recursively)."""
+    items = []
+    for class_dir in _class_dirs(folder):
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(class_dir).parts):
+                items.append((path, class_dir.name))
+    return items
+
+
+class _BadFiles:
+    def __init__(self, policy: str) -> None:
+        self.policy = policy
+        self.found: list[str] = []
+
+    def handle(self, err: DatasetError, path: Path) -> None:
+        if self.policy == "strict":
+            raise DatasetError(f"{err} (use --bad-files skip / bad_files='skip' to skip bad files)") from None
+        self.found.append(f"{path} ({str(err).removeprefix(f'{path}: ')})")
+
+
+def load_imagefolder(
+    path: str | Path,
+    *,
+    input_size: tuple[int, int, int] | None,
+    bad_files: str,
+    test_fraction: float = 0.2,
+    max_gib: float = 16.0,
+) -> RawData:
+    """Read ``path`` (see the module docstring) into uint8 tensors at the model's input size."""
+    folder = Path(path).expanduser()
+    name = f"imagefolder:{path}"
+    if not folder.is_dir():
+        raise DatasetError(f"{name}: {folder} is not a folder")
+    subdirs = {p.name: p for p in _class_dirs(folder)}
+    train_dir = subdirs.get("train")
+    val_dir = next((subdirs[v] for v in _VAL_NAMES if v in subdirs), None)
+    if train_dir is not None and val_dir is not None:
+        train_items, val_items = _scan(train_dir), _scan(val_dir)
+        layout = f"{train_dir.name}/ and {val_dir.name}/ folders"
+    else:
+        train_items, val_items = _scan(folder), []
+        layout = "one folder of classes"
+    if not train_items:
+        raise DatasetError(
+            f"{name}: no images found in {folder} (expected {folder}/<class>/<image> or "
+            f"{folder}/train/<class>/<image> with {folder}/val/<class>/<image>)"
+        )
+    if val_dir is not None and train_dir is not None and not val_items:
+        raise DatasetError(f"{name}: no images found in {val_dir}")
+    class_names = tuple(sorted({c for _, c in train_items}))
+    unknown = sorted({c for _, c in val_items} - set(class_names))
+    if unknown:
+        raise DatasetError(f"{name}: {val_dir} has classes with no training folder: {', '.join(unknown)}")
+
+    bad = _BadFiles(bad_files)
+    # First pass: headers only (cheap), to find empty and non-image files and the common size.
+    sizes: dict[Path, tuple[int, int]] = {}
+    for path_i, _ in train_items + val_items:
+        try:
+            w, h = open_image(path_i)
+            sizes[path_i] = (h, w)
+        except DatasetError as err:
+            bad.handle(err, path_i)
+    if input_size is not None:
+        channels, size = input_size[0], (input_size[1], input_size[2])
+        size_note = f"resized to the model's {size[0]}x{size[1]}"
+    else:
+        if not sizes:
+            raise DatasetError(f"{name}: no readable images in {folder}")
+        channels, size = 3, Counter(sizes.values()).most_common(1)[0][0]
+        size_note = f"resized to the most common size {size[0]}x{size[1]}"
+    mode = "L" if channels == 1 else "RGB"
+    gib = len(sizes) * channels * size[0] * size[1] * 4 / 2**30  # as float32, after adaptation
+    if gib > max_gib:
+        raise DatasetError(
+            f"{name}: {len(sizes):,} images at {channels}x{size[0]}x{size[1]} need {gib:.1f} GiB in memory, "
+            f"more than max_gib={max_gib:g}; use a smaller input size or raise max_gib"
+        )
+
+    # Second pass: full decode (finds truncated files), straight to the target size.
+    def decode(items: list[tuple[Path, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.empty((len(items), channels, *size), dtype=np.uint8)
+        y = np.empty(len(items), dtype=np.int64)
+        n = 0
+        for path_i, cls in items:
+            if path_i not in sizes:
+                continue  # already counted as bad
+            try:
+                x[n] = decode_image(path_i, mode=mode, size=size)
+            except DatasetError as err:
+                bad.handle(err, path_i)
+                continue
+            y[n] = class_names.index(cls)
+            n += 1
+        return torch.from_numpy(x[:n]), torch.from_numpy(y[:n])
+
+    tx, ty = decode(train_items)
+    vx, vy = decode(val_items)
+    if len(ty) == 0:
+        raise DatasetError(f"{name}: no readable images in {folder} ({len(bad.found)} bad files skipped)")
+    if not val_items:
+        if not 0.0 < test_fraction < 1.0:
+            raise ConfigError(f"{name}: test_fraction must be in (0, 1), got {test_fraction}")
+        train_idx, test_idx = stratified_split(ty.numpy(), test_fraction=test_fraction, seed=IMAGEFOLDER_SPLIT_SEED)
+        tx, ty, vx, vy = tx[train_idx], ty[train_idx], tx[test_idx], ty[test_idx]
+        layout += f", split stratified {1 - test_fraction:.0%}/{test_fraction:.0%} with the fixed seed {IMAGEFOLDER_SPLIT_SEED}"
+    elif len(vy) == 0:
+        raise DatasetError(f"{name}: no readable images in {val_dir} ({len(bad.found)} bad files skipped)")
+    notes = [
+        f"{name}: {len(ty):,} train / {len(vy):,} test images in {len(class_names)} classes from {layout}; "
+        f"{'grey' if channels == 1 else 'RGB'}, {size_note} (PIL bilinear)"
+    ]
+    if bad.found:
+        listed = "; ".join(bad.found[:_MAX_LISTED])
+        more = f"; and {len(bad.found) - _MAX_LISTED} more" if len(bad.found) > _MAX_LISTED else ""
+        notes.append(f"{name}: skipped {len(bad.found)} bad files: {listed}{more}")
+    return RawData(tx, ty, vx, vy, class_names, tuple(notes))

@@ -1,0 +1,289 @@
+"""Safe readers for the data set files that come from elsewhere.
+
+Nothing here executes code from a file: MNIST IDX files are parsed by hand, CIFAR's python batches
+go through a restricted unpickler that can only rebuild numpy arrays and plain containers, SVHN's
+``.mat`` files through ``scipy.io.loadmat`` (a data format, not code), images through PIL. Every
+malformed file raises :class:`cnnlab.errors.DatasetError` naming the file. The checks are
+``if ... raise``, never ``assert``, so they also hold under ``python -O``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import pickle
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import DatasetError
+
+__all__ = [
+    "read_idx",
+    "read_cifar_batch",
+    "read_cifar_meta",
+    "restricted_load",
+    "read_svhn_mat",
+    "open_image",
+    "decode_image",
+]
+
+# ----------------------------------------------------------------------------- MNIST IDX
+
+# IDX (LeCun's MNIST format): a big-endian magic number 0x0000TTDD, T the element type (0x08 =
+# unsigned byte) and D the number of dimensions, then D big-endian int32 sizes, then the data.
+IDX_UBYTE = 0x08
+IDX_LABELS_MAGIC = 0x00000801  # 1 dimension: N labels
+IDX_IMAGES_MAGIC = 0x00000803  # 3 dimensions: N x rows x cols
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DatasetError(f"{path}: corrupt or truncated gzip data ({err})") from None
+    return raw
+
+
+def read_idx(path: str | Path, *, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes with ``ndim`` dimensions (1: labels, 3: images), gzipped or not."""
+    path = Path(path)
+    raw = _read_maybe_gzip(path)
+    expected_magic = IDX_UBYTE << 8 | ndim
+    if len(raw) < 4:
+        raise DatasetError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
+    magic = int.from_bytes(raw[:4], "big")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE:
+        raise DatasetError(
+            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+            "(not an IDX file of unsigned bytes)"
+        )
+    if raw[3] != ndim:
+        raise DatasetError(
+            f"{path}: IDX file has {raw[3]} dimensions (magic 0x{magic:08x}), expected {ndim} "
+            f"(magic 0x{expected_magic:08x})"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{path}: truncated IDX header ({len(raw)} bytes, expected at least {header})")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "too long"
+        raise DatasetError(
+            f"{path}: {what} IDX data: sizes {dims} declare {expected:,} bytes, the file has {len(raw):,}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+# ----------------------------------------------------------------------------- CIFAR batches
+
+# What a CIFAR python batch may reference: numpy's array reconstruction and plain containers. A
+# pickle naming anything else (os.system, subprocess, eval, ...) is refused before it is called.
+_EXAMPLE = np.zeros(1, dtype=np.uint8)
+_RECONSTRUCT = _EXAMPLE.__reduce__()[0]  # numpy.core.multiarray._reconstruct (numpy._core in 2.x)
+_FROMBUFFER = _EXAMPLE.__reduce_ex__(5)[0]  # numpy._core.numeric._frombuffer (pickle protocol 5)
+
+
+def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    # Pickle protocol 2 stores ``bytes`` as ``_codecs.encode(str, 'latin1')``; only that is allowed,
+    # so no codec module is looked up by a name the file chooses.
+    if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    return text.encode("latin1", errors)
+
+
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    # Departure from the brief's list, still array reconstruction only: numpy's protocol-5 pickles
+    # rebuild arrays with _frombuffer (a copy of raw bytes into an array of a given dtype and shape).
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+    **{
+        (module, name): obj
+        for module in ("builtins", "__builtin__")  # __builtin__: Python 2 pickles (CIFAR's own)
+        for name, obj in {
+            # protocol 2 spells these as calls (later protocols have opcodes for them)
+            "dict": dict, "list": list, "set": set, "frozenset": frozenset,
+            "bytes": bytes, "bytearray": bytearray,
+        }.items()
+    },
+}  # fmt: skip
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"{module}.{name}")
+        self.qualname = f"{module}.{name}"
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise _ForbiddenGlobal(module, name) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def restricted_load(path: str | Path) -> Any:
+    """Unpickle ``path`` allowing only numpy arrays, dtypes and plain containers (never ``pickle.load``)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        # latin1: CIFAR's batches were pickled by Python 2, whose byte strings load as str this way.
+        return _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except _ForbiddenGlobal as err:
+        raise DatasetError(
+            f"{path}: the pickle references {err.qualname}, which is not allowed (a data batch may "
+            "only contain numpy arrays and plain containers); refusing to load it"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise DatasetError(f"{path}: not a readable CIFAR batch ({type(err).__name__}: {err})") from None
+
+
+def _str_keys(obj: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: expected a dict in the CIFAR batch, found {type(obj).__name__}")
+    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+
+
+def read_cifar_batch(path: str | Path, *, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR python batch: images uint8 (N, 3, 32, 32) and labels int64 (N,).
+
+    The batch is a dict with ``data`` (N x 3072 uint8, each row 1024 red, 1024 green, 1024 blue
+    values, row-major) and ``label_key`` (N ints in ``[0, num_classes)``).
+    """
+    path = Path(path)
+    batch = _str_keys(restricted_load(path), path)
+    for key in ("data", label_key):
+        if key not in batch:
+            raise DatasetError(f"{path}: CIFAR batch has no {key!r} entry (keys: {sorted(batch)})")
+    data, labels = batch["data"], batch[label_key]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        what = f"{data.dtype} array" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DatasetError(f"{path}: CIFAR 'data' must be a uint8 array, found {what}")
+    try:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{path}: CIFAR {label_key!r} is not a list of integers ({err})") from None
+    n = len(labels)
+    if data.ndim != 2 or data.shape != (n, 3072):
+        raise DatasetError(
+            f"{path}: CIFAR 'data' has shape {data.shape} ({data.size:,} values), expected N x 3072 "
+            f"with N = {n} labels"
+        )
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DatasetError(
+            f"{path}: labels must be in [0, {num_classes}), found {labels.min()}..{labels.max()}"
+        )
+    return data.reshape(n, 3, 32, 32), labels
+
+
+def read_cifar_meta(path: str | Path, *, key: str) -> tuple[str, ...]:
+    """The class names stored under ``key`` in a CIFAR ``batches.meta`` / ``meta`` file."""
+    path = Path(path)
+    meta = _str_keys(restricted_load(path), path)
+    names = meta.get(key)
+    if not isinstance(names, list) or not all(isinstance(n, (str, bytes)) for n in names):
+        raise DatasetError(f"{path}: no list of class names under {key!r}")
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in names)
+
+
+# ----------------------------------------------------------------------------- SVHN .mat
+
+
+def read_svhn_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """SVHN's cropped digits: images uint8 (N, 3, 32, 32) and labels int64 (N,) in 0..9.
+
+    The file holds ``X`` (32, 32, 3, N) and ``y`` (N, 1) with 1..10, 10 standing for the digit 0.
+    """
+    import scipy.io  # a data format reader; loading it never executes code from the file
+
+    path = Path(path)
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as err:  # noqa: BLE001 - scipy raises many types for malformed files
+        raise DatasetError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err})") from None
+    x, y = mat.get("X"), mat.get("y")
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DatasetError(f"{path}: expected arrays 'X' and 'y' in the SVHN file")
+    y = y.reshape(-1).astype(np.int64)
+    if x.dtype != np.uint8 or x.shape[:3] != (32, 32, 3) or x.ndim != 4 or x.shape[3] != len(y):
+        raise DatasetError(f"{path}: 'X' is {x.dtype} {x.shape}, expected uint8 (32, 32, 3, {len(y)})")
+    if len(y) and (y.min() < 1 or y.max() > 10):
+        raise DatasetError(f"{path}: labels must be in 1..10, found {y.min()}..{y.max()}")
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y % 10
+
+
+# ----------------------------------------------------------------------------- images
+
+
+@contextlib.contextmanager
+def _strict_truncation() -> Iterator[None]:
+    # A truncated file must fail, whatever a caller set PIL's global switch to.
+    from PIL import ImageFile
+
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def open_image(path: Path) -> tuple[int, int]:
+    """The (width, height) from an image's header; DatasetError for empty or non-image files."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+    if size == 0:
+        raise DatasetError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except UnidentifiedImageError:
+        raise DatasetError(f"{path}: not an image (PIL cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
+
+
+def decode_image(path: Path, *, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """Decode an image fully, convert it to ``mode`` ("L" or "RGB") and resize it to ``size`` (H, W).
+
+    PIL's bilinear resize is antialiased when it shrinks. Returns uint8 (C, H, W).
+    """
+    from PIL import Image
+
+    open_image(path)  # empty / non-image files get their own message
+    try:
+        with _strict_truncation(), Image.open(path) as img:
+            img.load()
+            img = img.convert(mode)
+            if img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"{path}: truncated or corrupt image ({type(err).__name__}: {err})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)

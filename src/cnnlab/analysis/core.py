@@ -1,0 +1,156 @@
+"""``analyze``: per-layer shapes, parameters, MACs, activation memory and receptive fields."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from cnnlab.analysis.result import Analysis, Totals
+from cnnlab.analysis.trace import trace_model
+from cnnlab.errors import ConfigError, UnknownNameError
+
+__all__ = ["analyze", "load_model", "resolve_input_size", "DEFAULT_INPUT_SIZE"]
+
+DEFAULT_INPUT_SIZE = (3, 224, 224)
+TORCHVISION_PREFIX = "torchvision:"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+# In-place initialisers: on the meta device there are no values to initialise.
+_INIT_METHODS = frozenset({"normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "clamp_", "copy_",
+                           "exponential_", "random_", "bernoulli_", "log_normal_", "geometric_", "cauchy_"})
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    """Skip weight initialisation of meta tensors while a model is built.
+
+    Meta tensors hold no values, yet ``nn.init`` still runs its Python reference kernels on them:
+    half the cost of building ResNet-152 on the meta device.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        if getattr(func, "__name__", "") in _INIT_METHODS and args and isinstance(args[0], torch.Tensor) \
+                and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def _building(device: str | torch.device) -> contextlib.ExitStack:
+    """Context to build a model on ``device`` (skipping initialisation on the meta device)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.device(device))
+    if torch.device(device).type == "meta":
+        stack.enter_context(_SkipMetaInit())
+    return stack
+
+
+def load_model(model_or_name: nn.Module | str, *, device: str | torch.device = "meta",
+               config: Mapping[str, Any] | None = None) -> tuple[nn.Module, str, tuple[int, int, int] | None]:
+    """The model, a label for it, and its own input size (None if unknown).
+
+    A name is a zoo model (``vgg16``) or ``torchvision:NAME`` (torchvision's builder, no weights);
+    it is built on ``device`` (``meta`` by default: no memory). ``config`` holds family options
+    (``stride_in_1x1=True``). A module is returned as it is.
+    """
+    if isinstance(model_or_name, nn.Module):
+        if config:
+            raise ConfigError("config options apply to a model name, not to a model that is already built")
+        return model_or_name, type(model_or_name).__name__, None
+    if not isinstance(model_or_name, str):
+        raise ConfigError(f"model must be an nn.Module or a model name, got {type(model_or_name).__name__}")
+    name, config = model_or_name, dict(config or {})
+    if name.startswith(TORCHVISION_PREFIX):
+        import torchvision
+
+        tv_name = name[len(TORCHVISION_PREFIX):]
+        known = torchvision.models.list_models(module=torchvision.models)
+        if tv_name not in known:
+            close = difflib.get_close_matches(tv_name, known, n=5, cutoff=0.5)
+            hint = f"; did you mean {', '.join(TORCHVISION_PREFIX + c for c in close)}?" if close else ""
+            raise UnknownNameError(f"unknown torchvision model {tv_name!r}{hint}")
+        with _building(device), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision's GoogLeNet warns about its init default
+            try:
+                model = torchvision.models.get_model(tv_name, weights=None, **config)
+            except TypeError as err:
+                raise ConfigError(f"{name}: {err}") from err
+        return model, name, None
+    from cnnlab.models import create_model, model_info
+
+    info = model_info(name)  # unknown names raise UnknownNameError with the closest names
+    with _building(device):
+        model = create_model(name, **config)
+    return model, name, tuple(info.input_size)
+
+
+def resolve_input_size(input_size: object, own: tuple[int, int, int] | None) -> tuple[int, int, int]:
+    """Check ``input_size`` (C, H, W); None means the model's own size, else 3x224x224."""
+    if input_size is None:
+        return tuple(own or DEFAULT_INPUT_SIZE)
+    if (not isinstance(input_size, (tuple, list)) or len(input_size) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_size)):
+        raise ConfigError(f"input_size must be three positive integers (C, H, W), got {input_size!r}")
+    return tuple(input_size)
+
+
+def _check_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        return _DTYPES[dtype]
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ConfigError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def analyze(
+    model_or_name: nn.Module | str,
+    input_size: tuple[int, int, int] | None = None,
+    *,
+    batch_size: int = 1,
+    dtype: torch.dtype | str = torch.float32,
+    config: Mapping[str, Any] | None = None,
+) -> Analysis:
+    """Per-layer output shape, params, MACs, FLOPs, activations and receptive field of a model.
+
+    ``model_or_name``: any ``nn.Module`` (left unchanged), a zoo name, or ``torchvision:NAME``.
+    ``input_size``: (C, H, W); default the zoo model's own size, else 3x224x224. Runs once on the
+    ``meta`` device: no weights and no activations are allocated, whatever the batch size.
+
+    ``macs`` are multiply-accumulates of convolutions and matrix products (the papers' and
+    torchvision's "GFLOPS"); ``flops = 2 * macs``. ``activations`` count values written to new
+    tensors, batch included (in-place activations, dropout and views count 0); the total adds the
+    input. Receptive field, jump and start are per image axis (H, W). See
+    :mod:`cnnlab.analysis.result` for every convention.
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dtype = _check_dtype(dtype)
+    model, label, own = load_model(model_or_name, config=config)
+    size = resolve_input_size(input_size, own)
+    trace = trace_model(model, size, batch_size=batch_size, dtype=dtype, label=label)
+    input_numel = batch_size * size[0] * size[1] * size[2]
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    activations = input_numel + sum(r.activations for r in trace.rows)
+    params = list(model.parameters())
+    total = Totals(
+        params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        weights=sum(p.numel() for p in params if p.dim() >= 2),
+        macs=trace.flops // 2,
+        flops=trace.flops,
+        activations=activations,
+        activation_bytes=activations * itemsize,
+        depth=trace.depth,
+        receptive_field=None if trace.final_fields is None else tuple(f.rf for f in trace.final_fields),
+    )
+    return Analysis(model=label, input_size=size, batch_size=batch_size, dtype=str(dtype).removeprefix("torch."),
+                    layers=tuple(trace.rows), total=total, module_types=trace.module_types,
+                    notes=tuple(trace.notes))

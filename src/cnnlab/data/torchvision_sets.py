@@ -2,8 +2,10 @@
 download utilities, parsed by cnnlab's own safe readers (:mod:`cnnlab.data.readers`).
 
 torchvision's dataset classes are not used to read the files: its CIFAR class calls ``pickle.load``.
-Only its URLs, checksums and ``download_url`` are. The files are looked for where torchvision puts
-them under ``root`` (default ``data/``):
+Only its file names, URLs and checksums are (copied below as data, so that reading a data set does
+not import torchvision, which takes seconds; a test checks them against torchvision's), and its
+``download_url`` when downloading. The files are looked for where torchvision puts them under
+``root`` (default ``data/``):
 
     mnist          root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]
     fashion-mnist  root/FashionMNIST/raw/  (same names)
@@ -28,9 +30,64 @@ from cnnlab.errors import ConfigError, DatasetError
 __all__ = ["load_mnist", "load_fashion_mnist", "load_cifar10", "load_cifar100", "load_svhn"]
 
 
+# torchvision.datasets.{MNIST, FashionMNIST}.mirrors / .resources / .classes (torchvision 0.29).
+MNIST = dict(
+    folder="MNIST",
+    mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    md5={
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    classes=("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
+             "8 - eight", "9 - nine"),
+)  # fmt: skip
+FASHION_MNIST = dict(
+    folder="FashionMNIST",
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    md5={
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+             "Ankle boot"),
+)  # fmt: skip
+# torchvision.datasets.{CIFAR10, CIFAR100}.url / filename / tgz_md5 / base_folder / train_list / test_list / meta
+CIFAR10 = dict(
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    filename="cifar-10-python.tar.gz",
+    tgz_md5="c58f30108f718f92721af3b95e74349a",
+    base_folder="cifar-10-batches-py",
+    train=("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"),
+    test=("test_batch",),
+    meta="batches.meta",
+)
+CIFAR100 = dict(
+    url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    filename="cifar-100-python.tar.gz",
+    tgz_md5="eb9058c3a382ffc7106e4002c42a8d85",
+    base_folder="cifar-100-python",
+    train=("train",),
+    test=("test",),
+    meta="meta",
+)
+# torchvision.datasets.SVHN.split_list: split -> (url, filename, md5); "extra" is not used.
+SVHN = {
+    "train": ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat", "train_32x32.mat",
+              "e26dedcc434d2e4c54c9b2d4a06d8373"),
+    "test": ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat", "test_32x32.mat",
+             "eb5a983be6a315427106f1b164d9cef3"),
+}  # fmt: skip
+
+
 def _missing(name: str, missing: list[Path], how: str) -> DatasetError:
-    listed = ", ".join(str(p) for p in missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-    return DatasetError(f"{name}: missing {listed}; fetch them with --download (download=True) or {how}")
+    listed = str(missing[0])
+    if len(missing) > 1:  # the others by name: they sit in the same folder
+        listed += f" (and {', '.join(p.name for p in missing[1:])})"
+    return DatasetError(f"{name}: missing {listed}; fetch with --download (download=True) or {how}")
 
 
 def _download(name: str, url: str, folder: Path, filename: str, md5: str | None) -> Path:
@@ -71,18 +128,17 @@ def _find_idx(folder: Path, base: str) -> Path | None:
     return None
 
 
-def _load_idx_set(name: str, tv_class: type, root: Path, download: bool) -> RawData:
-    folder = root / tv_class.__name__ / "raw"
+def _load_idx_set(name: str, table: dict, root: Path, download: bool) -> RawData:
+    folder = root / table["folder"] / "raw"
     bases = [b for pair in _IDX_FILES.values() for b in pair]
     if download and any(_find_idx(folder, b) is None for b in bases):
-        md5s = dict(tv_class.resources)
         for base in bases:
             if _find_idx(folder, base) is not None:
                 continue
             errors = []
-            for mirror in tv_class.mirrors:
+            for mirror in table["mirrors"]:
                 try:
-                    _download(name, f"{mirror}{base}.gz", folder, f"{base}.gz", md5s.get(f"{base}.gz"))
+                    _download(name, f"{mirror}{base}.gz", folder, f"{base}.gz", table["md5"][f"{base}.gz"])
                     break
                 except DatasetError as err:
                     errors.append(str(err))
@@ -90,7 +146,7 @@ def _load_idx_set(name: str, tv_class: type, root: Path, download: bool) -> RawD
                 raise DatasetError("; ".join(errors))
     missing = [folder / b for b in bases if _find_idx(folder, b) is None]
     if missing:
-        url = tv_class.mirrors[0]
+        url = table["mirrors"][0]
         raise _missing(name, missing, f"put the four IDX files (gzipped or not) from {url} in {folder}")
     splits = []
     for split, (img_base, lbl_base) in _IDX_FILES.items():
@@ -108,45 +164,41 @@ def _load_idx_set(name: str, tv_class: type, root: Path, download: bool) -> RawD
         splits.append((torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))))
     (tx, ty), (vx, vy) = splits
     notes = (f"{name}: {len(ty):,} train / {len(vy):,} test images from {folder}",)
-    return RawData(tx, ty, vx, vy, tuple(tv_class.classes), notes)
+    return RawData(tx, ty, vx, vy, table["classes"], notes)
 
 
 def load_mnist(*, root: Path, download: bool) -> RawData:
     """MNIST: 60,000 train / 10,000 test 28x28 digits."""
-    from torchvision.datasets import MNIST
-
     return _load_idx_set("mnist", MNIST, root, download)
 
 
 def load_fashion_mnist(*, root: Path, download: bool) -> RawData:
     """Fashion-MNIST: 60,000 train / 10,000 test 28x28 clothing images, 10 classes."""
-    from torchvision.datasets import FashionMNIST
-
-    return _load_idx_set("fashion-mnist", FashionMNIST, root, download)
+    return _load_idx_set("fashion-mnist", FASHION_MNIST, root, download)
 
 
 # ----------------------------------------------------------------------------- CIFAR
 
 
-def _load_cifar(name: str, tv_class: type, root: Path, download: bool, label_key: str, meta_key: str,
+def _load_cifar(name: str, table: dict, root: Path, download: bool, label_key: str, meta_key: str,
                 num_classes: int) -> RawData:  # fmt: skip
-    folder = root / tv_class.base_folder
-    files = [f for f, _ in tv_class.train_list + tv_class.test_list] + [tv_class.meta["filename"]]
+    folder = root / table["base_folder"]
+    files = [*table["train"], *table["test"], table["meta"]]
     if download and any(not (folder / f).is_file() for f in files):
-        archive = _download(name, tv_class.url, root, tv_class.filename, tv_class.tgz_md5)
+        archive = _download(name, table["url"], root, table["filename"], table["tgz_md5"])
         _extract_tar(name, archive, root)
     missing = [folder / f for f in files if not (folder / f).is_file()]
     if missing:
-        raise _missing(name, missing, f"download {tv_class.url} and extract it in {root}")
+        raise _missing(name, missing, f"download {table['url']} and extract it in {root}")
     splits = []
-    for file_list in (tv_class.train_list, tv_class.test_list):
-        parts = [read_cifar_batch(folder / f, label_key=label_key, num_classes=num_classes) for f, _ in file_list]
+    for file_list in (table["train"], table["test"]):
+        parts = [read_cifar_batch(folder / f, label_key=label_key, num_classes=num_classes) for f in file_list]
         x = np.concatenate([p[0] for p in parts])
         y = np.concatenate([p[1] for p in parts])
         splits.append((torch.from_numpy(x), torch.from_numpy(y)))
-    class_names = read_cifar_meta(folder / tv_class.meta["filename"], key=meta_key)
+    class_names = read_cifar_meta(folder / table["meta"], key=meta_key)
     if len(class_names) != num_classes:
-        raise DatasetError(f"{folder / tv_class.meta['filename']}: {len(class_names)} class names, expected {num_classes}")
+        raise DatasetError(f"{folder / table['meta']}: {len(class_names)} class names, expected {num_classes}")
     (tx, ty), (vx, vy) = splits
     notes = (f"{name}: {len(ty):,} train / {len(vy):,} test images from {folder}",)
     return RawData(tx, ty, vx, vy, class_names, notes)
@@ -154,15 +206,11 @@ def _load_cifar(name: str, tv_class: type, root: Path, download: bool, label_key
 
 def load_cifar10(*, root: Path, download: bool) -> RawData:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 colour images, 10 classes."""
-    from torchvision.datasets import CIFAR10
-
     return _load_cifar("cifar10", CIFAR10, root, download, "labels", "label_names", 10)
 
 
 def load_cifar100(*, root: Path, download: bool, labels: str = "fine") -> RawData:
     """CIFAR-100: 50,000 train / 10,000 test 32x32 colour images; ``labels`` "fine" (100) or "coarse" (20)."""
-    from torchvision.datasets import CIFAR100
-
     if labels not in ("fine", "coarse"):
         raise ConfigError(f"cifar100: labels must be 'fine' or 'coarse', got {labels!r}")
     n = 100 if labels == "fine" else 20
@@ -174,9 +222,7 @@ def load_cifar100(*, root: Path, download: bool, labels: str = "fine") -> RawDat
 
 def load_svhn(*, root: Path, download: bool) -> RawData:
     """SVHN cropped digits: 73,257 train / 26,032 test 32x32 colour images (the "extra" set is not used)."""
-    from torchvision.datasets import SVHN
-
-    entries = {split: SVHN.split_list[split] for split in ("train", "test")}
+    entries = SVHN
     if download:
         for url, filename, md5 in entries.values():
             if not (root / filename).is_file():

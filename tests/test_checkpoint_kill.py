@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL (POSIX)")
 
-ROUNDS = 24
+ROUNDS = 20
 
 HELPER = textwrap.dedent(
     r"""

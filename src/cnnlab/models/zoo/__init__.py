@@ -1,4 +1,5 @@
 """Every architecture family of the lectures; importing this package registers them all."""
 
 from cnnlab.models.zoo import lenet  # noqa: F401
+from cnnlab.models.zoo import resnet, resnext, senet  # noqa: F401  (He 2016, Xie 2017, Hu 2018)
 from cnnlab.models.zoo import alexnet, vgg  # noqa: F401  (Krizhevsky 2012, Zeiler & Fergus 2014, VGG 2015)

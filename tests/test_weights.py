@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import pytest
 import torch
@@ -128,9 +129,17 @@ def test_truncated_and_corrupted_files(tmp_path, ref):
     torch.save(ref.state_dict(), zip_path)
     data = zip_path.read_bytes()
     zip_path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsError, match="corrupted or truncated") as err:
+    with pytest.raises(WeightsError, match="not a readable torch.save archive") as err:
         read_state_dict(zip_path)
     assert str(zip_path) in str(err.value)
+
+    legacy_path = tmp_path / "legacy.pth"
+    torch.save(ref.state_dict(), legacy_path, _use_new_zipfile_serialization=False)
+    data = legacy_path.read_bytes()
+    legacy_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="corrupted or truncated torch-pickle") as err:
+        read_state_dict(legacy_path)
+    assert str(legacy_path) in str(err.value)
 
     st_path = tmp_path / "w.safetensors"
     save_weights(ref, st_path)
@@ -146,6 +155,17 @@ def test_missing_file_and_directory(tmp_path):
         cnnlab.create_model("lenet5", weights=str(tmp_path / "nope.pth"))
     with pytest.raises(WeightsError, match="is a directory"):
         cnnlab.create_model("lenet5", weights=str(tmp_path))
+
+
+def test_torchscript_archive_is_refused(tmp_path):
+    path = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():  # torch.jit is deprecated, but such files are still published
+        warnings.simplefilter("ignore")
+        torch.jit.script(nn.Linear(2, 2)).save(str(path))
+    with pytest.warns(UserWarning):  # torch warns that it is a TorchScript archive, then refuses
+        with pytest.raises(WeightsError, match="TorchScript archive") as err:
+            read_state_dict(path)
+    assert str(path) in str(err.value)
 
 
 def test_not_a_state_dict(tmp_path):

@@ -244,6 +244,17 @@ def read_state_dict(path: str | os.PathLike, *, sha256: str | None = None) -> tu
             ) from None
         except Exception as err:  # truncated zip, bad pickle stream: torch raises RuntimeError/EOFError/...
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if "TorchScript" in first:
+                raise WeightsError(
+                    f"{path} is a TorchScript archive, which runs code when loaded; cnnlab loads only "
+                    "state dicts (save model.state_dict() or safetensors instead)"
+                ) from None
+            if fmt == "torch-zip":
+                first = first.split(". ")[0]  # torch appends advice to its zip errors
+                raise WeightsError(
+                    f"{path}: not a readable torch.save archive (corrupted, truncated, or another kind of zip): "
+                    f"{first[:200]}"
+                ) from None
             raise WeightsError(f"{path}: corrupted or truncated {fmt} file ({first[:200]})") from None
     return _as_state_dict(obj, path), digest, fmt
 

@@ -1,0 +1,604 @@
+"""The machinery every experiment shares: a registry, a run context, criteria, and the runner.
+
+An experiment is a function ``run(ctx, cfg) -> Outcome`` registered with the claim it tests, the
+lecture it comes from and one frozen config per scale (``tiny`` for tests, ``quick`` for the 2-core
+CPU, ``full`` for the paper's setting on a GPU). The runner (:func:`run_experiment`) gives it an
+:class:`ExperimentContext` (data, model building, training and evaluation through the engine, with
+trained models cached so that a run never trains the same network twice), then writes into the out
+directory:
+
+- ``results.json``: every number measured, plus ``claim``, ``reproduced`` (``true``, ``false`` or
+  ``"partly"``), ``verdict``, ``criteria``, ``scale``, ``seed``, ``seconds`` and ``versions``;
+- PNG plots, drawn by :mod:`cnnlab.viz.experiment_plots` from that results dict alone;
+- ``report.md``, rendered by :mod:`cnnlab.viz.report` from that results dict alone.
+
+The verdict is never written by hand: each experiment states its :class:`Criterion` list (the test
+and the measured finding), and :func:`verdict_from` turns them into ``reproduced`` and one sentence.
+Everything is written to a temporary directory first and moved into place only when the run has
+succeeded, so a failed run never leaves partial output nor replaces an earlier result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.viz.report import Plot
+
+__all__ = [
+    "SCALES",
+    "SEEDS_DIR",
+    "Criterion",
+    "Table",
+    "Plot",  # re-exported from cnnlab.viz.report
+    "Outcome",
+    "TrainSpec",
+    "Experiment",
+    "ExperimentContext",
+    "ModelCache",
+    "register_experiment",
+    "list_experiments",
+    "get_experiment",
+    "run_experiment",
+    "verdict_from",
+    "lecture_ref",
+    "versions",
+    "to_jsonable",
+    "summarize",
+]
+
+# tiny: seconds, for the tests (plumbing and output format only; its numbers mean nothing).
+# quick: the embedded mnist-5k data, under 10 minutes on the project's 2-core CPU.
+# full: the paper's setting (CIFAR-10, the paper's recipe), meant for a GPU.
+SCALES = ("tiny", "quick", "full")
+
+# Where the lecture decks live, as the reports cite them ("lecture 004 (seeds/004_....txt)").
+SEEDS_DIR = "seeds"
+
+
+# ---------------------------------------------------------------------------------------------
+# What an experiment returns
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One test of the claim, stated before the numbers are known, and what was measured.
+
+    ``description`` is the rule ("plain-56 ends with a higher training error than plain-20"),
+    ``finding`` the measurement in words with its numbers ("plain-56 3.1% vs plain-20 1.2%"),
+    ``passed`` whether the measurement satisfies the rule.
+    """
+
+    description: str
+    finding: str
+    passed: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.passed, bool):
+            raise ConfigError(f"Criterion.passed must be a bool, got {self.passed!r}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of results for the report: a title, column names and rows of plain values."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def __post_init__(self) -> None:
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise ConfigError(f"Table {self.title!r}: row {i} has {len(row)} cells, expected {len(self.columns)}")
+
+
+@dataclass
+class Outcome:
+    """What ``run(ctx, cfg)`` returns: the measured numbers and how they bear on the claim.
+
+    ``results`` holds the experiment's own keys (``residual``, ``models``, ...) and goes into
+    ``results.json`` as it is; ``setup`` and ``notes`` are report bullets (what was run; departures
+    from the paper and caveats).
+    """
+
+    results: dict[str, Any]
+    criteria: list[Criterion]
+    tables: list[Table]
+    setup: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How an experiment trains its networks: a recipe of ``cnnlab.training`` and what it changes.
+
+    ``overrides`` are recipe fields replaced for this scale (``(("schedule", "cosine"),)``), kept as
+    pairs so the config stays frozen and hashable. Every network of one experiment gets the same
+    spec: same recipe, same budget.
+    """
+
+    recipe: str
+    epochs: int
+    batch_size: int | None = None  # None: the recipe's
+    lr: float | None = None  # None: the recipe's
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, str) or not self.recipe:
+            raise ConfigError(f"TrainSpec.recipe must be a recipe name, got {self.recipe!r}")
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ConfigError(f"TrainSpec.epochs must be a positive integer, got {self.epochs!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ConfigError(f"TrainSpec.batch_size must be a positive integer or None, got {self.batch_size!r}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"TrainSpec.lr must be a positive number or None, got {self.lr!r}")
+
+    def describe(self) -> str:
+        parts = [f"recipe `{self.recipe}`", f"{self.epochs} epoch{'s' if self.epochs > 1 else ''}"]
+        if self.batch_size is not None:
+            parts.append(f"batch {self.batch_size}")
+        if self.lr is not None:
+            parts.append(f"lr {self.lr:g}")
+        parts += [f"{k}={v}" for k, v in self.overrides]
+        return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: the claim it tests, where the claim comes from, how to run it."""
+
+    name: str
+    title: str  # short title for `cnnlab experiment list` and the report heading
+    claim: str  # the lecture's claim, in one or two sentences
+    lectures: tuple[str, ...]  # seed files the claim comes from, e.g. ("004_727cdc94a52d7899.txt",)
+    paper: str  # the paper behind the claim, e.g. "Veit, Wilber & Belongie, NIPS 2016"
+    run: Callable[[ExperimentContext, Any], Outcome]
+    scales: Mapping[str, Any]  # scale -> frozen config dataclass with at least a `data` field
+    plot: Callable[[dict, Path], list[Plot]]  # draws PNGs from the results dict into a directory
+
+    def config(self, scale: str, *, data: str | None = None) -> Any:
+        """The config of ``scale``, with the data set replaced by ``data`` if given."""
+        if scale not in self.scales:
+            raise ConfigError(f"experiment {self.name}: unknown scale {scale!r}; choose from {', '.join(self.scales)}")
+        cfg = self.scales[scale]
+        if data is None:
+            return cfg
+        # Options of the scale's own data set (synthetic's shape, ...) do not apply to another one.
+        extra = {"data_options": ()} if hasattr(cfg, "data_options") else {}
+        return dataclasses.replace(cfg, data=data, **extra)
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+# The modules that register experiments when imported (issue 6, then issue 7's).
+EXPERIMENT_MODULES = [
+    "cnnlab.experiments.degradation",
+    "cnnlab.experiments.lesion",
+    "cnnlab.experiments.ablation",
+    "cnnlab.experiments.probes",
+    "cnnlab.experiments.invariance",
+]
+
+
+def register_experiment(
+    *,
+    name: str,
+    title: str,
+    claim: str,
+    lectures: tuple[str, ...],
+    paper: str,
+    scales: Mapping[str, Any],
+    plot: Callable[[dict, Path], list[Plot]],
+) -> Callable[[Callable[[ExperimentContext, Any], Outcome]], Callable[[ExperimentContext, Any], Outcome]]:
+    """Register the decorated ``run(ctx, cfg) -> Outcome`` under ``name``; names are unique."""
+
+    missing = [s for s in SCALES if s not in scales]
+    if missing:
+        raise RuntimeError(f"experiment {name!r} has no config for scale(s) {missing}")
+    for scale, cfg in scales.items():
+        if not dataclasses.is_dataclass(cfg) or not hasattr(cfg, "data"):
+            raise RuntimeError(f"experiment {name!r}: the {scale} config must be a dataclass with a `data` field")
+
+    def decorator(run: Callable[[ExperimentContext, Any], Outcome]) -> Callable[[ExperimentContext, Any], Outcome]:
+        if name in _REGISTRY:
+            raise RuntimeError(f"experiment {name!r} is registered twice")
+        _REGISTRY[name] = Experiment(
+            name=name, title=title, claim=claim, lectures=tuple(lectures), paper=paper,
+            run=run, scales=dict(scales), plot=plot,
+        )  # fmt: skip
+        return run
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    import importlib
+
+    for module in EXPERIMENT_MODULES:
+        importlib.import_module(module)
+
+
+def list_experiments() -> list[str]:
+    """Registered experiment names, in the order they were registered."""
+    _ensure_loaded()
+    return list(_REGISTRY)
+
+
+def get_experiment(name: str) -> Experiment:
+    """The registered experiment ``name``; an unknown name lists the closest ones."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        from cnnlab.models.registry import closest_names
+
+        close = closest_names(name, list(_REGISTRY))
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(
+            f"unknown experiment {name!r}{hint} (`cnnlab experiment list` shows all {len(_REGISTRY)})"
+        ) from None
+
+
+def lecture_ref(seed_file: str) -> str:
+    """``"004_727cdc94a52d7899.txt"`` -> ``"lecture 004 (seeds/004_727cdc94a52d7899.txt)"``."""
+    return f"lecture {seed_file.split('_', 1)[0]} ({SEEDS_DIR}/{seed_file})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts
+# ---------------------------------------------------------------------------------------------
+
+
+def verdict_from(criteria: list[Criterion], *, context: str) -> tuple[bool | str, str]:
+    """``(reproduced, sentence)`` from the criteria: all met -> True, none -> False, else "partly".
+
+    The sentence lists every finding and whether it agrees with the claim, so it is as honest as the
+    criteria are; ``context`` says where it was measured ("at quick scale on mnist-5k").
+    """
+    if not criteria:
+        raise ValueError("an experiment must state at least one criterion")
+    met = sum(c.passed for c in criteria)
+    reproduced: bool | str = True if met == len(criteria) else False if met == 0 else "partly"
+    head = {True: "Reproduced", False: "Not reproduced", "partly": "Partly reproduced"}[reproduced]
+    parts = [f"{c.finding} ({'as claimed' if c.passed else 'contrary to the claim'})" for c in criteria]
+    return reproduced, f"{head} {context}: {'; '.join(parts)}."
+
+
+# ---------------------------------------------------------------------------------------------
+# Run context: data, models, training and evaluation through the library, cached within a run
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelCache:
+    """Data sets and trained models of a run, keyed by everything that determines them.
+
+    Pass one cache to several :func:`run_experiment` calls to share trained networks between
+    experiments run in one process (e.g. ``probes`` and ``invariance`` on the same ResNet-20).
+    Cached models must not be modified: lesions and probes work on copies or read-only.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[tuple, Any] = {}
+        self.fits: dict[tuple, Any] = {}
+
+
+class ExperimentContext:
+    """What an experiment's ``run`` receives: its settings and the library, with caching.
+
+    Experiments load data with :meth:`load_data`, build zoo models with :meth:`create_model`, train
+    with :meth:`train` (``cnnlab.training.fit``; identical requests return the cached result),
+    evaluate with :meth:`evaluate` and count parameters/MACs with :meth:`analyze`.
+    """
+
+    def __init__(
+        self,
+        *,
+        experiment: str,
+        scale: str,
+        seed: int = 0,
+        device: str | None = None,
+        precision: str = "auto",
+        progress: bool = True,
+        cache: ModelCache | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.scale = scale
+        self.seed = seed
+        self.device = device
+        self.precision = precision
+        self.progress = progress
+        self.cache = cache if cache is not None else ModelCache()
+        self._log = log if log is not None else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._t0 = time.perf_counter()
+        self.trained: list[dict[str, Any]] = []  # one entry per network trained (for results.json)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        """A progress line on stderr, prefixed with the experiment and the elapsed time."""
+        if self.progress:
+            self._log(f"[{self.experiment} {time.perf_counter() - self._t0:6.1f}s] {message}")
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from the run's seed (plus ``offset`` for independent streams)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+    # -- data --------------------------------------------------------------------------------------
+
+    def load_data(self, name: str, *, input_size: tuple[int, int, int] | None = None, **options: Any) -> Any:
+        """``cnnlab.data.load_dataset(name, ...)``, loaded once per run (and per cache)."""
+        from cnnlab.data import load_dataset
+
+        key = (name, input_size, self.seed, tuple(sorted(options.items())))
+        if key not in self.cache.data:
+            self.log(f"loading data set {name}" + (f" at {input_size}" if input_size else ""))
+            self.cache.data[key] = load_dataset(name, input_size=input_size, seed=self.seed, **options)
+        return self.cache.data[key]
+
+    # -- models ------------------------------------------------------------------------------------
+
+    def create_model(self, name: str, data: Any, **config: Any) -> nn.Module:
+        """A zoo model sized for ``data`` (its classes and channels), initialised from the run's seed."""
+        from cnnlab.models import create_model
+
+        torch.manual_seed(self.seed)
+        return create_model(name, num_classes=data.num_classes, in_chans=data.input_size[0], **config)
+
+    def train(
+        self,
+        label: str,
+        build: Callable[[], nn.Module],
+        data: Any,
+        spec: TrainSpec,
+        *,
+        key: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Train ``build()`` on ``data`` with ``cnnlab.training.fit``; returns its ``FitResult``.
+
+        ``label`` names the network in logs and results. The cache key is ``key`` (what defines the
+        network: zoo name and config; the label when None), the data, the spec, the seed and the
+        precision, so asking twice for the same network, from any experiment sharing the cache,
+        returns the network trained the first time (never retrained, never modified).
+        """
+        from cnnlab.training import fit
+
+        cache_key = (
+            _freeze(key) if key else label,
+            data.name,
+            tuple(data.input_size),
+            len(data.train.y),
+            _freeze(data.train.y[:64].tolist()),
+            spec,
+            self.seed,
+            self.precision,
+        )
+        if cache_key in self.cache.fits:
+            result = self.cache.fits[cache_key]
+            self.log(f"reusing {label}, already trained in this run")
+            self.trained.append(
+                dict(label=label, data=data.name, spec=spec.describe(), test_acc=float(result.test_acc),
+                     train_acc=float(result.train_acc), seconds=0.0, reused=True)
+            )  # fmt: skip
+            return result
+        model = build()
+        self.log(f"training {label} ({_count_params(model):,} params) on {data.name}: {spec.describe()}")
+        result = fit(
+            model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
+            overrides=dict(spec.overrides) or None, precision=self.precision, device=self.device,
+            seed=self.seed, progress=self.progress, out_dir=None,
+        )  # fmt: skip
+        self.log(f"trained {label}: test acc {result.test_acc:.4f}, train acc {result.train_acc:.4f} "
+                 f"in {result.seconds:.1f}s")  # fmt: skip
+        self.cache.fits[cache_key] = result
+        self.trained.append(
+            dict(label=label, data=data.name, spec=spec.describe(), test_acc=float(result.test_acc),
+                 train_acc=float(result.train_acc), seconds=float(result.seconds), reused=False)
+        )  # fmt: skip
+        return result
+
+    def evaluate(self, model: nn.Module, pair: Any, **options: Any) -> dict[str, float]:
+        """``cnnlab.training.evaluate`` with the run's precision and device."""
+        from cnnlab.training import evaluate
+
+        options.setdefault("precision", self.precision)
+        options.setdefault("device", self.device)
+        return evaluate(model, pair, **options)
+
+    def analyze(self, model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, int]:
+        """``{"params", "macs", "depth"}`` of ``model`` at ``input_size`` (one image), from
+        :func:`cnnlab.analysis.analyze`; ``depth`` counts weight layers on the longest path."""
+        from cnnlab.analysis import analyze
+
+        total = analyze(model, tuple(input_size)).total
+        return {"params": int(total.params), "macs": int(total.macs), "depth": int(total.depth)}
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable version of nested dicts/lists (for cache keys)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Results files
+# ---------------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, Any]:
+    """Versions of everything that produced a result: package, libraries, Python, git commit."""
+    import numpy
+    import torchvision
+
+    from cnnlab import __version__
+
+    commit = None
+    try:
+        here = Path(__file__).resolve().parent
+        proc = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+        commit = proc.stdout.strip() or None if proc.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "cnnlab": __version__,
+        "git_commit": commit,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values from tensors, numpy scalars, tuples, dataclasses and paths (NaN -> None)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and numpy scalars
+        return to_jsonable(value.tolist())
+    raise TypeError(f"cannot write {type(value).__name__} to results.json")
+
+
+def _default_out_dir(name: str, scale: str) -> Path:
+    return Path("runs") / "experiments" / f"{name}-{scale}"
+
+
+def run_experiment(
+    name: str,
+    *,
+    scale: str = "quick",
+    data: str | None = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    precision: str = "auto",
+    progress: bool = True,
+    cache: ModelCache | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run experiment ``name`` at ``scale`` and write results.json, report.md and its plots.
+
+    ``out_dir`` defaults to ``runs/experiments/<name>-<scale>/``; ``data`` replaces the scale's data
+    set. Returns the results dict written to ``results.json``.
+    """
+    from cnnlab.viz.report import render_report
+
+    exp = get_experiment(name)
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    cfg = exp.config(scale, data=data)
+    out = Path(out_dir) if out_dir is not None else _default_out_dir(name, scale)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+
+    ctx = ExperimentContext(
+        experiment=name, scale=scale, seed=seed, device=device, precision=precision,
+        progress=progress, cache=cache, log=log,
+    )  # fmt: skip
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    ctx.log(f"scale {scale}, data {cfg.data}, seed {seed}")
+    outcome = exp.run(ctx, cfg)
+    context = f"at {scale} scale on {cfg.data}"
+    reproduced, verdict = verdict_from(outcome.criteria, context=context)
+
+    results: dict[str, Any] = {
+        "experiment": exp.name,
+        "title": exp.title,
+        "claim": exp.claim,
+        "source": "; ".join(lecture_ref(s) for s in exp.lectures),
+        "paper": exp.paper,
+        "scale": scale,
+        "seed": seed,
+        "data": cfg.data,
+        "config": to_jsonable(cfg),
+        "reproduced": reproduced,
+        "verdict": verdict,
+        "criteria": [dataclasses.asdict(c) for c in outcome.criteria],
+        "setup": list(outcome.setup),
+        "notes": list(outcome.notes),
+        "tables": [
+            {"title": t.title, "columns": list(t.columns), "rows": [list(r) for r in t.rows]}
+            for t in outcome.tables
+        ],
+        "trained": ctx.trained,
+        **outcome.results,
+        "command": f"cnnlab experiment {name} --scale {scale} --seed {seed}" + (f" --data {data}" if data else ""),
+        "started": started,
+        "precision": precision,
+        "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        "versions": versions(),
+    }
+    results = to_jsonable(results)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        plots = exp.plot(results, tmp)
+        results["plots"] = [dataclasses.asdict(p) for p in plots]
+        results["seconds"] = round(time.perf_counter() - t0, 2)
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+        (tmp / "report.md").write_text(render_report(results))
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ctx.log(f"{verdict}  ->  {out}/report.md ({results['seconds']:.0f}s)")
+    results["out_dir"] = str(out)
+    return results
+
+
+def summarize(results: Mapping[str, Any]) -> str:
+    """One line per experiment for the CLI: name, scale, verdict status, time, report path."""
+    status = {True: "reproduced", False: "not reproduced", "partly": "partly reproduced"}[results["reproduced"]]
+    return f"{results['experiment']} ({results['scale']}): {status} in {results['seconds']:.0f}s"
+

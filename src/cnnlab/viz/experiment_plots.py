@@ -1,0 +1,228 @@
+"""Plots of the experiments, drawn from their results dicts (the content of ``results.json``) alone.
+
+Each ``plot_<experiment>(results, out_dir) -> list[Plot]`` writes PNGs into ``out_dir`` and returns
+their file names with captions for the report. Figures are built with ``matplotlib.figure.Figure``
+(no pyplot, no global backend state), so plotting is safe in any process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from cnnlab.viz.report import Plot
+
+__all__ = [
+    "save_figure",
+    "plot_degradation",
+    "plot_lesion",
+    "plot_ablation",
+    "plot_probes",
+    "plot_invariance",
+]
+
+_DPI = 110
+
+
+def save_figure(fig: Figure, out_dir: Path, file: str) -> str:
+    """Write ``fig`` as ``out_dir/file`` (PNG) and return the file name."""
+    fig.tight_layout()
+    fig.savefig(Path(out_dir) / file, dpi=_DPI, format="png")
+    return file
+
+
+def _pct(values: Sequence[float | None]) -> list[float]:
+    return [float("nan") if v is None else 100.0 * v for v in values]
+
+
+# ---------------------------------------------------------------------------------------------
+# degradation (He et al. 2016, Fig. 6)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_degradation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
+    """One plot per family (plain, residual): training error (thin, dashed) and test error (bold)
+    per epoch for each depth, as in He et al.'s Fig. 6."""
+    plots = []
+    models = results["models"]
+    for family, title in (("plain", "Plain networks"), ("residual", "Residual networks")):
+        members = [m for m in models.values() if m["residual"] == (family == "residual")]
+        if not members:
+            continue
+        fig = Figure(figsize=(6.0, 4.2))
+        ax = fig.add_subplot()
+        for i, m in enumerate(sorted(members, key=lambda m: m["depth"])):
+            color = f"C{i}"
+            epochs = list(range(1, len(m["train_error"]) + 1))
+            ax.plot(epochs, _pct(m["train_error"]), "--", color=color, lw=1.2, label=f"{m['label']} train")
+            ax.plot(epochs, _pct(m["test_error"]), "-", color=color, lw=2.4, label=f"{m['label']} test")
+        ax.set(xlabel="epoch", ylabel="error (%)", title=f"{title} on {results['data']} ({results['scale']} scale)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        file = save_figure(fig, out_dir, f"degradation_{family}.png")
+        caption = f"{title}: training error (dashed) and test error (bold) per epoch."
+        plots.append(Plot(file=file, caption=caption))
+    return plots
+
+
+# ---------------------------------------------------------------------------------------------
+# lesion (Veit et al. 2016, Figs. 3, 5a, 6)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_lesion(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
+    res, plain = results["residual"], results["plain"]
+    chance = results["chance_acc"]
+    plots = []
+
+    # Fig. 3: accuracy after deleting each block in turn.
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    rows = res["delete_one"]
+    xs = list(range(1, len(rows) + 1))
+    ax.plot(xs, _pct([r["acc"] for r in rows]), "o-", color="C0", label=f"{res['label']}: one block deleted")
+    down = [(x, r) for x, r in zip(xs, rows) if r["downsampling"]]
+    if down:
+        ax.plot([x for x, _ in down], _pct([r["acc"] for _, r in down]), "s", color="C3", ms=9, mfc="none",
+                mew=2, label="downsampling block")
+    ax.axhline(100 * res["baseline_acc"], color="C0", ls=":", label=f"{res['label']} intact")
+    prow = plain["delete_one"]
+    if prow:
+        px = [p["position"] for p in prow]
+        ax.plot(px, _pct([p["acc"] for p in prow]), "^-", color="C1", label=f"{plain['label']}: one block deleted")
+    ax.axhline(100 * plain["baseline_acc"], color="C1", ls=":", label=f"{plain['label']} intact")
+    ax.axhline(100 * chance, color="gray", ls="--", lw=1, label="chance")
+    ax.set(xlabel="deleted block (position in the network)", ylabel="test accuracy (%)", ylim=(0, 102),
+           title="Deleting one block at test time")
+    ax.set_xticks(xs)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    plots.append(Plot(save_figure(fig, out_dir, "lesion_delete_one.png"),
+                      "Test accuracy after deleting one block (residual: keep the shortcut; plain: "
+                      "identity, only for blocks that keep the shape). Squares mark downsampling blocks."))
+
+    # Fig. 5a: deleting k random blocks.
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.add_subplot()
+    dk = res["delete_k"]
+    ks = [0] + [r["k"] for r in dk]
+    mean = [res["baseline_acc"]] + [r["mean_acc"] for r in dk]
+    std = [0.0] + [r["std_acc"] for r in dk]
+    ax.errorbar(ks, _pct(mean), yerr=_pct(std), fmt="o-", capsize=3, color="C0")
+    ax.axhline(100 * chance, color="gray", ls="--", lw=1, label="chance")
+    ax.set(xlabel="number of residual blocks deleted (k)", ylabel="test accuracy (%)", ylim=(0, 102),
+           title=f"{res['label']}: deleting k random blocks")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    plots.append(Plot(save_figure(fig, out_dir, "lesion_delete_k.png"),
+                      "Mean test accuracy (and standard deviation over random draws) after deleting k "
+                      "random residual blocks."))
+
+    # Fig. 6: path-length distribution and gradient per path length.
+    pl = res["path_lengths"]
+    k = [r["k"] for r in pl]
+    fig = Figure(figsize=(11.0, 3.8))
+    a1, a2, a3 = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
+    a1.bar(k, [r["paths"] for r in pl], color="C0")
+    a1.set(xlabel="path length (residual branches on the path)", ylabel="number of paths",
+           title=f"(a) paths: binomial, n = {res['num_blocks']}")
+    measured = [r for r in pl if r.get("mean_grad_norm") is not None]
+    a2.errorbar([r["k"] for r in measured], [r["mean_grad_norm"] for r in measured],
+                yerr=[r["std_grad_norm"] for r in measured], fmt="o-", capsize=2, color="C3")
+    a2.set_yscale("log")
+    a2.set(xlabel="path length", ylabel="gradient norm at first block", title="(b) gradient per path")
+    a3.bar([r["k"] for r in measured], [r["paths"] * r["mean_grad_norm"] for r in measured], color="C2")
+    a3.set(xlabel="path length", ylabel="paths x gradient norm", title="(c) total gradient by length")
+    for a in (a1, a2, a3):
+        a.grid(alpha=0.3)
+    plots.append(Plot(save_figure(fig, out_dir, "lesion_path_lengths.png"),
+                      "(a) Number of paths of each length, C(n, k); (b) gradient magnitude reaching the "
+                      "first block through paths of length k (mean and spread over sampled paths, log "
+                      "scale); (c) their product: how much gradient paths of each length carry in all."))
+    return plots
+
+
+# ---------------------------------------------------------------------------------------------
+# ablation (Zeiler & Fergus 2014, Table 3)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_ablation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
+    variants = results["variants"]
+    fig = Figure(figsize=(8.0, 4.2))
+    ax = fig.add_subplot()
+    names = [v["name"] for v in variants]
+    accs = _pct([v["test_acc"] for v in variants])
+    bars = ax.bar(range(len(names)), accs, color=[f"C{i}" for i in range(len(names))])
+    for bar, v in zip(bars, variants):
+        ax.annotate(f"{v['params'] / 1e6:.2f}M params", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
+    lo = max(0.0, min(accs) - 10)
+    ax.set(ylabel="test accuracy (%)", ylim=(lo, 100.5), title="Removing layers of an AlexNet-style network")
+    ax.grid(alpha=0.3, axis="y")
+    return [Plot(save_figure(fig, out_dir, "ablation.png"),
+                 "Test accuracy of each variant, retrained from scratch; labels give its parameters.")]
+
+
+# ---------------------------------------------------------------------------------------------
+# probes (Zeiler & Fergus 2014 §5.2; linear classifiers on each stage)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_probes(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
+    stages = results["stages"]
+    xs = list(range(len(stages)))
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.add_subplot()
+    for key, label, style in (
+        ("trained_acc", "trained network, its own classes", "o-"),
+        ("heldout_acc", "trained network, held-out classes", "s-"),
+        ("random_acc", "untrained network (same architecture)", "x--"),
+    ):
+        vals = [s.get(key) for s in stages]
+        if any(v is not None for v in vals):
+            ax.plot(xs, _pct(vals), style, label=label)
+    if results.get("pixels_acc") is not None:
+        ax.axhline(100 * results["pixels_acc"], color="gray", ls=":", label="raw pixels")
+    ax.set_xticks(xs, [f"{s['stage']}\n({s['num_chs']} ch)" for s in stages], fontsize=8)
+    ax.set(xlabel="stage (shallow to deep)", ylabel="linear probe test accuracy (%)",
+           title=f"Linear probes on {results['model']} stages")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return [Plot(save_figure(fig, out_dir, "probes.png"),
+                 "Test accuracy of a linear classifier (logistic regression) on the globally average-pooled "
+                 "features of each stage of the frozen network.")]
+
+
+# ---------------------------------------------------------------------------------------------
+# invariance (Zeiler & Fergus 2014, Fig. 5)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_invariance(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
+    plots = []
+    for kind, t in results["transforms"].items():
+        fig = Figure(figsize=(10.0, 3.8))
+        a1, a2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+        mags = t["magnitudes"]
+        for i, layer in enumerate(results["layers"]):
+            a1.plot(mags, t["distance"][layer], "o-", ms=3, color=f"C{i}", label=layer)
+        a1.set(xlabel=f"{kind} ({t['unit']})", ylabel="||f(Tx) - f(x)|| / ||f(x)||",
+               title=f"(a) feature change per layer: {kind}")
+        a1.legend(fontsize=8)
+        a2.plot(mags, t["true_prob"], "o-", ms=3, color="k", label="P(true class)")
+        a2.plot(mags, t["accuracy"], "s--", ms=3, color="C3", label="accuracy")
+        a2.set(xlabel=f"{kind} ({t['unit']})", ylabel="probability / accuracy", ylim=(-0.02, 1.02),
+               title="(b) output")
+        a2.legend(fontsize=8)
+        for a in (a1, a2):
+            a.grid(alpha=0.3)
+        plots.append(Plot(save_figure(fig, out_dir, f"invariance_{kind}.png"),
+                          f"{kind.capitalize()}: (a) normalised distance between the features of the original "
+                          "and transformed images, per layer (mean over images); (b) mean probability of the "
+                          "true class and accuracy on the transformed images."))
+    return plots

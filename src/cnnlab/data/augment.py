@@ -163,7 +163,11 @@ def pca_lighting(
 def _crop_resize(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor,
                  size: tuple[int, int]) -> Tensor:  # fmt: skip
     """Per-sample boxes (fractions of the image: top, left, height, width) resized to ``size``,
-    bilinear, by one ``affine_grid`` + ``grid_sample``."""
+    bilinear, by one ``affine_grid`` + ``grid_sample``.
+
+    This samples the magnified whole image, as "rescale, then crop" does: at the box's edges the
+    pixels just outside it blend in (torchvision's ``resized_crop`` crops first, then resizes).
+    """
     n = x.shape[0]
     theta = torch.zeros(n, 2, 3, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
     theta[:, 0, 0] = width  # output [-1, 1] -> the box's x range, in input coordinates [-1, 1]
@@ -242,7 +246,8 @@ def tta_views(
         big_size = (round(h / crop), round(w / crop))
         big = F.interpolate(x, size=big_size, mode="bilinear", align_corners=False, antialias=False)
     bh, bw = big.shape[-2:]
-    corners = [((bh - h) // 2, (bw - w) // 2), (0, 0), (0, bw - w), (bh - h, 0), (bh - h, bw - w)]
+    # centre offset rounded like torchvision's center_crop (round half to even)
+    corners = [(round((bh - h) / 2), round((bw - w) / 2)), (0, 0), (0, bw - w), (bh - h, 0), (bh - h, bw - w)]
     views = [big[..., t : t + h, l : l + w] for t, l in corners]
     return views + [v.flip(-1) for v in views]
 

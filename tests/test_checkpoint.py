@@ -308,38 +308,42 @@ def _count_fs_ops(monkeypatch, fail_at: int | None):
     return calls
 
 
-@pytest.mark.parametrize("tag", ["last", "best"])
-def test_crash_at_every_filesystem_step_keeps_a_truthful_manifest(tmp_path, monkeypatch, tag):
+@pytest.mark.parametrize("tag, before", [("last", 2), ("best", 2), ("last", 0)], ids=["last", "best", "first-save"])
+def test_crash_at_every_filesystem_step_keeps_a_truthful_manifest(tmp_path, monkeypatch, tag, before):
     """Interrupt a save at each of its filesystem operations in turn (a deterministic kill -9):
     every entry the manifest then lists loads and matches its hashes, and resuming finds the old
-    or the new checkpoint, never a mix."""
+    or the new checkpoint, never a mix. ``before``: saves already in the directory (0: the very
+    first save of a run is the one interrupted)."""
     # fsync is still counted as a step but does nothing: these are crashes, not power cuts, and
     # real fsyncs would make up most of this test's time.
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     model = cnnlab.create_model("lenet5")
-    for step in (1, 2):
+    for step in range(1, before + 1):
         save_checkpoint(tmp_path / "probe", tag, model=model, train_state={"step": step})
     with monkeypatch.context() as m:
         calls = _count_fs_ops(m, fail_at=None)
-        save_checkpoint(tmp_path / "probe", tag, model=model, train_state={"step": 3})
-    total = calls["n"]  # filesystem operations of a save that replaces an existing checkpoint
-    assert total >= 12  # 2 temporaries, 2 links, 2 replaces, 3 manifests (+ their fsyncs)
+        save_checkpoint(tmp_path / "probe", tag, model=model, train_state={"step": before + 1})
+    total = calls["n"]  # filesystem operations of the save under test
+    assert total >= (12 if before else 8)  # temporaries, links, replaces, manifests (+ their fsyncs)
 
     for fail_at in range(1, total + 1):
         d = tmp_path / f"crash{fail_at}"
-        for step in (1, 2):
+        for step in range(1, before + 1):
             save_checkpoint(d, tag, model=model, train_state={"step": step})
         with monkeypatch.context() as m:
             _count_fs_ops(m, fail_at=fail_at)
             with pytest.raises(_Crash):
-                save_checkpoint(d, tag, model=model, train_state={"step": 3})
-        manifest = read_manifest(d)
+                save_checkpoint(d, tag, model=model, train_state={"step": before + 1})
+        manifest = read_manifest(d) or {}
         for t in manifest:
             verify_checkpoint(d, t)
         steps = {t: e["step"] for t, e in manifest.items()}
-        assert steps.get(tag) in (2, 3, None) and (tag in steps or f"{tag}.prev" in steps), steps
-        _, ts = load_checkpoint(d)
-        assert ts["step"] in (2, 3)
+        if before:
+            assert steps.get(tag) in (before, before + 1, None) and (tag in steps or f"{tag}.prev" in steps), steps
+            _, ts = load_checkpoint(d)
+            assert ts["step"] in (before, before + 1)
+        else:  # nothing saved yet: either no checkpoint (a fresh start) or the new one
+            assert find_resumable(d) in (None, tag)
         clean_temporaries(d)
         assert not [p for p in d.iterdir() if p.name.startswith(".cnnlab-tmp-")]
         save_checkpoint(d, tag, model=model, train_state={"step": 4})  # the next run carries on

@@ -12,6 +12,7 @@ The manifest is the single source of truth and it never lies: every save writes 
 under temporary names first (fsync'd), and the manifest (itself written atomically) only names
 files whose content matches it. Saving tag ``T`` over an existing ``T`` goes:
 
+    0. (first save in the directory: write an empty manifest)
     1. write T's new files as temporaries          manifest: T=old, T.prev=older
     2. drop T.prev from the manifest                manifest: T=old
     3. hard-link T's files as T.prev                (same inodes: free)
@@ -263,7 +264,12 @@ def save_checkpoint(
     try:
         for kind in names:  # step 1
             temps[kind] = _write_temp(directory, names[kind], blobs[kind])
-        checkpoints = _require_manifest(directory) or {}
+        checkpoints = _require_manifest(directory)
+        if checkpoints is None:
+            # A first save: an empty manifest goes first, so that a kill right after the files are
+            # in place leaves "no checkpoint yet" rather than files without a manifest (refused).
+            checkpoints = {}
+            _write_manifest(directory, checkpoints)
         prev = tag + PREV
         if tag in checkpoints:
             if prev in checkpoints:  # step 2: T.prev's files are about to be overwritten

@@ -38,7 +38,7 @@ class FractalConv(nn.Module):
     The order (dropout right after the convolution) is the authors' Caffe macro (``globals.crox``:
     Convolution, Dropout, BatchNorm, ReLU). Departure: their convolution has a bias and their
     BatchNorm no learned scale/shift; here the convolution has no bias and BN is affine (the usual
-    PyTorch form; +1 parameter per channel).
+    PyTorch form; +1 parameter per channel). The ReLU is not in-place, so hooks see each layer's output.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, dropout: float = 0.0) -> None:
@@ -46,7 +46,7 @@ class FractalConv(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.bn = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn(self.dropout(self.conv(x))))

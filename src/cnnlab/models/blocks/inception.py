@@ -48,7 +48,8 @@ class BasicConv2d(nn.Module):
     """``conv`` -> ``bn`` -> ReLU (torchvision, BN eps 0.001) or ``conv`` (with bias) -> ReLU (paper).
 
     The paper predates batch normalisation; torchvision's GoogLeNet adds BN after every convolution.
-    Without BN, ``bn`` is an ``nn.Identity`` (no parameters, so no state-dict keys).
+    Without BN, ``bn`` is an ``nn.Identity`` (no parameters, so no state-dict keys). The ReLU is not
+    in-place (torchvision's is), so a forward hook on ``conv`` or ``bn`` sees that layer's own output.
     """
 
     def __init__(
@@ -65,7 +66,7 @@ class BasicConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=not batch_norm)
         # eps=0.001 as torchvision's BasicConv2d (its weights were ported from TensorFlow, whose default it is)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if batch_norm else nn.Identity()
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn(self.conv(x)))
@@ -134,7 +135,7 @@ class InceptionAux(nn.Module):
         self.pool = nn.AvgPool2d(5, stride=3) if pool == "avg5s3" else nn.AdaptiveAvgPool2d(4)
         self.conv = BasicConv2d(in_channels, 128, 1, batch_norm=batch_norm)
         self.fc1 = nn.Linear(128 * 4 * 4, 1024)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(1024, num_classes)
 

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save_file, save_model
 from torch import nn
 
 import cnnlab
@@ -193,6 +193,19 @@ def test_tied_weights_round_trip(tmp_path):
     load_weights(fresh, path)
     assert torch.equal(fresh.embed.weight, model.embed.weight)
     assert fresh.out.weight is fresh.embed.weight  # still tied after loading
+
+    # safetensors' own save_model stores a tied tensor under one name only: still a complete file.
+    deduped = tmp_path / "deduped.safetensors"
+    save_model(model, str(deduped))
+    assert len(read_state_dict(deduped)[0]) == 1
+    fresh = Tied()
+    report = load_weights(fresh, deduped)
+    assert report.complete and torch.equal(fresh.out.weight, model.embed.weight)
+    # An untied model really lacks the second tensor: that one is reported missing.
+    untied = nn.Module()
+    untied.embed, untied.out = nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False)
+    with pytest.raises(WeightsError, match="1 missing key"):
+        load_weights(untied, deduped)
 
 
 def test_save_weights_is_atomic_and_leaves_no_temporaries(tmp_path, ref):

@@ -294,9 +294,16 @@ def _compare(model_state: Mapping[str, Tensor], file_state: Mapping[str, Tensor]
             report.mismatched.append((key, tuple(value.shape), tuple(model_state[key].shape)))
         else:
             loadable[key] = value
+    # A tied weight stored once (safetensors' save_model keeps one name per shared tensor) is loaded
+    # through the name that is there, so its other names are not missing.
+    storage_of = {k: v.untyped_storage().data_ptr() for k, v in model_state.items() if v.device.type != "meta"}
+    loaded_storages = {storage_of[k] for k in loadable if storage_of.get(k)}
     # BatchNorm fills a missing `num_batches_tracked` itself (old torchvision files lack it), as
-    # torch's own load_state_dict does, so it is not reported missing.
-    report.missing = [k for k in model_state if k not in file_state and not k.endswith("num_batches_tracked")]
+    # torch's own load_state_dict does, so it is not reported missing either.
+    report.missing = [
+        k for k in model_state
+        if k not in file_state and not k.endswith("num_batches_tracked") and storage_of.get(k) not in loaded_storages
+    ]
     report.loaded = sorted(loadable)
     return loadable
 

@@ -108,6 +108,13 @@ def test_googlenet_parameter_counts_match_torchvision() -> None:
     assert ours.num_params() == published
     assert ours_aux.num_params() == sum(p.numel() for p in tv_aux.parameters()) == 13_004_888
     assert ours.aux1 is None and ours.aux2 is None
+    # torchvision publishes 1.498 "GFLOPS" (multiply-adds) for its GoogLeNet at 224x224
+    published_ops = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.meta["_ops"]
+    assert round(_macs(ours.eval(), (1, 3, 224, 224)) / 1e9, 3) == published_ops == 1.498
+    # the paper's network: "a computational budget of 1.5 billion multiply-adds at inference time"
+    with torch.device("meta"):
+        paper = create_model("googlenet_2014").eval()
+    assert abs(_macs(paper, (1, 3, 224, 224)) / 1e9 - 1.5) < 0.1  # 1.583G: true 5x5s, 3x3 last pool
 
 
 def test_googlenet_keeps_torchvision_departures() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 from pathlib import Path
@@ -249,3 +250,46 @@ def test_imagefolder_layouts(tmp_path: Path) -> None:
     native = load_dataset(f"imagefolder:{tmp_path / 'tv' / 'train'}")  # one folder of classes: split
     assert native.input_size == (3, 14, 20) and len(native.train) + len(native.test) == 8
     assert torch.bincount(native.test.y).tolist() == [1, 1]
+
+
+def test_download_path_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--download: torchvision's download_url is called with the published URL and md5, the archive is
+    extracted safely and read; a failed download is a DatasetError naming the URL. (No network: the
+    download is replaced by a local archive.)"""
+    import tarfile
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    from cnnlab.data import torchvision_sets as tvs
+
+    write_cifar10(tmp_path / "src")
+    calls = []
+
+    def fake_download(url, root, filename=None, md5=None):
+        calls.append((url, filename, md5))
+        with tarfile.open(Path(root) / filename, "w:gz") as tar:
+            tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+
+    monkeypatch.setattr(tv_utils, "download_url", fake_download)
+    b = load_dataset("cifar10", root=tmp_path / "root", download=True)
+    assert len(b.train) == 40
+    assert calls == [(tvs.CIFAR10["url"], tvs.CIFAR10["filename"], tvs.CIFAR10["tgz_md5"])]
+
+    def evil_download(url, root, filename=None, md5=None):
+        with tarfile.open(Path(root) / filename, "w:gz") as tar:
+            info = tarfile.TarInfo("../escaped.txt")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+
+    monkeypatch.setattr(tv_utils, "download_url", evil_download)
+    with pytest.raises(DatasetError, match="cannot extract"):
+        load_dataset("cifar10", root=tmp_path / "evil", download=True)
+    assert not (tmp_path / "escaped.txt").exists()
+
+    def offline(url, root, filename=None, md5=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_utils, "download_url", offline)
+    with pytest.raises(DatasetError, match="could not download https://ossci-datasets"):
+        load_dataset("mnist", root=tmp_path / "offline", download=True)

@@ -87,7 +87,9 @@ def test_epoch_end_without_exhausting_the_iterator() -> None:
     assert nxt == epoch_ids(ref)
 
 
-@pytest.mark.parametrize("world_size,n,drop_last", [(2, 100, False), (3, 100, False), (2, 64, True), (4, 10, False)])
+@pytest.mark.parametrize(
+    "world_size,n,drop_last", [(2, 100, False), (3, 100, False), (2, 64, True), (4, 10, False)]
+)
 def test_rank_shards_concatenate_to_the_single_process_batch(world_size: int, n: int, drop_last: bool) -> None:
     per_rank = 6
     single = BatchLoader(numbered(n), per_rank * world_size, shuffle=True, seed=9, drop_last=drop_last)

@@ -71,6 +71,8 @@ def load_imagefolder(
     """Read ``path`` (see the module docstring) into uint8 tensors at the model's input size."""
     folder = Path(path).expanduser()
     name = f"imagefolder:{path}"
+    if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"{name}: test_fraction must be in (0, 1), got {test_fraction!r}")
     if not folder.is_dir():
         raise DatasetError(f"{name}: {folder} is not a folder")
     subdirs = {p.name: p for p in _class_dirs(folder)}
@@ -141,11 +143,12 @@ def load_imagefolder(
     if len(ty) == 0:
         raise DatasetError(f"{name}: no readable images in {folder} ({len(bad.found)} bad files skipped)")
     if not val_items:
-        if not 0.0 < test_fraction < 1.0:
-            raise ConfigError(f"{name}: test_fraction must be in (0, 1), got {test_fraction}")
         train_idx, test_idx = stratified_split(ty.numpy(), test_fraction=test_fraction, seed=IMAGEFOLDER_SPLIT_SEED)
         tx, ty, vx, vy = tx[train_idx], ty[train_idx], tx[test_idx], ty[test_idx]
-        layout += f", split stratified {1 - test_fraction:.0%}/{test_fraction:.0%} with the fixed seed {IMAGEFOLDER_SPLIT_SEED}"
+        layout += (
+            f", split stratified {1 - test_fraction:.0%}/{test_fraction:.0%} with the fixed seed "
+            f"{IMAGEFOLDER_SPLIT_SEED}"
+        )
     elif len(vy) == 0:
         raise DatasetError(f"{name}: no readable images in {val_dir} ({len(bad.found)} bad files skipped)")
     notes = [

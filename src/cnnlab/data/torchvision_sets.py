@@ -97,7 +97,9 @@ def _download(name: str, url: str, folder: Path, filename: str, md5: str | None)
     try:
         download_url(url, str(folder), filename=filename, md5=md5)
     except Exception as err:  # noqa: BLE001 - URLError, HTTPError, RuntimeError (md5), OSError ...
-        raise DatasetError(f"{name}: could not download {url} into {folder} ({type(err).__name__}: {err})") from None
+        raise DatasetError(
+            f"{name}: could not download {url} into {folder} ({type(err).__name__}: {err})"
+        ) from None
     path = folder / filename
     if not path.is_file():
         raise DatasetError(f"{name}: download of {url} did not produce {path} (checksum mismatch?)")

@@ -13,6 +13,7 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import (
+    DIGITS_OVERRIDES,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -80,7 +81,7 @@ SCALES = {
         data="mnist-5k",
         plain=("plain20", "plain56"),
         residual=("resnet20", "resnet56"),
-        train=TrainSpec(recipe="resnet_cifar", epochs=6, batch_size=128, overrides=(("schedule", "cosine"),)),
+        train=TrainSpec(recipe="resnet_cifar", epochs=6, batch_size=128, overrides=DIGITS_OVERRIDES),
     ),
     # The paper's setting: CIFAR-10 and He et al.'s recipe, 64k iterations (164 epochs at batch 128).
     "full": DegradationConfig(

@@ -17,6 +17,7 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import TRANSFORMS, background_fill, capture, stage_names, transform_batch
 from cnnlab.experiments.framework import (
+    DIGITS_OVERRIDES,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -74,7 +75,7 @@ SCALES = {
     "quick": InvarianceConfig(
         data="mnist-5k",
         model="resnet20",
-        train=TrainSpec(recipe="resnet_cifar", epochs=8, batch_size=128, overrides=(("schedule", "cosine"),)),
+        train=TrainSpec(recipe="resnet_cifar", epochs=8, batch_size=128, overrides=DIGITS_OVERRIDES),
         translation=(-8, -6, -4, -2, 0, 2, 4, 6, 8),
         scale=(0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4),
         rotation=tuple(float(a) for a in range(0, 361, 30)),

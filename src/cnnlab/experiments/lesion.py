@@ -17,6 +17,7 @@ import torch
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import (
+    DIGITS_OVERRIDES,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -83,7 +84,7 @@ SCALES = {
         data="mnist-5k",
         residual="resnet20",
         plain="plain20",
-        train=TrainSpec(recipe="resnet_cifar", epochs=8, batch_size=128, overrides=(("schedule", "cosine"),)),
+        train=TrainSpec(recipe="resnet_cifar", epochs=8, batch_size=128, overrides=DIGITS_OVERRIDES),
         delete_k_draws=10,
         grad_draws=5,
     ),

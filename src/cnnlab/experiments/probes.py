@@ -16,6 +16,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy, stage_names
 from cnnlab.experiments.framework import (
+    DIGITS_OVERRIDES,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -64,7 +65,7 @@ SCALES = {
     "quick": ProbesConfig(
         data="mnist-5k",
         model="resnet20",
-        train=TrainSpec(recipe="resnet_cifar", epochs=8, batch_size=128, overrides=(("schedule", "cosine"),)),
+        train=TrainSpec(recipe="resnet_cifar", epochs=8, batch_size=128, overrides=DIGITS_OVERRIDES),
         train_classes=(0, 1, 2, 3, 4),
     ),
     # CIFAR-10: ResNet-56 trained on the five vehicle-and-animal classes 0-4, probed on 0-4 and 5-9.

@@ -1,0 +1,63 @@
+"""``cnnlab experiment``: re-run a lecture's claim and report whether it holds."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from cnnlab.experiments.framework import SCALES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "experiment",
+        help="re-run a lecture's claim (degradation, lesion, ablation, probes, invariance)",
+        description="Run an experiment and write results.json, report.md and plots into --out. "
+        "`cnnlab experiment list` lists them; `cnnlab experiment all` runs every one, sharing trained "
+        "networks.",
+    )
+    p.add_argument("name", metavar="NAME", help="experiment name, `list`, or `all`")
+    p.add_argument("--scale", choices=SCALES, default="quick",
+                   help="quick: mnist-5k, minutes on a CPU (default); full: the paper's setting, for a GPU; "
+                   "tiny: seconds, plumbing only")  # fmt: skip
+    p.add_argument("--data", default=None, help="data set replacing the scale's (see cnnlab.data.list_datasets)")
+    p.add_argument("--out", default=None, help="output directory (default runs/experiments/NAME-SCALE)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and sampling")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--precision", default="auto", help="training/evaluation precision passed to the engine")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def _list() -> int:
+    from cnnlab.experiments import get_experiment, list_experiments
+
+    for name in list_experiments():
+        exp = get_experiment(name)
+        print(f"{name:<12} {exp.title}")
+        print(textwrap.indent(f"{exp.paper}; lectures {', '.join(s.split('_')[0] for s in exp.lectures)}", " " * 13))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.errors import ConfigError
+    from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
+    from cnnlab.experiments.framework import summarize
+
+    if args.name == "list":
+        return _list()
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    names = list_experiments() if args.name == "all" else [get_experiment(args.name).name]
+    if args.name == "all" and args.out is not None:
+        raise ConfigError("--out names one experiment's directory; with `all` each goes to runs/experiments/NAME-SCALE")
+    cache = ModelCache()  # `all` shares data sets and trained networks between experiments
+    for name in names:
+        results = run_experiment(
+            name, scale=args.scale, data=args.data, out_dir=args.out, seed=args.seed, device=args.device,
+            precision=args.precision, progress=not args.quiet, cache=cache,
+        )  # fmt: skip
+        print(summarize(results))
+        print(f"  {results['verdict']}")
+        print(f"  report: {results['out_dir']}/report.md")
+    return 0

@@ -1,0 +1,330 @@
+"""Experiments I (issue 6): degradation, lesion, ablation, probes, invariance.
+
+Every experiment runs end to end at the ``tiny`` scale (random 16x16 images, 4-channel-wide nets,
+one or two epochs) to check the plumbing and the files it writes; its numbers mean nothing. The
+machinery the experiments rest on is checked against numbers from outside the code: binomial
+counts and an enumeration of all paths, a hand-computed option-A shortcut, scikit-learn's logistic
+regression, pixel positions after known transformations, and analytic parameter counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab import create_model
+from cnnlab.cli import main
+from cnnlab.errors import UnknownNameError
+from cnnlab.experiments import Criterion, ModelCache, get_experiment, list_experiments, run_experiment, verdict_from
+from cnnlab.experiments.features import fit_linear_probe, probe_accuracy, transform_batch
+from cnnlab.experiments.surgery import (
+    DeletedBlock,
+    RoutedBlock,
+    delete_blocks,
+    path_length_distribution,
+    plain_blocks,
+    remove_layers,
+    residual_blocks,
+)
+
+NAMES = ("degradation", "lesion", "ablation", "probes", "invariance")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    # The tiny nets are too small to gain from a second thread, and on a shared, oversubscribed
+    # machine two OpenMP threads make their small convolutions many times slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, one_thread):
+    """Each experiment once at tiny scale, sharing trained networks as `cnnlab experiment all` does
+    (degradation trains ResNet-20 and plain-20; lesion and invariance reuse them)."""
+    root = tmp_path_factory.mktemp("experiments")
+    cache = ModelCache()
+    runs = {}
+    for name in NAMES:
+        if name == "ablation":
+            continue  # run through the CLI below
+        out = root / name
+        results = run_experiment(name, scale="tiny", out_dir=out, seed=0, progress=False, cache=cache)
+        runs[name] = (results, out)
+    out = root / "ablation"
+    assert main(["experiment", "ablation", "--scale", "tiny", "--out", str(out), "--quiet"]) == 0
+    runs["ablation"] = (json.loads((out / "results.json").read_text()), out)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end at tiny scale: files and formats
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_run_writes_results_report_and_plots(tiny_runs, name):
+    _, out = tiny_runs[name]
+    results = json.loads((out / "results.json").read_text())
+    for key, kind in (("claim", str), ("scale", str), ("seed", int), ("seconds", float), ("versions", dict),
+                      ("verdict", str), ("criteria", list), ("source", str), ("plots", list), ("tables", list)):
+        assert isinstance(results[key], kind), key
+    assert results["experiment"] == name and results["scale"] == "tiny" and results["seed"] == 0
+    assert results["reproduced"] in (True, False, "partly")
+    assert results["versions"]["torch"] == torch.__version__
+    assert results["source"].startswith("lecture 0") and "seeds/" in results["source"]
+    # The verdict follows from the criteria, never written by hand.
+    passed = [c["passed"] for c in results["criteria"]]
+    assert results["reproduced"] == (True if all(passed) else False if not any(passed) else "partly")
+
+    report = (out / "report.md").read_text()
+    assert results["claim"] in report
+    assert results["verdict"] in report
+    assert "## Verdict: " in report and "## How the verdict is computed" in report
+    assert "seeds/" in report
+    assert "|---" in report  # at least one markdown table
+
+    assert results["plots"], "every experiment draws at least one plot"
+    for plot in results["plots"]:
+        png = out / plot["file"]
+        data = png.read_bytes()
+        assert data[:8] == PNG_MAGIC
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width > 100 and height > 100
+        assert f"]({plot['file']})" in report
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")], "temporary dir left behind"
+
+
+def test_degradation_records_train_and_test_error_per_epoch(tiny_runs):
+    results, _ = tiny_runs["degradation"]
+    assert set(results["models"]) == {"plain20", "plain56", "resnet20", "resnet56"}
+    for m in results["models"].values():
+        assert len(m["train_error"]) == len(m["test_error"]) == results["epochs"] == 2
+        assert all(0.0 <= e <= 1.0 for e in m["train_error"] + m["test_error"])
+    # Depth and parameters come from the analyzer: 6n+2 weight layers, plain and residual nets equal.
+    assert results["models"]["plain56"]["depth"] == results["models"]["resnet56"]["depth"] == 56
+    assert results["models"]["plain20"]["params"] == results["models"]["resnet20"]["params"]
+
+
+def test_lesion_results_have_the_issue_keys(tiny_runs):
+    results, _ = tiny_runs["lesion"]
+    res, plain = results["residual"], results["plain"]
+    assert 0.0 <= res["baseline_acc"] <= 1.0 and 0.0 <= plain["baseline_acc"] <= 1.0
+    n = res["num_blocks"]
+    assert n == 9  # ResNet-20: three stages of three blocks
+    assert [r["block"] for r in res["delete_one"]][:4] == ["layer1.0", "layer1.1", "layer1.2", "layer2.0"]
+    assert [r["downsampling"] for r in res["delete_one"]] == [False] * 3 + [True, False, False] * 2
+    assert all(isinstance(r["acc"], float) for r in res["delete_one"])
+    # plain-20: the two shape-changing blocks cannot be deleted, the other seven are.
+    assert {r["layer"] for r in plain["delete_one"]} == {f"layer{s}.{i}" for s in (1, 2, 3) for i in (0, 1, 2)} - {
+        "layer2.0", "layer3.0"}
+    assert {r["layer"] for r in plain["skipped"]} == {"layer2.0", "layer3.0"}
+    assert [r["k"] for r in res["delete_k"]] == list(range(1, n + 1))
+    assert all({"mean_acc", "std_acc"} <= set(r) for r in res["delete_k"])
+    assert [r["paths"] for r in res["path_lengths"]] == [math.comb(n, k) for k in range(n + 1)]
+    assert all(r["mean_grad_norm"] > 0 for r in res["path_lengths"])
+
+
+def test_shared_cache_reuses_trained_networks(tiny_runs):
+    lesion, _ = tiny_runs["lesion"]
+    invariance, _ = tiny_runs["invariance"]
+    assert [t["reused"] for t in lesion["trained"]] == [True, True]  # ResNet-20 and plain-20 from degradation
+    assert [t["reused"] for t in invariance["trained"]] == [True]
+
+
+def test_ablation_params_and_rebuilt_layers(tiny_runs):
+    results, _ = tiny_runs["ablation"]
+    v = {x["name"]: x for x in results["variants"]}
+    assert list(v) == ["full network", "without fc7", "without fc6, fc7", "without conv3, conv4",
+                       "without conv3, conv4, fc6, fc7"]
+    # alexnet_2012 at width 1/16 and a 1x1 map before FC6 (pool_size=1): FC6/FC7 of 256 units,
+    # conv5 of 16 maps. Removing fc7 drops its 256*256 + 256 parameters.
+    assert v["full network"]["params"] - v["without fc7"]["params"] == 256 * 256 + 256
+    # Without fc6, fc7, fc8 reads conv5's 16 maps directly: 16*10 + 10 instead of 256*10 + 10.
+    removed = (16 * 256 + 256) + (256 * 256 + 256) + (256 * 10 + 10) - (16 * 10 + 10)
+    assert v["full network"]["params"] - v["without fc6, fc7"]["params"] == removed
+    assert v["without fc6, fc7"]["rebuilt"] == ["classifier.fc8"]
+    assert v["without conv3, conv4"]["rebuilt"] == ["features.conv5"]
+
+
+def test_probes_and_invariance_cover_every_stage(tiny_runs):
+    probes, _ = tiny_runs["probes"]
+    assert [s["stage"] for s in probes["stages"]] == ["layer1", "layer2", "layer3"]
+    assert probes["held_out_classes"] == [5, 6, 7, 8, 9]
+    assert all(0.0 <= s[k] <= 1.0 for s in probes["stages"] for k in ("trained_acc", "heldout_acc", "random_acc"))
+    inv, _ = tiny_runs["invariance"]
+    assert inv["layers"] == ["layer1", "layer2", "layer3", "layer3 (avg-pooled)"]
+    for kind, t in inv["transforms"].items():
+        i = t["magnitudes"].index(t["identity"])
+        assert all(t["distance"][layer][i] == pytest.approx(0.0, abs=1e-6) for layer in inv["layers"]), kind
+        assert t["prob_change"][i] == pytest.approx(0.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts, registry, CLI, failures
+# ---------------------------------------------------------------------------------------------
+
+
+def test_verdict_from_criteria():
+    yes, no = Criterion("a", "A measured", True), Criterion("b", "B measured", False)
+    assert verdict_from([yes, yes], context="here")[0] is True
+    assert verdict_from([no], context="here")[0] is False
+    status, sentence = verdict_from([yes, no], context="at quick scale on mnist-5k")
+    assert status == "partly"
+    assert sentence == ("Partly reproduced at quick scale on mnist-5k: A measured (as claimed); "
+                        "B measured (contrary to the claim).")
+    with pytest.raises(ValueError):
+        verdict_from([], context="x")
+
+
+def test_cli_list_and_unknown_name(capsys):
+    assert main(["experiment", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in NAMES:
+        assert name in out
+    assert list_experiments()[:5] == list(NAMES)
+
+    assert main(["experiment", "lesoin"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "unknown experiment 'lesoin'" in err[0] and "lesion" in err[0]
+
+
+def test_failed_run_leaves_earlier_results_untouched(tmp_path, one_thread):
+    out = tmp_path / "lesion"
+    out.mkdir()
+    (out / "results.json").write_text('{"earlier": true}')
+    with pytest.raises(UnknownNameError):
+        run_experiment("lesion", scale="tiny", data="no-such-data", out_dir=out, progress=False)
+    assert (out / "results.json").read_text() == '{"earlier": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lesion"]  # no temporary directory left
+
+
+def test_data_override_drops_the_scale_data_options():
+    cfg = get_experiment("lesion").config("tiny", data="digits")
+    assert cfg.data == "digits" and cfg.data_options == ()
+    assert get_experiment("lesion").config("tiny").data == "synthetic"
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesion machinery
+# ---------------------------------------------------------------------------------------------
+
+
+def test_deleting_a_block_changes_outputs_not_shapes(one_thread):
+    torch.manual_seed(0)
+    model = create_model("resnet20").eval()  # untrained, 3x32x32
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        for name in ("layer1.1", "layer2.0", "layer3.2"):
+            lesioned = delete_blocks(model, [name])
+            out = lesioned(x)
+            assert out.shape == before.shape == (4, 10)
+            assert not torch.allclose(out, before)
+            assert isinstance(lesioned.get_submodule(name), DeletedBlock)
+        assert torch.equal(model(x), before)  # the original network is untouched
+
+
+def test_deleted_block_computes_relu_of_the_shortcut():
+    model = create_model("resnet20").eval()
+    blocks = dict(residual_blocks(model))
+    x = torch.randn(2, 16, 32, 32).relu()  # a block's input is the previous block's ReLU output
+    with torch.no_grad():
+        # identity shortcut: the block passes its input through
+        assert torch.equal(DeletedBlock(blocks["layer1.1"])(x), x)
+        # option A at layer2.0 (16 -> 32 maps, stride 2): subsample, then 16 zero maps appended
+        expected = torch.cat([x[:, :, ::2, ::2], torch.zeros(2, 16, 16, 16)], dim=1)
+        assert torch.equal(DeletedBlock(blocks["layer2.0"])(x), expected)
+    plain = dict(plain_blocks(create_model("plain20")))
+    assert torch.equal(DeletedBlock(plain["layer1.1"])(x), x)
+    with pytest.raises(ValueError):
+        DeletedBlock(plain["layer2.0"])  # a shape-changing plain block has no identity
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 9])
+def test_path_lengths_are_binomial(n):
+    counts = path_length_distribution(n)
+    assert counts == [math.comb(n, k) for k in range(n + 1)]
+    # Enumerate the 2^n paths: each block is crossed either through its residual branch (1) or its
+    # shortcut (0); a path's length is the number of residual branches on it.
+    enumerated = [0] * (n + 1)
+    for choice in itertools.product((0, 1), repeat=n):
+        enumerated[sum(choice)] += 1
+    assert counts == enumerated and sum(counts) == 2**n
+
+
+def test_routed_block_keeps_the_forward_and_routes_the_gradient():
+    torch.manual_seed(0)
+    block = dict(residual_blocks(create_model("resnet20").eval()))["layer1.1"]
+    x = torch.randn(2, 16, 8, 8).relu()
+    with torch.no_grad():
+        full = block(x)
+        for through in (True, False):
+            assert torch.allclose(RoutedBlock(block, through_residual=through)(x), full, atol=1e-6)
+    # Through the identity shortcut only, d sum(relu(F(x) + x)) / dx is the ReLU's mask.
+    xg = x.clone().requires_grad_(True)
+    RoutedBlock(block, through_residual=False)(xg).sum().backward()
+    assert torch.equal(xg.grad, (full > 0).float())
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes, transformations, layer removal
+# ---------------------------------------------------------------------------------------------
+
+
+def test_linear_probe_matches_scikit_learn(one_thread):
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load_digits()
+    x, y = torch.tensor(digits.data, dtype=torch.float64), torch.tensor(digits.target)
+    xtr, ytr, xte, yte = x[:1200], y[:1200], x[1200:], y[1200:]
+    l2 = 1e-2
+    probe = fit_linear_probe(xtr, ytr, num_classes=10, l2=l2)
+    std = xtr.std(0).clamp_min(1e-6)
+    z = ((xtr - xtr.mean(0)) / std).numpy()
+    # scikit-learn minimises C * sum(CE) + ||W||^2 / 2, i.e. mean(CE) + ||W||^2 / (2 C N).
+    ref = LogisticRegression(C=1 / (l2 * len(ytr)), max_iter=5000, tol=1e-10).fit(z, ytr.numpy())
+    assert np.abs(ref.coef_ - probe.linear.weight.detach().double().numpy()).max() < 1e-3
+    zte = ((xte - xtr.mean(0)) / std).numpy()
+    assert probe_accuracy(probe, xte.float(), yte) == pytest.approx(ref.score(zte, yte.numpy()), abs=2e-3)
+
+
+def test_transformations_move_pixels_where_expected():
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 2, 3] = 1.0
+    down = transform_batch(x, "translation", 2, fill=[-0.5])
+    assert down[0, 0, 4, 3] == 1.0 and down[0, 0, 2, 3] == 0.0
+    assert torch.all(down[0, 0, :2] == -0.5)  # uncovered rows take the fill value
+    up = transform_batch(x, "translation", -2, fill=[0.0])
+    assert up[0, 0, 0, 3] == 1.0
+    # 90 degrees counter-clockwise about the centre (3.5, 3.5): (row 2, col 3) -> (row 3, col 5)
+    rot = transform_batch(x, "rotation", 90, fill=[0.0])
+    assert rot[0, 0, 3, 5] == pytest.approx(1.0) and rot.sum() == pytest.approx(1.0)
+    assert torch.equal(transform_batch(x, "scale", 1.0, fill=[0.0]), x)
+    with pytest.raises(ValueError):
+        transform_batch(x, "shear", 1.0, fill=[0.0])
+
+
+def test_remove_layers_rebuilds_the_next_layer():
+    model = create_model("alexnet_2012", num_classes=10, in_chans=1, width=0.25, pool_size=2, init="pytorch")
+    slim, rebuilt = remove_layers(model, ["features.conv3", "features.relu3", "features.conv4", "features.relu4"],
+                                  input_size=(1, 99, 99))
+    assert rebuilt == ["features.conv5"]
+    conv2, conv5 = slim.get_submodule("features.conv2"), slim.get_submodule("features.conv5")
+    assert conv5.in_channels == conv2.out_channels == 64 and conv5.out_channels == 64
+    # conv5 (two towers: groups=2) now reads 64 maps: 64 * 32 * 9 + 64 parameters.
+    assert sum(p.numel() for p in conv5.parameters()) == 64 * 32 * 9 + 64
+    assert slim(torch.randn(2, 1, 99, 99)).shape == (2, 10)
+    assert model.get_submodule("features.conv3") is not None  # the original keeps its layers

@@ -180,14 +180,13 @@ def test_googlenet_2014_forward_and_auxiliary_classifiers() -> None:
         assert out.logits.shape == (1, 10)
         assert [a.shape for a in out.aux_logits] == [(1, 10), (1, 10)]
         assert out.aux_weights == (0.3, 0.3)
-        assert type(model(x)) is torch.Tensor  # forward gives logits only, in training too
         model.eval()
-        assert model.forward_train(x).aux_logits == ()  # auxiliary heads are for training only
         features = model.forward_features(x)
-        logits = model(x)
+        eval_out = model.forward_train(x)
+    assert eval_out.aux_logits == () and eval_out.aux_weights == ()  # auxiliary heads: training only
     assert features.shape == (1, 1024, 7, 7)
-    assert logits.shape == (1, 10) and torch.isfinite(logits).all()
-    torch.testing.assert_close(logits, model.forward_head(features))
+    assert eval_out.logits.shape == (1, 10) and torch.isfinite(eval_out.logits).all()
+    torch.testing.assert_close(eval_out.logits, model.forward_head(features))
 
 
 def test_googlenet_2014_without_aux_and_bad_config() -> None:

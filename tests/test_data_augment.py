@@ -143,6 +143,8 @@ def test_augment_from_a_recipe_like_spec() -> None:
     assert lit.eigen is not None and lit(x, gen()).shape == x.shape
     vgg = A.Augment(scale_jitter=True, flip=True)
     assert vgg.scale_jitter == A.VGG_SCALE_JITTER
+    with pytest.raises(ConfigError, match="256/224"):
+        A.Augment(scale_jitter=(256, 512))  # the paper's pixels, not a magnification
     with pytest.raises(ConfigError, match="needs data"):
         A.Augment({"pca_lighting": 0.1})
     with pytest.raises(ConfigError, match="crop_pad"):

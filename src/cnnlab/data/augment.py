@@ -325,6 +325,13 @@ class Augment:
             raise ConfigError(f"Augment: {name} must be True or a (min, max) pair, got {value!r}") from None
         if not 0 < lo <= hi:
             raise ConfigError(f"Augment: {name} must satisfy 0 < min <= max, got {value!r}")
+        if name == "scale_jitter" and not (lo >= 1.0 and hi <= 4.0):
+            raise ConfigError(
+                f"Augment: scale_jitter is the magnification (min, max) relative to the crop, in [1, 4] "
+                f"(VGG: S in [256, 512] for 224 crops is (256/224, 512/224)), got {value!r}"
+            )
+        if name == "random_resized_crop" and hi > 1.0:
+            raise ConfigError(f"Augment: random_resized_crop is an area fraction (min, max) <= 1, got {value!r}")
         return lo, hi
 
     @property

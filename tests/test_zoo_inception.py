@@ -193,6 +193,10 @@ def test_googlenet_2014_without_aux_and_bad_config() -> None:
     with torch.device("meta"):
         model = create_model("googlenet_2014", aux_logits=False)
     assert model.aux1 is None and model.num_params() == 6_998_552
+    with torch.device("meta"):
+        with_aux = create_model("googlenet_2014").train()
+    with pytest.raises(ConfigError, match="224x224"):  # the paper's aux pooling fits 14x14 maps only
+        with_aux.forward_train(torch.empty(2, 3, 96, 96, device="meta"))
     with pytest.raises(ConfigError, match="dropout"):
         create_model("googlenet", dropout=1.5)
     with pytest.raises(ConfigError, match="aux_logit"):

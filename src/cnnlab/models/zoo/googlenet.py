@@ -248,6 +248,11 @@ class GoogLeNet(Classifier):
         logits = self.forward_head(feats)
         if not self.training or self.aux1 is None or self.aux2 is None:
             return ModelOutput(logits)
+        if VARIANTS[self.cfg.variant].aux_pool == "avg5s3" and tuple(x4a.shape[-2:]) != (14, 14):
+            raise ConfigError(
+                f"aux_logits=True needs 224x224 inputs (the paper's 5x5/3 aux pooling reads 14x14 maps at 4a), "
+                f"got {tuple(x.shape[-2:])}; build with aux_logits=False for other sizes"
+            )
         return ModelOutput(logits, (self.aux1(x4a), self.aux2(x4d)), (0.3, 0.3))
 
 

@@ -265,3 +265,16 @@ def test_bad_files_option_is_validated() -> None:
 
     with pytest.raises(ConfigError, match="bad_files"):
         load_dataset("mnist-5k", bad_files="ignore")
+
+
+def test_the_cifar_payload_is_live(tmp_path: Path) -> None:
+    """Positive control: the malicious batch really runs code when unpickled without restriction (in
+    a child process), so the sentinel's absence above means the restricted unpickler refused it."""
+    load, bad_file, _ = CASES["cifar_os_system"](tmp_path)
+    child = f"import pickle; pickle.loads(open({str(bad_file)!r}, 'rb').read())  # UNSAFE on purpose"
+    subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=60)
+    assert (tmp_path / SENTINEL_NAME).exists()
+    (tmp_path / SENTINEL_NAME).unlink()
+    with pytest.raises(DatasetError, match="posix.system|nt.system"):
+        load()
+    assert not (tmp_path / SENTINEL_NAME).exists()

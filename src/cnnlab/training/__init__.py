@@ -1,0 +1,23 @@
+"""Training: recipes as data, schedules as functions of the step, the engine (``fit``/``evaluate``),
+checkpoints, and runs from a specification (what ``cnnlab train`` calls).
+
+    from cnnlab.training import fit, evaluate, get_recipe
+    result = fit(model, bundle, "resnet_cifar", epochs=10)
+"""
+
+from cnnlab.training.engine import FitResult, evaluate, evaluate_mc_dropout, fit
+from cnnlab.training.recipes import Recipe, get_recipe, list_recipes
+from cnnlab.training.run import TrainSpec, spec_from_config, train
+
+__all__ = [
+    "FitResult",
+    "Recipe",
+    "TrainSpec",
+    "evaluate",
+    "evaluate_mc_dropout",
+    "fit",
+    "get_recipe",
+    "list_recipes",
+    "spec_from_config",
+    "train",
+]

@@ -1,0 +1,276 @@
+"""``cnnlab train`` and ``cnnlab eval``: parse the arguments, call ``cnnlab.training``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+TRAIN_EPILOG = """\
+examples:
+  cnnlab train lenet5                         the main job: LeNet-5 on mnist-5k, about a minute on 2 cores
+  cnnlab train resnet20 --data cifar10 --epochs 10 --set lr=0.05
+  cnnlab train --config runs/2025-01-01-lenet5-mnist-5k/config.json    repeat a run
+  cnnlab train --resume runs/2025-01-01-lenet5-mnist-5k                continue a killed run
+  torchrun --nproc_per_node=2 -m cnnlab train resnet20 --data cifar10  DistributedDataParallel
+
+recipes (--recipe, fields changed with --set FIELD=VALUE): {recipes}
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _value(text: str) -> Any:
+    """A --set value: true/false/none, a number, a tuple "100,150", or else the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, list):
+        value = tuple(value)
+    return value if isinstance(value, (int, float, bool, tuple, str)) else text
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects FIELD=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = _value(text)
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.training.device import MEMORY_FORMATS, PRECISIONS
+    from cnnlab.training.recipes import list_recipes
+
+    p = sub.add_parser(
+        "train", help="train a zoo model with its paper's recipe",
+        description="Train a model; a run folder gets config.json, metrics.csv, curves.png, results.json, "
+                    "the weights and checkpoints.",
+        epilog=TRAIN_EPILOG.format(recipes=", ".join(list_recipes())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Defaults are None so that, with --config, only the flags given on the command line change the spec.
+    p.add_argument("model", nargs="?", help="model name (`cnnlab list`)")
+    p.add_argument("--data", help="data set (default mnist-5k; `imagefolder:PATH` for your images)")
+    p.add_argument("--recipe", help="training recipe (default: the model's)")
+    p.add_argument("--epochs", type=_positive_int, help="train this many epochs (milestones scale with it)")
+    p.add_argument("--batch-size", type=_positive_int, help="global batch size")
+    p.add_argument("--lr", type=_positive_float, help="base learning rate")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
+    p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
+    p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option (repeatable)")
+    p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
+    p.add_argument("--download", action="store_true", default=None, help="download the data set if missing")
+    p.add_argument("--bad-files", choices=("strict", "skip"), help="bad image files: error (default) or skip")
+    p.add_argument("--seed", type=_nonneg_int, help="random seed (default 0)")
+    p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16 or fp16 (CUDA)")
+    p.add_argument("--memory-format", choices=MEMORY_FORMATS, help="tensor layout (default auto)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    p.add_argument("--max-steps", type=_positive_int, help="stop after this many updates (quick looks)")
+    p.add_argument("--weights", help="initial weights (.safetensors or .pth), e.g. to fine-tune")
+    p.add_argument("--sha256", help="expected sha256 of --weights")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                   help="--weights must match the model exactly (default) or not")
+    p.add_argument("--out", help="run folder (default runs/<date>-<model>-<data>/, never overwritten)")
+    p.add_argument("--runs-root", default="runs", help="where default run folders go (default ./runs)")
+    p.add_argument("--config", help="repeat the run of this config.json (flags given here change it)")
+    p.add_argument("--resume", nargs="?", const="auto", metavar="DIR|auto",
+                   help="continue a run folder, or `auto`: the newest unfinished run of this model and data")
+    p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                   help="also checkpoint every N updates (always: every epoch)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic algorithms only (bitwise-repeatable on a CPU)")
+    p.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=run)
+
+    e = sub.add_parser(
+        "eval", help="evaluate saved weights (test-time augmentation, MC dropout)",
+        description="Top-1/top-5 accuracy of saved weights on a data set's test split. The model and data "
+                    "come from the config.json of the run beside the weights unless given.",
+    )
+    e.add_argument("weights", help="a weights file (.safetensors or .pth), e.g. runs/.../model.safetensors")
+    e.add_argument("--model", help="model name (default: from the run's config.json)")
+    e.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option")
+    e.add_argument("--data", help="data set (default: the run's, else mnist-5k)")
+    e.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option")
+    e.add_argument("--data-root", default=None, help="where downloadable data sets live (default ./data)")
+    e.add_argument("--download", action="store_true", help="download the data set if missing")
+    e.add_argument("--tta", choices=("none", "flip", "10crop"), default="none", help="test-time augmentation")
+    e.add_argument("--dropout-samples", type=_positive_int, metavar="K",
+                   help="also Monte-Carlo dropout with K stochastic passes")
+    e.add_argument("--batch-size", type=_positive_int, default=500)
+    e.add_argument("--precision", choices=PRECISIONS, default="auto")
+    e.add_argument("--device")
+    e.add_argument("--sha256", help="expected sha256 of the weights file")
+    e.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the MC-dropout passes")
+    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.set_defaults(func=run_eval)
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from cnnlab.training.run import TrainSpec, spec_from_config
+
+    changes: dict[str, Any] = {}
+    for name in ("model", "data", "recipe", "epochs", "batch_size", "lr", "data_root", "download", "bad_files",
+                 "seed", "precision", "memory_format", "device", "threads", "max_steps", "weights", "sha256",
+                 "strict", "checkpoint_every", "deterministic", "tensorboard"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    sets = _pairs(args.set, "--set")
+    model_sets = _pairs(args.model_set, "--model-set")
+    data_sets = _pairs(args.data_set, "--data-set")
+    if args.config:
+        spec = spec_from_config(args.config)
+        if sets:
+            changes["overrides"] = {**spec.overrides, **sets}
+        if model_sets:
+            changes["model_config"] = {**spec.model_config, **model_sets}
+        if data_sets:
+            changes["data_options"] = {**spec.data_options, **data_sets}
+        return dataclasses.replace(spec, **changes)
+    if "model" not in changes:
+        if args.resume not in (None, "auto"):
+            return None  # the run folder's config.json says
+        raise ConfigError("give a MODEL (`cnnlab list` shows them), --config CONFIG.json or --resume DIR")
+    return TrainSpec(overrides=sets, model_config=model_sets, data_options=data_sets, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.training import distributed as D
+    from cnnlab.training.run import train
+
+    spec = _spec_from_args(args)  # None with --resume DIR alone: train() reads DIR's spec
+    try:
+        result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
+                       progress=not args.no_progress)
+    finally:
+        D.shutdown()
+    if D.current().is_main and result.out_dir is not None:
+        print(f"{result.config['model']['name']} on {result.config['data']['name']}: test accuracy "
+              f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%), train accuracy "
+              f"{100 * result.train_acc:.2f}%, {result.seconds:.1f} s, {result.images_per_second:.0f} img/s; "
+              f"run folder {result.out_dir}")
+    return 0
+
+
+def _run_config_for(weights: Path) -> dict | None:
+    """The config.json of the run these weights belong to (beside them, or above a checkpoints/ folder)."""
+    for folder in (weights.parent, weights.parent.parent):
+        path = folder / "config.json"
+        if path.is_file():
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ConfigError(f"{path}: cannot read the run's configuration ({err})") from None
+            if isinstance(doc, dict) and isinstance(doc.get("spec"), dict):
+                return doc
+    return None
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from cnnlab.data import load_dataset
+    from cnnlab.models.registry import create_model, model_info
+    from cnnlab.training.engine import evaluate, evaluate_mc_dropout
+
+    weights = Path(args.weights)
+    if not weights.is_file():
+        raise ConfigError(f"weights file {args.weights}: no such file")
+    doc = _run_config_for(weights)
+    spec = doc["spec"] if doc else {}
+    model_name = args.model or spec.get("model")
+    if not model_name:
+        raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model")
+    model_config = {**(spec.get("model_config") or {}), **_pairs(args.model_set, "--model-set")} \
+        if not args.model or args.model == spec.get("model") else _pairs(args.model_set, "--model-set")
+    data_name = args.data or spec.get("data") or "mnist-5k"
+    same_data = data_name == spec.get("data")
+    data_options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
+    info = model_info(model_name)
+    data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
+                        input_size=info.input_size, **data_options)
+    num_classes = (doc or {}).get("data", {}).get("num_classes") if same_data else None
+    model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
+                         **model_config)
+    _load(model, weights, args.sha256)
+    pad = None
+    if doc and args.tta == "10crop":
+        pad = int(doc.get("recipe", {}).get("crop_padding") or 0) or None  # views like the training crops
+    dev = args.device
+    standard = evaluate(model, data.test, batch_size=args.batch_size, precision=args.precision, device=dev)
+    report: dict[str, Any] = {"model": model_name, "data": data.name, "weights": str(weights),
+                              "test_images": len(data.test), "standard": standard}
+    if args.tta != "none":
+        report["tta"] = {"mode": args.tta, **evaluate(model, data.test, batch_size=args.batch_size,
+                                                      precision=args.precision, tta=args.tta, device=dev,
+                                                      tta_pad=pad)}
+    if args.dropout_samples:
+        report["mc_dropout"] = {"samples": args.dropout_samples, **evaluate_mc_dropout(
+            model, data.test, samples=args.dropout_samples, batch_size=args.batch_size,
+            precision=args.precision, device=dev, seed=args.seed)}
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{model_name} on {data.name} ({len(data.test):,} test images), weights {weights}")
+
+    def line(label: str, m: dict) -> None:
+        print(f"  {label:<34} top-1 {100 * m['acc']:6.2f}%  top-5 {100 * m['top5']:6.2f}%  loss {m['loss']:.4f}")
+
+    line("standard (weight scaling)" if args.dropout_samples else "standard", standard)
+    if "tta" in report:
+        line(f"test-time augmentation ({args.tta})", report["tta"])
+    if "mc_dropout" in report:
+        line(f"MC dropout ({args.dropout_samples} samples)", report["mc_dropout"])
+    return 0
+
+
+def _load(model, path: Path, sha256: str | None) -> None:
+    from cnnlab.models.weights import load_weights
+
+    load_weights(model, path, sha256=sha256, strict=True)

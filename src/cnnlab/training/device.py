@@ -1,0 +1,105 @@
+"""Where and in which number format to train: device, autocast dtype, memory layout.
+
+``precision="auto"`` picks, per machine (PERF-NOTES.md has the measurements behind it):
+
+* CUDA: bf16 autocast when the GPU supports bf16 (Ampere and later), else fp32; channels_last.
+* CPU with native bf16 (AVX512-BF16 or AMX): bf16 autocast + channels_last, about 2.7x faster than
+  fp32 for resnet20 training on the project's Zen 4 machines.
+* other CPUs (AVX2 only): fp32, contiguous (NCHW). bf16 is emulated there and several times
+  *slower* than fp32.
+
+Parameters and optimizer state stay fp32 in every mode (autocast only changes the compute dtype of
+convolutions and matrix products), so weights saved from a bf16 run are ordinary fp32 tensors.
+``fp16`` (CUDA only) adds a gradient scaler.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from cnnlab.errors import ConfigError
+
+__all__ = ["Precision", "PRECISIONS", "MEMORY_FORMATS", "resolve_device", "cpu_has_bf16", "resolve_precision"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # "fp32" | "bf16" | "fp16"
+    channels_last: bool
+    reason: str  # why "auto" chose this, for config.json
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a torch.device; None: CUDA when present, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: cnnlab trains on cpu or cuda")
+    return dev
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 autocast pays off."""
+    try:
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return True
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device, *, memory_format: str = "auto") -> Precision:
+    """The concrete precision and layout for ``precision`` ("auto", "fp32", "bf16", "fp16") on ``device``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
+    if memory_format not in MEMORY_FORMATS:
+        raise ConfigError(f"unknown memory format {memory_format!r} (use {', '.join(MEMORY_FORMATS)})")
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        if cuda:
+            bf16 = torch.cuda.is_bf16_supported()
+            name, reason = ("bf16", "CUDA with bf16") if bf16 else ("fp32", "CUDA without bf16")
+        elif cpu_has_bf16():
+            name, reason = "bf16", "CPU with native bf16 (AVX512-BF16/AMX)"
+        else:
+            name, reason = "fp32", "CPU without native bf16 (bf16 would be emulated, slower)"
+    else:
+        name, reason = precision, "asked for"
+    if name == "fp16" and not cuda:
+        raise ConfigError("precision fp16 needs CUDA (on a CPU use bf16 or fp32)")
+    if memory_format == "auto":
+        # channels_last pays off with bf16 (oneDNN's bf16 kernels are NHWC) and on GPUs; fp32 on an
+        # AVX2 CPU gains little and small nets (LeNet) lose.
+        channels_last = cuda or name == "bf16"
+    else:
+        channels_last = memory_format == "channels_last"
+    return Precision(name, channels_last, reason)

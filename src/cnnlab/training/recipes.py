@@ -1,0 +1,328 @@
+"""Training recipes as data: one frozen, commented :class:`Recipe` per paper.
+
+Each value carries its source (``# He et al. 2016 §4.2``) or says why it departs from the paper.
+Every field can be overridden (``cnnlab train ... --set lr=0.05`` or ``fit(..., overrides=...)``);
+:meth:`Recipe.replace` validates the new values like the constructor does.
+
+A recipe's length is given the way its paper gives it: in epochs, or in iterations (He et al.'s
+64k). Milestones are in ``milestone_unit`` ("epoch" or "iteration"); when ``--epochs`` changes the
+length of a run, :func:`cnnlab.training.schedules.resolve_schedule` scales them in proportion and
+the run's config.json records the scaled values.
+
+Augmentation fields are those of :class:`cnnlab.data.augment.Augment`, applied on whole batches at
+the model's input size. Where a paper crops a smaller patch from a larger stored image (AlexNet's
+224 of 256), we pad-and-crop at the input size instead, with the same relative shift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab.errors import ConfigError, UnknownNameError
+
+__all__ = ["Recipe", "get_recipe", "list_recipes", "register_recipe", "RECIPES"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "multistep", "plateau", "cosine")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train a model: optimiser, schedule, length, augmentation (see the module docstring)."""
+
+    name: str
+    source: str  # the paper (and section) the values come from
+    # --- optimiser
+    optimizer: str = "sgd"  # "sgd" (momentum), "adam" or "adamw"
+    lr: float = 0.1  # base learning rate
+    momentum: float = 0.9  # SGD momentum; Adam's beta1
+    nesterov: bool = False
+    weight_decay: float = 0.0  # L2 penalty on every parameter, as in the papers (Caffe's weight_decay)
+    batch_size: int = 128  # global batch (split across DDP ranks)
+    # --- length: exactly one of epochs / iterations
+    epochs: int | None = None
+    iterations: int | None = None  # the paper counts updates, not epochs
+    # --- schedule
+    schedule: str = "constant"  # "constant" | "step" | "multistep" | "plateau" | "cosine"
+    milestones: tuple[float, ...] = ()  # multistep: where the rate is multiplied by gamma
+    milestone_unit: str = "epoch"  # unit of milestones and step_size: "epoch" or "iteration"
+    step_size: float = 0.0  # step: multiply by gamma every step_size units
+    gamma: float = 0.1  # the factor at each milestone / step / plateau ("divided by 10")
+    plateau_patience: int = 5  # plateau: epochs without improvement of the test accuracy before a drop
+    plateau_threshold: float = 1e-3  # plateau: an improvement smaller than this (accuracy fraction) does not count
+    min_lr: float = 0.0  # cosine's floor; plateau stops dropping below it
+    warmup_steps: int = 0  # updates of warm-up before the schedule proper
+    warmup_lr: float = 0.0  # warm-up rate: held ("constant") or the start of a linear ramp ("linear")
+    warmup: str = "linear"  # "linear" ramp warmup_lr -> lr (Goyal et al. 2017), or "constant" (He et al. 2016)
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None  # max global gradient norm (None: no clipping)
+    # --- regularisation inside the model
+    dropout: float | None = None  # set every nn.Dropout's p to this; None keeps the model's own rates
+    # --- augmentation on whole batches (cnnlab.data.augment.Augment's fields)
+    crop_padding: int = 0  # pad by this many pixels then crop back to the input size
+    flip: bool = False  # random horizontal mirror
+    translate: int = 0  # random shift of up to this many pixels (digits: no flips)
+    scale_jitter: bool | tuple[float, float] = False  # VGG scale jittering (True: S in [256, 512] for 224)
+    random_resized_crop: bool | tuple[float, float] = False
+    pca_lighting: float = 0.0  # std of AlexNet's PCA colour noise (0.1 in the paper); 0 = off
+    # --- batching
+    drop_last: bool = False  # drop the last, partial batch of an epoch
+    eval_batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        def bad(field: str, why: str) -> ConfigError:
+            return ConfigError(f"recipe {self.name}: {field} {why}, got {getattr(self, field)!r}")
+
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
+        if self.milestone_unit not in ("epoch", "iteration"):
+            raise bad("milestone_unit", "must be 'epoch' or 'iteration'")
+        if self.warmup not in ("linear", "constant"):
+            raise bad("warmup", "must be 'linear' or 'constant'")
+        for field in ("lr", "momentum", "weight_decay", "min_lr", "warmup_lr", "label_smoothing",
+                      "plateau_threshold", "pca_lighting"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise bad(field, "must be a number >= 0")
+        if not self.lr > 0:
+            raise bad("lr", "must be > 0")
+        if not 0 < self.gamma <= 1:
+            raise bad("gamma", "must be in (0, 1]")
+        if self.label_smoothing >= 1:
+            raise bad("label_smoothing", "must be < 1")
+        for field in ("nesterov", "flip", "drop_last"):
+            if not isinstance(getattr(self, field), bool):
+                raise bad(field, "must be true or false")
+        for field in ("scale_jitter", "random_resized_crop"):
+            value = getattr(self, field)
+            if not isinstance(value, bool) and not (isinstance(value, tuple) and len(value) == 2):
+                raise bad(field, "must be true, false or a (min, max) pair")
+        for field in ("batch_size", "eval_batch_size"):
+            if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
+                raise bad(field, "must be a positive integer")
+        for field in ("warmup_steps", "plateau_patience", "crop_padding", "translate"):
+            if not _is_int(getattr(self, field)) or getattr(self, field) < 0:
+                raise bad(field, "must be an integer >= 0")
+        if (self.epochs is None) == (self.iterations is None):
+            raise ConfigError(f"recipe {self.name}: give exactly one of epochs ({self.epochs!r}) "
+                              f"and iterations ({self.iterations!r})")
+        for field in ("epochs", "iterations"):
+            value = getattr(self, field)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise bad(field, "must be a positive integer")
+        if self.milestone_unit == "iteration" and self.iterations is None:
+            raise bad("milestone_unit", "can be 'iteration' only when the recipe's length is in iterations")
+        if any(not isinstance(m, (int, float)) or isinstance(m, bool) or m <= 0 for m in self.milestones):
+            raise bad("milestones", "must be positive numbers")
+        if list(self.milestones) != sorted(self.milestones):
+            raise bad("milestones", "must be increasing")
+        if self.schedule == "multistep" and not self.milestones:
+            raise bad("milestones", "must not be empty for the multistep schedule")
+        if self.schedule == "step" and not self.step_size > 0:
+            raise bad("step_size", "must be > 0 for the step schedule")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise bad("dropout", "must be in [0, 1) or None")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise bad("grad_clip", "must be > 0 or None")
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with ``changes`` (validated); unknown fields name the valid ones.
+
+        Setting ``epochs`` on a recipe defined in iterations (or the reverse) clears the other
+        length field, so ``--set epochs=10`` works on ``resnet_cifar``.
+        """
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - valid)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(valid), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"recipe {self.name}: unknown field {unknown[0]!r}{hint}; "
+                              f"valid fields: {', '.join(sorted(valid))}")
+        if changes.get("epochs") is not None and "iterations" not in changes:
+            changes["iterations"] = None
+            if self.milestone_unit == "iteration" and "milestone_unit" not in changes:
+                # Keep the paper's milestones at the same fraction of the run.
+                frac = tuple(m / self.iterations * changes["epochs"] for m in self.milestones)
+                changes["milestones"] = changes.get("milestones", frac)
+                changes["step_size"] = changes.get("step_size", self.step_size / self.iterations * changes["epochs"])
+                changes["milestone_unit"] = "epoch"
+        if changes.get("iterations") is not None and "epochs" not in changes:
+            changes["epochs"] = None
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        """The inverse of :meth:`to_dict` (JSON turns tuples into lists)."""
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - valid)
+        if unknown:
+            raise ConfigError(f"recipe: unknown field {unknown[0]!r}")
+        d = dict(d)
+        for key in ("milestones", "scale_jitter", "random_resized_crop"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    if recipe.name in RECIPES:
+        raise RuntimeError(f"recipe {recipe.name!r} is registered twice")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def list_recipes() -> list[str]:
+    return sorted(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    """The registered recipe ``name``; unknown names list the closest ones."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"unknown recipe {name!r}{hint} (recipes: {', '.join(list_recipes())})") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# The recipes. Lengths are the papers'; on a CPU shorten them with --epochs (milestones scale).
+
+register_recipe(Recipe(
+    name="lenet",
+    source="LeCun et al. 1998 §II-A/§III-C, re-tuned for a one-minute CPU run on mnist-5k",
+    # The paper trains LeNet-5 on 60,000 digits for 20 passes with stochastic diagonal
+    # Levenberg-Marquardt, one sample per update, global rate 5e-4 -> 1e-5 in steps (§III-C); a pass
+    # takes minutes on a CPU. cnnlab's default job has 4,000 digits and a minute, so we use
+    # mini-batch Adam with a cosine decay (more updates per second than per-sample SGD, no
+    # Hessian estimate) and small random shifts, the cheapest of the paper's distortions
+    # (§III-C: "planar affine transformations", 0.95% -> 0.8% error).
+    optimizer="adam",
+    lr=0.002,  # tuned: reaches >= 98.5% on mnist-5k's 1,000 test digits (see README)
+    momentum=0.9,  # Adam's beta1
+    weight_decay=0.0,  # the paper uses none
+    batch_size=64,  # tuned; the paper: 1
+    epochs=30,  # tuned to fit in a minute on 2 cores; the paper: 20 passes over 60,000
+    schedule="cosine",  # the paper: a hand-set decreasing sequence, 5e-4 ... 1e-5
+    translate=2,  # departure: random shifts of up to 2 px (the paper's distortions were affine)
+))
+
+register_recipe(Recipe(
+    name="alexnet",
+    source="Krizhevsky, Sutskever & Hinton 2012 §5 (details of learning), §4.1-4.2",
+    optimizer="sgd",
+    lr=0.01,  # §5: "initialized at 0.01"
+    momentum=0.9,  # §5
+    weight_decay=5e-4,  # §5: "weight decay of 0.0005"
+    batch_size=128,  # §5
+    epochs=90,  # §5: "roughly 90 cycles through the training set"
+    schedule="plateau",  # §5: divided by 10 "when the validation error rate stopped improving", 3 times
+    gamma=0.1,
+    plateau_patience=5,  # not stated in the paper (done by hand)
+    dropout=0.5,  # §4.2: the first two fully-connected layers
+    # §4.1: random 224x224 patches of the 256x256 images (shifts of up to 32 px, 1/8 of the side)
+    # and their mirrors; here pad-and-crop at the model's input size with the same relative shift.
+    crop_padding=28,  # 227 / 8
+    flip=True,
+    pca_lighting=0.1,  # §4.1: alpha ~ N(0, 0.1)
+))
+
+register_recipe(Recipe(
+    name="vgg",
+    source="Simonyan & Zisserman 2015 §3.1 (training)",
+    optimizer="sgd",
+    lr=0.01,  # §3.1: "initially set to 1e-2"
+    momentum=0.9,  # §3.1
+    weight_decay=5e-4,  # §3.1: "L2 penalty multiplier set to 5e-4"
+    batch_size=256,  # §3.1
+    epochs=74,  # §3.1: "370K iterations (74 epochs)"
+    schedule="plateau",  # §3.1: "decreased by a factor of 10 when the validation set accuracy stopped improving"
+    gamma=0.1,
+    plateau_patience=5,  # not stated (the rate was decreased 3 times in all)
+    dropout=0.5,  # §3.1: first two fully-connected layers
+    scale_jitter=True,  # §3.1: multi-scale training, S in [256, 512], 224 crops
+    flip=True,  # §3.1: "random horizontal flipping and random RGB colour shift"
+    pca_lighting=0.1,  # the RGB colour shift of Krizhevsky et al. 2012
+))
+
+register_recipe(Recipe(
+    name="resnet_imagenet",
+    source="He et al. 2016 §3.4; 30-epoch steps as torchvision's reference recipe",
+    optimizer="sgd",
+    lr=0.1,  # §3.4: "starts from 0.1"
+    momentum=0.9,  # §3.4
+    weight_decay=1e-4,  # §3.4: "weight decay of 0.0001"
+    batch_size=256,  # §3.4: "mini-batch size of 256"
+    epochs=90,  # §3.4 trains "up to 60x10^4 iterations" (~120 epochs); torchvision: 90 epochs
+    # §3.4 divides by 10 "when the error plateaus"; we use torchvision's fixed equivalent (every 30
+    # epochs), which needs no validation set. --set schedule=plateau gives the paper's rule.
+    schedule="step",
+    step_size=30,
+    gamma=0.1,
+    random_resized_crop=True,  # §3.4 uses scale augmentation [256, 480] (Simonyan & Zisserman); torchvision: resized crops
+    flip=True,  # §3.4
+))
+
+_RESNET_CIFAR = Recipe(
+    name="resnet_cifar",
+    source="He et al. 2016 §4.2 (CIFAR-10)",
+    optimizer="sgd",
+    lr=0.1,  # §4.2: "start with a learning rate of 0.1"
+    momentum=0.9,  # §4.2
+    weight_decay=1e-4,  # §4.2: "weight decay of 0.0001"
+    batch_size=128,  # §4.2: "mini-batch size of 128 on two GPUs"
+    iterations=64_000,  # §4.2: "terminate training at 64k iterations"
+    schedule="multistep",
+    milestones=(32_000, 48_000),  # §4.2: "divide it by 10 at 32k and 48k iterations"
+    milestone_unit="iteration",
+    gamma=0.1,
+    crop_padding=4,  # §4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly sampled"
+    flip=True,  # §4.2: "... from the padded image or its horizontal flip"
+)
+register_recipe(_RESNET_CIFAR)
+
+register_recipe(dataclasses.replace(
+    _RESNET_CIFAR,
+    name="resnet110_cifar",
+    source="He et al. 2016 §4.2 (CIFAR-10, ResNet-110 warm-up)",
+    # §4.2: "we use 0.01 to warm up the training until the training error is below 80% (about 400
+    # iterations), and then go back to 0.1". Departure: a fixed 400 iterations rather than watching
+    # the training error, so that the schedule stays a function of the step.
+    warmup_steps=400,
+    warmup_lr=0.01,
+    warmup="constant",
+))
+
+register_recipe(Recipe(
+    name="fractalnet",
+    source="Larsson, Maire & Shakhnarovich 2017 §4.1 (CIFAR/SVHN training)",
+    optimizer="sgd",
+    lr=0.02,  # §4.1: "learning rate starts at 0.02"
+    momentum=0.9,  # §4.1
+    weight_decay=0.0,  # not stated in the paper (regularisation is drop-path and dropout)
+    batch_size=100,  # §4.1: "batch size 100"
+    epochs=400,  # §4.1: "400 epochs on CIFAR, 20 epochs on SVHN"
+    # §4.1: the rate is divided by 10 "each time the number of remaining epochs halves":
+    # 200 left (epoch 200), 100 (300), 50 (350), 25 (375).
+    schedule="multistep",
+    milestones=(200, 300, 350, 375),
+    gamma=0.1,
+    dropout=None,  # the model's per-block rates (0, 0.1, 0.2, 0.3, 0.4) and drop-path are kept
+    crop_padding=4,  # "C10+": the standard translation and mirroring augmentation
+    flip=True,
+))

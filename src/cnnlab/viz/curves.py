@@ -1,0 +1,79 @@
+"""Training curves of a run, from its per-epoch metrics (``FitResult.history`` or ``metrics.csv``).
+
+Two panels side by side, as in He et al. 2016's Fig. 1/6: loss and error (1 - top-1 accuracy, in
+%), training thin and dashed, test bold. The figure is built with ``matplotlib.figure.Figure`` (no
+pyplot, no global backend), so drawing is safe in any process.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["read_metrics", "plot_training_curves"]
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.csv`` with numbers parsed (empty cells become None)."""
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            parsed: dict[str, Any] = {}
+            for k, v in row.items():
+                if v is None or v == "":
+                    parsed[k] = None
+                    continue
+                try:
+                    parsed[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+                except ValueError:
+                    parsed[k] = v
+            rows.append(parsed)
+    return rows
+
+
+def _series(history: Sequence[Mapping[str, Any]], key: str, *, error: bool = False) -> list[float]:
+    out = []
+    for row in history:
+        v = row.get(key)
+        v = float("nan") if v is None else float(v)
+        out.append(100.0 * (1.0 - v) if error else v)
+    return out
+
+
+def plot_training_curves(
+    history: Sequence[Mapping[str, Any]] | str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Draw loss and top-1 error per epoch (train and test) into the PNG ``path``; return the path.
+
+    ``history``: one mapping per epoch with ``epoch``, ``train_loss``, ``test_loss``, ``train_acc``
+    and ``test_acc`` (accuracies as fractions), or the path of a ``metrics.csv`` holding them.
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(history, (str, os.PathLike)):
+        history = read_metrics(history)
+    epochs = [float(row.get("epoch", i + 1)) for i, row in enumerate(history)]
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_err = fig.subplots(1, 2)
+    for ax, key, label, error in ((ax_loss, "loss", "loss", False), (ax_err, "acc", "top-1 error (%)", True)):
+        ax.plot(epochs, _series(history, f"train_{key}", error=error), "--", lw=1.2, color="tab:blue", label="train")
+        ax.plot(epochs, _series(history, f"test_{key}", error=error), "-", lw=2.2, color="tab:orange", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    losses = [v for v in _series(history, "train_loss") + _series(history, "test_loss") if v == v and v > 0]
+    if losses and max(losses) / min(losses) > 50:
+        ax_loss.set_yscale("log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100, format="png")
+    return path

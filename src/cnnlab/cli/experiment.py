@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="quick: mnist-5k, minutes on a CPU (default); full: the paper's setting, for a GPU; "
                    "tiny: seconds, plumbing only")  # fmt: skip
     p.add_argument("--data", default=None, help="data set replacing the scale's (see cnnlab.data.list_datasets)")
+    p.add_argument("--data-root", default="data", help="where torchvision-backed data sets live (default ./data)")
+    p.add_argument("--download", action="store_true", help="download a missing data set (CIFAR-10 for --scale full)")
     p.add_argument("--out", default=None, help="output directory (default runs/experiments/NAME-SCALE)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and sampling")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         results = run_experiment(
             name, scale=args.scale, data=args.data, out_dir=args.out, seed=args.seed, device=args.device,
-            precision=args.precision, progress=not args.quiet, cache=cache,
+            precision=args.precision, progress=not args.quiet, cache=cache, data_root=args.data_root,
+            download=args.download,
         )  # fmt: skip
         print(summarize(results))
         print(f"  {results['verdict']}")

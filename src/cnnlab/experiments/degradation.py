@@ -83,12 +83,12 @@ SCALES = {
         residual=("resnet20", "resnet56"),
         train=TrainSpec(recipe="resnet_cifar", epochs=6, batch_size=128, overrides=DIGITS_OVERRIDES),
     ),
-    # The paper's setting: CIFAR-10 and He et al.'s recipe, 64k iterations (164 epochs at batch 128).
+    # The paper's setting: CIFAR-10 and He et al.'s recipe as it is (64k iterations at batch 128).
     "full": DegradationConfig(
         data="cifar10",
         plain=("plain20", "plain56"),
         residual=("resnet20", "resnet56"),
-        train=TrainSpec(recipe="resnet_cifar", epochs=164),
+        train=TrainSpec(recipe="resnet_cifar"),
     ),
 }
 
@@ -177,7 +177,7 @@ def run(ctx: ExperimentContext, cfg: DegradationConfig) -> Outcome:
     if ctx.scale == "tiny":
         notes.append("tiny scale: random images and 4-channel-wide networks; the numbers only test the plumbing.")
     return Outcome(
-        results={"models": models, "epochs": cfg.train.epochs},
+        results={"models": models, "epochs": len(next(iter(models.values()))["train_error"])},
         criteria=criteria,
         tables=[table],
         setup=setup,

@@ -137,7 +137,7 @@ class TrainSpec:
     """
 
     recipe: str
-    epochs: int
+    epochs: int | None = None  # None: the recipe's own length (the paper's)
     batch_size: int | None = None  # None: the recipe's
     lr: float | None = None  # None: the recipe's
     overrides: tuple[tuple[str, Any], ...] = ()
@@ -145,15 +145,17 @@ class TrainSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str) or not self.recipe:
             raise ConfigError(f"TrainSpec.recipe must be a recipe name, got {self.recipe!r}")
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ConfigError(f"TrainSpec.epochs must be a positive integer, got {self.epochs!r}")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or isinstance(self.epochs, bool)
+                                        or self.epochs < 1):
+            raise ConfigError(f"TrainSpec.epochs must be a positive integer or None, got {self.epochs!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ConfigError(f"TrainSpec.batch_size must be a positive integer or None, got {self.batch_size!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"TrainSpec.lr must be a positive number or None, got {self.lr!r}")
 
     def describe(self) -> str:
-        parts = [f"recipe `{self.recipe}`", f"{self.epochs} epoch{'s' if self.epochs > 1 else ''}"]
+        length = "the recipe's length" if self.epochs is None else f"{self.epochs} epoch{'s' if self.epochs > 1 else ''}"
+        parts = [f"recipe `{self.recipe}`", length]
         if self.batch_size is not None:
             parts.append(f"batch {self.batch_size}")
         if self.lr is not None:
@@ -332,8 +334,12 @@ class ExperimentContext:
         progress: bool = True,
         cache: ModelCache | None = None,
         log: Callable[[str], None] | None = None,
+        data_root: str | Path = "data",
+        download: bool = False,
     ) -> None:
         self.experiment = experiment
+        self.data_root = data_root  # where torchvision-backed data sets live (cifar10, ...)
+        self.download = download
         self.scale = scale
         self.seed = seed
         self.device = device
@@ -361,10 +367,11 @@ class ExperimentContext:
         """``cnnlab.data.load_dataset(name, ...)``, loaded once per run (and per cache)."""
         from cnnlab.data import load_dataset
 
-        key = (name, input_size, self.seed, tuple(sorted(options.items())))
+        key = (name, input_size, self.seed, str(self.data_root), tuple(sorted(options.items())))
         if key not in self.cache.data:
             self.log(f"loading data set {name}" + (f" at {input_size}" if input_size else ""))
-            self.cache.data[key] = load_dataset(name, input_size=input_size, seed=self.seed, **options)
+            self.cache.data[key] = load_dataset(name, root=self.data_root, download=self.download,
+                                                input_size=input_size, seed=self.seed, **options)  # fmt: skip
         return self.cache.data[key]
 
     # -- models ------------------------------------------------------------------------------------
@@ -529,11 +536,14 @@ def run_experiment(
     progress: bool = True,
     cache: ModelCache | None = None,
     log: Callable[[str], None] | None = None,
+    data_root: str | Path = "data",
+    download: bool = False,
 ) -> dict[str, Any]:
     """Run experiment ``name`` at ``scale`` and write results.json, report.md and its plots.
 
     ``out_dir`` defaults to ``runs/experiments/<name>-<scale>/``; ``data`` replaces the scale's data
-    set. Returns the results dict written to ``results.json``.
+    set; ``data_root``/``download`` locate (or fetch) torchvision-backed data sets such as CIFAR-10.
+    Returns the results dict written to ``results.json``.
     """
     from cnnlab.viz.report import render_report
 
@@ -549,7 +559,7 @@ def run_experiment(
 
     ctx = ExperimentContext(
         experiment=name, scale=scale, seed=seed, device=device, precision=precision,
-        progress=progress, cache=cache, log=log,
+        progress=progress, cache=cache, log=log, data_root=data_root, download=download,
     )  # fmt: skip
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()

@@ -91,9 +91,15 @@ def load_model(model_or_name: nn.Module | str, *, device: str | torch.device = "
 
 
 def resolve_input_size(input_size: object, own: tuple[int, int, int] | None) -> tuple[int, int, int]:
-    """Check ``input_size`` (C, H, W); None means the model's own size, else 3x224x224."""
+    """Check ``input_size`` (C, H, W); None means the model's own size, else 3x224x224.
+
+    ``C`` may be None: the model's own number of channels (3 if unknown), so that
+    ``(None, 64, 64)`` resizes a grey-scale and a colour model alike.
+    """
     if input_size is None:
         return tuple(own or DEFAULT_INPUT_SIZE)
+    if isinstance(input_size, (tuple, list)) and len(input_size) == 3 and input_size[0] is None:
+        input_size = ((own or DEFAULT_INPUT_SIZE)[0], *input_size[1:])
     if (not isinstance(input_size, (tuple, list)) or len(input_size) != 3
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_size)):
         raise ConfigError(f"input_size must be three positive integers (C, H, W), got {input_size!r}")
@@ -121,7 +127,8 @@ def analyze(
     """Per-layer output shape, params, MACs, FLOPs, activations and receptive field of a model.
 
     ``model_or_name``: any ``nn.Module`` (left unchanged), a zoo name, or ``torchvision:NAME``.
-    ``input_size``: (C, H, W); default the zoo model's own size, else 3x224x224. Runs once on the
+    ``input_size``: (C, H, W); default the zoo model's own size, else 3x224x224 (C None: the model's
+    own channels). Runs once on the
     ``meta`` device: no weights and no activations are allocated, whatever the batch size.
 
     ``macs`` are multiply-accumulates of convolutions and matrix products (the papers' and

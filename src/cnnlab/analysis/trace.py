@@ -159,12 +159,127 @@ def _batch_norm_meta(x: Tensor, weight: object = None, bias: object = None, runn
     return torch.empty_like(x), x.new_empty(stats), x.new_empty(stats)
 
 
-# Batch norm on the meta device runs a Python decomposition (3 ms a call, 80% of a ResNet-152
-# summary); its output has the input's shape, so we make it directly. Evaluation mode only: we
-# always trace in evaluation mode (running statistics are not updated).
+def _on_meta(x: Tensor | list) -> bool:
+    return all(t.device.type == "meta" for t in (x if isinstance(x, list) else [x]) if isinstance(t, Tensor))
+
+
+def _unary_meta(x: Tensor, *args: object, **kwargs: object) -> Tensor:
+    return torch.empty_like(x)
+
+
+def _in_place_meta(x: Tensor, *args: object, **kwargs: object) -> Tensor:
+    return x  # an in-place op returns its first argument itself
+
+
+def _binary_meta(a: object, b: object, *args: object, **kwargs: object) -> Tensor:
+    shapes = [t.shape for t in (a, b) if isinstance(t, Tensor)]
+    like = a if isinstance(a, Tensor) else b
+    if isinstance(a, Tensor) and tuple(a.shape) == tuple(torch.broadcast_shapes(*shapes)):
+        like = a
+    out = torch.empty_like(like, dtype=torch.result_type(a, b))
+    shape = torch.broadcast_shapes(*shapes)
+    return out if tuple(out.shape) == tuple(shape) else torch.empty(shape, dtype=out.dtype, device="meta")
+
+
+def _reduce_meta(x: Tensor, dim: object = None, keepdim: bool = False, *args: object, **kwargs: object) -> Tensor:
+    dims = range(x.dim()) if dim is None or dim == [] else [dim] if isinstance(dim, int) else dim
+    dims = {d % x.dim() for d in dims}
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keepdim or i not in dims]
+    return x.new_empty(shape, dtype=kwargs.get("dtype") or x.dtype)
+
+
+def _cat_meta(tensors: list[Tensor], dim: int = 0) -> Tensor | None:
+    parts = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)]  # legacy empty inputs are skipped
+    first = parts[0]
+    dim %= first.dim()
+    if any(t.dim() != first.dim() or t.dtype != first.dtype
+           or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != dim) for t in parts):
+        return None  # let the real kernel raise its error (or promote dtypes)
+    shape = list(first.shape)
+    shape[dim] = sum(t.shape[dim] for t in parts)
+    return first.new_empty(shape)
+
+
+def _stack_meta(tensors: list[Tensor], dim: int = 0) -> Tensor | None:
+    first = tensors[0]
+    if any(t.shape != first.shape or t.dtype != first.dtype for t in tensors):
+        return None
+    dim %= first.dim() + 1
+    shape = list(first.shape)
+    shape.insert(dim, len(tensors))
+    return first.new_empty(shape)
+
+
+def _mm_meta(a: Tensor, b: Tensor) -> Tensor | None:
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
+        return None
+    return a.new_empty((a.shape[0], b.shape[1]))
+
+
+def _addmm_meta(bias: Tensor, a: Tensor, b: Tensor, *args: object, **kwargs: object) -> Tensor | None:
+    return _mm_meta(a, b)
+
+
+def _pool_size(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    span = n + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= n + p:  # the last window must start inside the input or left padding
+        out -= 1
+    return out
+
+
+def _pool_meta(x: Tensor, kernel_size: list[int], stride: list[int] = (), padding: object = 0,
+               dilation: object = 1, ceil_mode: bool = False, *rest: object, with_indices: bool = False) -> object:
+    if x.dim() not in (3, 4):
+        return None
+    k = list(kernel_size) * (2 // len(kernel_size))
+    s = list(stride or kernel_size) * (2 // len(stride or kernel_size))
+    p = [padding] * 2 if isinstance(padding, int) else list(padding) * (2 // len(padding))
+    d = [dilation] * 2 if isinstance(dilation, int) else list(dilation) * (2 // len(dilation))
+    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+        return None  # invalid padding: the real kernel raises
+    size = [_pool_size(x.shape[-2 + i], k[i], s[i], p[i], d[i], bool(ceil_mode)) for i in range(2)]
+    if min(size) < 1:
+        return None  # "output size is too small": the real kernel raises
+    out = x.new_empty((*x.shape[:-2], *size))
+    return (out, x.new_empty(out.shape, dtype=torch.int64)) if with_indices else out
+
+
+def _adaptive_meta(x: Tensor, output_size: list[int], *args: object, with_indices: bool = False) -> object:
+    out = x.new_empty((*x.shape[:-2], *output_size))
+    return (out, x.new_empty(out.shape, dtype=torch.int64)) if with_indices else out
+
+
+# Several meta kernels are Python reference implementations: batch norm is a decomposition (3 ms a
+# call, 80% of a ResNet-152 summary) and ReLU, mean, cat, pow, addmm... go through torch._refs
+# wrappers whose first call imports torch._dynamo (2-10 s on these machines, longer than the whole
+# summary). For the operations of classic CNNs we compute the output shape directly; a function that
+# returns None (an unusual case, or an invalid one) hands over to the real meta kernel, which then
+# raises PyTorch's own error. Evaluation mode only: we always trace in evaluation mode.
+_aten = torch.ops.aten
 _META_FAST = {
-    torch.ops.aten.native_batch_norm: _batch_norm_meta,
-    torch.ops.aten._native_batch_norm_legit_no_training: _batch_norm_meta,
+    _aten.native_batch_norm: _batch_norm_meta,
+    _aten._native_batch_norm_legit_no_training: _batch_norm_meta,
+    **{getattr(_aten, op): _unary_meta for op in (
+        "relu", "relu6", "gelu", "sigmoid", "tanh", "silu", "hardtanh", "elu", "leaky_relu", "hardswish",
+        "hardsigmoid", "mish", "softplus", "neg", "exp", "sqrt", "rsqrt", "abs", "clone")},
+    **{getattr(_aten, op): _in_place_meta for op in (
+        "relu_", "hardtanh_", "sigmoid_", "tanh_", "silu_", "elu_", "leaky_relu_", "hardswish_",
+        "hardsigmoid_", "mish_", "add_", "sub_", "mul_", "div_", "clamp_", "clamp_min_")},
+    **{getattr(_aten, op): _binary_meta for op in ("add", "sub", "mul", "div")},
+    _aten.pow: lambda x, e: torch.empty_like(x) if isinstance(x, Tensor) and isinstance(e, (int, float)) else None,
+    _aten.mean: _reduce_meta,
+    _aten.sum: _reduce_meta,
+    _aten.amax: _reduce_meta,
+    _aten.cat: _cat_meta,
+    _aten.stack: _stack_meta,
+    _aten.mm: _mm_meta,
+    _aten.addmm: _addmm_meta,
+    _aten.max_pool2d_with_indices: lambda *a, **k: _pool_meta(*a, **k, with_indices=True),
+    # avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override): no dilation
+    _aten.avg_pool2d: lambda x, k, s=(), p=0, ceil=False, *rest: _pool_meta(x, k, s, p, 1, ceil),
+    _aten._adaptive_avg_pool2d: _adaptive_meta,
+    _aten.adaptive_max_pool2d: lambda *a, **k: _adaptive_meta(*a, **k, with_indices=True),
 }
 
 
@@ -173,13 +288,21 @@ class _Tracer(TorchDispatchMode):
         super().__init__()
         self.run = run
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode otherwise wraps __torch_dispatch__ in torch._dynamo.disable, whose first
+        # call imports torch._dynamo (2-10 s here) and which adds a frame to every op. Nothing is
+        # compiled inside a trace, so the guard is not needed.
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         fast = _META_FAST.get(func._overloadpacket)
         x = args[0] if args else None
-        if fast is not None and isinstance(x, Tensor) and x.device.type == "meta":
+        out = None
+        if fast is not None and isinstance(x, (Tensor, list)) and _on_meta(x):
             out = fast(*args, **kwargs)
-        else:
+        if out is None:
             out = func(*args, **kwargs)
         formula = flop_registry.get(func._overloadpacket)
         flops = int(formula(*args, **kwargs, out_val=out)) if formula is not None else 0

@@ -1,0 +1,140 @@
+"""``cnnlab summary`` and ``cnnlab compare``: the analyzer's tables on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from cnnlab.errors import ConfigError
+
+_FORMATS = ("table", "markdown", "json", "csv")
+_DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary", help="per-layer shapes, params, MACs, memory and receptive fields of a model",
+        description="Per-layer output shape, parameters, MACs (multiply-accumulates; FLOPs = 2 x MACs), "
+                    "activation memory and receptive field of a model, computed on the meta device "
+                    "(no weights, no activations allocated). MODEL is a zoo name (`cnnlab list`) or "
+                    "torchvision:NAME.")
+    p.add_argument("model", metavar="MODEL")
+    _common(p)
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    p.add_argument("--depth", type=int, metavar="N", help="fold rows to module-name depth N (1 = top-level modules)")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option, e.g. stride_in_1x1=true (repeatable)")
+    p.add_argument("--erf", metavar="IMAGE.png",
+                   help="also measure the effective receptive field (Luo et al. 2016, random weights and "
+                        "inputs, real forward/backward on the CPU) and save it as a heat map")
+    p.add_argument("--erf-layer", metavar="NAME", help="row whose central unit --erf measures (default: last spatial)")
+    p.add_argument("--erf-samples", type=int, default=16, metavar="N", help="random inputs averaged (default 16)")
+    p.set_defaults(func=run_summary)
+
+    c = sub.add_parser(
+        "compare", help="several models side by side: params, MACs, memory, depth, receptive field",
+        description="One table of params, MACs, activation memory, depth (weight layers on the longest "
+                    "path) and receptive field, and optionally a MACs-vs-params bubble chart (Canziani "
+                    "et al. 2017).")
+    c.add_argument("models", nargs="+", metavar="MODEL")
+    _common(c)
+    c.add_argument("--format", choices=_FORMATS, default="table")
+    c.add_argument("--plot", metavar="FILE.png", help="save the bubble chart (area = activation memory)")
+    c.set_defaults(func=run_compare)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", metavar="CxHxW", help="input size, e.g. 3x224x224 or 224x224 (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="images per batch (default 1)")
+    p.add_argument("--dtype", choices=_DTYPES, default="float32", help="activation dtype for byte counts")
+
+
+def parse_input(text: str | None) -> tuple[int | None, int, int] | None:
+    """``3x224x224``, ``224x224`` or ``224`` (channels None: each model's own); None keeps the model's size."""
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip().lower()):
+        raise ConfigError(f"bad --input {text!r}: expected CxHxW (3x224x224), HxW (224x224) or a side (224)")
+    dims = [int(v) for v in text.strip().lower().split("x")]
+    if any(v <= 0 for v in dims):
+        raise ConfigError(f"bad --input {text!r}: sizes must be positive")
+    return tuple(dims) if len(dims) == 3 else (None, dims[0], dims[-1])
+
+
+def parse_config(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"bad --config {item!r}: expected KEY=VALUE, e.g. stride_in_1x1=true")
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+        elif low in ("none", "null"):
+            out[key] = None
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    out[key] = value
+    return out
+
+
+def _check_positive(value: int, flag: str) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{flag} must be a positive integer, got {value}")
+
+
+def _render(obj: object, fmt: str) -> str:
+    return {"table": obj.table, "markdown": obj.to_markdown, "json": obj.to_json, "csv": obj.to_csv}[fmt]()
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from cnnlab.analysis import analyze
+
+    _check_positive(args.batch_size, "--batch-size")
+    _check_positive(args.depth, "--depth")
+    _check_positive(args.erf_samples, "--erf-samples")
+    config = parse_config(args.config)
+    size = parse_input(args.input)
+    result = analyze(args.model, size, batch_size=args.batch_size, dtype=args.dtype, config=config)
+    erf_line = None
+    if args.erf:
+        from cnnlab.analysis import effective_receptive_field
+        from cnnlab.viz.analysis_plots import plot_erf
+
+        erf = effective_receptive_field(args.model, size, layer=args.erf_layer, samples=args.erf_samples,
+                                        config=config)
+        rf = "x".join(f"{v:g}" for v in erf.rf)
+        caption = (f"{erf.model}, centre unit {erf.unit} of {erf.layer} ({'x'.join(map(str, erf.feature_shape))}); "
+                   f"{erf.samples} random inputs, random weights")
+        plot_erf(erf.grid, args.erf, theoretical=erf.theoretical, caption=caption,
+                 title=f"effective receptive field of {erf.layer} (theoretical {rf})")
+        erf_line = (f"effective receptive field of {erf.layer}: 95% of the gradient in {erf.mass95_pixels:,} pixels "
+                    f"= {100 * erf.mass95_fraction:.1f}% of the theoretical {rf} field (in the image); "
+                    f"heat map saved to {args.erf}")
+    print(_render(result.fold(args.depth), args.format))
+    if erf_line:
+        import sys
+
+        print(erf_line, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from cnnlab.analysis import compare
+
+    _check_positive(args.batch_size, "--batch-size")
+    size = parse_input(args.input)
+    result = compare(args.models, size, batch_size=args.batch_size, dtype=args.dtype)
+    if args.plot:
+        from cnnlab.viz.analysis_plots import plot_complexity
+
+        plot_complexity(result.rows, args.plot)
+    print(_render(result, args.format))
+    if args.plot and args.format == "table":
+        print(f"chart saved to {args.plot}")
+    return 0

@@ -1,0 +1,111 @@
+"""Plots of architecture analyses: the effective receptive field and a complexity bubble chart.
+
+Both read results only (an ERF grid, the rows of ``cnnlab compare``) and draw with
+``matplotlib.figure.Figure`` (no pyplot, no global backend). Files are written next to their target
+and renamed into place, so a failed draw never leaves half a PNG over an old one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_erf", "plot_complexity"]
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_erf(
+    grid: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    theoretical: Sequence[Sequence[int]] | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Path:
+    """Heat map of an effective receptive field (Luo et al. 2016) over the input image.
+
+    ``grid``: (H, W) mean |gradient|, any scale; ``theoretical``: pixel rows ``[a, b)`` and columns
+    ``[c, d)`` of the theoretical field, drawn as a dashed box (clipped to the image).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 2:
+        raise ValueError(f"grid must be 2-d (H, W), got shape {grid.shape}")
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(grid, cmap="inferno", interpolation="nearest", origin="upper")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="mean |d unit / d pixel| (max = 1)")
+    if theoretical is not None:
+        (a, b), (c, d) = theoretical
+        h, w = grid.shape
+        a, b, c, d = max(a, 0), min(b, h), max(c, 0), min(d, w)
+        ax.add_patch(Rectangle((c - 0.5, a - 0.5), d - c, b - a, fill=False, ls="--", lw=1.2, ec="cyan",
+                               label="theoretical field"))
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("input column")
+    ax.set_ylabel("input row")
+    ax.set_title(title or "effective receptive field", fontsize=10)
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=7, va="bottom")
+    return _save(fig, path)
+
+
+def plot_complexity(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """MACs against parameters, bubble area proportional to activation memory (Canziani et al. 2017).
+
+    ``rows``: dicts with ``model``, ``macs``, ``params`` and ``activation_bytes`` (the rows of
+    :func:`cnnlab.analysis.compare`). Axes turn logarithmic when the models span more than 30x.
+    """
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise ValueError("plot_complexity needs at least one row")
+    for r in rows:
+        missing = [k for k in ("model", "macs", "params", "activation_bytes") if k not in r]
+        if missing:
+            raise ValueError(f"row {r.get('model', '?')!r} lacks {', '.join(missing)}")
+    x = np.array([r["macs"] / 1e9 for r in rows])
+    y = np.array([r["params"] / 1e6 for r in rows])
+    mem = np.array([r["activation_bytes"] / 1e6 for r in rows])
+    size = 2000 * mem / mem.max() if mem.max() > 0 else np.full(len(rows), 50.0)
+    fig = Figure(figsize=(7.5, 5.2))
+    ax = fig.add_subplot(1, 1, 1)
+    colors = [f"C{i % 10}" for i in range(len(rows))]
+    ax.scatter(x, y, s=np.maximum(size, 20), c=colors, alpha=0.45, edgecolors="k", linewidths=0.6)
+    for xi, yi, r, m in zip(x, y, rows, mem):
+        ax.annotate(f"{r['model']}\n{m:.0f} MB", (xi, yi), fontsize=7, ha="center", va="center")
+    for axis, values, setter in (("x", x, ax.set_xscale), ("y", y, ax.set_yscale)):
+        positive = values[values > 0]
+        if len(positive) and positive.max() / positive.min() > 30:
+            setter("log")
+        else:
+            lim = (0, values.max() * 1.25 if values.max() > 0 else 1)
+            (ax.set_xlim if axis == "x" else ax.set_ylim)(*lim)
+    ax.margins(0.15)
+    ax.set_xlabel("multiply-accumulates per image (G-MACs)")
+    ax.set_ylabel("parameters (millions)")
+    ax.set_title(title or "complexity: MACs vs parameters (bubble area = forward activation memory)", fontsize=10)
+    ax.grid(True, alpha=0.3, which="both")
+    return _save(fig, path)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "model_device",
     "stage_names",
     "capture",
     "extract_features",
@@ -24,6 +25,11 @@ __all__ = [
     "transform_batch",
     "background_fill",
 ]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def stage_names(model: nn.Module) -> list[str]:
@@ -67,10 +73,11 @@ def extract_features(
     if pool not in ("avg", "none"):
         raise ValueError(f"pool must be 'avg' or 'none', got {pool!r}")
     model.eval()
+    device = model_device(model)
     chunks: dict[str, list[Tensor]] = {n: [] for n in names}
     with capture(model, names) as store:
         for start in range(0, len(x), batch_size):
-            model(x[start : start + batch_size])
+            model(x[start : start + batch_size].to(device))
             for n in names:
                 f = store[n].float()
                 if pool == "avg" and f.dim() == 4:

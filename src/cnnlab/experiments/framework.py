@@ -343,6 +343,9 @@ class ExperimentContext:
         self.scale = scale
         self.seed = seed
         self.device = device
+        # Where measurements run (evaluations, lesions, features): the device given, else the GPU
+        # if there is one. `fit` returns its model on the CPU; experiments move it with `to_device`.
+        self.compute_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.precision = precision
         self.progress = progress
         self.cache = cache if cache is not None else ModelCache()
@@ -440,8 +443,12 @@ class ExperimentContext:
         from cnnlab.training import evaluate
 
         options.setdefault("precision", self.precision)
-        options.setdefault("device", self.device)
+        options.setdefault("device", self.compute_device)
         return evaluate(model, pair, **options)
+
+    def to_device(self, model: nn.Module) -> nn.Module:
+        """``model`` in eval mode on the run's compute device (in place; returns it)."""
+        return model.to(self.compute_device).eval()
 
     def analyze(self, model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, int]:
         """``{"params", "macs", "depth"}`` of ``model`` at ``input_size`` (one image), from

@@ -15,7 +15,14 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.features import TRANSFORMS, background_fill, capture, stage_names, transform_batch
+from cnnlab.experiments.features import (
+    TRANSFORMS,
+    background_fill,
+    capture,
+    model_device,
+    stage_names,
+    transform_batch,
+)
 from cnnlab.experiments.framework import (
     DIGITS_OVERRIDES,
     Criterion,
@@ -109,6 +116,7 @@ def feature_distances(
     feature layer); mean probability of the true class, mean |change| of that probability against
     the untransformed image, and accuracy."""
     model.eval()
+    x, y = x.to(model_device(model)), y.to(model_device(model))
     names = [*layers, pooled_name(layers)]
     out: dict[str, Any] = {"distance": {l: [] for l in names}, "true_prob": [], "prob_change": [], "accuracy": []}
 
@@ -160,7 +168,7 @@ def run(ctx: ExperimentContext, cfg: InvarianceConfig) -> Outcome:
     options = dict(cfg.model_options)
     fit = ctx.train(cfg.model, lambda: ctx.create_model(cfg.model, data, **options), data, cfg.train,
                     key={"model": cfg.model, **options})  # fmt: skip
-    model = fit.model
+    model = ctx.to_device(fit.model)
     stages = stage_names(model)
     layers = [*stages, pooled_name(stages)]  # every curve of the plots, shallow to deep
     n = min(cfg.images, len(data.test.y))

@@ -127,7 +127,7 @@ def run(ctx: ExperimentContext, cfg: LesionConfig) -> Outcome:
             name, lambda name=name: ctx.create_model(name, data, **options), data, cfg.train,
             key={"model": name, **options},
         )  # fmt: skip
-    res_model, plain_model = fits["residual"].model, fits["plain"].model
+    res_model, plain_model = ctx.to_device(fits["residual"].model), ctx.to_device(fits["plain"].model)
     res_blocks = residual_blocks(res_model)
     if not res_blocks:
         raise ConfigError(f"lesion: {cfg.residual} has no residual blocks")

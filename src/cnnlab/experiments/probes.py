@@ -112,8 +112,8 @@ def run(ctx: ExperimentContext, cfg: ProbesConfig) -> Outcome:
 
     fit = ctx.train(cfg.model, lambda: ctx.create_model(cfg.model, seen, **options), seen, cfg.train,
                     key={"model": cfg.model, "classes": classes, **options})  # fmt: skip
-    trained = fit.model
-    random_net = ctx.create_model(cfg.model, seen, **options).eval()  # same architecture, never trained
+    trained = ctx.to_device(fit.model)
+    random_net = ctx.to_device(ctx.create_model(cfg.model, seen, **options))  # same architecture, never trained
     stages = stage_names(trained)
     info = {str(i["module"]): i for i in trained.feature_info}
 

@@ -170,6 +170,8 @@ def gradient_by_path_length(
     lengths = list(range(n + 1)) if lengths is None else list(lengths)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     work = copy.deepcopy(model).float().eval()
+    device = next((p.device for p in work.parameters()), torch.device("cpu"))
+    x, y = x.float().to(device), y.to(device)
     names = [name for name, _ in residual_blocks(work)]
     routed = {name: RoutedBlock(work.get_submodule(name), through_residual=False) for name in names}
     for name, r in routed.items():
@@ -197,7 +199,7 @@ def gradient_by_path_length(
                 chosen = set(torch.randperm(n, generator=gen)[:k].tolist())
                 for i, name in enumerate(names):
                     routed[name].through_residual = i in chosen
-                loss = F.cross_entropy(work(x.float()), y)
+                loss = F.cross_entropy(work(x), y)
                 (grad,) = torch.autograd.grad(loss, captured["x"])
                 norms.append(grad.norm().item())
             t = torch.tensor(norms, dtype=torch.float64)

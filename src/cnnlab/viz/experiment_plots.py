@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cnnlab.viz.report import Plot
 
@@ -60,11 +61,29 @@ def plot_degradation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
             ax.plot(epochs, _pct(m["train_error"]), "--", color=color, lw=1.2, label=f"{m['label']} train")
             ax.plot(epochs, _pct(m["test_error"]), "-", color=color, lw=2.4, label=f"{m['label']} test")
         ax.set(xlabel="epoch", ylabel="error (%)", title=f"{title} on {results['data']} ({results['scale']} scale)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
         file = save_figure(fig, out_dir, f"degradation_{family}.png")
         caption = f"{title}: training error (dashed) and test error (bold) per epoch."
         plots.append(Plot(file=file, caption=caption))
+
+    # The four networks side by side: training error on the left, test error on the right.
+    fig = Figure(figsize=(10.0, 4.0))
+    panels = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ordered = sorted(models.values(), key=lambda m: (m["residual"], m["depth"]))
+    for ax, key, title in zip(panels, ("train_error", "test_error"), ("(a) training error", "(b) test error")):
+        for m in ordered:
+            style = "-" if m["residual"] else "--"
+            epochs = list(range(1, len(m[key]) + 1))
+            ax.plot(epochs, _pct(m[key]), style, lw=2.6 if m["depth"] > 20 else 1.4, label=m["label"])
+        ax.set(xlabel="epoch", ylabel="error (%)", title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    plots.append(Plot(save_figure(fig, out_dir, "degradation_all.png"),
+                      "All four networks: (a) training error and (b) test error per epoch (plain dashed, "
+                      "residual solid, deeper nets thicker)."))
     return plots
 
 

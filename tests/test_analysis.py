@@ -76,6 +76,35 @@ def test_per_layer_macs_equal_flopcountermode_per_module(zoo_googlenet_2014):
         assert r.flops == counts.get(r.name, 0), r.name
 
 
+@pytest.mark.parametrize("name,size", [("lenet5", (1, 28, 28)), ("alexnet_2012", (3, 227, 227)),
+                                       ("se_resnet20", (3, 32, 32)), ("googlenet_2014", (3, 64, 64)),
+                                       ("nin_cifar", (3, 32, 32))])
+def test_meta_trace_matches_a_real_cpu_forward(name, size):
+    # every row's shape and FLOPs against the real kernels (LRN, concatenation, squeeze-excitation,
+    # padding of 28x28 digits, ceil-mode pooling), since the trace computes some shapes itself
+    torch.manual_seed(0)
+    model = cnnlab.create_model(name).eval()
+    a = analyze(model, size)
+    shapes, calls = {}, {}
+    leaves = {n: m for n, m in model.named_modules() if next(m.children(), None) is None}
+
+    def hook(name):
+        def record(module, args, out):
+            calls[name] = calls.get(name, 0) + 1
+            shapes[name if calls[name] == 1 else f"{name}:{calls[name]}"] = tuple(out.shape)
+        return record
+
+    for n, m in leaves.items():
+        m.register_forward_hook(hook(n))
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(torch.randn(1, *a.input_size))
+    module_rows = [r for r in a.layers if r.type[:1].isupper()]
+    assert {r.name for r in module_rows} == set(shapes)
+    for r in module_rows:
+        assert r.output_shape == shapes[r.name], r.name
+    assert a.total.flops == fc.get_total_flops()
+
+
 # ---------------------------------------------------------------- lecture 002: AlexNet walk-through
 # [output volume as H x W x C], name; params of CONV1 and POOL1 as the slide computes them.
 ALEXNET_LECTURE = [

@@ -59,7 +59,7 @@ class Comparison:
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += ["", f"batch {self.batch_size}; MACs = multiply-accumulates (torchvision's 'GFLOPS'), FLOPs = 2 x MACs; "
                       "activation memory = forward values incl. the input; depth = weight layers on the longest path; "
-                      "RF = receptive field of the last spatial feature map"]
+                      "RF = receptive field of the last feature map before global pooling"]
         return "\n".join(lines)
 
     def to_markdown(self) -> str:

@@ -74,7 +74,7 @@ class Totals:
     activations: int  # input + every row's activations
     activation_bytes: int
     depth: int  # weight layers on the longest path (VGG-16: 16, ResNet-50: 50, GoogLeNet: 22)
-    receptive_field: tuple[float, ...] | None  # of the last spatial feature map
+    receptive_field: tuple[float, ...] | None  # of the last feature map before global pooling/flatten
 
 
 @dataclass(frozen=True)

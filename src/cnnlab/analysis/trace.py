@@ -93,7 +93,7 @@ class _Info:
 class TraceResult:
     rows: list[LayerRow]
     flops: int
-    final_fields: tuple[AxisField, AxisField] | None  # last spatial feature map's fields
+    final_fields: tuple[AxisField, AxisField] | None  # last feature map before global pooling/flatten
     depth: int
     notes: list[str]
     module_types: dict[str, str]
@@ -337,8 +337,8 @@ class _Run:
         self.info[id(t)] = info
         self.keep.append(t)
         self.max_depth = max(self.max_depth, info.depth)
-        if t.dim() >= 3 and (t.shape[-1] > 1 or t.shape[-2] > 1):
-            self.last_spatial = info.fields
+        if t.dim() >= 3 and all(f.jump is not None for f in info.fields):
+            self.last_spatial = info.fields  # the last map not collapsed by global pooling or flatten
 
     def note(self, text: str) -> None:
         if text not in self.notes:

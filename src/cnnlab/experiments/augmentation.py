@@ -1,0 +1,233 @@
+"""Data augmentation: Krizhevsky et al. 2012 §4.1 as lecture 000 presents it ("lots of jittering,
+mirroring, and color perturbation of the original images generated on the fly ... Crop, flip, ...
+in train AND in test").
+
+The same network trained without augmentation and with random crops (pad-and-crop translations;
+horizontal flips and colour noise only where they make sense), then evaluated with test-time
+augmentation on top: the prediction averaged over crops of the test image (and their mirrors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from cnnlab.data.augment import tta_views
+from cnnlab.errors import ConfigError
+from cnnlab.experiments.framework import (
+    Criterion,
+    ExperimentContext,
+    Outcome,
+    Plot,
+    Table,
+    TrainSpec,
+    register_experiment,
+)
+from cnnlab.experiments.tools import accuracy, mean_std, predict_proba, seed_list, seeded
+from cnnlab.viz.experiment_plots import save_figure
+
+__all__ = ["AugmentationConfig", "SCALES", "LENET_CROPS", "run", "plot_augmentation", "tta_accuracy"]
+
+CLAIM = (
+    "Data augmentation (random crops/translations, mirroring and colour perturbation generated on "
+    "the fly) enlarges the training set and reduces over-fitting: it narrows the gap between training "
+    "and test accuracy and raises test accuracy; augmenting at test time too (crops, flips) helps "
+    "further."
+)
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    data: str
+    model: str  # zoo name
+    plain: TrainSpec  # no augmentation
+    augmented: TrainSpec  # the same recipe with the augmentation on
+    crop_padding: int  # the crops of the augmented run; test-time crops are taken from the same padding
+    tta_flip: bool  # test-time views include mirrors (not for digits)
+    seeds: int = 3
+    model_options: tuple[tuple[str, Any], ...] = ()
+    data_options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.plain.recipe != self.augmented.recipe or self.plain.epochs != self.augmented.epochs:
+            raise ConfigError("augmentation: plain and augmented must share the recipe and the epochs")
+        if not isinstance(self.crop_padding, int) or self.crop_padding < 1:
+            raise ConfigError(f"augmentation: crop_padding must be a positive integer, got {self.crop_padding!r}")
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"augmentation: seeds must be a positive integer, got {self.seeds!r}")
+
+
+# The lenet recipe (Adam, cosine) with its 2-px shifts replaced: none at all, or random 2-px crops.
+_NONE = (("translate", 0), ("crop_padding", 0), ("flip", False))
+_CROPS = (("translate", 0), ("crop_padding", 2), ("flip", False))
+# The augmented digits run; `ensemble` trains its members with the same spec, so that
+# `cnnlab experiment all` reuses these networks.
+LENET_CROPS = TrainSpec(recipe="lenet", epochs=8, batch_size=64, overrides=_CROPS)
+
+SCALES = {
+    "tiny": AugmentationConfig(
+        data="synthetic",
+        data_options=(("shape", (1, 28, 28)), ("n", 64)),
+        model="lenet5_relu",
+        plain=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=_NONE),
+        augmented=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=_CROPS),
+        crop_padding=2,
+        tta_flip=False,
+        seeds=1,
+    ),
+    # LeNet-5 (ReLU, max pooling) on the 4,000 digits. Digits get crops (shifts of up to 2 px) but no
+    # mirrors (a mirrored 2, 3, 4, 5, 7 or 9 is not a digit) and no colour noise (one grey channel).
+    "quick": AugmentationConfig(
+        data="mnist-5k",
+        model="lenet5_relu",
+        plain=TrainSpec(recipe="lenet", epochs=8, batch_size=64, overrides=_NONE),
+        augmented=LENET_CROPS,
+        crop_padding=2,
+        tta_flip=False,
+    ),
+    # CIFAR-10 with ResNet-20 and He et al.'s recipe and length: their 4-px crops and flips, plus
+    # Krizhevsky's PCA colour noise; ten-crop testing (corners, centre and their mirrors).
+    "full": AugmentationConfig(
+        data="cifar10",
+        model="resnet20",
+        plain=TrainSpec(recipe="resnet_cifar", overrides=(("crop_padding", 0), ("flip", False))),
+        augmented=TrainSpec(recipe="resnet_cifar", overrides=(("pca_lighting", 0.1),)),
+        crop_padding=4,
+        tta_flip=True,
+    ),
+}
+
+
+def tta_accuracy(model: Any, pair: Any, *, pad: int, flip: bool, fill: Any, precision: str = "auto",
+                 device: Any = None) -> float:
+    """Accuracy of softmax probabilities averaged over the five crops (centre, four corners) of the
+    test image padded by ``pad`` pixels of ``fill``, and their mirrors when ``flip``
+    (``cnnlab.data.augment.tta_views(x, "10crop", pad=pad)``)."""
+
+    def views(x: Any) -> list[Any]:
+        all_views = tta_views(x, "10crop", pad=pad, fill=fill)
+        return all_views if flip else all_views[:5]  # the first five are unmirrored
+
+    probs = predict_proba(model, pair.x, views=views, precision=precision, device=device)
+    return accuracy(probs, pair.y)
+
+
+def plot_augmentation(results: dict, out_dir: Path) -> list[Plot]:
+    variants = results["variants"]
+    fig = Figure(figsize=(11.0, 4.0))
+    a1, a2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    bars = [("no augmentation", "none", "test_acc"), ("no augmentation + TTA", "none", "tta_acc"),
+            ("crops", "crops", "test_acc"), ("crops + TTA", "crops", "tta_acc")]  # fmt: skip
+    for i, (label, key, field) in enumerate(bars):
+        vals = [100 * v for v in variants[key][field]]
+        a1.bar(i, sum(vals) / len(vals), color=f"C{i}", alpha=0.7)
+        a1.plot([i] * len(vals), vals, "ko", ms=3)
+    a1.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=12, fontsize=8)
+    lo = min(100 * min(variants[k][f]) for _, k, f in bars)
+    a1.set(ylabel="test accuracy (%)", ylim=(max(0.0, lo - 1.0), 100.0), title="Test accuracy (bars: mean; dots: seeds)")
+    for i, (key, v) in enumerate(variants.items()):
+        for r, hist in enumerate(v["test_error_curves"]):
+            a2.plot(range(1, len(hist) + 1), [100 * e for e in hist], "-", color=f"C{2 * i}", lw=1.5,
+                    label=v["label"] if r == 0 else None)
+    a2.set(xlabel="epoch", ylabel="test error (%)", yscale="log", title="Test error per epoch")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    a2.legend(fontsize=8)
+    return [Plot(save_figure(fig, out_dir, "augmentation.png"),
+                 "Test accuracy without and with training augmentation, each also with test-time augmentation "
+                 "(TTA), and the test error per epoch (one line per seed).")]
+
+
+@register_experiment(
+    name="augmentation",
+    title="Data augmentation in training and at test time",
+    claim=CLAIM,
+    lectures=("000_fb7e7ade2ae256e5.txt",),
+    paper="Krizhevsky, Sutskever & Hinton, NIPS 2012 (§4.1)",
+    scales=SCALES,
+    plot=plot_augmentation,
+)
+def run(ctx: ExperimentContext, cfg: AugmentationConfig) -> Outcome:
+    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
+    options = dict(cfg.model_options)
+    fill = tuple(-m / s for m, s in zip(data.mean, data.std))  # raw black, as the training crops pad
+    variants: dict[str, dict[str, Any]] = {}
+    for key, label, spec in (("none", "no augmentation", cfg.plain), ("crops", "random crops", cfg.augmented)):
+        per_seed: dict[str, list[float]] = {"test_acc": [], "train_acc": [], "gap": [], "tta_acc": []}
+        curves = []
+        for seed in seed_list(ctx, cfg.seeds):
+            sctx = seeded(ctx, seed)
+            fit = sctx.train(f"{cfg.model}, {label} (seed {seed})",
+                             lambda sctx=sctx: sctx.create_model(cfg.model, data, **options), data, spec,
+                             key={"model": cfg.model, **options})  # fmt: skip
+            train_acc = ctx.evaluate(fit.model, data.train)["acc"]  # clean training set, eval mode
+            test_acc = float(fit.test_acc)
+            tta = tta_accuracy(fit.model, data.test, pad=cfg.crop_padding, flip=cfg.tta_flip, fill=fill,
+                               precision=ctx.precision, device=ctx.compute_device)  # fmt: skip
+            per_seed["test_acc"].append(test_acc)
+            per_seed["train_acc"].append(train_acc)
+            per_seed["gap"].append(train_acc - test_acc)
+            per_seed["tta_acc"].append(tta)
+            curves.append([1.0 - h["test_acc"] for h in fit.history])
+        variants[key] = dict(label=label, spec=spec.describe(), test_error_curves=curves, **per_seed,
+                             **{f"mean_{k}": mean_std(v)[0] for k, v in per_seed.items()},
+                             **{f"std_{k}": mean_std(v)[1] for k, v in per_seed.items()})  # fmt: skip
+
+    none, crops = variants["none"], variants["crops"]
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    pts = lambda v: f"{100 * v:.2f} points"  # noqa: E731
+    n_views = 10 if cfg.tta_flip else 5
+    seeds_note = f" (mean of {cfg.seeds} seeds)" if cfg.seeds > 1 else ""
+    criteria = [
+        Criterion(
+            description="training with random crops gives a higher test accuracy than without augmentation" + seeds_note,
+            finding=f"test accuracy {pct(crops['mean_test_acc'])} with crops against {pct(none['mean_test_acc'])} without",
+            passed=crops["mean_test_acc"] > none["mean_test_acc"],
+        ),
+        Criterion(
+            description="the gap between clean training accuracy and test accuracy is smaller with augmentation" + seeds_note,
+            finding=f"gap {pts(crops['mean_gap'])} with crops against {pts(none['mean_gap'])} without",
+            passed=crops["mean_gap"] < none["mean_gap"],
+        ),
+        Criterion(
+            description=f"test-time augmentation ({n_views} views) on top of training augmentation is at least as "
+            "accurate as the single centred view" + seeds_note,
+            finding=f"{pct(crops['mean_tta_acc'])} with test-time crops against {pct(crops['mean_test_acc'])}",
+            passed=crops["mean_tta_acc"] >= crops["mean_test_acc"],
+        ),
+    ]
+    table = Table(
+        title="Training without and with augmentation, tested on one view and with test-time augmentation" + seeds_note,
+        columns=("training", "clean train acc (%)", "test acc (%)", "std", "gap (points)", f"test acc, {n_views}-view TTA (%)",
+                 "test acc per seed (%)"),
+        rows=tuple((v["label"], round(100 * v["mean_train_acc"], 2), round(100 * v["mean_test_acc"], 2),
+                    round(100 * v["std_test_acc"], 2), round(100 * v["mean_gap"], 2), round(100 * v["mean_tta_acc"], 2),
+                    ", ".join(f"{100 * a:.2f}" for a in v["test_acc"])) for v in variants.values()),
+    )  # fmt: skip
+    setup = [
+        f"Data: `{data.name}`, {len(data.train.y):,} training and {len(data.test.y):,} test images of "
+        f"{'x'.join(map(str, data.input_size))}.",
+        f"Network: `{cfg.model}` from the zoo" + (f" with {options}" if options else "") + f"; seeds "
+        f"{', '.join(map(str, seed_list(ctx, cfg.seeds)))} (the same initial weights for both trainings of a seed).",
+        f"Without augmentation: {cfg.plain.describe()}.",
+        f"With augmentation: {cfg.augmented.describe()} (random crops of the image padded by "
+        f"{cfg.crop_padding} px of black, i.e. shifts of up to {cfg.crop_padding} px, on whole batches).",
+        f"Test-time augmentation: softmax averaged over {n_views} views, the centre and four corner crops of the "
+        f"test image padded by {cfg.crop_padding} px" + (" and their mirrors" if cfg.tta_flip else "")
+        + " (`cnnlab.data.augment.tta_views`).",
+        "Gap: accuracy on the clean training set (eval mode, no augmentation) minus test accuracy.",
+    ]
+    notes = []
+    if data.input_size[0] == 1:
+        notes.append("No colour perturbation: the images have one grey channel (Krizhevsky's PCA colour noise "
+                     "needs RGB).")  # fmt: skip
+    if not cfg.tta_flip:
+        notes.append("No mirroring, in training or at test time: digits are not mirror-symmetric (a mirrored 2, "
+                     "3, 4, 5, 7 or 9 is not a digit of its class), so flips would add wrong examples.")
+    if ctx.scale == "tiny":
+        notes.append("tiny scale: random images and one epoch; the numbers only test the plumbing.")
+    return Outcome(results={"variants": variants, "model": cfg.model, "tta_views": n_views}, criteria=criteria,
+                   tables=[table], setup=setup, notes=notes)  # fmt: skip

@@ -1,0 +1,365 @@
+"""Autoencoder pre-training (lecture 002, "Some background first: Autoencoders": "Encoder can be used
+to initialize a supervised model ... Fine-tune encoder jointly with classifier ... Train for final
+task (sometimes with small data)").
+
+A convolutional autoencoder is trained to reconstruct every training image, without labels. Its
+encoder then initialises a classifier (encoder + linear layer) fine-tuned on a few labelled images
+per class, against the same classifier trained from a random initialisation on the same images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
+from cnnlab.experiments.framework import (
+    Criterion,
+    ExperimentContext,
+    Outcome,
+    Plot,
+    Table,
+    TrainSpec,
+    register_experiment,
+)
+from cnnlab.experiments.nets import AutoencoderConfig, ConvAutoencoder, EncoderClassifier
+from cnnlab.experiments.tools import mean_std, restrict, seed_list, seeded
+from cnnlab.viz.experiment_plots import save_figure
+
+__all__ = ["AutoencoderPretrainConfig", "SCALES", "run", "train_autoencoder", "reconstruction_error",
+           "plot_autoencoder"]  # fmt: skip
+
+CLAIM = (
+    "An autoencoder learns, without labels, features that can reconstruct the data; its encoder can "
+    "initialise a supervised model, which is then fine-tuned jointly with the classifier on the final "
+    "task, sometimes with small data, and does better than the same model trained from scratch."
+)
+
+
+@dataclass(frozen=True)
+class AutoencoderPretrainConfig:
+    data: str
+    channels: tuple[int, ...]  # encoder stages (decoder mirrors them)
+    pretrain: TrainSpec  # the autoencoder's optimiser, schedule and length (recipe fields; no labels)
+    finetune: TrainSpec  # the classifiers' (epochs: see `updates`)
+    per_class: tuple[int, ...]  # labelled training images per class; the first is the claim's "small data"
+    updates: int  # gradient updates of each classifier, whatever the number of labels
+    seeds: int = 3  # draws of the labelled images (and of the head's initialisation)
+    show: int = 8  # test images shown with their reconstructions
+    data_options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.per_class or any(not isinstance(n, int) or n < 1 for n in self.per_class):
+            raise ConfigError(f"autoencoder-pretrain: per_class must be positive integers, got {self.per_class!r}")
+        for field in ("updates", "seeds", "show"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"autoencoder-pretrain: {field} must be a positive integer, got {value!r}")
+        AutoencoderConfig(channels=self.channels)  # validates the channels
+
+
+# The lenet recipe (Adam 0.002, cosine) for both stages; no random shifts for the classifiers, so
+# that both see exactly the same labelled images.
+SCALES = {
+    "tiny": AutoencoderPretrainConfig(
+        data="synthetic",
+        data_options=(("shape", (1, 16, 16)), ("n", 64)),
+        channels=(4, 8),
+        pretrain=TrainSpec(recipe="lenet", epochs=1, batch_size=32),
+        finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=8, overrides=(("translate", 0),)),
+        per_class=(1,),
+        updates=3,
+        seeds=1,
+        show=4,
+    ),
+    # All 4,000 mnist-5k training images, labels unused, for the autoencoder (16-32 maps, code 32x7x7);
+    # then 10 and 100 labelled images per class for the classifiers.
+    "quick": AutoencoderPretrainConfig(
+        data="mnist-5k",
+        channels=(16, 32),
+        pretrain=TrainSpec(recipe="lenet", epochs=8, batch_size=64),
+        finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=(("translate", 0),)),
+        per_class=(10, 100),
+        updates=200,
+        seeds=3,
+    ),
+    # CIFAR-10: an autoencoder on all 50,000 training images, classifiers on 10 and 100 per class.
+    "full": AutoencoderPretrainConfig(
+        data="cifar10",
+        channels=(64, 128, 256),
+        pretrain=TrainSpec(recipe="lenet", epochs=50, batch_size=128),
+        finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=64, overrides=(("translate", 0), ("crop_padding", 4),
+                                                                              ("flip", True))),
+        per_class=(10, 100),
+        updates=2000,
+        seeds=3,
+    ),
+}
+
+
+@torch.no_grad()
+def reconstruction_error(ae: ConvAutoencoder, x: torch.Tensor, *, batch_size: int = 500) -> float:
+    """Mean squared error per pixel of ``ae`` on ``x`` (normalised units), in eval mode."""
+    ae.eval()
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        total += float(F.mse_loss(ae(xb), xb, reduction="sum"))
+    return total / x.numel()
+
+
+def train_autoencoder(
+    ae: ConvAutoencoder, x: torch.Tensor, spec: TrainSpec, *, seed: int, device: str | None = None,
+    test_x: torch.Tensor | None = None,
+) -> list[dict[str, float]]:
+    """Train ``ae`` to reconstruct ``x`` (mean squared error), with the optimiser, learning rate,
+    schedule and batch size of ``spec``'s recipe; one row per epoch (train loss, test MSE).
+
+    ``cnnlab.training.fit`` trains classifiers (cross-entropy against labels), so the autoencoder has
+    this loop of its own; it uses the engine's parts: ``Recipe``, ``BatchLoader`` and ``LRSchedule``.
+    Augmentation fields of the recipe are not applied (the target is the input itself).
+    """
+    from cnnlab.data import BatchLoader, TensorPair
+    from cnnlab.training import get_recipe
+    from cnnlab.training.device import resolve_device
+    from cnnlab.training.schedules import LRSchedule, resolve_schedule
+
+    changes = dict(spec.overrides)
+    if spec.batch_size is not None:
+        changes["batch_size"] = spec.batch_size
+    if spec.lr is not None:
+        changes["lr"] = spec.lr
+    recipe = get_recipe(spec.recipe).replace(**changes) if changes else get_recipe(spec.recipe)
+    dev = resolve_device(device)
+    ae.to(dev)
+    labels = torch.zeros(len(x), dtype=torch.int64)  # BatchLoader batches (x, y) pairs; y is unused
+    loader = BatchLoader(TensorPair(x, labels), recipe.batch_size, shuffle=True, seed=seed)
+    schedule = LRSchedule(recipe, resolve_schedule(recipe, steps_per_epoch=len(loader), epochs=spec.epochs))
+    params = ae.parameters()
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                              weight_decay=recipe.weight_decay)  # fmt: skip
+    else:
+        cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+        opt = cls(params, lr=recipe.lr, betas=(recipe.momentum, 0.999), weight_decay=recipe.weight_decay)
+    torch.manual_seed(seed)
+    rows, step = [], 0
+    for epoch in range(spec.epochs):
+        loader.set_epoch(epoch)
+        ae.train()
+        total, count, t0 = 0.0, 0, time.perf_counter()
+        for xb, _ in loader:
+            xb = xb.to(dev)
+            for group in opt.param_groups:
+                group["lr"] = schedule(step)
+            loss = F.mse_loss(ae(xb), xb)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingError(f"autoencoder: the loss became {value} at update {step + 1}; try a lower learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            total += value * len(xb)
+            count += len(xb)
+        row = {"epoch": epoch + 1, "train_mse": total / count, "seconds": time.perf_counter() - t0}
+        if test_x is not None:
+            row["test_mse"] = reconstruction_error(ae, test_x.to(dev))
+        rows.append(row)
+    ae.to("cpu").eval()
+    return rows
+
+
+def plot_autoencoder(results: dict, out_dir: Path) -> list[Plot]:
+    plots = []
+    shown = results["reconstructions"]
+    n = len(shown["original"])
+    fig = Figure(figsize=(1.3 * n, 2.9))
+    for row, key in enumerate(("original", "reconstruction")):
+        for i, img in enumerate(shown[key]):
+            ax = fig.add_subplot(2, n, row * n + i + 1)
+            pixels = np.asarray(img, dtype=np.float32)  # C x H x W in [0, 1]
+            image = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+            ax.imshow(image, cmap="gray" if pixels.shape[0] == 1 else None, vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(key, fontsize=9)
+    fig.suptitle(f"Autoencoder on {results['data']}: test images (top) and reconstructions (bottom)", fontsize=10)
+    plots.append(Plot(save_figure(fig, out_dir, "autoencoder_reconstructions.png"),
+                      "Test images never seen by the autoencoder (top) and their reconstructions (bottom)."))
+    fig = Figure(figsize=(11.0, 4.0))
+    a1, a2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    hist = results["autoencoder"]["history"]
+    epochs = [h["epoch"] for h in hist]
+    a1.plot(epochs, [h["train_mse"] for h in hist], "o-", label="training images")
+    if all("test_mse" in h for h in hist):
+        a1.plot(epochs, [h["test_mse"] for h in hist], "s-", label="test images")
+    a1.axhline(results["autoencoder"]["mean_image_mse"], color="gray", ls=":", label="mean image (baseline)")
+    a1.set(xlabel="epoch", ylabel="reconstruction MSE (normalised pixels)", yscale="log", title="Autoencoder training")
+    a1.legend(fontsize=8)
+    labels = results["per_class"]
+    width = 0.27
+    for j, (key, label) in enumerate((("scratch", "from scratch"), ("pretrained", "encoder from the autoencoder"),
+                                      ("frozen_linear", "frozen encoder + linear"))):  # fmt: skip
+        vals = [100 * results["classifiers"][str(n)][key]["acc"] for n in labels]
+        errs = [100 * results["classifiers"][str(n)][key]["std"] for n in labels]
+        a2.bar([i + (j - 1) * width for i in range(len(labels))], vals, width, yerr=errs, capsize=3, label=label)
+    a2.set_xticks(range(len(labels)), [f"{n} labels / class" for n in labels])
+    lo = min(100 * results["classifiers"][str(n)][k]["acc"] for n in labels for k in ("scratch", "pretrained"))
+    a2.set(ylabel="test accuracy (%)", ylim=(max(0.0, lo - 10), 100), title="Classifiers (mean +- std over draws)")
+    a2.legend(fontsize=8)
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    plots.append(Plot(save_figure(fig, out_dir, "autoencoder_pretrain.png"),
+                      "Left: reconstruction error per epoch against predicting the mean training image. Right: test "
+                      "accuracy of the classifier fine-tuned from the autoencoder's encoder, trained from scratch, "
+                      "and a linear classifier on the frozen code."))
+    return plots
+
+
+@register_experiment(
+    name="autoencoder-pretrain",
+    title="Autoencoder pre-training for a classifier with few labels",
+    claim=CLAIM,
+    lectures=("002_a740cb8c04a80802.txt",),
+    paper="Hinton & Salakhutdinov, Science 2006; Masci et al., ICANN 2011 (convolutional autoencoders)",
+    scales=SCALES,
+    plot=plot_autoencoder,
+)
+def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
+    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
+    c, h, w = data.input_size
+    ae_cfg = AutoencoderConfig(in_chans=c, channels=cfg.channels, num_classes=data.num_classes)
+
+    # 1. The autoencoder, on every training image, labels unused.
+    key = ("autoencoder", cfg.channels, data.name, tuple(data.input_size), len(data.train.y), cfg.pretrain, ctx.seed)
+    if key in ctx.cache.fits:
+        ae, history, seconds = ctx.cache.fits[key]
+        ctx.log("reusing the autoencoder, already trained in this run")
+    else:
+        torch.manual_seed(ctx.seed)
+        ae = ConvAutoencoder(ae_cfg)
+        ctx.log(f"training the autoencoder ({sum(p.numel() for p in ae.parameters()):,} params) on "
+                f"{len(data.train.y):,} unlabelled images: {cfg.pretrain.describe()}")
+        t0 = time.perf_counter()
+        history = train_autoencoder(ae, data.train.x, cfg.pretrain, seed=ctx.seed, device=ctx.device, test_x=data.test.x)
+        seconds = time.perf_counter() - t0
+        ctx.cache.fits[key] = (ae, history, seconds)
+        ctx.log(f"autoencoder: test MSE {history[-1]['test_mse']:.4f} in {seconds:.1f}s")
+    mean_image = data.train.x.mean(0, keepdim=True)
+    baseline = float(((data.test.x - mean_image) ** 2).mean())  # MSE of predicting the mean training image
+    test_mse = reconstruction_error(ae, data.test.x)
+
+    shown = data.test.x[: cfg.show]
+    with torch.no_grad():
+        recon = ae(shown)
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    to_pixels = lambda t: (t * std + mean).clamp(0, 1).round(decimals=3).tolist()  # noqa: E731
+
+    # 2. Classifiers on few labels: the encoder from the autoencoder, fine-tuned, against scratch.
+    classifiers: dict[str, dict[str, Any]] = {}
+    for n in cfg.per_class:
+        accs: dict[str, list[float]] = {"scratch": [], "pretrained": [], "frozen_linear": []}
+        for seed in seed_list(ctx, cfg.seeds):
+            sctx = seeded(ctx, seed)
+            small = restrict(data, per_class=n, seed=seed, name=f"{data.name} {n}/class draw {seed}")
+            steps_per_epoch = math.ceil(len(small.train.y) / cfg.finetune.batch_size)
+            spec = dataclasses.replace(cfg.finetune, epochs=max(1, math.ceil(cfg.updates / steps_per_epoch)))
+
+            def build(pretrained: bool, seed: int = seed) -> EncoderClassifier:
+                torch.manual_seed(seed)
+                clf = EncoderClassifier(ae_cfg, image_size=(h, w))
+                if pretrained:
+                    clf.encoder.load_state_dict(ae.encoder.state_dict())  # same class: strict key match
+                return clf
+
+            for kind in ("scratch", "pretrained"):
+                fit = sctx.train(f"classifier, {kind}, {n}/class (draw {seed})", lambda kind=kind: build(kind == "pretrained"),
+                                 small, spec, key={"net": "encoder_classifier", "channels": cfg.channels, "init": kind})  # fmt: skip
+                accs[kind].append(float(fit.test_acc))
+            # For reference: a linear classifier on the frozen code (no fine-tuning).
+            frozen = ctx.to_device(build(True))
+            feats = extract_features(frozen, torch.cat([small.train.x, small.test.x]), ["encoder"], pool="none")["encoder"]
+            probe = fit_linear_probe(feats[: len(small.train.y)], small.train.y, num_classes=small.num_classes)
+            accs["frozen_linear"].append(probe_accuracy(probe, feats[len(small.train.y) :], small.test.y))
+        classifiers[str(n)] = {k: dict(zip(("acc", "std"), mean_std(v)), per_seed=v) for k, v in accs.items()}
+        classifiers[str(n)]["updates"] = cfg.updates
+
+    few = classifiers[str(cfg.per_class[0])]
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    seeds_note = f" (mean of {cfg.seeds} draws)" if cfg.seeds > 1 else ""
+    criteria = [
+        Criterion(
+            description="the autoencoder reconstructs unseen test images: its mean squared error is below half "
+            "that of predicting the mean training image",
+            finding=f"test MSE {test_mse:.4f} against {baseline:.4f} for the mean image",
+            passed=test_mse < 0.5 * baseline,
+        ),
+        Criterion(
+            description=f"with {cfg.per_class[0]} labelled images per class, the classifier initialised from the "
+            "encoder and fine-tuned is more accurate than the same classifier from scratch" + seeds_note,
+            finding=f"{pct(few['pretrained']['acc'])} from the encoder against {pct(few['scratch']['acc'])} from scratch",
+            passed=few["pretrained"]["acc"] > few["scratch"]["acc"],
+        ),
+    ]
+    tables = [
+        Table(
+            title="Autoencoder (no labels)",
+            columns=("images", "epochs", "train MSE", "test MSE", "mean-image MSE (baseline)", "seconds"),
+            rows=((len(data.train.y), cfg.pretrain.epochs, round(history[-1]["train_mse"], 4), round(test_mse, 4),
+                   round(baseline, 4), round(seconds, 1)),),
+        ),
+        Table(
+            title="Classifier test accuracy (%) on few labels" + seeds_note,
+            columns=("labelled / class", "from scratch", "std", "encoder from the autoencoder, fine-tuned", "std",
+                     "frozen encoder + linear", "gain of pre-training (points)"),
+            rows=tuple((int(n), round(100 * v["scratch"]["acc"], 2), round(100 * v["scratch"]["std"], 2),
+                        round(100 * v["pretrained"]["acc"], 2), round(100 * v["pretrained"]["std"], 2),
+                        round(100 * v["frozen_linear"]["acc"], 2),
+                        round(100 * (v["pretrained"]["acc"] - v["scratch"]["acc"]), 2)) for n, v in classifiers.items()),
+        ),
+    ]  # fmt: skip
+    setup = [
+        f"Data: `{data.name}`, {len(data.train.y):,} training images (for the autoencoder, labels unused) and "
+        f"{len(data.test.y):,} test images of {'x'.join(map(str, data.input_size))}.",
+        "Autoencoder (`cnnlab.experiments.nets.ConvAutoencoder`): encoder "
+        + ", ".join(f"conv3-{ch} + ReLU + 2x2 max pool" for ch in cfg.channels)
+        + "; decoder: 2x2 stride-2 up-convolutions with ReLUs mirroring it and a linear 3x3 output conv; "
+        f"mean squared error on normalised pixels; {cfg.pretrain.describe()} (the recipe's optimiser and "
+        "schedule in a loop of its own, since the engine trains classifiers).",
+        "Classifier (`EncoderClassifier`): the same encoder and a linear layer on its flattened code. "
+        "'Encoder from the autoencoder': encoder weights copied from the autoencoder, then everything fine-tuned; "
+        "'from scratch': the same network from a random initialisation; 'frozen encoder + linear': logistic "
+        "regression on the frozen code (for reference).",
+        f"Labelled images: {', '.join(map(str, cfg.per_class))} per class, drawn from the training images "
+        f"(draws {', '.join(map(str, seed_list(ctx, cfg.seeds)))}); every classifier gets {cfg.updates} updates of "
+        f"{cfg.finetune.describe().replace('1 epoch, ', '')}.",
+    ]
+    notes = [
+        "The autoencoder sees the training images that the classifiers later get labels for (as in the lecture's "
+        "setting: unlabelled data, then a few labels); it never sees the test images.",
+    ]
+    if ctx.scale == "tiny":
+        notes.append("tiny scale: random images, a tiny net and a few updates; the numbers only test the plumbing.")
+    return Outcome(
+        results={
+            "autoencoder": {"history": history, "test_mse": test_mse, "mean_image_mse": baseline, "seconds": seconds,
+                            "params": sum(p.numel() for p in ae.parameters())},
+            "classifiers": classifiers,
+            "per_class": list(cfg.per_class),
+            "reconstructions": {"original": to_pixels(shown), "reconstruction": to_pixels(recon)},
+        },
+        criteria=criteria, tables=tables, setup=setup, notes=notes,
+    )  # fmt: skip

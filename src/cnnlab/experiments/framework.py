@@ -210,6 +210,14 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.ablation",
     "cnnlab.experiments.probes",
     "cnnlab.experiments.invariance",
+    "cnnlab.experiments.dropout",
+    "cnnlab.experiments.batchnorm",
+    "cnnlab.experiments.vgg_depth",
+    "cnnlab.experiments.small_filters",
+    "cnnlab.experiments.augmentation",
+    "cnnlab.experiments.ensemble",
+    "cnnlab.experiments.transfer",
+    "cnnlab.experiments.autoencoder",
 ]
 
 

@@ -1,0 +1,389 @@
+"""Experiments II (issue 7): dropout, batchnorm, vgg-depth, small-filters, augmentation, ensemble,
+transfer, autoencoder-pretrain.
+
+Every experiment runs end to end at the ``tiny`` scale (random images, tiny nets, one or two epochs)
+to check the plumbing and the files it writes; its numbers mean nothing. The machinery underneath is
+checked against numbers from outside the code: the engine's own Monte-Carlo dropout and an
+uninterrupted ``fit``, the exact normalised geometric mean over every dropout mask (lecture 000: for
+one hidden layer it *is* weight scaling), the lecture's 27 C^2 / 49 C^2 weight counts, hand-computed
+ensemble votes, and parameter counts written out by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.cli import main
+from cnnlab.data import load_dataset
+from cnnlab.experiments import ExperimentContext, ModelCache, TrainSpec, get_experiment, list_experiments, run_experiment
+from cnnlab.experiments.autoencoder import reconstruction_error, train_autoencoder
+from cnnlab.experiments.dropout import mc_dropout_accuracy
+from cnnlab.experiments.ensemble import ensemble_curve
+from cnnlab.experiments.nets import (
+    AutoencoderConfig,
+    ConvAutoencoder,
+    EncoderClassifier,
+    FilterStackConfig,
+    FilterStackNet,
+    FrozenExcept,
+    WideFCConfig,
+    WideFCNet,
+    filter_block,
+    replace_head,
+)
+from cnnlab.experiments.tools import predict_proba, restrict, seeded, train_tracked
+from cnnlab.experiments.transfer import CELLS, METHODS, PRESCRIBED, pick_winner
+
+NAMES = ("dropout", "batchnorm", "vgg-depth", "small-filters", "augmentation", "ensemble", "transfer",
+         "autoencoder-pretrain")  # fmt: skip
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    # Tiny nets gain nothing from a second thread, and on a shared machine two OpenMP threads make
+    # their small convolutions many times slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, one_thread):
+    """Each experiment once at tiny scale with one shared cache (as `cnnlab experiment all`);
+    small-filters through the CLI."""
+    root = tmp_path_factory.mktemp("experiments2")
+    cache = ModelCache()
+    runs = {}
+    for name in NAMES:
+        out = root / name
+        if name == "small-filters":
+            assert main(["experiment", name, "--scale", "tiny", "--out", str(out), "--quiet"]) == 0
+            runs[name] = (json.loads((out / "results.json").read_text()), out)
+            continue
+        results = run_experiment(name, scale="tiny", out_dir=out, seed=0, progress=False, cache=cache)
+        runs[name] = (results, out)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end at tiny scale: files and formats
+# ---------------------------------------------------------------------------------------------
+
+
+def test_registered_in_order():
+    names = list_experiments()
+    assert set(NAMES) <= set(names)
+    for name in NAMES:
+        exp = get_experiment(name)
+        assert set(exp.scales) == {"tiny", "quick", "full"}
+        assert exp.lectures and all(s[:3] in ("000", "002", "003") for s in exp.lectures)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_run_writes_results_report_and_plots(tiny_runs, name):
+    _, out = tiny_runs[name]
+    results = json.loads((out / "results.json").read_text())
+    for key, kind in (("claim", str), ("scale", str), ("seed", int), ("verdict", str), ("criteria", list),
+                      ("source", str), ("plots", list), ("tables", list), ("versions", dict)):  # fmt: skip
+        assert isinstance(results[key], kind), key
+    assert results["experiment"] == name and results["scale"] == "tiny"
+    assert results["reproduced"] in (True, False, "partly")
+    passed = [c["passed"] for c in results["criteria"]]
+    assert results["reproduced"] == (True if all(passed) else False if not any(passed) else "partly")
+    assert "seeds/" in results["source"]
+
+    report = (out / "report.md").read_text()
+    assert results["claim"] in report and results["verdict"] in report
+    assert "## How the verdict is computed" in report and "|---" in report
+    assert results["plots"]
+    for plot in results["plots"]:
+        data = (out / plot["file"]).read_bytes()
+        assert data[:8] == PNG_MAGIC
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width > 100 and height > 100
+        assert f"]({plot['file']})" in report
+
+
+def test_dropout_results_hold_mc_samples_and_weight_scaling(tiny_runs):
+    results, _ = tiny_runs["dropout"]
+    ks = list(get_experiment("dropout").config("tiny").mc_ks)
+    assert [r["k"] for r in results["mc_samples"]] == ks
+    for r in results["mc_samples"]:
+        assert set(r) >= {"k", "acc"} and 0.0 <= r["acc"] <= 1.0 and 0.0 <= r["geo_acc"] <= 1.0
+    assert 0.0 <= results["weight_scaling_acc"] <= 1.0
+    for v in results["variants"].values():
+        for run in v["runs"]:  # one clean training error and one test error per epoch
+            assert len(run["train_error"]) == len(run["test_error"]) == len(run["gap"]) == results["epochs"]
+            assert run["gap"][-1] == pytest.approx(run["test_error"][-1] - run["train_error"][-1])
+    assert results["variants"]["dropout"]["p"] == 0.5 and results["variants"]["no dropout"]["p"] == 0.0
+
+
+def test_transfer_table_has_four_cells_with_every_method_and_a_winner(tiny_runs):
+    results, _ = tiny_runs["transfer"]
+    table = results["table"]
+    assert set(table) == {f"{s}/{a}" for s, a in CELLS}
+    for key, cell in table.items():
+        assert set(cell["methods"]) == set(METHODS)
+        accs = {m: v["acc"] for m, v in cell["methods"].items()}
+        assert all(0.0 <= a <= 1.0 for a in accs.values())
+        assert cell["winner"] == pick_winner(accs) and accs[cell["winner"]] == max(accs.values())
+        assert cell["prescribed"] == PRESCRIBED[(cell["similarity"], cell["amount"])]
+    cfg = get_experiment("transfer").config("tiny")
+    assert table["similar/little"]["train_size"] == cfg.little * len(cfg.similar_classes)
+    assert table["different/lots"]["per_class"] == cfg.lots
+
+
+def test_batchnorm_and_vgg_depth_cover_the_grid_and_the_columns(tiny_runs):
+    bn, _ = tiny_runs["batchnorm"]
+    lrs = list(get_experiment("batchnorm").config("tiny").lrs)
+    assert sorted((r["batch_norm"], r["lr"]) for r in bn["runs"]) == sorted(itertools.product((False, True), lrs))
+    vgg, _ = tiny_runs["vgg-depth"]
+    depths = {name: c["depth"] for name, c in vgg["columns"].items()}
+    # Simonyan & Zisserman, Table 1: 11, 11, 13, 16, 16 and 19 weight layers (from the analyzer).
+    assert depths == {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+
+
+def test_small_filters_measures_the_lectures_numbers(tiny_runs):
+    results, _ = tiny_runs["small-filters"]
+    c = results["width"]
+    s, b = results["nets"]["3x3"], results["nets"]["7x7"]
+    assert s["block_rf"] == b["block_rf"] == [7, 7]
+    assert s["block_weights"] == 27 * c * c and b["block_weights"] == 49 * c * c  # lecture 002
+    assert s["relus_per_block"] == 3 and b["relus_per_block"] == 1
+
+
+def test_ensemble_and_augmentation_share_networks_and_report_every_k(tiny_runs):
+    results, _ = tiny_runs["ensemble"]
+    members = get_experiment("ensemble").config("tiny").members
+    assert [r["k"] for r in results["curve"]] == list(range(1, members + 1))
+    assert len(results["member_acc"]) == members
+    assert results["curve"][0]["mean_acc"] == pytest.approx(sum(results["member_acc"]) / members)
+    # The ensemble's first member is the augmented seed-0 LeNet of `augmentation`, trained once.
+    reused = [t for t in results["trained"] if t["reused"]]
+    assert reused, "the shared cache should have supplied the augmentation experiment's network"
+    aug, _ = tiny_runs["augmentation"]
+    assert results["member_acc"][0] == pytest.approx(aug["variants"]["crops"]["test_acc"][0])
+
+
+def test_autoencoder_results_and_reconstructions(tiny_runs):
+    results, _ = tiny_runs["autoencoder-pretrain"]
+    cfg = get_experiment("autoencoder-pretrain").config("tiny")
+    rec = results["reconstructions"]
+    assert len(rec["original"]) == len(rec["reconstruction"]) == cfg.show
+    assert torch.tensor(rec["original"]).shape == (cfg.show, 1, 16, 16)
+    assert results["autoencoder"]["mean_image_mse"] > 0
+    assert set(results["classifiers"]) == {str(n) for n in cfg.per_class}
+
+
+def test_a_diverging_rate_is_recorded_not_raised(tmp_path, monkeypatch, one_thread):
+    # The engine stops a run whose loss is not finite (TrainingError); batchnorm counts it as diverged.
+    monkeypatch.setenv("CNNLAB_DEBUG_NAN_AT_STEP", "1")
+    results = run_experiment("batchnorm", scale="tiny", out_dir=tmp_path / "bn", progress=False)
+    assert all(r["diverged"] for r in results["runs"])
+    assert results["reproduced"] is False
+    assert "diverged" in (tmp_path / "bn" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Machinery against outside numbers
+# ---------------------------------------------------------------------------------------------
+
+
+def _digits_like(n=96, classes=4, shape=(1, 16, 16), seed=0):
+    return load_dataset("synthetic", shape=shape, n=n, num_classes=classes, seed=seed)
+
+
+def test_mc_dropout_matches_the_engines_monte_carlo_dropout(one_thread):
+    from cnnlab.training import evaluate, evaluate_mc_dropout
+
+    data = _digits_like()
+    torch.manual_seed(0)
+    net = WideFCNet(WideFCConfig(image_size=(16, 16), num_classes=4, channels=(4,), fc_width=64, dropout=0.5)).eval()
+    rows = mc_dropout_accuracy(net, data.test, ks=(1, 3, 8), seed=7, batch_size=10)
+    engine = evaluate_mc_dropout(net, data.test, samples=8, seed=7, batch_size=10, precision="fp32")
+    assert rows[-1]["acc"] == pytest.approx(engine["acc"], abs=1e-9)
+    # No dropout at all (p = 0): every sampled network is the network itself.
+    net0 = WideFCNet(WideFCConfig(image_size=(16, 16), num_classes=4, channels=(4,), fc_width=64, dropout=0.0))
+    rows0 = mc_dropout_accuracy(net0, data.test, ks=(1, 4), seed=0)
+    plain = evaluate(net0, data.test, precision="fp32")["acc"]
+    assert all(r["acc"] == pytest.approx(plain) and r["geo_acc"] == pytest.approx(plain) for r in rows0)
+    assert not net.training and all(not m.training for m in net.modules())  # modes restored
+
+
+def test_geometric_mean_over_all_masks_is_weight_scaling():
+    """Lecture 000: with one hidden layer, using all units (weights halved; here inverted dropout)
+    equals the normalised geometric mean of the 2^n thinned networks' outputs, exactly."""
+    torch.manual_seed(0)
+    n = 6
+    h = torch.rand(5, n)  # hidden activations of 5 examples
+    out = nn.Linear(n, 3)
+    masks = [torch.tensor(m, dtype=torch.float32) for m in itertools.product((0.0, 1.0), repeat=n)]
+    views = lambda x: [x * m * 2.0 for m in masks]  # noqa: E731  (keep probability 1/2, inverted scaling)
+    geo = predict_proba(out, h, views=views, mean="geometric", precision="fp32")
+    assert torch.allclose(geo, out(h).softmax(1), atol=1e-6)
+    arith = predict_proba(out, h, views=views, mean="arithmetic", precision="fp32")
+    assert torch.allclose(arith.sum(1), torch.ones(5)) and not torch.allclose(arith, geo, atol=1e-4)
+
+
+def test_ensemble_curve_against_hand_counted_votes():
+    y = torch.tensor([0, 1, 2])
+    p = lambda rows: torch.tensor(rows, dtype=torch.float32)  # noqa: E731
+    a = p([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.0, 0.0, 1.0]])  # right on 0 and 2
+    b = p([[0.3, 0.7, 0.0], [0.0, 1.0, 0.0], [0.0, 0.9, 0.1]])  # right on 1
+    c = p([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]])  # right on 0 and 2
+    rows = ensemble_curve([a, b, c], y, subsets=10)
+    assert rows[0]["first_k_acc"] == pytest.approx(2 / 3)
+    assert rows[0]["mean_acc"] == pytest.approx((2 / 3 + 1 / 3 + 2 / 3) / 3)
+    # a+b: sample 0 -> (0.9, 1.1, 0) wrong; sample 1 -> (0.6, 1.4) right; sample 2 -> (0, 0.9, 1.1) right.
+    assert rows[1]["first_k_acc"] == pytest.approx(2 / 3)
+    # a+b+c: sample 0 -> (1.9, 1.1, 0) right; 1 -> (1.5, 1.5, 0) tie, argmax takes class 0: wrong; 2 right.
+    assert rows[2]["first_k_acc"] == pytest.approx(2 / 3) and rows[2]["subsets"] == 1
+
+
+def test_train_tracked_is_the_uninterrupted_run(one_thread, tmp_path):
+    """Stopping after every epoch and resuming gives bitwise the weights of one `fit` call."""
+    from cnnlab.training import fit
+
+    data = _digits_like()
+    spec = TrainSpec(recipe="lenet", epochs=3, batch_size=32, overrides=(("translate", 1),))
+    ctx = ExperimentContext(experiment="t", scale="tiny", seed=3, progress=False, precision="fp32")
+
+    def build():
+        torch.manual_seed(11)
+        return WideFCNet(WideFCConfig(image_size=(16, 16), num_classes=4, channels=(4,), fc_width=32, dropout=0.5))
+
+    seen: list[int] = []
+
+    def measure(model: nn.Module) -> dict[str, float]:
+        seen.append(1)
+        return {"n": float(len(seen))}
+
+    result, rows = train_tracked(ctx, "net", build, data, spec, measure=measure)
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and [r["n"] for r in rows] == [1, 2, 3]
+    direct = fit(build(), data, "lenet", epochs=3, batch_size=32, overrides={"translate": 1}, seed=3,
+                 progress=False, precision="fp32")  # fmt: skip
+    for (k, v), (k2, v2) in zip(result.model.state_dict().items(), direct.model.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    assert [h["test_acc"] for h in result.history] == [h["test_acc"] for h in direct.history]
+    assert ctx.trained and ctx.trained[-1]["label"] == "net"
+    # Cached: asking again trains nothing.
+    again, rows2 = train_tracked(ctx, "net", build, data, spec, measure=lambda m: {"n": -1.0})
+    assert again is result and rows2 == rows
+
+
+def test_frozen_except_trains_only_the_named_layers_and_keeps_bn_statistics(one_thread):
+    from cnnlab import create_model
+    from cnnlab.training import fit
+
+    data = _digits_like()
+    torch.manual_seed(0)
+    base = create_model("resnet20", num_classes=4, in_chans=1, widths=(4, 8, 16))
+    before = copy.deepcopy(base.state_dict())
+    wrapped = FrozenExcept(base, ("layer3", "fc"))
+    fit(wrapped, data, "lenet", epochs=1, batch_size=32, progress=False, precision="fp32")
+    after = base.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("layer3.", "fc.")) for k in changed)
+    assert any(k.startswith("layer3.") and "running_mean" in k for k in changed)  # trained BN still adapts
+    assert not any(k.startswith(("conv1.", "bn1.", "layer1.", "layer2.")) for k in changed)  # frozen, BN stats too
+    wrapped.train()
+    assert not base.layer1.training and base.layer3.training and base.training
+
+
+def test_replace_head_and_restrict():
+    from cnnlab import create_model
+
+    model = replace_head(create_model("lenet5_relu"), "fc", 5)
+    assert model.fc.out_features == 5 and model(torch.randn(2, 1, 28, 28)).shape == (2, 5)
+    data = _digits_like(n=200, classes=6)
+    part = restrict(data, classes=(4, 1), per_class=3, seed=1, name="part")
+    assert part.num_classes == 2 and len(part.train) == 6 and sorted(part.train.y.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert set(part.test.y.tolist()) <= {0, 1} and len(part.test) == int(((data.test.y == 4) | (data.test.y == 1)).sum())
+
+
+def test_seeded_context_shares_the_run():
+    ctx = ExperimentContext(experiment="t", scale="tiny", seed=2, progress=False, data_root="elsewhere")
+    sub = seeded(ctx, 5)
+    assert sub.seed == 5 and sub.cache is ctx.cache and sub.trained is ctx.trained
+    assert sub.data_root == "elsewhere" and seeded(ctx, 2) is ctx
+
+
+def test_small_nets_parameter_counts_by_hand_meta_and_fx():
+    c = 8
+    block3 = sum(p.numel() for p in filter_block("3x3", c).parameters())
+    block7 = sum(p.numel() for p in filter_block("7x7", c).parameters())
+    assert block3 == 3 * (9 * c * c + c) and block7 == 49 * c * c + c
+    net = FilterStackNet(FilterStackConfig(block="3x3", width=c, stages=2, num_classes=10))
+    assert sum(p.numel() for p in net.parameters()) == (9 * c + c) + 2 * block3 + (c * 10 + 10)
+    wide = WideFCNet(WideFCConfig(channels=(16,), fc_width=1024))
+    # conv5-16 on 28x28 -> 24 -> pool 12: 16*12*12 = 2304 inputs to FC6.
+    assert sum(p.numel() for p in wide.parameters()) == (25 * 16 + 16) + (2304 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 * 10 + 10)
+    ae_cfg = AutoencoderConfig(channels=(4, 8))
+    for build, size in ((lambda: wide, (1, 28, 28)), (lambda: net, (1, 28, 28)),
+                        (lambda: EncoderClassifier(ae_cfg, image_size=(28, 28)), (1, 28, 28))):  # fmt: skip
+        model = build().eval()  # dropout off: both calls compute the same function
+        traced = torch.fx.symbolic_trace(model)
+        x = torch.randn(2, *size)
+        assert torch.equal(traced(x), model(x))
+    with torch.device("meta"):
+        assert WideFCNet(WideFCConfig()).classifier.fc6.weight.is_meta
+        assert ConvAutoencoder(ae_cfg)(torch.empty(1, 1, 28, 28)).shape == (1, 1, 28, 28)
+
+
+def test_autoencoder_learns_to_reconstruct_and_its_encoder_loads_into_the_classifier(one_thread):
+    data = _digits_like(n=128, shape=(1, 16, 16))
+    torch.manual_seed(0)
+    ae = ConvAutoencoder(AutoencoderConfig(channels=(4, 8)))
+    start = reconstruction_error(ae, data.test.x)
+    rows = train_autoencoder(ae, data.train.x, TrainSpec(recipe="lenet", epochs=4, batch_size=32), seed=0,
+                             test_x=data.test.x)  # fmt: skip
+    assert rows[-1]["train_mse"] < rows[0]["train_mse"] and reconstruction_error(ae, data.test.x) < start
+    clf = EncoderClassifier(AutoencoderConfig(channels=(4, 8), num_classes=4), image_size=(16, 16))
+    clf.encoder.load_state_dict(ae.encoder.state_dict())  # strict
+    assert torch.equal(clf.forward_features(data.test.x[:2]), ae.encoder(data.test.x[:2]))
+    assert math.isfinite(rows[-1]["test_mse"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_full_scale_configs_build(name):
+    """`--scale full` is for a GPU and never runs here; its data sets and recipes must exist and its
+    networks build (on the meta device) at the data's size."""
+    from cnnlab.data import list_datasets
+    from cnnlab.experiments.vgg_depth import COLUMNS
+    from cnnlab.models import create_model, list_models
+    from cnnlab.training import get_recipe
+
+    cfg = get_experiment(name).config("full")
+    assert cfg.data in list_datasets() and cfg.data == "cifar10"
+    for field in ("train", "plain", "augmented", "pretrain", "finetune"):
+        spec = getattr(cfg, field, None)
+        if spec is not None:
+            get_recipe(spec.recipe)
+    size = getattr(cfg, "input_size", (3, 32, 32))
+    options = dict(getattr(cfg, "model_options", ()))
+    zoo = [cfg.model] if isinstance(getattr(cfg, "model", None), str) else list(COLUMNS.values()) if name == "vgg-depth" else []
+    nets = []
+    with torch.device("meta"):
+        for model in zoo:
+            assert model in list_models()
+            nets.append(create_model(model, num_classes=10, in_chans=size[0], **options))
+        if name == "dropout":
+            nets.append(WideFCNet(WideFCConfig(in_chans=3, image_size=(32, 32), channels=cfg.channels, fc_width=cfg.fc_width)))
+        if name == "small-filters":
+            nets.append(FilterStackNet(FilterStackConfig(in_chans=3, width=cfg.width, stages=cfg.stages)))
+        if name == "autoencoder-pretrain":
+            nets.append(EncoderClassifier(AutoencoderConfig(in_chans=3, channels=cfg.channels), image_size=(32, 32)))
+        assert nets
+        for net in nets:
+            assert net(torch.empty(1, *size)).shape == (1, 10)
+    if name == "transfer":
+        assert cfg.different in list_datasets()

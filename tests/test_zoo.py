@@ -196,7 +196,8 @@ def test_feature_info(name: str) -> None:
         # ``reduction`` is the product of strides so far; valid convolutions may shrink the map
         # further, but a map larger than side / reduction means the claimed reduction is too big.
         assert out.shape[-1] <= math.ceil(x.shape[-1] / info["reduction"]) + 1, (
-            f"{info['module']}: {out.shape[-1]}x{out.shape[-1]} map from {x.shape[-1]}, says reduction {info['reduction']}"
+            f"{info['module']}: {out.shape[-1]}x{out.shape[-1]} map from {x.shape[-1]}, "
+            f"says reduction {info['reduction']}"
         )
 
 

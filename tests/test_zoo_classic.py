@@ -215,7 +215,8 @@ def test_alexnet_dropout_placement() -> None:
     tv = create_model("alexnet", width=1 / 16).classifier
     assert [type(m) for m in tv] == [nn.Dropout, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear, nn.ReLU, nn.Linear]
     assert all(m.p == 0.5 for m in tv if isinstance(m, nn.Dropout))
-    assert [m.p for m in create_model("vgg_a", width=1 / 16, dropout=0.3).modules() if isinstance(m, nn.Dropout)] == [0.3] * 2
+    vgg = create_model("vgg_a", width=1 / 16, dropout=0.3)
+    assert [m.p for m in vgg.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.3]
 
 
 def test_alexnet_2012_two_towers() -> None:
@@ -229,7 +230,7 @@ def test_zfnet_shapes() -> None:
     """Zeiler & Fergus 2014 Fig. 3 sizes (110, 55, 26, 13, 6) with the lecture's 512-1024-512."""
     model = _meta("zfnet")
     shapes = _shapes(model, torch.empty(1, 3, 224, 224, device="meta"), "features")
-    assert {n: shapes[n] for n in ("conv1", "pool1", "norm1", "conv2", "pool2", "norm2", "conv3", "conv4", "conv5", "pool3")} == {
+    assert {n: shapes[n] for n in shapes if not n.startswith("relu")} == {
         "conv1": (96, 110, 110), "pool1": (96, 55, 55), "norm1": (96, 55, 55),
         "conv2": (256, 26, 26), "pool2": (256, 13, 13), "norm2": (256, 13, 13),
         "conv3": (512, 13, 13), "conv4": (1024, 13, 13), "conv5": (512, 13, 13),
@@ -244,7 +245,8 @@ def test_zfnet_shapes() -> None:
 def test_alexnet_family_init_follows_the_papers() -> None:
     torch.manual_seed(0)
     # Krizhevsky et al. 2012 §5: N(0, 0.01) weights; biases 1 in conv2, conv4, conv5, fc6, fc7.
-    model = create_model("alexnet_2012", width=0.25)
+    # Full size: the one real build of a full-size ImageNet model in these tests (61M, ~0.5 s).
+    model = create_model("alexnet_2012")
     layers = dict(model.features.named_children()) | dict(model.classifier.named_children())
     for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
         assert layers[name].weight.std().item() == pytest.approx(0.01, rel=0.1), name

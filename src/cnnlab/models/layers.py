@@ -11,7 +11,9 @@ from torch import nn
 __all__ = ["local_response_norm", "ConvNormAct", "scale_channels"]
 
 
-def local_response_norm(*, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> nn.LocalResponseNorm:
+def local_response_norm(
+    *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+) -> nn.LocalResponseNorm:
     """Krizhevsky et al. 2012 §3.3 response normalisation across ``size`` adjacent maps.
 
     The paper's formula is ``b_i = a_i / (k + alpha * sum_{j=i-size/2}^{i+size/2} a_j^2) ** beta``

@@ -23,23 +23,31 @@ TORCHVISION_PREFIX = "torchvision:"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
-# In-place initialisers: on the meta device there are no values to initialise.
-_INIT_METHODS = frozenset({"normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "clamp_", "copy_",
-                           "exponential_", "random_", "bernoulli_", "log_normal_", "geometric_", "cauchy_"})
+# Initialisers: in-place tensor methods, and nn.init's functions (which pass the tensor by keyword).
+# On the meta device there are no values to initialise.
+_INIT_METHODS = frozenset({
+    "normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "clamp_", "copy_", "exponential_",
+    "random_", "bernoulli_", "log_normal_", "geometric_", "cauchy_", "kaiming_normal_", "kaiming_uniform_",
+    "xavier_normal_", "xavier_uniform_", "trunc_normal_", "orthogonal_", "constant_", "ones_", "zeros_",
+    "eye_", "dirac_", "sparse_",
+})  # fmt: skip
 
 
 class _SkipMetaInit(TorchFunctionMode):
     """Skip weight initialisation of meta tensors while a model is built.
 
-    Meta tensors hold no values, yet ``nn.init`` still runs its Python reference kernels on them:
-    half the cost of building ResNet-152 on the meta device.
+    Meta tensors hold no values, yet ``nn.init`` still runs its Python reference kernels on them
+    (half the cost of building ResNet-152 on the meta device), and their first call imports
+    ``torch._dynamo`` (seconds).
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        if getattr(func, "__name__", "") in _INIT_METHODS and args and isinstance(args[0], torch.Tensor) \
-                and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in _INIT_METHODS:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
 
 
 def _building(device: str | torch.device) -> contextlib.ExitStack:

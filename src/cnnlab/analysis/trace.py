@@ -156,7 +156,14 @@ def _batch_norm_meta(x: Tensor, weight: object = None, bias: object = None, runn
                      **kwargs: object) -> tuple[Tensor, Tensor, Tensor]:
     """(output, saved mean, saved inverse std) as the CPU kernel shapes them."""
     stats = (x.shape[1],) if training is True else (0,)
-    return torch.empty_like(x), x.new_empty(stats), x.new_empty(stats)
+    return _empty_like(x), x.new_empty(stats), x.new_empty(stats)
+
+
+def _empty_like(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``torch.empty_like`` on meta without its Python reference (which imports sympy)."""
+    fmt = torch.channels_last if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+        memory_format=torch.channels_last) else torch.contiguous_format
+    return torch.empty(x.shape, dtype=dtype or x.dtype, device="meta", memory_format=fmt)
 
 
 def _on_meta(x: Tensor | list) -> bool:
@@ -164,21 +171,34 @@ def _on_meta(x: Tensor | list) -> bool:
 
 
 def _unary_meta(x: Tensor, *args: object, **kwargs: object) -> Tensor:
-    return torch.empty_like(x)
+    return _empty_like(x)
 
 
 def _in_place_meta(x: Tensor, *args: object, **kwargs: object) -> Tensor:
     return x  # an in-place op returns its first argument itself
 
 
-def _binary_meta(a: object, b: object, *args: object, **kwargs: object) -> Tensor:
-    shapes = [t.shape for t in (a, b) if isinstance(t, Tensor)]
-    like = a if isinstance(a, Tensor) else b
-    if isinstance(a, Tensor) and tuple(a.shape) == tuple(torch.broadcast_shapes(*shapes)):
-        like = a
-    out = torch.empty_like(like, dtype=torch.result_type(a, b))
-    shape = torch.broadcast_shapes(*shapes)
-    return out if tuple(out.shape) == tuple(shape) else torch.empty(shape, dtype=out.dtype, device="meta")
+def _broadcast(*shapes: torch.Size) -> tuple[int, ...] | None:
+    """NumPy broadcasting (``torch.broadcast_shapes`` imports sympy on its first call); None if invalid."""
+    out: list[int] = []
+    for dims in zip(*(((1,) * (max(map(len, shapes)) - len(s))) + tuple(s) for s in shapes)):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _binary_meta(a: object, b: object, *args: object, **kwargs: object) -> Tensor | None:
+    tensors = [t for t in (a, b) if isinstance(t, Tensor)]
+    shape = _broadcast(*(t.shape for t in tensors))
+    if shape is None:
+        return None  # the real kernel raises its error
+    dtype = torch.result_type(a, b)
+    like = next((t for t in tensors if tuple(t.shape) == shape), None)
+    if like is not None:  # keep the memory format of the full-size input, as TensorIterator does
+        return _empty_like(like, dtype)
+    return torch.empty(shape, dtype=dtype, device="meta")
 
 
 def _reduce_meta(x: Tensor, dim: object = None, keepdim: bool = False, *args: object, **kwargs: object) -> Tensor:
@@ -220,6 +240,32 @@ def _addmm_meta(bias: Tensor, a: Tensor, b: Tensor, *args: object, **kwargs: obj
     return _mm_meta(a, b)
 
 
+def _conv_meta(x: Tensor, w: Tensor, bias: object, stride: list[int], padding: list[int], dilation: list[int],
+               transposed: bool, output_padding: list[int], groups: int, *rest: object) -> Tensor | None:
+    """Output of ``aten.convolution`` by the documented formulas (the meta kernel's first call
+    imports sympy: 2 s). Anything unusual returns None, so the real kernel checks it and raises."""
+    n = w.dim() - 2
+    if x.dim() != n + 2 or not (len(stride) == len(padding) == len(dilation) == n) or groups < 1:
+        return None
+    if transposed:
+        if x.shape[1] != w.shape[0] or len(output_padding) != n:
+            return None
+        cout = w.shape[1] * groups
+        sizes = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[2 + i] - 1)
+                 + output_padding[i] + 1 for i in range(n)]
+    else:
+        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+            return None
+        cout = w.shape[0]
+        sizes = [(x.shape[2 + i] + 2 * padding[i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1
+                 for i in range(n)]
+        if any(x.shape[2 + i] + 2 * padding[i] < dilation[i] * (w.shape[2 + i] - 1) + 1 for i in range(n)):
+            return None  # kernel larger than the padded input: PyTorch's own error
+    if min(sizes) < 1 or cout < 1 or x.dtype != w.dtype:
+        return None
+    return x.new_empty((x.shape[0], cout, *sizes))
+
+
 def _pool_size(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
     span = n + 2 * p - d * (k - 1) - 1
     out = (-(-span // s) if ceil else span // s) + 1
@@ -229,19 +275,23 @@ def _pool_size(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
 
 
 def _pool_meta(x: Tensor, kernel_size: list[int], stride: list[int] = (), padding: object = 0,
-               dilation: object = 1, ceil_mode: bool = False, *rest: object, with_indices: bool = False) -> object:
-    if x.dim() not in (3, 4):
+               dilation: object = 1, ceil_mode: bool = False, *rest: object, n: int = 2,
+               with_indices: bool = False) -> object:
+    """Output of an ``n``-d max/avg pooling by the documented formula (None: let the kernel check)."""
+    if x.dim() not in (n + 1, n + 2):
         return None
-    k = list(kernel_size) * (2 // len(kernel_size))
-    s = list(stride or kernel_size) * (2 // len(stride or kernel_size))
-    p = [padding] * 2 if isinstance(padding, int) else list(padding) * (2 // len(padding))
-    d = [dilation] * 2 if isinstance(dilation, int) else list(dilation) * (2 // len(dilation))
-    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+
+    def per_dim(v: object) -> list[int]:
+        v = [v] if isinstance(v, int) else list(v)
+        return v * n if len(v) == 1 else v
+
+    k, s, p, d = per_dim(kernel_size), per_dim(stride or kernel_size), per_dim(padding), per_dim(dilation)
+    if not (len(k) == len(s) == len(p) == len(d) == n) or any(pi > ki // 2 for pi, ki in zip(p, k)):
         return None  # invalid padding: the real kernel raises
-    size = [_pool_size(x.shape[-2 + i], k[i], s[i], p[i], d[i], bool(ceil_mode)) for i in range(2)]
+    size = [_pool_size(x.shape[-n + i], k[i], s[i], p[i], d[i], bool(ceil_mode)) for i in range(n)]
     if min(size) < 1:
         return None  # "output size is too small": the real kernel raises
-    out = x.new_empty((*x.shape[:-2], *size))
+    out = x.new_empty((*x.shape[:-n], *size))
     return (out, x.new_empty(out.shape, dtype=torch.int64)) if with_indices else out
 
 
@@ -251,9 +301,9 @@ def _adaptive_meta(x: Tensor, output_size: list[int], *args: object, with_indice
 
 
 # Several meta kernels are Python reference implementations: batch norm is a decomposition (3 ms a
-# call, 80% of a ResNet-152 summary) and ReLU, mean, cat, pow, addmm... go through torch._refs
+# call, 80% of a ResNet-152 summary), ReLU, mean, cat, pow, addmm... go through torch._refs
 # wrappers whose first call imports torch._dynamo (2-10 s on these machines, longer than the whole
-# summary). For the operations of classic CNNs we compute the output shape directly; a function that
+# summary), and the convolution's checks import sympy (2 s). For the operations of classic CNNs we compute the output shape directly; a function that
 # returns None (an unusual case, or an invalid one) hands over to the real meta kernel, which then
 # raises PyTorch's own error. Evaluation mode only: we always trace in evaluation mode.
 _aten = torch.ops.aten
@@ -267,17 +317,23 @@ _META_FAST = {
         "relu_", "hardtanh_", "sigmoid_", "tanh_", "silu_", "elu_", "leaky_relu_", "hardswish_",
         "hardsigmoid_", "mish_", "add_", "sub_", "mul_", "div_", "clamp_", "clamp_min_")},
     **{getattr(_aten, op): _binary_meta for op in ("add", "sub", "mul", "div")},
-    _aten.pow: lambda x, e: torch.empty_like(x) if isinstance(x, Tensor) and isinstance(e, (int, float)) else None,
+    _aten.pow: lambda x, e: _empty_like(x) if isinstance(x, Tensor) and isinstance(e, (int, float)) else None,
     _aten.mean: _reduce_meta,
     _aten.sum: _reduce_meta,
     _aten.amax: _reduce_meta,
     _aten.cat: _cat_meta,
     _aten.stack: _stack_meta,
+    _aten.convolution: _conv_meta,
     _aten.mm: _mm_meta,
     _aten.addmm: _addmm_meta,
     _aten.max_pool2d_with_indices: lambda *a, **k: _pool_meta(*a, **k, with_indices=True),
+    _aten.max_pool3d_with_indices: lambda *a, **k: _pool_meta(*a, **k, n=3, with_indices=True),
     # avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override): no dilation
     _aten.avg_pool2d: lambda x, k, s=(), p=0, ceil=False, *rest: _pool_meta(x, k, s, p, 1, ceil),
+    _aten.avg_pool3d: lambda x, k, s=(), p=0, ceil=False, *rest: _pool_meta(x, k, s, p, 1, ceil, n=3),  # in LRN
+    # index_put: LeNet's partial connections scatter a weight table into a dense kernel
+    _aten.index_put: lambda x, *rest: _empty_like(x),
+    _aten.index_put_: _in_place_meta,
     _aten._adaptive_avg_pool2d: _adaptive_meta,
     _aten.adaptive_max_pool2d: lambda *a, **k: _adaptive_meta(*a, **k, with_indices=True),
 }

@@ -11,7 +11,7 @@ from cnnlab.experiments.framework import SCALES
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "experiment",
-        help="re-run a lecture's claim (degradation, lesion, ablation, probes, invariance)",
+        help="re-run a lecture's claim and report whether it holds (`cnnlab experiment list`)",
         description="Run an experiment and write results.json, report.md and plots into --out. "
         "`cnnlab experiment list` lists them; `cnnlab experiment all` runs every one, sharing trained "
         "networks.",

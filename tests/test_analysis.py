@@ -98,7 +98,8 @@ def test_meta_trace_matches_a_real_cpu_forward(name, size):
         m.register_forward_hook(hook(n))
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model(torch.randn(1, *a.input_size))
-    module_rows = [r for r in a.layers if r.type[:1].isupper()]
+    module_rows = [r for r in a.layers if r.source == "module"]
+    assert all(r.type[:1].islower() for r in a.layers if r.source == "op")
     assert {r.name for r in module_rows} == set(shapes)
     for r in module_rows:
         assert r.output_shape == shapes[r.name], r.name

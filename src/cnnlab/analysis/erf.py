@@ -73,14 +73,14 @@ def effective_receptive_field(
         raise ConfigError(f"samples must be a positive integer, got {samples!r}")
     plan = analyze(model_or_name, input_size, config=config)
     spatial = [r for r in plan.layers if r.receptive_field is not None and len(r.output_shape) >= 3
-               and max(r.output_shape[-2:]) > 1 and r.type[:1].isupper()]  # module rows, not ops
+               and max(r.output_shape[-2:]) > 1 and r.source == "module"]  # a hook needs a module
     if layer is None:
         if not spatial:
             raise ConfigError(f"{plan.model}: no layer has a spatial output to measure")
         row = spatial[-1]
     else:
         matches = [r for r in plan.layers if r.name == layer]
-        if not matches or not matches[0].type[:1].isupper():
+        if not matches or matches[0].source != "module":
             raise ConfigError(f"{plan.model}: no module layer named {layer!r}; choose one of the "
                               f"`cnnlab summary` rows, e.g. {', '.join(r.name for r in spatial[-3:])}")
         row = matches[0]

@@ -54,6 +54,7 @@ class LayerRow:
     jump: tuple[float | None, ...] | None  # None per axis once collapsed (after global pooling)
     start: tuple[float, ...] | None
     depth: int  # longest chain of conv/linear layers from the input to this output
+    source: str = "module"  # "module": a leaf module's call; "op": a tensor operation outside leaf modules
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -121,6 +122,7 @@ class Analysis:
                 last,
                 name=key if seen[key] == 1 else f"{key}:{seen[key]}",
                 type=self.module_types.get(key, "Module"),
+                source="module",
                 params=sum(r.params for r in members),
                 weights=sum(r.weights for r in members),
                 macs=sum(r.macs for r in members),
@@ -161,7 +163,7 @@ class Analysis:
         """One line per layer, then a line named ``total``; fields as in :meth:`to_json`."""
         buf = io.StringIO()
         cols = ["name", "type", "output_shape", "params", "weights", "macs", "flops", "activations",
-                "activation_bytes", "receptive_field", "jump", "start", "depth"]
+                "activation_bytes", "receptive_field", "jump", "start", "depth", "source"]
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in self.layers:
@@ -171,7 +173,7 @@ class Analysis:
         w.writerow(["total", "", "x".join(map(str, (self.batch_size, *self.input_size))), t.params, t.weights,
                     t.macs, t.flops, t.activations, t.activation_bytes,
                     _csv_cell(None if t.receptive_field is None else [_num(v) for v in t.receptive_field]),
-                    "", "", t.depth])
+                    "", "", t.depth, ""])
         return buf.getvalue()
 
     def _cells(self) -> tuple[list[str], list[list[str]], list[str]]:

@@ -519,7 +519,7 @@ class _Run:
         return params, weights
 
     def make_row(self, name: str, kind: str, out: Tensor, params: int, weights: int, flops: int,
-                 activations: int) -> LayerRow:
+                 activations: int, source: str) -> LayerRow:
         info = self.info.get(id(out))
         fields = None if info is None else info.fields
         return LayerRow(
@@ -530,6 +530,7 @@ class _Run:
             jump=None if fields is None else tuple(f.jump for f in fields),
             start=None if fields is None else tuple(f.start for f in fields),
             depth=0 if info is None else info.depth,
+            source=source,
         )
 
     def add_op_row(self, op: str, inputs: list[Tensor], out: Tensor, flops: int) -> None:
@@ -538,7 +539,7 @@ class _Run:
         used = {self.param_of[id(t)] for t in inputs if id(t) in self.param_of}
         params, weights = self.params_of(sorted(used))
         in_place = op.endswith("_") or op in ACTIVATION_OPS or _aliases(out, inputs)
-        self.rows.append(self.make_row(name, op, out, params, weights, flops, 0 if in_place else out.numel()))
+        self.rows.append(self.make_row(name, op, out, params, weights, flops, 0 if in_place else out.numel(), "op"))
 
     # -------------------------------------------------------------- module hooks
     def pre_hook(self, name: str, leaf: bool):
@@ -562,7 +563,7 @@ class _Run:
             in_place = isinstance(module, IN_PLACE_MODULES) or _aliases(out, inputs)
             flops = self.flops - before
             self.rows.append(self.make_row(self.unique_name(name or type(module).__name__), type(module).__name__,
-                                           out, params, weights, flops, 0 if in_place else out.numel()))
+                                           out, params, weights, flops, 0 if in_place else out.numel(), "module"))
         return hook
 
 

@@ -93,9 +93,15 @@ def plot_complexity(
     fig = Figure(figsize=(7.5, 5.2))
     ax = fig.add_subplot(1, 1, 1)
     colors = [f"C{i % 10}" for i in range(len(rows))]
-    ax.scatter(x, y, s=np.maximum(size, 20), c=colors, alpha=0.45, edgecolors="k", linewidths=0.6)
-    for xi, yi, r, m in zip(x, y, rows, mem):
-        ax.annotate(f"{r['model']}\n{m:.0f} MB", (xi, yi), fontsize=7, ha="center", va="center")
+    area = np.maximum(size, 20)
+    ax.scatter(x, y, s=area, c=colors, alpha=0.45, edgecolors="k", linewidths=0.6)
+    # labels beside their bubbles (offset by the radius, in points), alternately above and below
+    # for models close in cost, so that neighbours (ResNet-50 / ResNeXt-50) stay readable
+    for rank, i in enumerate(np.argsort(x, kind="stable")):
+        radius = np.sqrt(area[i]) / 2
+        dy = (1 if rank % 2 == 0 else -1) * (radius * 0.5 + 4)
+        ax.annotate(f"{rows[i]['model']} ({mem[i]:.0f} MB)", (x[i], y[i]), xytext=(radius + 3, dy),
+                    textcoords="offset points", fontsize=7, va="center", ha="left", color=colors[i])
     for axis, values, setter in (("x", x, ax.set_xscale), ("y", y, ax.set_yscale)):
         positive = values[values > 0]
         if len(positive) and positive.max() / positive.min() > 30:

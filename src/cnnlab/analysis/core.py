@@ -6,7 +6,7 @@ import contextlib
 import difflib
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ from cnnlab.analysis.result import Analysis, Totals
 from cnnlab.analysis.trace import trace_model
 from cnnlab.errors import ConfigError, UnknownNameError
 
-__all__ = ["analyze", "load_model", "resolve_input_size", "DEFAULT_INPUT_SIZE"]
+__all__ = ["analyze", "load_model", "LoadedModel", "resolve_input_size", "DEFAULT_INPUT_SIZE"]
 
 DEFAULT_INPUT_SIZE = (3, 224, 224)
 TORCHVISION_PREFIX = "torchvision:"
@@ -59,18 +59,26 @@ def _building(device: str | torch.device) -> contextlib.ExitStack:
     return stack
 
 
+class LoadedModel(NamedTuple):
+    model: nn.Module
+    label: str  # the name given, or the module's class name
+    input_size: tuple[int, int, int] | None  # the zoo's input size for the model, None if unknown
+    note: str | None = None  # how it was built, when that matters for the reader
+
+
 def load_model(model_or_name: nn.Module | str, *, device: str | torch.device = "meta",
-               config: Mapping[str, Any] | None = None) -> tuple[nn.Module, str, tuple[int, int, int] | None]:
-    """The model, a label for it, and its own input size (None if unknown).
+               config: Mapping[str, Any] | None = None) -> LoadedModel:
+    """The model, a label for it, and its own input size.
 
     A name is a zoo model (``vgg16``) or ``torchvision:NAME`` (torchvision's builder, no weights);
-    it is built on ``device`` (``meta`` by default: no memory). ``config`` holds family options
-    (``stride_in_1x1=True``). A module is returned as it is.
+    it is built on ``device`` (``meta`` by default: no memory). A builder that computes with tensors
+    (torchvision's RegNets call ``.tolist()``) cannot build there and is built on the CPU instead.
+    ``config`` holds family options (``stride_in_1x1=True``). A module is returned as it is.
     """
     if isinstance(model_or_name, nn.Module):
         if config:
             raise ConfigError("config options apply to a model name, not to a model that is already built")
-        return model_or_name, type(model_or_name).__name__, None
+        return LoadedModel(model_or_name, type(model_or_name).__name__, None)
     if not isinstance(model_or_name, str):
         raise ConfigError(f"model must be an nn.Module or a model name, got {type(model_or_name).__name__}")
     name, config = model_or_name, dict(config or {})
@@ -83,19 +91,33 @@ def load_model(model_or_name: nn.Module | str, *, device: str | torch.device = "
             close = difflib.get_close_matches(tv_name, known, n=5, cutoff=0.5)
             hint = f"; did you mean {', '.join(TORCHVISION_PREFIX + c for c in close)}?" if close else ""
             raise UnknownNameError(f"unknown torchvision model {tv_name!r}{hint}")
-        with _building(device), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torchvision's GoogLeNet warns about its init default
-            try:
-                model = torchvision.models.get_model(tv_name, weights=None, **config)
-            except TypeError as err:
-                raise ConfigError(f"{name}: {err}") from err
-        return model, name, None
-    from cnnlab.models import create_model, model_info
 
-    info = model_info(name)  # unknown names raise UnknownNameError with the closest names
-    with _building(device):
-        model = create_model(name, **config)
-    return model, name, tuple(info.input_size)
+        def build() -> nn.Module:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torchvision's GoogLeNet warns about its init default
+                try:
+                    return torchvision.models.get_model(tv_name, weights=None, **config)
+                except TypeError as err:
+                    raise ConfigError(f"{name}: {err}") from err
+
+        own = None
+    else:
+        from cnnlab.models import create_model, model_info
+
+        own = tuple(model_info(name).input_size)  # unknown names raise UnknownNameError with the closest
+
+        def build() -> nn.Module:
+            return create_model(name, **config)
+
+    try:
+        with _building(device):
+            return LoadedModel(build(), name, own)
+    except (NotImplementedError, RuntimeError) as err:
+        if torch.device(device).type != "meta" or "meta" not in str(err):
+            raise
+    with _building("cpu"):
+        return LoadedModel(build(), name, own, "built on the CPU (its builder computes with tensor values, "
+                                               "which the meta device does not hold)")
 
 
 def resolve_input_size(input_size: object, own: tuple[int, int, int] | None) -> tuple[int, int, int]:
@@ -148,7 +170,7 @@ def analyze(
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     dtype = _check_dtype(dtype)
-    model, label, own = load_model(model_or_name, config=config)
+    model, label, own, note = load_model(model_or_name, config=config)
     size = resolve_input_size(input_size, own)
     trace = trace_model(model, size, batch_size=batch_size, dtype=dtype, label=label)
     input_numel = batch_size * size[0] * size[1] * size[2]
@@ -168,4 +190,4 @@ def analyze(
     )
     return Analysis(model=label, input_size=size, batch_size=batch_size, dtype=str(dtype).removeprefix("torch."),
                     layers=tuple(trace.rows), total=total, module_types=trace.module_types,
-                    notes=tuple(trace.notes))
+                    notes=tuple([note] if note else []) + tuple(trace.notes))

@@ -92,7 +92,7 @@ def effective_receptive_field(
         if isinstance(model_or_name, nn.Module):
             model = model_or_name
         else:
-            model, _, _ = load_model(model_or_name, device="cpu", config=config)
+            model = load_model(model_or_name, device="cpu", config=config).model
         size = resolve_input_size(input_size, None if isinstance(model_or_name, nn.Module) else plan.input_size)
         target = dict(model.named_modules())[module_name] if module_name in dict(model.named_modules()) else model
         captured: dict[str, torch.Tensor] = {}

@@ -8,11 +8,11 @@ No weight and no activation is allocated: parameters, buffers and the input are 
   propagates (receptive field, jump, start) per image axis and the weight-layer depth from inputs to
   outputs, through any structure (residual additions, Inception concatenations, squeeze-excitation
   products) and through custom modules and functional code alike, without needing to know module
-  classes. It counts FLOPs with PyTorch's own formulas, the table ``FlopCounterMode`` uses
-  (``torch.utils.flop_counter.flop_registry``: a convolution or matrix product counts 2 FLOPs per
+  classes. It counts FLOPs with PyTorch's own formulas, those of ``FlopCounterMode``
+  (``torch.utils.flop_counter``: a convolution or matrix product counts 2 FLOPs per
   multiply-accumulate). Unlike ``FlopCounterMode`` we do not decompose operations that have no
   formula (it decomposes every batch norm into primitives, which tripled the time of a ResNet-152
-  summary); for the layers of CNNs the counts are identical (tests compare them).
+  summary); the counts are identical (tests compare them, per module, on random stacks and models).
 - forward hooks on the modules, which turn each call of a leaf module (no children) into a row and
   name operations done outside leaf modules (``inception3a.cat``, ``layer1.0.add_``).
 
@@ -23,6 +23,7 @@ torchvision's GoogLeNet) need no special case: their convolutions and poolings a
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +31,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 from cnnlab.analysis.receptive_field import (
     INPUT_FIELD,
@@ -85,7 +85,7 @@ _POSITIVE_FIELDS = ("in_channels", "out_channels", "in_features", "out_features"
 class _Info:
     """What we know about a tensor derived from the input image."""
 
-    fields: tuple[AxisField, AxisField]  # (height, width)
+    fields: tuple[AxisField, AxisField] | None  # (height, width); None once the spatial axes are lost
     depth: int
 
 
@@ -339,6 +339,42 @@ _META_FAST = {
 }
 
 
+def _conv_flops(x: Tensor, w: Tensor, bias: object, stride: object, padding: object, dilation: object,
+                transposed: bool, *rest: object, out: Tensor) -> int:
+    # torch.utils.flop_counter.conv_flop_count: 2 x batch x (weights) x (output positions); for a
+    # transposed convolution the positions are the input's
+    positions = x.shape[2:] if transposed else out.shape[2:]
+    return 2 * x.shape[0] * math.prod(w.shape) * math.prod(positions)
+
+
+def _flops(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: object) -> int:
+    """FLOPs of one ATen op, as ``torch.utils.flop_counter.FlopCounterMode`` counts them.
+
+    Convolutions and matrix products (what CNNs have) are computed here; for the rarer ops in
+    PyTorch's table (attention, scaled matrix products) we use that table itself. Importing
+    ``torch.utils.flop_counter`` costs 75 MB and 78 modules, and ``import cnnlab`` imports this file.
+    """
+    packet = func._overloadpacket
+    if packet in _CONV_PACKETS:
+        return _conv_flops(*args, **kwargs, out=out)
+    if packet in (_aten.mm, _aten.addmm):
+        a, b = args[-2:]
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    if packet in (_aten.bmm, _aten.baddbmm):
+        a, b = args[-2:]
+        return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    name = packet.__name__
+    if "attention" in name or "scaled_mm" in name or "convolution" in name:
+        from torch.utils.flop_counter import flop_registry
+
+        formula = flop_registry.get(packet)
+        return int(formula(*args, **kwargs, out_val=out)) if formula is not None else 0
+    return 0
+
+
+_CONV_PACKETS = frozenset({_aten.convolution, _aten._convolution})
+
+
 class _Tracer(TorchDispatchMode):
     def __init__(self, run: _Run) -> None:
         super().__init__()
@@ -360,8 +396,7 @@ class _Tracer(TorchDispatchMode):
             out = fast(*args, **kwargs)
         if out is None:
             out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
-        flops = int(formula(*args, **kwargs, out_val=out)) if formula is not None else 0
+        flops = _flops(func, args, kwargs, out)
         self.run.flops += flops
         self.run.on_op(func, args, kwargs, out, flops)
         return out
@@ -393,7 +428,7 @@ class _Run:
         self.info[id(t)] = info
         self.keep.append(t)
         self.max_depth = max(self.max_depth, info.depth)
-        if t.dim() >= 3 and all(f.jump is not None for f in info.fields):
+        if info.fields is not None and t.dim() >= 3 and all(f.jump is not None for f in info.fields):
             self.last_spatial = info.fields  # the last map not collapsed by global pooling or flatten
 
     def note(self, text: str) -> None:
@@ -421,15 +456,17 @@ class _Run:
     def propagate(self, func, name: str, args: tuple, kwargs: dict, traced: list[Tensor],  # noqa: ANN001
                   out: Tensor, flops: int) -> _Info:
         depth = max(self.info[id(t)].depth for t in traced) + (1 if flops else 0)
+        if any(self.info[id(t)].fields is None for t in traced):
+            return _Info(None, depth)  # not tracked since an op rearranged the spatial axes
         x = args[0] if args and isinstance(args[0], Tensor) else None
         if x is not None and id(x) in self.info and out.dim() >= 3:
             fields = self.spatial_rule(func, name, args, kwargs, x, out)
             if fields is not None:
                 others = [t for t in traced if t is not x]  # e.g. the bias of a convolution is not traced
                 if others:
-                    fields = self.merge([fields, *(self.generic(t, out) for t in others)])
+                    fields = self.merge([fields, *(self.generic(name, t, out) for t in others)])
                 return _Info(fields, depth)
-        return _Info(self.merge([self.generic(t, out) for t in traced]), depth)
+        return _Info(self.merge([self.generic(name, t, out) for t in traced]), depth)
 
     def spatial_rule(self, func, name: str, args: tuple, kwargs: dict, x: Tensor,  # noqa: ANN001
                      out: Tensor) -> tuple[AxisField, AxisField] | None:
@@ -477,10 +514,15 @@ class _Run:
             return tuple(fields)
         return None
 
-    def generic(self, t: Tensor, out: Tensor) -> tuple[AxisField, AxisField]:
+    def generic(self, op: str, t: Tensor, out: Tensor) -> tuple[AxisField, AxisField] | None:
         """An op that keeps the spatial grid (element-wise ops, normalisation, concatenation along
         channels, products with broadcast attention weights), or collapses it (mean over H and W,
-        flatten): an axis whose size becomes 1, or disappears, sees all of the input's units."""
+        flatten): an axis whose size becomes 1, or disappears, sees all of the input's units.
+
+        Any other change of the last two sizes (a channels-last permute, a reshape into tokens)
+        means we no longer know which axes are the image's: the fields become None ("not tracked")
+        rather than numbers that would mean nothing.
+        """
         f = self.info[id(t)].fields
         if t.dim() < 3:
             return f
@@ -493,13 +535,17 @@ class _Run:
             elif n_out == 1:
                 fields.append(collapse_field(f[i], size=n_in))
             else:
-                self.note(f"receptive field: an operation changed the spatial size {n_in} -> {n_out} in a way "
-                          "the analyzer does not model; its fields are carried over unchanged")
-                fields.append(f[i])
+                where = self.stack[-1][0] if self.stack else ""
+                where = f"in {where!r}" if where else "in the model's own forward"
+                self.note(f"receptive fields are not tracked after {op!r} {where}: it rearranges the spatial "
+                          f"axes ({tuple(t.shape)} -> {tuple(out.shape)})")
+                return None
         return tuple(fields)
 
     @staticmethod
-    def merge(all_fields: list[tuple[AxisField, AxisField]]) -> tuple[AxisField, AxisField]:
+    def merge(all_fields: list[tuple[AxisField, AxisField] | None]) -> tuple[AxisField, AxisField] | None:
+        if any(fs is None for fs in all_fields):
+            return None
         return tuple(union_fields([fs[i] for fs in all_fields]) for i in range(2))
 
     # -------------------------------------------------------------- rows
@@ -615,9 +661,9 @@ def trace_model(model: nn.Module, input_size: tuple[int, int, int], *, batch_siz
         with torch.no_grad(), warnings.catch_warnings(), _Tracer(run):
             warnings.simplefilter("ignore")
             if state is None:
-                model(x)
+                y = model(x)
             else:
-                torch.func.functional_call(model, state, (x,))
+                y = torch.func.functional_call(model, state, (x,))
     except (RuntimeError, ValueError, IndexError, TypeError) as err:
         where = run.stack[-1][0] if run.stack else ""
         kind = module_types.get(where, "")
@@ -634,6 +680,8 @@ def trace_model(model: nn.Module, input_size: tuple[int, int, int], *, batch_siz
         if any(s == 0 for s in row.output_shape):
             raise ConfigError(f"{label}: layer {row.name!r} ({row.type}) produces an empty output "
                               f"{'x'.join(map(str, row.output_shape))}")
-    return TraceResult(rows=run.rows, flops=run.flops, final_fields=run.last_spatial,
+    out = _first_tensor(y)
+    lost = out is not None and id(out) in run.info and run.info[id(out)].fields is None
+    return TraceResult(rows=run.rows, flops=run.flops, final_fields=None if lost else run.last_spatial,
                        depth=run.max_depth, notes=run.notes, module_types=module_types)
 

@@ -61,6 +61,16 @@ REAL = [n for n in MODELS if _is_small(n) or model_info(n).family in CHEAP]
 META_ONLY = [n for n in MODELS if n not in REAL]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    """These tensors are tiny: a second OpenMP thread costs more in hand-offs than it saves, and
+    spins when the machine is loaded. The thread count is restored for the other test modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _config(name: str) -> dict:
     return {} if _is_small(name) else CHEAP.get(model_info(name).family, {})
 

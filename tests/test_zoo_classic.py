@@ -20,6 +20,16 @@ TORCHVISION_ALIASES = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    """These tensors are tiny: a second OpenMP thread costs more in hand-offs than it saves, and
+    spins when the machine is loaded. The thread count is restored for the other test modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _meta(name: str, **config) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **config)

@@ -176,7 +176,7 @@ def _spec_from_args(args: argparse.Namespace):
             changes["data_options"] = {**spec.data_options, **data_sets}
         return dataclasses.replace(spec, **changes)
     if "model" not in changes:
-        if args.resume not in (None, "auto"):
+        if args.resume not in (None, "auto") or (args.resume == "auto" and args.out):
             return None  # the run folder's config.json says
         raise ConfigError("give a MODEL (`cnnlab list` shows them), --config CONFIG.json or --resume DIR")
     return TrainSpec(overrides=sets, model_config=model_sets, data_options=data_sets, **changes)

@@ -123,6 +123,14 @@ def _data_slug(data: str) -> str:
     return _slug(data)
 
 
+def _canonical_data(name: str) -> str:
+    """The data set's own spelling of ``name`` (``mnist5k`` -> ``mnist-5k``), as run folders are named."""
+    from cnnlab.data import dataset_info
+
+    info = dataset_info(name)
+    return name if info.name == "imagefolder:PATH" else info.name
+
+
 def new_run_dir(root: str | os.PathLike, model: str, data: str) -> Path:
     """Create ``root/<date>-<model>-<data>/`` (``-2``, ``-3``, ... when it exists) and return it."""
     root = Path(root)
@@ -174,17 +182,16 @@ def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_
     ``spec`` may be None when ``resume`` names a run folder. Under ``torchrun`` every rank calls
     this; only rank 0 writes.
     """
-    from cnnlab.data import load_dataset
-    from cnnlab.models.registry import create_model, model_info
-
-    if spec is None and (resume is None or resume == "auto"):
+    if spec is None and (resume is None or (resume == "auto" and out is None)):
         raise ConfigError("train: give a TrainSpec, or resume= a run folder")
     info_d = D.init_from_env(spec.device if spec is not None else None)
     run_dir: Path | None = None
     resuming = False
     if resume is not None:
         if resume == "auto":
-            candidate = Path(out) if out is not None else find_run_to_resume(runs_root, spec.model, spec.data)
+            candidate = Path(out) if out is not None else find_run_to_resume(runs_root, spec.model, _canonical_data(spec.data))
+            if spec is None and not (candidate / CHECKPOINT_DIR / "manifest.json").exists():
+                raise CheckpointError(f"cannot resume {candidate}: it has no checkpoint; give a MODEL to start a run")
             if candidate is not None and (candidate / "results.json").exists():
                 raise ConfigError(f"{candidate} holds a finished run (results.json); nothing to resume")
             if candidate is not None and (candidate / CHECKPOINT_DIR / "manifest.json").exists():
@@ -233,7 +240,7 @@ def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resumin
             if info_d.is_main and (run_dir / "config.json").exists():
                 raise ConfigError(f"{run_dir} already holds a run; choose another --out, or --resume it")
         elif info_d.is_main:
-            run_dir = new_run_dir(runs_root, spec.model, spec.data)
+            run_dir = new_run_dir(runs_root, spec.model, data.name)
         run_dir = Path(D.broadcast_object(str(run_dir) if run_dir is not None else None))
     run_info = {**spec.to_dict(), "recipe": recipe.name}
     return fit(model, data, recipe, epochs=spec.epochs, precision=spec.precision, device=spec.device,

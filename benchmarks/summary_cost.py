@@ -109,7 +109,8 @@ def main() -> None:
                   f"{c['peak']:9.0f} {t['peak']:12.0f} {t['peak'] / c['peak']:5.1f}x | {extra_c:10.0f} {extra_t:9.0f} "
                   f"{extra_t / max(extra_c, 1):5.0f}x | {same}")
             print(f"{'':10} {'':>5} |   (torchinfo: build {t['build']:.2f} s + summary {t['summary']:.2f} s; "
-                  f"cnnlab build+trace {c['total']:.2f} s; baseline after imports {c['base']:.0f} / {t['base']:.0f} MB)")
+                  f"cnnlab build+trace {c['total']:.2f} s; "
+                  f"baseline after imports {c['base']:.0f} / {t['base']:.0f} MB)")
     print("\ntime = building the model + the summary; MB = peak resident memory of the process; +MB = peak "
           "above the memory after imports; ratios are torchinfo / cnnlab")
 

@@ -57,8 +57,9 @@ class Comparison:
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
                  for row in [header, *body]]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines += ["", f"batch {self.batch_size}; MACs = multiply-accumulates (torchvision's 'GFLOPS'), FLOPs = 2 x MACs; "
-                      "activation memory = forward values incl. the input; depth = weight layers on the longest path; "
+        lines += ["", f"batch {self.batch_size}; MACs = multiply-accumulates (torchvision's 'GFLOPS'), "
+                      "FLOPs = 2 x MACs; activation memory = forward values incl. the input; "
+                      "depth = weight layers on the longest path; "
                       "RF = receptive field of the last feature map before global pooling"]
         return "\n".join(lines)
 

@@ -303,9 +303,10 @@ def _adaptive_meta(x: Tensor, output_size: list[int], *args: object, with_indice
 # Several meta kernels are Python reference implementations: batch norm is a decomposition (3 ms a
 # call, 80% of a ResNet-152 summary), ReLU, mean, cat, pow, addmm... go through torch._refs
 # wrappers whose first call imports torch._dynamo (2-10 s on these machines, longer than the whole
-# summary), and the convolution's checks import sympy (2 s). For the operations of classic CNNs we compute the output shape directly; a function that
-# returns None (an unusual case, or an invalid one) hands over to the real meta kernel, which then
-# raises PyTorch's own error. Evaluation mode only: we always trace in evaluation mode.
+# summary), and the convolution's checks import sympy (2 s). For the operations of classic CNNs we
+# compute the output shape directly; a function that returns None (an unusual case, or an invalid
+# one) hands over to the real meta kernel, which then raises PyTorch's own error. Evaluation mode
+# only: we always trace in evaluation mode.
 _aten = torch.ops.aten
 _META_FAST = {
     _aten.native_batch_norm: _batch_norm_meta,
@@ -405,9 +406,8 @@ class _Tracer(TorchDispatchMode):
 class _Run:
     """State of one traced forward pass."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype, param_names: dict[int, str],
+    def __init__(self, dtype: torch.dtype, param_names: dict[int, str],
                  param_sizes: dict[str, tuple[int, int]]) -> None:
-        self.model = model
         self.flops = 0  # running total
         self.itemsize = torch.empty((), dtype=dtype).element_size()
         self.info: dict[int, _Info] = {}
@@ -640,7 +640,7 @@ def trace_model(model: nn.Module, input_size: tuple[int, int, int], *, batch_siz
         for n, t in tensors.items()
     }
     param_names = {id(state[n] if state is not None else p): n for n, p in named.items()}
-    run = _Run(model, dtype, param_names, param_sizes)
+    run = _Run(dtype, param_names, param_sizes)
 
     modules = dict(model.named_modules())
     module_types = {n: type(m).__name__ for n, m in modules.items()}

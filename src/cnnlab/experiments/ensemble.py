@@ -19,8 +19,6 @@ import torch
 from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.augmentation import LENET_CROPS
-from cnnlab.experiments.augmentation import SCALES as AUGMENTATION_SCALES
 from cnnlab.experiments.framework import (
     Criterion,
     ExperimentContext,
@@ -66,11 +64,10 @@ SCALES = {
         data_options=(("shape", (1, 28, 28)), ("n", 64)),
         model="lenet5_relu",
         members=3,
-        train=AUGMENTATION_SCALES["tiny"].augmented,  # shared with `augmentation` (the tests check the reuse)
+        train=TrainSpec(recipe="lenet", epochs=1, batch_size=32),
     ),
-    # Seven LeNet-5s (ReLU) on the 4,000 digits, trained like `augmentation`'s augmented network
-    # (its first three seeds are the same networks, reused by `cnnlab experiment all`).
-    "quick": EnsembleConfig(data="mnist-5k", model="lenet5_relu", train=LENET_CROPS),
+    # Seven LeNet-5s (ReLU) on the 4,000 digits, the lenet recipe (with its 2-px shifts) cut to 8 epochs.
+    "quick": EnsembleConfig(data="mnist-5k", model="lenet5_relu", train=TrainSpec(recipe="lenet", epochs=8, batch_size=64)),
     # Seven ResNet-20s on CIFAR-10 with He et al.'s recipe and length (64k iterations).
     "full": EnsembleConfig(data="cifar10", model="resnet20", train=TrainSpec(recipe="resnet_cifar")),
 }

@@ -125,21 +125,27 @@ class FilterStackConfig:
     num_classes: int = 10
     width: int = 32  # C: every block maps C channels to C channels (the lecture's 27C^2 vs 49C^2)
     stages: int = 2  # blocks, each followed by a 2x2 max pool
+    batch_norm: bool = False  # BN after every convolution of the blocks (before its ReLU)
 
     def __post_init__(self) -> None:
         if self.block not in BLOCKS:
             raise ConfigError(f"FilterStackConfig.block must be one of {', '.join(BLOCKS)}, got {self.block!r}")
+        if not isinstance(self.batch_norm, bool):
+            raise ConfigError(f"FilterStackConfig.batch_norm must be True or False, got {self.batch_norm!r}")
         for field in ("in_chans", "num_classes", "width", "stages"):
             if not _positive_int(getattr(self, field)):
                 raise ConfigError(f"FilterStackConfig.{field} must be a positive integer, got {getattr(self, field)!r}")
 
 
-def filter_block(kind: str, channels: int) -> nn.Sequential:
+def filter_block(kind: str, channels: int, *, batch_norm: bool = False) -> nn.Sequential:
     """``kind`` of :data:`BLOCKS` mapping ``channels`` to ``channels`` at stride 1, "same" padding."""
     kernel, count = BLOCKS[kind]
     layers: list[tuple[str, nn.Module]] = []
     for i in range(1, count + 1):
-        layers += [(f"conv{i}", nn.Conv2d(channels, channels, kernel, padding=kernel // 2)), (f"relu{i}", nn.ReLU())]
+        layers.append((f"conv{i}", nn.Conv2d(channels, channels, kernel, padding=kernel // 2)))
+        if batch_norm:
+            layers.append((f"bn{i}", nn.BatchNorm2d(channels)))
+        layers.append((f"relu{i}", nn.ReLU()))
     return nn.Sequential(OrderedDict(layers))
 
 
@@ -154,7 +160,7 @@ class FilterStackNet(Classifier):
         ]  # fmt: skip
         self.feature_info = []
         for s in range(1, cfg.stages + 1):
-            layers += [(f"block{s}", filter_block(cfg.block, c)), (f"pool{s}", nn.MaxPool2d(2))]
+            layers += [(f"block{s}", filter_block(cfg.block, c, batch_norm=cfg.batch_norm)), (f"pool{s}", nn.MaxPool2d(2))]
             self.feature_info.append(dict(module=f"features.block{s}", num_chs=c, reduction=2**s))
         self.features = nn.Sequential(OrderedDict(layers))
         self.fc = nn.Linear(c, cfg.num_classes)

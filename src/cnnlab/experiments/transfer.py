@@ -66,13 +66,14 @@ class TransferConfig:
     data: str  # the source data set; the similar target is its `similar_classes`
     model: str  # zoo name
     pretrain: TrainSpec
-    finetune: TrainSpec  # for every trained method (epochs: see `updates`)
+    finetune: TrainSpec  # for every trained method (epochs: see `updates`; batch: the lots cells')
     source_classes: tuple[int, ...]
     similar_classes: tuple[int, ...]
     different: str  # the different target data set (all its classes)
     little: int  # labelled examples per class
     lots: int
-    updates: int  # gradient updates of every trained method, whatever the amount of data
+    updates: tuple[int, int]  # gradient updates of every trained method in the (little, lots) cells
+    little_batch_size: int  # batch of the little cells (a few dozen images: several updates per epoch)
     head: str  # the model's linear classifier, replaced by a new one for the target's classes
     top: str  # module whose output is the top layer's features (flattened)
     early: str  # module of the earlier stage (flattened)
@@ -91,7 +92,11 @@ class TransferConfig:
             raise ConfigError(f"transfer: need 1 <= little < lots, got {self.little}, {self.lots}")
         if self.head not in self.last_layers:
             raise ConfigError(f"transfer: last_layers must include the head {self.head!r}")
-        for field in ("updates", "seeds"):
+        if len(self.updates) != 2 or any(not isinstance(u, int) or u < 1 for u in self.updates):
+            raise ConfigError(f"transfer: updates must be two positive integers (little, lots), got {self.updates!r}")
+        if self.finetune.batch_size is None:
+            raise ConfigError("transfer: finetune.batch_size must be given (epochs are derived from it)")
+        for field in ("little_batch_size", "seeds"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"transfer: {field} must be a positive integer, got {value!r}")
@@ -116,7 +121,8 @@ SCALES = {
         different_options=(("shape", (1, 28, 28)), ("n", 120), ("n_test", 40), ("num_classes", 3)),
         little=2,
         lots=5,
-        updates=4,
+        updates=(2, 4),
+        little_batch_size=4,
         **_LENET,
     ),
     # Source: the 2,000 training digits 0-4 of mnist-5k. Similar target: the digits 5-9 of mnist-5k
@@ -133,7 +139,8 @@ SCALES = {
         different="digits",
         little=10,
         lots=100,
-        updates=200,
+        updates=(100, 200),
+        little_batch_size=16,
         seeds=2,
         **_LENET,
     ),
@@ -151,7 +158,8 @@ SCALES = {
         different="svhn",
         little=10,
         lots=500,
-        updates=2000,
+        updates=(500, 2000),
+        little_batch_size=16,
         seeds=3,
         head="fc",
         top="layer3",
@@ -225,9 +233,11 @@ def run(ctx: ExperimentContext, cfg: TransferConfig) -> Outcome:
                             name=f"{tag} {per_class}/class draw {seed}")  # fmt: skip
         return restrict(different_all, per_class=per_class, seed=seed, name=f"{cfg.different} {per_class}/class draw {seed}")
 
-    def spec_for(n_train: int) -> TrainSpec:
-        steps_per_epoch = math.ceil(n_train / cfg.finetune.batch_size)
-        return dataclasses.replace(cfg.finetune, epochs=max(1, math.ceil(cfg.updates / steps_per_epoch)))
+    def spec_for(amount: str, n_train: int) -> TrainSpec:
+        batch = cfg.little_batch_size if amount == "little" else cfg.finetune.batch_size
+        updates = cfg.updates[0] if amount == "little" else cfg.updates[1]
+        epochs = max(1, math.ceil(updates / math.ceil(n_train / batch)))
+        return dataclasses.replace(cfg.finetune, epochs=epochs, batch_size=batch)
 
     def transferred(num_classes: int, trainable: tuple[str, ...] | None) -> Any:
         model = replace_head(copy.deepcopy(pretrained), cfg.head, num_classes)  # the cached net stays as it was
@@ -247,7 +257,7 @@ def run(ctx: ExperimentContext, cfg: TransferConfig) -> Outcome:
         for seed in seed_list(ctx, cfg.seeds):
             sctx = seeded(ctx, seed)
             data = target(similarity, per_class, seed)
-            spec = spec_for(len(data.train.y))
+            spec = spec_for(amount, len(data.train.y))
             accs["linear_top"].append(linear(data, cfg.top))
             accs["linear_early"].append(linear(data, cfg.early))
             for method, trainable in (("finetune_last", cfg.last_layers), ("finetune_all", None)):
@@ -269,7 +279,7 @@ def run(ctx: ExperimentContext, cfg: TransferConfig) -> Outcome:
         table[f"{similarity}/{amount}"] = dict(
             similarity=similarity, amount=amount, per_class=per_class, data=data.name.split(" ")[0],
             num_classes=data.num_classes, train_size=len(data.train.y), test_size=len(data.test.y),
-            updates=cfg.updates, methods=methods, winner=winner, prescribed=prescribed,
+            updates=cfg.updates[0 if amount == "little" else 1], batch_size=spec.batch_size, methods=methods, winner=winner, prescribed=prescribed,
             prescribed_gap=methods[winner]["acc"] - methods[prescribed]["acc"],
         )  # fmt: skip
 
@@ -320,7 +330,10 @@ def run(ctx: ExperimentContext, cfg: TransferConfig) -> Outcome:
         f"Linear classifiers: multinomial logistic regression (L-BFGS to convergence, L2 {cfg.l2:g} on standardised "
         f"features) on the frozen pretrained network's `{cfg.top}` output (top layer) or `{cfg.early}` output "
         "(earlier stage), flattened.",
-        f"Trained methods (same budget, {cfg.updates} updates, {cfg.finetune.describe().replace('1 epoch, ', '')}): "
+        f"Trained methods (the same budget for all in a cell: about {cfg.updates[0]} updates of batch "
+        f"{cfg.little_batch_size} with little data, {cfg.updates[1]} of batch {cfg.finetune.batch_size} with more; "
+        f"recipe `{cfg.finetune.recipe}`" + "".join(f", {k}={v}" for k, v in cfg.finetune.overrides)
+        + (f", lr {cfg.finetune.lr:g}" if cfg.finetune.lr else "") + "): "
         f"fine-tune the last layers = new head, `{'`, `'.join(cfg.last_layers)}` trained, everything below frozen (weights "
         "and normalisation statistics); fine-tune all = pretrained weights with a new head, all trained; from "
         "scratch = the same architecture from a random initialisation.",

@@ -110,15 +110,17 @@ def plot_lesion(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     ax.axhline(100 * res["baseline_acc"], color="C0", ls=":", label=f"{res['label']} intact")
     prow = plain["delete_one"]
     if prow:
-        px = [p["position"] for p in prow]
-        ax.plot(px, _pct([p["acc"] for p in prow]), "^-", color="C1", label=f"{plain['label']}: one block deleted")
+        # Blocks that could not be deleted (shape-changing) leave a gap in the line.
+        acc_at = {p["position"]: p["acc"] for p in prow}
+        px = list(range(1, max([*acc_at, *(s["position"] for s in plain.get("skipped", []))]) + 1))
+        ax.plot(px, _pct([acc_at.get(x) for x in px]), "^-", color="C1", label=f"{plain['label']}: one block deleted")
     ax.axhline(100 * plain["baseline_acc"], color="C1", ls=":", label=f"{plain['label']} intact")
     ax.axhline(100 * chance, color="gray", ls="--", lw=1, label="chance")
     ax.set(xlabel="deleted block (position in the network)", ylabel="test accuracy (%)", ylim=(0, 102),
            title="Deleting one block at test time")
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center right")
     plots.append(Plot(save_figure(fig, out_dir, "lesion_delete_one.png"),
                       "Test accuracy after deleting one block (residual: keep the shortcut; plain: "
                       "identity, only for blocks that keep the shape). Squares mark downsampling blocks."))

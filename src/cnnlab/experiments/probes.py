@@ -191,6 +191,12 @@ def run(ctx: ExperimentContext, cfg: ProbesConfig) -> Outcome:
         "Global average pooling discards where a feature is, which hurts shallow stages most: compare with "
         "the raw-pixel row.",
     ]
+    notes.append(
+        f"Control: the untrained network's probes go from {pct(first['random_acc'])} to {pct(last['random_acc'])} "
+        "over the same stages, so part of any rise with depth comes from the architecture itself (more "
+        "channels and a larger receptive field deeper, even with random weights); training adds "
+        f"{100 * (last['trained_acc'] - last['random_acc']):.1f} points at the last stage."
+    )
     if ctx.scale == "tiny":
         notes.append("tiny scale: random images and a narrow network trained briefly; the numbers only test the plumbing.")
     results = {

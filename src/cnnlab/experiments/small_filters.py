@@ -45,13 +45,14 @@ class SmallFiltersConfig:
     train: TrainSpec
     width: int = 16  # C
     stages: int = 2
+    batch_norm: bool = False  # BN after every convolution of the blocks
     seeds: int = 3
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise ConfigError(f"small-filters: seeds must be a positive integer, got {self.seeds!r}")
-        FilterStackConfig(width=self.width, stages=self.stages)  # validates width and stages
+        FilterStackConfig(width=self.width, stages=self.stages, batch_norm=self.batch_norm)  # validates them
 
 
 SCALES = {
@@ -63,13 +64,16 @@ SCALES = {
         train=TrainSpec(recipe="lenet", epochs=1, batch_size=32),
     ),
     # Digits at 28x28: stem conv3-16 and pool (14x14), then two blocks of 16 -> 16 channels, each
-    # followed by a 2x2 pool. The lenet recipe (Adam, cosine, shifts of up to 2 px) trains both
-    # BN-free nets reliably in a few epochs.
+    # followed by a 2x2 pool. Departure: batch normalisation after every block convolution. Without
+    # it, in trials of 4 epochs (seed 0), the three-layer blocks trained far more slowly than the
+    # single 7x7 (74% against 93% test accuracy with Adam at 0.002; chance level with SGD at 0.05),
+    # so the comparison would have been one of optimisation speed; with BN both reach ~97%.
     "quick": SmallFiltersConfig(
         data="mnist-5k",
         width=16,
+        batch_norm=True,
         seeds=3,
-        train=TrainSpec(recipe="lenet", epochs=4, batch_size=64),
+        train=TrainSpec(recipe="lenet", epochs=6, batch_size=64, overrides=(("translate", 0),)),
     ),
     # CIFAR-10 with C = 128 (blocks at 16x16 and 8x8).
     "full": SmallFiltersConfig(
@@ -124,8 +128,8 @@ def run(ctx: ExperimentContext, cfg: SmallFiltersConfig) -> Outcome:
     nets: dict[str, dict[str, Any]] = {}
     for kind in BLOCKS:
         net_cfg = FilterStackConfig(block=kind, in_chans=data.input_size[0], num_classes=data.num_classes,
-                                    width=c, stages=cfg.stages)  # fmt: skip
-        block = analyze(filter_block(kind, c), (c, 16, 16)).total  # one block alone, C -> C channels
+                                    width=c, stages=cfg.stages, batch_norm=cfg.batch_norm)  # fmt: skip
+        block = analyze(filter_block(kind, c, batch_norm=cfg.batch_norm), (c, 16, 16)).total  # one block, C -> C
         whole = analyze(FilterStackNet(net_cfg), tuple(data.input_size)).total
         accs, train_accs = [], []
         for seed in seed_list(ctx, cfg.seeds):
@@ -135,7 +139,8 @@ def run(ctx: ExperimentContext, cfg: SmallFiltersConfig) -> Outcome:
                 return FilterStackNet(net_cfg)
 
             fit = seeded(ctx, seed).train(f"{kind} blocks (seed {seed})", build, data, cfg.train,
-                                          key={"net": "filter_stack", "block": kind, "width": c, "stages": cfg.stages})  # fmt: skip
+                                          key={"net": "filter_stack", "block": kind, "width": c, "stages": cfg.stages,
+                                               "bn": cfg.batch_norm})  # fmt: skip
             accs.append(float(fit.test_acc))
             train_accs.append(float(fit.train_acc))
         mean, std = mean_std(accs)
@@ -168,7 +173,9 @@ def run(ctx: ExperimentContext, cfg: SmallFiltersConfig) -> Outcome:
         Criterion(
             description=f"the 3x3 network is at least as accurate as the 7x7 network (mean over {cfg.seeds} seeds)",
             finding=f"test accuracy {100 * s['mean_acc']:.2f}% +- {100 * s['std_acc']:.2f} (3x3) against "
-            f"{100 * b['mean_acc']:.2f}% +- {100 * b['std_acc']:.2f} (7x7)",
+            f"{100 * b['mean_acc']:.2f}% +- {100 * b['std_acc']:.2f} (7x7): a difference of "
+            f"{100 * (s['mean_acc'] - b['mean_acc']):+.2f} points"
+            + (" (within the seed spread)" if abs(s["mean_acc"] - b["mean_acc"]) <= max(s["std_acc"], b["std_acc"]) else ""),
             passed=s["mean_acc"] >= b["mean_acc"],
         ),
     ]
@@ -188,11 +195,15 @@ def run(ctx: ExperimentContext, cfg: SmallFiltersConfig) -> Outcome:
         f"blocks of {c} -> {c} channels, each followed by a 2x2 max pool; global average pool; FC. A block is "
         "three 3x3 convolutions with a ReLU after each (padding 1), or one 7x7 convolution with a ReLU (padding 3).",
         f"Training: {cfg.train.describe()}; seeds {', '.join(map(str, seed_list(ctx, cfg.seeds)))} (the same "
-        "seeds for both networks). PyTorch's default initialisation, no batch normalisation.",
+        "seeds for both networks). PyTorch's default initialisation"
+        + ("; batch normalisation after every convolution of the blocks (before its ReLU)." if cfg.batch_norm
+           else ", no batch normalisation."),
         "Receptive fields, weights (kernels without biases), parameters (with biases) and MACs come from "
         "`cnnlab.analysis.analyze`; the formula column is the lecture's 3 x (3^2 C^2) and 7^2 C^2.",
     ]
     notes = [
+        *(["Departure: batch normalisation in the blocks (VGG, 2014, had none), so that the deeper 3x3 blocks "
+           "train as fast as the single 7x7 within the few epochs of this scale."] if cfg.batch_norm else []),
         "The lecture's comparison is between the blocks; the networks around them (stem, pools, head) are "
         "identical, so differences in parameters and MACs come from the blocks alone.",
         f"Differences in accuracy on digits are small; the verdict uses the mean over {cfg.seeds} seeds and the "

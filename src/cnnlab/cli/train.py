@@ -190,9 +190,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
                        progress=not args.no_progress)
+        is_main = D.current().is_main
     finally:
         D.shutdown()
-    if D.current().is_main and result.out_dir is not None:
+    if is_main and result.out_dir is not None:
         print(f"{result.config['model']['name']} on {result.config['data']['name']}: test accuracy "
               f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%), train accuracy "
               f"{100 * result.train_acc:.2f}%, {result.seconds:.1f} s, {result.images_per_second:.0f} img/s; "

@@ -29,7 +29,7 @@ from cnnlab.experiments.framework import (
 )
 from cnnlab.experiments.dropout import NO_OTHER_REGULARISER
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
-from cnnlab.experiments.tools import accuracy, mean_std, predict_proba, seed_list, seeded
+from cnnlab.experiments.tools import ADAM, accuracy, mean_std, predict_proba, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["AugmentationConfig", "SCALES", "run", "plot_augmentation", "tta_accuracy"]
@@ -64,8 +64,8 @@ class AugmentationConfig:
 
 
 # The lenet recipe (Adam, cosine) with its 2-px shifts replaced: none at all, or random 2-px crops.
-_NONE = (("translate", 0), ("crop_padding", 0), ("flip", False))
-_CROPS = (("translate", 0), ("crop_padding", 2), ("flip", False))
+_NONE = (*ADAM, ("translate", 0), ("crop_padding", 0), ("flip", False))
+_CROPS = (*ADAM, ("translate", 0), ("crop_padding", 2), ("flip", False))
 
 SCALES = {
     "tiny": AugmentationConfig(

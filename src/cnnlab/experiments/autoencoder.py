@@ -33,7 +33,7 @@ from cnnlab.experiments.framework import (
     register_experiment,
 )
 from cnnlab.experiments.nets import AutoencoderConfig, ConvAutoencoder, EncoderClassifier
-from cnnlab.experiments.tools import mean_std, restrict, seed_list, seeded
+from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["AutoencoderPretrainConfig", "SCALES", "run", "train_autoencoder", "reconstruction_error",
@@ -73,13 +73,13 @@ class AutoencoderPretrainConfig:
 # without it the classifier started from the encoder died in its first updates (every ReLU off,
 # chance accuracy in 3 of 3 draws), since the autoencoder's code reaches values of ~8 where a
 # random encoder's stay near 1; with it, from scratch trains as well as without.
-_FINETUNE_OVERRIDES = (("translate", 0), ("grad_clip", 1.0))
+_FINETUNE_OVERRIDES = (*ADAM, ("translate", 0), ("grad_clip", 1.0))
 SCALES = {
     "tiny": AutoencoderPretrainConfig(
         data="synthetic",
         data_options=(("shape", (1, 16, 16)), ("n", 64)),
         channels=(4, 8),
-        pretrain=TrainSpec(recipe="lenet", epochs=1, batch_size=32),
+        pretrain=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=ADAM),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=8, overrides=_FINETUNE_OVERRIDES),
         per_class=(1,),
         updates=3,
@@ -92,7 +92,7 @@ SCALES = {
     "quick": AutoencoderPretrainConfig(
         data="mnist-5k",
         channels=(16, 8),
-        pretrain=TrainSpec(recipe="lenet", epochs=8, batch_size=64),
+        pretrain=TrainSpec(recipe="lenet", epochs=8, batch_size=64, overrides=ADAM),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=_FINETUNE_OVERRIDES),
         per_class=(10, 100),
         updates=200,
@@ -103,7 +103,7 @@ SCALES = {
     "full": AutoencoderPretrainConfig(
         data="cifar10",
         channels=(64, 128, 32),
-        pretrain=TrainSpec(recipe="lenet", epochs=50, batch_size=128),
+        pretrain=TrainSpec(recipe="lenet", epochs=50, batch_size=128, overrides=ADAM),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=64,
                            overrides=(*_FINETUNE_OVERRIDES, ("crop_padding", 4), ("flip", True))),
         per_class=(10, 100),

@@ -28,7 +28,7 @@ from cnnlab.experiments.framework import (
     TrainSpec,
     register_experiment,
 )
-from cnnlab.experiments.tools import accuracy, mean_std, predict_proba, seed_list, seeded
+from cnnlab.experiments.tools import ADAM, accuracy, mean_std, predict_proba, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["EnsembleConfig", "SCALES", "run", "plot_ensemble", "ensemble_curve", "LECTURE_ERRORS"]
@@ -64,10 +64,11 @@ SCALES = {
         data_options=(("shape", (1, 28, 28)), ("n", 64)),
         model="lenet5_relu",
         members=3,
-        train=TrainSpec(recipe="lenet", epochs=1, batch_size=32),
+        train=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=ADAM),
     ),
     # Seven LeNet-5s (ReLU) on the 4,000 digits, the lenet recipe (with its 2-px shifts) cut to 8 epochs.
-    "quick": EnsembleConfig(data="mnist-5k", model="lenet5_relu", train=TrainSpec(recipe="lenet", epochs=8, batch_size=64)),
+    "quick": EnsembleConfig(data="mnist-5k", model="lenet5_relu",
+                            train=TrainSpec(recipe="lenet", epochs=8, batch_size=64, overrides=ADAM)),
     # Seven ResNet-20s on CIFAR-10 with He et al.'s recipe and length (64k iterations).
     "full": EnsembleConfig(data="cifar10", model="resnet20", train=TrainSpec(recipe="resnet_cifar")),
 }

@@ -26,7 +26,7 @@ from cnnlab.experiments.framework import (
     register_experiment,
 )
 from cnnlab.experiments.nets import BLOCKS, FilterStackConfig, FilterStackNet, filter_block
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
+from cnnlab.experiments.tools import ADAM, mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["SmallFiltersConfig", "SCALES", "run", "plot_small_filters"]
@@ -61,7 +61,7 @@ SCALES = {
         data_options=(("shape", (1, 16, 16)), ("n", 64)),
         width=4,
         seeds=2,
-        train=TrainSpec(recipe="lenet", epochs=1, batch_size=32),
+        train=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=ADAM),
     ),
     # Digits at 28x28: stem conv3-16 and pool (14x14), then two blocks of 16 -> 16 channels, each
     # followed by a 2x2 pool. Departure: batch normalisation after every block convolution. Without
@@ -73,7 +73,7 @@ SCALES = {
         width=16,
         batch_norm=True,
         seeds=3,
-        train=TrainSpec(recipe="lenet", epochs=6, batch_size=64, overrides=(("translate", 0),)),
+        train=TrainSpec(recipe="lenet", epochs=6, batch_size=64, overrides=(*ADAM, ("translate", 0))),
     ),
     # CIFAR-10 with C = 128 (blocks at 16x16 and 8x8).
     "full": SmallFiltersConfig(
@@ -81,7 +81,7 @@ SCALES = {
         width=128,
         stages=2,
         seeds=3,
-        train=TrainSpec(recipe="lenet", epochs=60, batch_size=128, overrides=(("translate", 0), ("crop_padding", 4),
+        train=TrainSpec(recipe="lenet", epochs=60, batch_size=128, overrides=(*ADAM, ("translate", 0), ("crop_padding", 4),
                                                                               ("flip", True))),
     ),
 }

@@ -30,7 +30,7 @@ from cnnlab.experiments.framework import (
     register_experiment,
 )
 from cnnlab.experiments.nets import FrozenExcept, replace_head
-from cnnlab.experiments.tools import mean_std, restrict, seed_list, seeded
+from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["TransferConfig", "SCALES", "METHODS", "PRESCRIBED", "CELLS", "run", "plot_transfer", "pick_winner"]
@@ -106,14 +106,14 @@ class TransferConfig:
 _LENET = dict(head="fc", top="f6", early="c3", last_layers=("c5", "f6", "fc"))
 # Fine-tuning and training from scratch: the lenet recipe without its random shifts, so that the
 # trained methods see the same images as the linear classifiers (which fit fixed features).
-_NO_SHIFT = (("translate", 0),)
+_NO_SHIFT = (*ADAM, ("translate", 0))
 
 SCALES = {
     "tiny": TransferConfig(
         data="synthetic",
         data_options=(("shape", (1, 28, 28)), ("n", 200), ("n_test", 100)),
         model="lenet5_relu",
-        pretrain=TrainSpec(recipe="lenet", epochs=1, batch_size=32),
+        pretrain=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=ADAM),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=8, overrides=_NO_SHIFT),
         source_classes=(0, 1, 2, 3, 4),
         similar_classes=(5, 6, 7, 8, 9),
@@ -132,7 +132,7 @@ SCALES = {
     "quick": TransferConfig(
         data="mnist-5k",
         model="lenet5_relu",
-        pretrain=TrainSpec(recipe="lenet", epochs=10, batch_size=64),
+        pretrain=TrainSpec(recipe="lenet", epochs=10, batch_size=64, overrides=ADAM),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=_NO_SHIFT),
         source_classes=(0, 1, 2, 3, 4),
         similar_classes=(5, 6, 7, 8, 9),

@@ -148,7 +148,7 @@ def probe_accuracy(probe: LinearProbe, x: Tensor, y: Tensor) -> float:
 
 # name -> (unit, identity magnitude)
 TRANSFORMS: dict[str, tuple[str, float]] = {
-    "translation": ("pixels (vertical)", 0.0),
+    "translation": ("pixels, vertical", 0.0),
     "scale": ("factor", 1.0),
     "rotation": ("degrees", 0.0),
 }

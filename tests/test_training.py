@@ -136,7 +136,8 @@ def test_one_batch_overfits_to_zero_error():
     torch.manual_seed(0)
     model = cnnlab.create_model("lenet5_relu")
     result = fit(model, one, "lenet", epochs=25, progress=False, precision="fp32",
-                 overrides=dict(optimizer="adam", lr=3e-3, batch_size=32, translate=0, schedule="constant"))
+                 overrides=dict(optimizer="adam", lr=3e-3, batch_size=32, translate=0, schedule="constant",
+                                label_smoothing=0.0))
     assert result.train_acc == 1.0 and result.test_acc == 1.0
     assert result.history[-1]["train_loss"] < 0.01
     assert result.step_losses[0] > 2.0  # it started from chance (ln 10 = 2.3)

@@ -235,7 +235,8 @@ def run_eval(args: argparse.Namespace) -> int:
     data_options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
     info = model_info(model_name)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
-                        input_size=info.input_size, **data_options)
+                        input_size=info.input_size, seed=int(spec.get("seed") or 0) if same_data else 0,
+                        bad_files=spec.get("bad_files") or "strict", **data_options)
     num_classes = (doc or {}).get("data", {}).get("num_classes") if same_data else None
     model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
                          **model_config)

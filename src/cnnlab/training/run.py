@@ -208,7 +208,8 @@ def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_
             resuming = True
         if resuming:
             spec = spec_from_config(run_dir)
-    _check_file(spec.weights, "weights file")
+    if not resuming:  # a resumed run takes its weights from the checkpoint
+        _check_file(spec.weights, "weights file")
 
     threads_before = torch.get_num_threads()
     if spec.threads is not None:
@@ -232,7 +233,8 @@ def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resumin
                         seed=spec.seed, bad_files=spec.bad_files, **spec.data_options)
     torch.manual_seed(spec.seed)  # the model's initial weights depend on the seed alone
     model = create_model(spec.model, num_classes=data.num_classes, in_chans=data.input_size[0],
-                         weights=spec.weights, sha256=spec.sha256, strict=spec.strict, **spec.model_config)
+                         weights=None if resuming else spec.weights, sha256=spec.sha256, strict=spec.strict,
+                         **spec.model_config)
 
     if run_dir is None:
         if out is not None:

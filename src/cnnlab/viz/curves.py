@@ -68,9 +68,12 @@ def plot_training_curves(
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    losses = [v for v in _series(history, "train_loss") + _series(history, "test_loss") if v == v and v > 0]
-    if losses and max(losses) / min(losses) > 50:
-        ax_loss.set_yscale("log")
+    # A log axis when the values span more than a decade, so the last epochs' small differences show.
+    for ax, key, error in ((ax_loss, "loss", False), (ax_err, "acc", True)):
+        values = [v for v in _series(history, f"train_{key}", error=error) + _series(history, f"test_{key}", error=error)
+                  if v == v and v > 0]
+        if values and max(values) / min(values) > 10:
+            ax.set_yscale("log")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

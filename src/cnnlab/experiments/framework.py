@@ -260,9 +260,11 @@ def _ensure_loaded() -> None:
 
 
 def list_experiments() -> list[str]:
-    """Registered experiment names, in the order they were registered."""
+    """Registered experiment names, in the order of ``EXPERIMENT_MODULES`` (not of first import,
+    which depends on what imported an experiment module first)."""
     _ensure_loaded()
-    return list(_REGISTRY)
+    order = {module: i for i, module in enumerate(EXPERIMENT_MODULES)}
+    return sorted(_REGISTRY, key=lambda name: order.get(_REGISTRY[name].run.__module__, len(order)))
 
 
 def get_experiment(name: str) -> Experiment:

@@ -4,9 +4,9 @@ The baseline is the loop a tutorial writes: an fp32 NCHW model, a ``Dataset`` of
 with torchvision ``v2`` per-sample transforms (the recipe's augmentation: pad-and-crop, flip), a
 ``DataLoader`` (``num_workers=0``: the machine has 2 cores and the model uses both), the same
 optimizer as the recipe. cnnlab's engine (``cnnlab.training.fit``) keeps the normalised set in
-memory, slices batches, augments whole batches, and trains in ``precision="auto"`` (bf16 autocast +
-channels_last on a CPU with native bf16, fp32 elsewhere); ``engine fp32`` is the engine forced to
-fp32 NCHW, to separate the two gains.
+memory, slices batches, augments whole batches, and trains in ``precision="auto"`` (channels_last,
+with bf16 autocast on a CPU with native bf16, fp32 elsewhere); ``engine fp32`` is the engine forced
+to fp32 NCHW, to separate the gains, and ``engine fp32 channels_last`` adds the layout alone.
 
 Each round times every contender for the same number of updates after a warm-up; rounds are
 interleaved so that the other processes' load hits them alike, and the ratio of medians is printed.
@@ -102,13 +102,15 @@ def time_baseline(name: str, recipe, x8, y, steps: int, warmup: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def time_engine(name: str, recipe, bundle: DataBundle, steps: int, warmup: int, precision: str) -> float:
+def time_engine(name: str, recipe, bundle: DataBundle, steps: int, warmup: int, precision: str,
+                memory_format: str = "auto") -> float:
+    kw = dict(precision=precision, memory_format=memory_format, progress=False)
     torch.manual_seed(0)
     model = cnnlab.create_model(name, num_classes=10, in_chans=bundle.input_size[0])
-    fit(model, bundle, recipe, max_steps=warmup, precision=precision, progress=False)  # oneDNN primitives, caches
+    fit(model, bundle, recipe, max_steps=warmup, **kw)  # oneDNN primitives, caches
     torch.manual_seed(0)
     model = cnnlab.create_model(name, num_classes=10, in_chans=bundle.input_size[0])
-    result = fit(model, bundle, recipe, max_steps=steps, precision=precision, progress=False)
+    result = fit(model, bundle, recipe, max_steps=steps, **kw)
     return result.images_per_second  # training steps only (augmentation included), not the test pass
 
 
@@ -136,14 +138,17 @@ def main() -> int:
         bundle = DataBundle(name="synthetic-uint8", train=TensorPair(x, y), test=TensorPair(x[:256], y[:256]),
                             num_classes=10, input_size=shape, mean=(0.5,) * shape[0], std=(0.25,) * shape[0],
                             class_names=tuple(str(c) for c in range(10)), notes=())
-        runs: dict[str, list[float]] = {"baseline fp32 + DataLoader": [], "engine fp32": [], "engine auto": []}
+        runs: dict[str, list[float]] = {"baseline fp32 + DataLoader": [], "engine fp32": [],
+                                        "engine fp32 channels_last": [], "engine auto": []}
         for r in range(args.rounds):
             runs["baseline fp32 + DataLoader"].append(time_baseline(name, recipe, x8, y, args.steps, args.warmup))
-            runs["engine fp32"].append(time_engine(name, recipe, bundle, args.steps, args.warmup, "fp32"))
-            if auto.name != "fp32" or auto.channels_last:
+            runs["engine fp32"].append(time_engine(name, recipe, bundle, args.steps, args.warmup, "fp32", "contiguous"))
+            runs["engine fp32 channels_last"].append(
+                time_engine(name, recipe, bundle, args.steps, args.warmup, "fp32", "channels_last"))
+            if auto.name != "fp32":
                 runs["engine auto"].append(time_engine(name, recipe, bundle, args.steps, args.warmup, "auto"))
-            else:
-                runs["engine auto"] = runs["engine fp32"]
+            else:  # auto is fp32 + channels_last here: the same run
+                runs["engine auto"] = runs["engine fp32 channels_last"]
             print(f"{name} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in runs.items()), flush=True)
         base = statistics.median(runs["baseline fp32 + DataLoader"])
         for k, v in runs.items():

@@ -2,11 +2,13 @@
 
 ``precision="auto"`` picks, per machine (PERF-NOTES.md has the measurements behind it):
 
-* CUDA: bf16 autocast when the GPU supports bf16 (Ampere and later), else fp32; channels_last.
-* CPU with native bf16 (AVX512-BF16 or AMX): bf16 autocast + channels_last, about 2.7x faster than
-  fp32 for resnet20 training on the project's Zen 4 machines.
-* other CPUs (AVX2 only): fp32, contiguous (NCHW). bf16 is emulated there and several times
-  *slower* than fp32.
+* CUDA: bf16 autocast when the GPU supports bf16 (Ampere and later), else fp32.
+* CPU with native bf16 (AVX512-BF16 or AMX): bf16 autocast, about 2.7x faster than fp32 for
+  resnet20 training on the project's Zen 4 machines.
+* other CPUs (AVX2 only): fp32. bf16 is emulated there and several times *slower* than fp32
+  (resnet20: 10 against 96 img/s, benchmarks/precision_accuracy.py).
+
+and channels_last memory layout in every case (``memory_format="auto"``).
 
 Parameters and optimizer state stay fp32 in every mode (autocast only changes the compute dtype of
 convolutions and matrix products), so weights saved from a bf16 run are ordinary fp32 tensors.
@@ -97,9 +99,10 @@ def resolve_precision(precision: str, device: torch.device, *, memory_format: st
     if name == "fp16" and not cuda:
         raise ConfigError("precision fp16 needs CUDA (on a CPU use bf16 or fp32)")
     if memory_format == "auto":
-        # channels_last pays off with bf16 (oneDNN's bf16 kernels are NHWC) and on GPUs; fp32 on an
-        # AVX2 CPU gains little and small nets (LeNet) lose.
-        channels_last = cuda or name == "bf16"
+        # channels_last (NHWC) everywhere: oneDNN's CPU kernels and the GPUs' tensor cores are NHWC.
+        # Measured in training (benchmarks/train_throughput.py, 1 thread, AVX2 Zen 3): resnet20 fp32
+        # 1.5x, lenet5 fp32 1.2x; with bf16 on Zen 4 (PERF-NOTES.md) 710 against 632 img/s.
+        channels_last = True
     else:
         channels_last = memory_format == "channels_last"
     return Precision(name, channels_last, reason)

@@ -267,7 +267,10 @@ def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
     baseline = float(((data.test.x - mean_image) ** 2).mean())  # MSE of predicting the mean training image
     test_mse = reconstruction_error(ae, data.test.x)
 
-    shown = data.test.x[: cfg.show]
+    # The first test image of each class in turn (the test split is ordered by class).
+    firsts = [int((data.test.y == c).nonzero()[0]) for c in range(data.num_classes) if (data.test.y == c).any()]
+    order = (firsts + [i for i in range(len(data.test.y)) if i not in set(firsts)])[: cfg.show]
+    shown = data.test.x[order]
     with torch.no_grad():
         recon = ae(shown)
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)

@@ -261,7 +261,7 @@ def run(ctx: ExperimentContext, cfg: DropoutConfig) -> Outcome:
         Criterion(
             description="the generalisation gap (test error minus clean training error, last epoch) is "
             "smaller with dropout than without" + seeds_note,
-            finding=f"gap {pct(do['final_gap'])} with dropout against {pct(nd['final_gap'])} without",
+            finding=f"gap {100 * do['final_gap']:.2f} points with dropout against {100 * nd['final_gap']:.2f} without",
             passed=do["final_gap"] < nd["final_gap"],
         ),
         Criterion(

@@ -90,7 +90,8 @@ def predict_proba(
         total = None
         count = 0
         for v in views(xb) if views is not None else [xb]:
-            v = v.contiguous(memory_format=prec.memory_format)
+            if v.dim() == 4:  # channels_last applies to image batches only
+                v = v.contiguous(memory_format=prec.memory_format)
             for _ in range(passes):
                 with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     logits = model(v)

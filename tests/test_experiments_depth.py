@@ -347,7 +347,7 @@ def test_full_scale_configs_name_real_models_and_recipes(name):
     models = [getattr(cfg, f) for f in ("model", "residual", "plain") if isinstance(getattr(cfg, f, None), str)]
     models += [m for f in ("plain", "residual") if isinstance(getattr(cfg, f, None), tuple) for m in getattr(cfg, f)]
     assert models and set(models) <= set(list_models())
-    size = getattr(cfg, "input_size", (3, 32, 32))
+    size = getattr(cfg, "input_size", None) or (3, 32, 32)  # CIFAR-10 as it is
     for m in models:
         with torch.device("meta"):
             net = create_model(m, num_classes=10, in_chans=size[0], **dict(cfg.model_options))

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", choices=SCALES, default="quick",
                    help="quick: mnist-5k, minutes on a CPU (default); full: the paper's setting, for a GPU; "
                    "tiny: seconds, plumbing only")  # fmt: skip
-    p.add_argument("--data", default=None, help="data set replacing the scale's (see cnnlab.data.list_datasets)")
+    p.add_argument("--data", default=None, help="data set replacing the scale's (see cnnlab.data.list_datasets); "
+                   "the scale's input size, if it sets one, is kept")
     p.add_argument("--data-root", default="data", help="where torchvision-backed data sets live (default ./data)")
     p.add_argument("--download", action="store_true", help="download a missing data set (CIFAR-10 for --scale full)")
     p.add_argument("--out", default=None, help="output directory (default runs/experiments/NAME-SCALE)")

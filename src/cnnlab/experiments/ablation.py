@@ -101,7 +101,7 @@ SCALES = {
         data="mnist-5k",
         model="alexnet_2012",
         input_size=(1, 99, 99),
-        train=TrainSpec(recipe="alexnet", epochs=6, batch_size=64, lr=1e-3, overrides=QUICK_OVERRIDES),
+        train=TrainSpec(recipe="alexnet", epochs=10, batch_size=64, lr=1e-3, overrides=QUICK_OVERRIDES),
         model_options=(("width", 0.25), ("pool_size", 2)),
         he_init=True,
     ),

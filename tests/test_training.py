@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -217,3 +218,19 @@ def test_evaluate_tta_and_mc_dropout():
     assert not model.training
     with pytest.raises(ConfigError, match="no nn.Dropout"):
         evaluate_mc_dropout(cnnlab.create_model("lenet5"), data.test, samples=2)
+
+
+# --- precision "auto": bf16 only where the CPU computes it natively
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads the kernel's CPU flags")
+def test_cpu_bf16_detection_follows_the_kernels_cpu_flags():
+    # oneDNN's own check says yes on any AVX-512 CPU, where bf16 is emulated and slower than fp32;
+    # the kernel's flags are the outside truth.
+    from cnnlab.training.device import cpu_has_bf16, resolve_precision
+
+    with open("/proc/cpuinfo") as f:
+        flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert cpu_has_bf16() is native
+    assert resolve_precision("auto", torch.device("cpu")).name == ("bf16" if native else "fp32")

@@ -111,6 +111,12 @@ def test_every_model_default_recipe_exists_and_recipe_errors():
     for name in cnnlab.list_models():
         get_recipe(cnnlab.model_info(name).recipe)
     assert {"lenet", "alexnet", "vgg", "resnet_imagenet", "resnet_cifar", "fractalnet"} <= set(list_recipes())
+    # He et al. §4.2: lr 0.01 for the first ~400 updates of ResNet-110 (and 1202, "trained as described
+    # above"), then the 0.1 schedule; the shallower CIFAR nets start at 0.1 at once.
+    for name in ("resnet110", "resnet1202", "plain110"):
+        r = get_recipe(cnnlab.model_info(name).recipe)
+        assert (r.warmup_steps, r.warmup_lr, r.warmup, r.lr) == (400, 0.01, "constant", 0.1), name
+    assert get_recipe(cnnlab.model_info("resnet56").recipe).warmup_steps == 0
     with pytest.raises(UnknownNameError, match="resnet_cifar"):
         get_recipe("resnet_cifr")
     with pytest.raises(ConfigError, match="unknown field 'lrr'.*lr"):

@@ -48,9 +48,11 @@ MY_MODELS = {
     "resnext50_32x4d": ("resnext", "Xie et al., 2017", (3, 224, 224), 1000, "resnet_imagenet", "resnext50_32x4d"),
     "se_resnet50": ("senet", "Hu et al., 2018", (3, 224, 224), 1000, "resnet_imagenet", None),
     "se_resnet20": ("senet", "Hu et al., 2018", (3, 32, 32), 10, "resnet_cifar", None),
-    **{f"resnet{d}": ("resnet_cifar", "He et al., 2016", (3, 32, 32), 10, "resnet_cifar", None)
+    **{f"resnet{d}": ("resnet_cifar", "He et al., 2016", (3, 32, 32), 10,
+                      "resnet110_cifar" if d >= 110 else "resnet_cifar", None)
        for d in (20, 32, 44, 56, 110, 1202)},
-    **{f"plain{d}": ("plain", "He et al., 2016", (3, 32, 32), 10, "resnet_cifar", None)
+    **{f"plain{d}": ("plain", "He et al., 2016", (3, 32, 32), 10,
+                     "resnet110_cifar" if d >= 110 else "resnet_cifar", None)
        for d in (20, 32, 44, 56, 110)},
 }  # fmt: skip
 

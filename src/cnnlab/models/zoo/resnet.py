@@ -271,6 +271,9 @@ def _cifar(
 _PAPER = "He et al., 2016"
 _IMAGENET = dict(paper=_PAPER, input_size=(3, 224, 224), num_classes=1000, recipe="resnet_imagenet")
 _CIFAR = dict(paper=_PAPER, input_size=(3, 32, 32), num_classes=10, recipe="resnet_cifar")
+# §4.2: for 110 layers "the initial learning rate of 0.1 is slightly too large to start converging",
+# so 0.01 warms up the first 400 updates; ResNet-1202 "is trained as described above".
+_CIFAR_DEEP = {**_CIFAR, "recipe": "resnet110_cifar"}
 
 _BASIC_DEPARTURES = (
     "option-B shortcuts as torchvision (the paper's Table 2 ResNet-18/34 use option A: shortcut='A')"
@@ -355,13 +358,13 @@ def resnet56(*, num_classes: int = 10, in_chans: int = 3, **config: Any) -> ResN
     return _cifar("resnet56", 56, config, num_classes, in_chans)
 
 
-@register_model(family="resnet_cifar", departures=_CIFAR_DEPARTURES, **_CIFAR)
+@register_model(family="resnet_cifar", departures=_CIFAR_DEPARTURES, **_CIFAR_DEEP)
 def resnet110(*, num_classes: int = 10, in_chans: int = 3, **config: Any) -> ResNet:
     """ResNet-110 for CIFAR-10 (§4.2, n = 18): 1.7M parameters."""
     return _cifar("resnet110", 110, config, num_classes, in_chans)
 
 
-@register_model(family="resnet_cifar", departures=_CIFAR_DEPARTURES, **_CIFAR)
+@register_model(family="resnet_cifar", departures=_CIFAR_DEPARTURES, **_CIFAR_DEEP)
 def resnet1202(*, num_classes: int = 10, in_chans: int = 3, **config: Any) -> ResNet:
     """ResNet-1202 for CIFAR-10 (§4.2, n = 200): 19.4M parameters (the paper's overfitting example)."""
     return _cifar("resnet1202", 1202, config, num_classes, in_chans)
@@ -394,7 +397,7 @@ def plain56(*, num_classes: int = 10, in_chans: int = 3, **config: Any) -> ResNe
 @register_model(
     family="plain",
     departures="not in the paper (Fig. 6 shows plain nets up to 56 layers): ResNet-110 without shortcuts",
-    **_CIFAR,
+    **_CIFAR_DEEP,
 )
 def plain110(*, num_classes: int = 10, in_chans: int = 3, **config: Any) -> ResNet:
     """Plain-110 for CIFAR-10: ResNet-110 without shortcuts, extending Fig. 6 (left) past plain-56."""

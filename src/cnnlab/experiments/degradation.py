@@ -176,7 +176,10 @@ def run(ctx: ExperimentContext, cfg: DegradationConfig) -> Outcome:
         "BN in training mode), as plotted by He et al.; test error is measured after each epoch.",
     ]
     updates = math.ceil(len(data.train.y) / (cfg.train.batch_size or 128)) * models[cfg.plain[0]]["epochs"]
+    gap = lambda deep, shallow: 100 * (final(deep, "train_error") - final(shallow, "train_error"))  # noqa: E731
     notes = [
+        f"Going from {_label(ps)} to {_label(pd)} changed the final training error by "
+        f"{gap(pd, ps):+.2f} points; going from {_label(rs)} to {_label(rd)} by {gap(rd, rs):+.2f} points.",
         f"The criteria compare the last epoch only, after about {updates:,} updates per network; He et al. "
         "train for 64,000. Deep nets start slowly, so within a short budget the comparison is about how far "
         "each net gets with the same budget, not about converged error.",

@@ -4,9 +4,10 @@ The baseline is the loop a tutorial writes: an fp32 NCHW model, a ``Dataset`` of
 with torchvision ``v2`` per-sample transforms (the recipe's augmentation: pad-and-crop, flip), a
 ``DataLoader`` (``num_workers=0``: the machine has 2 cores and the model uses both), the same
 optimizer as the recipe. cnnlab's engine (``cnnlab.training.fit``) keeps the normalised set in
-memory, slices batches, augments whole batches, and trains in ``precision="auto"`` (channels_last,
-with bf16 autocast on a CPU with native bf16, fp32 elsewhere); ``engine fp32`` is the engine forced
-to fp32 NCHW, to separate the gains, and ``engine fp32 channels_last`` adds the layout alone.
+memory, slices batches and augments whole batches. It is timed in fp32 NCHW (``engine fp32``, to
+separate the gains), with the channels_last layout alone, and with bf16 autocast + channels_last
+(labelled native or emulated by the CPU's flags). ``<- auto`` marks what ``precision="auto"``
+picks on this machine: bf16 + channels_last with native bf16, fp32 + channels_last elsewhere.
 
 Each round times every contender for the same number of updates after a warm-up; rounds are
 interleaved so that the other processes' load hits them alike, and the ratio of medians is printed.
@@ -34,7 +35,7 @@ from torchvision.transforms import v2
 import cnnlab
 from cnnlab.data import DataBundle, TensorPair
 from cnnlab.training import fit, get_recipe
-from cnnlab.training.device import resolve_precision
+from cnnlab.training.device import cpu_has_bf16, resolve_precision
 
 # model -> (recipe, input shape, batch); the batch is the recipe's
 SETUPS = {"resnet20": ("resnet_cifar", (3, 32, 32)), "lenet5": ("lenet", (1, 32, 32))}
@@ -138,24 +139,23 @@ def main() -> int:
         bundle = DataBundle(name="synthetic-uint8", train=TensorPair(x, y), test=TensorPair(x[:256], y[:256]),
                             num_classes=10, input_size=shape, mean=(0.5,) * shape[0], std=(0.25,) * shape[0],
                             class_names=tuple(str(c) for c in range(10)), notes=())
+        bf16 = f"engine bf16 channels_last ({'native' if cpu_has_bf16() else 'emulated'})"
         runs: dict[str, list[float]] = {"baseline fp32 + DataLoader": [], "engine fp32": [],
-                                        "engine fp32 channels_last": [], "engine auto": []}
+                                        "engine fp32 channels_last": [], bf16: []}
         for r in range(args.rounds):
             runs["baseline fp32 + DataLoader"].append(time_baseline(name, recipe, x8, y, args.steps, args.warmup))
             runs["engine fp32"].append(time_engine(name, recipe, bundle, args.steps, args.warmup, "fp32", "contiguous"))
             runs["engine fp32 channels_last"].append(
                 time_engine(name, recipe, bundle, args.steps, args.warmup, "fp32", "channels_last"))
-            if auto.name != "fp32":
-                runs["engine auto"].append(time_engine(name, recipe, bundle, args.steps, args.warmup, "auto"))
-            else:  # auto is fp32 + channels_last here: the same run
-                runs["engine auto"] = runs["engine fp32 channels_last"]
+            runs[bf16].append(time_engine(name, recipe, bundle, args.steps, args.warmup, "bf16", "channels_last"))
             print(f"{name} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in runs.items()), flush=True)
         base = statistics.median(runs["baseline fp32 + DataLoader"])
         for k, v in runs.items():
-            rows.append((name, recipe.batch_size, k, statistics.median(v), statistics.median(v) / base))
-    print(f"\n{'model':<10} {'batch':>5}  {'contender':<28} {'img/s':>8} {'x baseline':>10}")
+            mark = "  <- auto" if k == (bf16 if auto.name == "bf16" else "engine fp32 channels_last") else ""
+            rows.append((name, recipe.batch_size, k + mark, statistics.median(v), statistics.median(v) / base))
+    print(f"\n{'model':<10} {'batch':>5}  {'contender':<46} {'img/s':>8} {'x baseline':>10}")
     for name, batch, k, med, ratio in rows:
-        print(f"{name:<10} {batch:>5}  {k:<28} {med:8.0f} {ratio:10.2f}")
+        print(f"{name:<10} {batch:>5}  {k:<46} {med:8.0f} {ratio:10.2f}")
     return 0
 
 

@@ -330,3 +330,28 @@ register_recipe(Recipe(
     crop_padding=4,  # "C10+": the standard translation and mirroring augmentation
     flip=True,
 ))
+
+# ----------------------------------------------------------------------------------------------
+# Generative models (cnnlab.models.zoo.autoencoders): no labels, no augmentation.
+
+register_recipe(Recipe(
+    name="autoencoder",
+    source="Adam (Kingma & Ba 2015) for reconstruction; set for a one-minute CPU run on mnist-5k",
+    optimizer="adam",
+    lr=2e-3,  # the lenet recipe's Adam rate, which trained the conv autoencoder of autoencoder-pretrain
+    momentum=0.9,  # Adam's beta1
+    batch_size=64,
+    epochs=20,
+    schedule="cosine",
+))
+
+register_recipe(Recipe(
+    name="vae",
+    source="Kingma & Welling 2014 §5 (minibatch M = 100), with Adam instead of Adagrad",
+    optimizer="adam",  # departure: the paper used Adagrad with a global step size from {0.01, 0.02, 0.1}
+    lr=1e-3,  # Adam's default (Kingma & Ba 2015), the usual VAE rate
+    momentum=0.9,  # Adam's beta1
+    batch_size=100,  # §5: "minibatches of size M = 100"
+    epochs=40,  # the paper trains for ~1e8 samples on 50,000 digits; minutes on mnist-5k's train split here
+    schedule="cosine",
+))

@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab import create_model
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.experiments import ExperimentContext, ModelCache, TrainSpec, get_experiment, list_experiments, run_experiment
@@ -28,7 +29,6 @@ from cnnlab.experiments.dropout import mc_dropout_accuracy
 from cnnlab.experiments.ensemble import ensemble_curve
 from cnnlab.experiments.nets import (
     AutoencoderConfig,
-    ConvAutoencoder,
     EncoderClassifier,
     FilterStackConfig,
     FilterStackNet,
@@ -341,21 +341,24 @@ def test_small_nets_parameter_counts_by_hand_meta_and_fx():
         assert torch.equal(traced(x), model(x))
     with torch.device("meta"):
         assert WideFCNet(WideFCConfig()).classifier.fc6.weight.is_meta
-        assert ConvAutoencoder(ae_cfg)(torch.empty(1, 1, 28, 28)).shape == (1, 1, 28, 28)
+        assert create_model("ae_conv", channels=(4, 8))(torch.empty(1, 1, 28, 28)).shape == (1, 1, 28, 28)
 
 
 def test_autoencoder_learns_to_reconstruct_and_its_encoder_loads_into_the_classifier(one_thread):
     data = _digits_like(n=128, shape=(1, 16, 16))
     torch.manual_seed(0)
-    ae = ConvAutoencoder(AutoencoderConfig(channels=(4, 8)))
-    start = reconstruction_error(ae, data.test.x)
-    rows = train_autoencoder(ae, data.train.x, TrainSpec(recipe="lenet", epochs=4, batch_size=32), seed=0,
-                             test_x=data.test.x)  # fmt: skip
-    assert rows[-1]["train_mse"] < rows[0]["train_mse"] and reconstruction_error(ae, data.test.x) < start
+    ae = create_model("ae_conv", channels=(4, 8))
+    c = data.input_size[0]
+    pixels = (data.test.x * torch.tensor(data.std).view(1, c, 1, 1) + torch.tensor(data.mean).view(1, c, 1, 1)).clamp(0, 1)
+    start = reconstruction_error(ae, data.test.x, pixels)
+    fitted = train_autoencoder(ae, data, TrainSpec(recipe="autoencoder", epochs=4, batch_size=32), seed=0)
+    rows = fitted.history
+    assert rows[-1]["train_mse"] < rows[0]["train_mse"] and reconstruction_error(ae, data.test.x, pixels) < start
+    assert fitted.test["mse"] == pytest.approx(reconstruction_error(ae, data.test.x, pixels), rel=1e-4)
     clf = EncoderClassifier(AutoencoderConfig(channels=(4, 8), num_classes=4), image_size=(16, 16))
     clf.encoder.load_state_dict(ae.encoder.state_dict())  # strict
     assert torch.equal(clf.forward_features(data.test.x[:2]), ae.encoder(data.test.x[:2]))
-    assert math.isfinite(rows[-1]["test_mse"])
+    assert math.isfinite(rows[-1]["val_mse"])
 
 
 @pytest.mark.parametrize("name", NAMES)

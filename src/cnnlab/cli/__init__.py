@@ -15,6 +15,7 @@ from cnnlab.errors import CnnlabError
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
 COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment")
+COMMAND_MODULES += ("cnnlab.cli.generative",)  # `cnnlab sample`
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -2,7 +2,8 @@
 to initialize a supervised model ... Fine-tune encoder jointly with classifier ... Train for final
 task (sometimes with small data)").
 
-A convolutional autoencoder is trained to reconstruct every training image, without labels. Its
+The zoo's convolutional autoencoder (``ae_conv``) is trained by the engine's reconstruction task
+to reconstruct every training image, without labels. Its
 encoder then initialises a classifier (encoder + linear layer) fine-tuned on a few labelled images
 per class, against the same classifier trained from a random initialisation on the same images.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
 from cnnlab.experiments.framework import (
     Criterion,
@@ -32,12 +32,15 @@ from cnnlab.experiments.framework import (
     TrainSpec,
     register_experiment,
 )
-from cnnlab.experiments.nets import AutoencoderConfig, ConvAutoencoder, EncoderClassifier
+from cnnlab.experiments.nets import AutoencoderConfig, EncoderClassifier
+from cnnlab.models.registry import create_model
 from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["AutoencoderPretrainConfig", "SCALES", "run", "train_autoencoder", "reconstruction_error",
            "plot_autoencoder"]  # fmt: skip
+
+AUTOENCODER = "ae_conv"  # the zoo's convolutional autoencoder (Masci et al. 2011), up-convolution decoder
 
 CLAIM = (
     "An autoencoder learns, without labels, features that can reconstruct the data; its encoder can "
@@ -68,7 +71,8 @@ class AutoencoderPretrainConfig:
         AutoencoderConfig(channels=self.channels)  # validates the channels
 
 
-# The lenet recipe (Adam 0.002, cosine) for both stages; no random shifts for the classifiers, so
+# The autoencoder recipe (Adam 0.002, cosine) for the autoencoder, the lenet recipe with Adam 0.002
+# for the classifiers; no random shifts for the classifiers, so
 # that both see exactly the same labelled images, and gradient clipping (global norm 1) for both:
 # without it the classifier started from the encoder died in its first updates (every ReLU off,
 # chance accuracy in 3 of 3 draws), since the autoencoder's code reaches values of ~8 where a
@@ -79,7 +83,7 @@ SCALES = {
         data="synthetic",
         data_options=(("shape", (1, 16, 16)), ("n", 64)),
         channels=(4, 8),
-        pretrain=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=ADAM),
+        pretrain=TrainSpec(recipe="autoencoder", epochs=1, batch_size=32),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=8, overrides=_FINETUNE_OVERRIDES),
         per_class=(1,),
         updates=3,
@@ -92,7 +96,7 @@ SCALES = {
     "quick": AutoencoderPretrainConfig(
         data="mnist-5k",
         channels=(16, 8),
-        pretrain=TrainSpec(recipe="lenet", epochs=8, batch_size=64, overrides=ADAM),
+        pretrain=TrainSpec(recipe="autoencoder", epochs=8, batch_size=64),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=32, overrides=_FINETUNE_OVERRIDES),
         per_class=(10, 100),
         updates=200,
@@ -103,7 +107,7 @@ SCALES = {
     "full": AutoencoderPretrainConfig(
         data="cifar10",
         channels=(64, 128, 32),
-        pretrain=TrainSpec(recipe="lenet", epochs=50, batch_size=128, overrides=ADAM),
+        pretrain=TrainSpec(recipe="autoencoder", epochs=50, batch_size=128),
         finetune=TrainSpec(recipe="lenet", epochs=1, batch_size=64,
                            overrides=(*_FINETUNE_OVERRIDES, ("crop_padding", 4), ("flip", True))),
         per_class=(10, 100),
@@ -114,76 +118,28 @@ SCALES = {
 
 
 @torch.no_grad()
-def reconstruction_error(ae: ConvAutoencoder, x: torch.Tensor, *, batch_size: int = 500) -> float:
-    """Mean squared error per pixel of ``ae`` on ``x`` (normalised units), in eval mode."""
+def reconstruction_error(ae: torch.nn.Module, x: torch.Tensor, pixels: torch.Tensor, *, batch_size: int = 500) -> float:
+    """Mean squared error per pixel of ``ae``'s reconstructions of ``x`` (normalised images) against
+    ``pixels`` (the same images in [0, 1]), in eval mode."""
     ae.eval()
+    device = next(ae.parameters()).device
     total = 0.0
     for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size]
-        total += float(F.mse_loss(ae(xb), xb, reduction="sum"))
-    return total / x.numel()
+        out = ae(x[start : start + batch_size].to(device)).float().cpu()
+        total += float(F.mse_loss(out, pixels[start : start + batch_size], reduction="sum"))
+    return total / pixels.numel()
 
 
-def train_autoencoder(
-    ae: ConvAutoencoder, x: torch.Tensor, spec: TrainSpec, *, seed: int, device: str | None = None,
-    test_x: torch.Tensor | None = None,
-) -> list[dict[str, float]]:
-    """Train ``ae`` to reconstruct ``x`` (mean squared error), with the optimiser, learning rate,
-    schedule and batch size of ``spec``'s recipe; one row per epoch (train loss, test MSE).
+def train_autoencoder(ae: torch.nn.Module, data: Any, spec: TrainSpec, *, seed: int, device: str | None = None,
+                      precision: str = "auto", progress: bool = False) -> Any:
+    """Train ``ae`` (the zoo's ``ae_conv``) to reconstruct ``data``'s training images with the engine's
+    reconstruction task (MSE on [0, 1] pixels, selection on the validation MSE); returns the FitResult,
+    whose history rows hold ``train_mse`` and ``val_mse`` per epoch and ``test["mse"]`` the test MSE."""
+    from cnnlab.training import fit
 
-    ``cnnlab.training.fit`` trains classifiers (cross-entropy against labels), so the autoencoder has
-    this loop of its own; it uses the engine's parts: ``Recipe``, ``BatchLoader`` and ``LRSchedule``.
-    Augmentation fields of the recipe are not applied (the target is the input itself).
-    """
-    from cnnlab.data import BatchLoader, TensorPair
-    from cnnlab.training import get_recipe
-    from cnnlab.training.device import resolve_device
-    from cnnlab.training.schedules import LRSchedule, resolve_schedule
-
-    changes = dict(spec.overrides)
-    if spec.batch_size is not None:
-        changes["batch_size"] = spec.batch_size
-    if spec.lr is not None:
-        changes["lr"] = spec.lr
-    recipe = get_recipe(spec.recipe).replace(**changes) if changes else get_recipe(spec.recipe)
-    dev = resolve_device(device)
-    ae.to(dev)
-    labels = torch.zeros(len(x), dtype=torch.int64)  # BatchLoader batches (x, y) pairs; y is unused
-    loader = BatchLoader(TensorPair(x, labels), recipe.batch_size, shuffle=True, seed=seed)
-    schedule = LRSchedule(recipe, resolve_schedule(recipe, steps_per_epoch=len(loader), epochs=spec.epochs))
-    params = ae.parameters()
-    if recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
-                              weight_decay=recipe.weight_decay)  # fmt: skip
-    else:
-        cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
-        opt = cls(params, lr=recipe.lr, betas=(recipe.momentum, 0.999), weight_decay=recipe.weight_decay)
-    torch.manual_seed(seed)
-    rows, step = [], 0
-    for epoch in range(spec.epochs):
-        loader.set_epoch(epoch)
-        ae.train()
-        total, count, t0 = 0.0, 0, time.perf_counter()
-        for xb, _ in loader:
-            xb = xb.to(dev)
-            for group in opt.param_groups:
-                group["lr"] = schedule(step)
-            loss = F.mse_loss(ae(xb), xb)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(f"autoencoder: the loss became {value} at update {step + 1}; try a lower learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            total += value * len(xb)
-            count += len(xb)
-        row = {"epoch": epoch + 1, "train_mse": total / count, "seconds": time.perf_counter() - t0}
-        if test_x is not None:
-            row["test_mse"] = reconstruction_error(ae, test_x.to(dev))
-        rows.append(row)
-    ae.to("cpu").eval()
-    return rows
+    return fit(ae, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
+               overrides=dict(spec.overrides) or None, task="reconstruction", seed=seed, device=device,
+               precision=precision, progress=progress, model_name=AUTOENCODER)
 
 
 def plot_autoencoder(results: dict, out_dir: Path) -> list[Plot]:
@@ -209,10 +165,10 @@ def plot_autoencoder(results: dict, out_dir: Path) -> list[Plot]:
     hist = results["autoencoder"]["history"]
     epochs = [h["epoch"] for h in hist]
     a1.plot(epochs, [h["train_mse"] for h in hist], "o-", label="training images")
-    if all("test_mse" in h for h in hist):
-        a1.plot(epochs, [h["test_mse"] for h in hist], "s-", label="test images")
+    if all("val_mse" in h for h in hist):
+        a1.plot(epochs, [h["val_mse"] for h in hist], "s-", label="validation images")
     a1.axhline(results["autoencoder"]["mean_image_mse"], color="gray", ls=":", label="mean image (baseline)")
-    a1.set(xlabel="epoch", ylabel="reconstruction MSE (normalised pixels)", yscale="log", title="Autoencoder training")
+    a1.set(xlabel="epoch", ylabel="reconstruction MSE (pixels in [0, 1])", yscale="log", title="Autoencoder training")
     a1.legend(fontsize=8)
     labels = results["per_class"]
     width = 0.27
@@ -228,7 +184,7 @@ def plot_autoencoder(results: dict, out_dir: Path) -> list[Plot]:
     for a in (a1, a2):
         a.grid(alpha=0.3)
     plots.append(Plot(save_figure(fig, out_dir, "autoencoder_pretrain.png"),
-                      "Left: reconstruction error per epoch against predicting the mean training image. Right: test "
+                      "Left: reconstruction error per epoch (training and validation images) against predicting the mean training image. Right: test "
                       "accuracy of the classifier fine-tuned from the autoencoder's encoder, trained from scratch, "
                       "and a linear classifier on the frozen code."))
     return plots
@@ -248,34 +204,38 @@ def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
     c, h, w = data.input_size
     ae_cfg = AutoencoderConfig(in_chans=c, channels=cfg.channels, num_classes=data.num_classes)
 
-    # 1. The autoencoder, on every training image, labels unused.
-    key = ("autoencoder", cfg.channels, data.name, tuple(data.input_size), len(data.train.y), cfg.pretrain, ctx.seed)
+    # 1. The autoencoder (the zoo's ae_conv), on every training image, labels unused, trained by the
+    # engine's reconstruction task (selection on the validation MSE).
+    key = (AUTOENCODER, cfg.channels, data.name, tuple(data.input_size), len(data.train.y), cfg.pretrain, ctx.seed)
     if key in ctx.cache.fits:
         ae, history, seconds = ctx.cache.fits[key]
         ctx.log("reusing the autoencoder, already trained in this run")
     else:
         torch.manual_seed(ctx.seed)
-        ae = ConvAutoencoder(ae_cfg)
-        ctx.log(f"training the autoencoder ({sum(p.numel() for p in ae.parameters()):,} params) on "
+        ae = create_model(AUTOENCODER, in_chans=c, channels=cfg.channels)
+        ctx.log(f"training {AUTOENCODER} ({sum(p.numel() for p in ae.parameters()):,} params) on "
                 f"{len(data.train.y):,} unlabelled images: {cfg.pretrain.describe()}")
-        t0 = time.perf_counter()
-        history = train_autoencoder(ae, data.train.x, cfg.pretrain, seed=ctx.seed, device=ctx.device, test_x=data.test.x)
-        seconds = time.perf_counter() - t0
+        fitted = train_autoencoder(ae, data, cfg.pretrain, seed=ctx.seed, device=ctx.device, precision=ctx.precision,
+                                   progress=ctx.progress)
+        ae, seconds = fitted.model, float(fitted.seconds)
+        history = [{"epoch": r["epoch"], "train_mse": r["train_mse"], "val_mse": r["val_mse"]} for r in fitted.history]
         ctx.cache.fits[key] = (ae, history, seconds)
-        ctx.log(f"autoencoder: test MSE {history[-1]['test_mse']:.4f} in {seconds:.1f}s")
-    mean_image = data.train.x.mean(0, keepdim=True)
-    baseline = float(((data.test.x - mean_image) ** 2).mean())  # MSE of predicting the mean training image
-    test_mse = reconstruction_error(ae, data.test.x)
+        ctx.log(f"autoencoder: val MSE {fitted.val['mse']:.4f} (epoch {fitted.best_epoch}) in {seconds:.1f}s")
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    train_pixels = (data.train.x * std + mean).clamp(0, 1)
+    test_pixels = (data.test.x * std + mean).clamp(0, 1)
+    # MSE of predicting the mean training image, per pixel in [0, 1] (the autoencoder's units).
+    baseline = float(((test_pixels - train_pixels.mean(0, keepdim=True)) ** 2).mean())
+    test_mse = reconstruction_error(ae, data.test.x, test_pixels)  # the test split, once, selected weights
 
     # The first test image of each class in turn (the test split is ordered by class).
     firsts = [int((data.test.y == c).nonzero()[0]) for c in range(data.num_classes) if (data.test.y == c).any()]
     order = (firsts + [i for i in range(len(data.test.y)) if i not in set(firsts)])[: cfg.show]
     shown = data.test.x[order]
     with torch.no_grad():
-        recon = ae(shown)
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.std).view(1, -1, 1, 1)
-    to_pixels = lambda t: (t * std + mean).clamp(0, 1).round(decimals=3).tolist()  # noqa: E731
+        recon = ae.eval()(shown.to(next(ae.parameters()).device)).float().cpu()  # pixels in [0, 1]
+    as_list = lambda t: t.clamp(0, 1).round(decimals=3).tolist()  # noqa: E731
 
     # 2. Classifiers on few labels: the encoder from the autoencoder, fine-tuned, against scratch.
     classifiers: dict[str, dict[str, Any]] = {}
@@ -326,7 +286,7 @@ def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
     tables = [
         Table(
             title="Autoencoder (no labels)",
-            columns=("images", "epochs", "train MSE", "test MSE", "mean-image MSE (baseline)", "seconds"),
+            columns=("images", "epochs", "train MSE", "test MSE", "mean-image MSE (baseline)", "seconds"),  # [0, 1] pixels
             rows=((len(data.train.y), cfg.pretrain.epochs, round(history[-1]["train_mse"], 4), round(test_mse, 4),
                    round(baseline, 4), round(seconds, 1)),),
         ),
@@ -343,13 +303,13 @@ def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
     setup = [
         f"Data: `{data.name}`, {len(data.train.y):,} training images (for the autoencoder, labels unused) and "
         f"{len(data.test.y):,} test images of {'x'.join(map(str, data.input_size))}.",
-        "Autoencoder (`cnnlab.experiments.nets.ConvAutoencoder`): encoder "
+        f"Autoencoder (the zoo's `{AUTOENCODER}`, `channels={cfg.channels}`): encoder "
         + ", ".join(f"conv3-{ch} + ReLU + 2x2 max pool" for ch in cfg.channels)
         + f" (code {cfg.channels[-1]}x{h // 2 ** len(cfg.channels)}x{w // 2 ** len(cfg.channels)} = "
         f"{cfg.channels[-1] * (h // 2 ** len(cfg.channels)) * (w // 2 ** len(cfg.channels)):,} values for {c * h * w:,} "
-        "pixel values); decoder: 2x2 stride-2 up-convolutions with ReLUs mirroring it and a linear 3x3 output conv; "
-        f"mean squared error on normalised pixels; {cfg.pretrain.describe()} (the recipe's optimiser and "
-        "schedule in a loop of its own, since the engine trains classifiers).",
+        "pixel values); decoder: 2x2 stride-2 up-convolutions with ReLUs mirroring it, a 3x3 output conv and a "
+        f"sigmoid; trained by the engine's reconstruction task (mean squared error against the [0, 1] pixels, the "
+        f"weights of the best validation MSE kept); {cfg.pretrain.describe()}.",
         "Classifier (`EncoderClassifier`): the same encoder and a linear layer on its flattened code. "
         "'Encoder from the autoencoder': encoder weights copied from the autoencoder, then everything fine-tuned; "
         "'from scratch': the same network from a random initialisation; 'frozen encoder + linear': logistic "
@@ -370,7 +330,7 @@ def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
                             "params": sum(p.numel() for p in ae.parameters())},
             "classifiers": classifiers,
             "per_class": list(cfg.per_class),
-            "reconstructions": {"original": to_pixels(shown), "reconstruction": to_pixels(recon)},
+            "reconstructions": {"original": as_list(test_pixels[order]), "reconstruction": as_list(recon)},
         },
         criteria=criteria, tables=tables, setup=setup, notes=notes,
     )  # fmt: skip

@@ -6,9 +6,9 @@
 - :class:`FilterStackNet` (``small-filters``): the same network with each stage's block either
   three stacked 3x3 convolutions or one 7x7 convolution: the same receptive field (lecture 002,
   "stack of three 3x3 conv (stride 1) layers has same effective receptive field as one 7x7").
-- :class:`ConvAutoencoder` and :class:`EncoderClassifier` (``autoencoder-pretrain``): a
-  convolutional encoder, an up-convolution decoder, and a classifier on the same encoder class, so
-  the autoencoder's encoder weights load into the classifier with ``strict=True``.
+- :class:`EncoderClassifier` (``autoencoder-pretrain``): a linear classifier on the encoder of the
+  zoo's ``ae_conv`` (the same :class:`~cnnlab.models.zoo.autoencoders.ConvEncoder` class), so the
+  autoencoder's encoder weights load into the classifier with ``strict=True``.
 - :class:`FrozenExcept` (``transfer``): wraps a model so that only the named modules train; the
   frozen layers keep their pretrained weights *and* their batch-norm statistics.
 
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.base import Classifier, ModelOutput
+from cnnlab.models.zoo.autoencoders import ConvEncoder
 
 __all__ = [
     "WideFCConfig",
@@ -37,9 +38,6 @@ __all__ = [
     "BLOCKS",
     "filter_block",
     "AutoencoderConfig",
-    "ConvEncoder",
-    "ConvDecoder",
-    "ConvAutoencoder",
     "EncoderClassifier",
     "FrozenExcept",
     "replace_head",
@@ -180,7 +178,7 @@ class FilterStackNet(Classifier):
 @dataclass(frozen=True)
 class AutoencoderConfig:
     in_chans: int = 1
-    channels: tuple[int, ...] = (16, 32)  # one 3x3 conv + ReLU + 2x2 max pool per stage
+    channels: tuple[int, ...] = (16, 32)  # one 3x3 conv + ReLU + 2x2 max pool per stage (ae_conv's encoder)
     num_classes: int = 10  # of the classifier on the encoder
 
     def __post_init__(self) -> None:
@@ -189,46 +187,6 @@ class AutoencoderConfig:
                               f"got {self.in_chans!r}, {self.num_classes!r}")  # fmt: skip
         if not self.channels or not all(_positive_int(c) for c in self.channels):
             raise ConfigError(f"AutoencoderConfig.channels must be positive integers, got {self.channels!r}")
-
-
-class ConvEncoder(nn.Sequential):
-    """x (N, C, H, W) -> z (N, channels[-1], H / 2^k, W / 2^k): "ReLU CNN" of lecture 002."""
-
-    def __init__(self, in_chans: int, channels: Sequence[int]) -> None:
-        layers: list[tuple[str, nn.Module]] = []
-        prev = in_chans
-        for i, c in enumerate(channels, start=1):
-            layers += [(f"conv{i}", nn.Conv2d(prev, c, 3, padding=1)), (f"relu{i}", nn.ReLU()),
-                       (f"pool{i}", nn.MaxPool2d(2))]  # fmt: skip
-            prev = c
-        super().__init__(OrderedDict(layers))
-
-
-class ConvDecoder(nn.Sequential):
-    """z -> x̂: 2x2 stride-2 up-convolutions ("upconv") mirroring the encoder, linear output."""
-
-    def __init__(self, in_chans: int, channels: Sequence[int]) -> None:
-        layers: list[tuple[str, nn.Module]] = []
-        rev = list(channels)[::-1]
-        for i, c in enumerate(rev, start=1):
-            out = rev[i] if i < len(rev) else rev[-1]
-            layers += [(f"up{i}", nn.ConvTranspose2d(c, out, 2, stride=2)), (f"relu{i}", nn.ReLU())]
-        # Linear output: the images are normalised (mean 0, std 1), not in [0, 1].
-        layers.append(("out", nn.Conv2d(rev[-1], in_chans, 3, padding=1)))
-        super().__init__(OrderedDict(layers))
-
-
-class ConvAutoencoder(nn.Module):
-    """``decoder(encoder(x))``, trained to reconstruct x (no labels)."""
-
-    def __init__(self, cfg: AutoencoderConfig) -> None:
-        super().__init__()
-        self.encoder = ConvEncoder(cfg.in_chans, cfg.channels)
-        self.decoder = ConvDecoder(cfg.in_chans, cfg.channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.encoder(x)  # N x C_k x H/2^k x W/2^k
-        return self.decoder(z)  # N x C x H x W
 
 
 class EncoderClassifier(Classifier):

@@ -1,0 +1,141 @@
+"""Autoencoders and VAEs trained by the engine: the "reconstruction" and "vae" tasks, the run's
+results and pictures, and ``cnnlab sample``.
+
+- ae_conv and dae_conv reconstruct unseen digits far better than the mean image does; dae_conv
+  removes most of the noise it was trained on (its output is closer to the clean image than its
+  corrupted input is);
+- a vae run logs the negative ELBO split into reconstruction and KL for train and val, writes
+  test_elbo and test_nll_is (never worse than the ELBO) to results.json, and its pictures;
+- ``cnnlab sample RUN`` writes a new grid; bad input is one line and exit code 2, and an existing
+  file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from cnnlab import ConfigError, create_model
+from cnnlab.cli import main
+from cnnlab.data import load_dataset
+from cnnlab.training import fit
+from cnnlab.training.generative import ReconstructionTask, VAETask
+from cnnlab.training.tasks import get_task
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits16():
+    return load_dataset("digits", input_size=(1, 16, 16))
+
+
+def _pixels(data, x: torch.Tensor) -> torch.Tensor:
+    c = data.input_size[0]
+    return (x * torch.tensor(data.std).view(1, c, 1, 1) + torch.tensor(data.mean).view(1, c, 1, 1)).clamp(0, 1)
+
+
+def test_tasks_are_registered_and_targets_are_the_raw_pixels(digits16):
+    assert isinstance(get_task("reconstruction"), ReconstructionTask)
+    assert isinstance(get_task("vae", beta=4.0), VAETask)
+    task = get_task("reconstruction")
+    task.setup(digits16)
+    raw = _pixels(digits16, digits16.test.x)
+    assert float(raw.min()) >= 0 and float(raw.max()) <= 1 and float(raw.max()) > 0.9
+    torch.testing.assert_close(task.target(digits16.test.x), raw)
+    with pytest.raises(ConfigError, match="loss"):
+        get_task("reconstruction", loss="l1")
+    with pytest.raises(ConfigError, match="vae"):  # a classifier cannot be trained as a VAE
+        fit(create_model("lenet5_relu"), load_dataset("digits", input_size=(1, 32, 32)), "lenet", task="vae",
+            max_steps=1, progress=False)
+
+
+@pytest.mark.parametrize("name", ["ae_conv", "dae_conv"])
+def test_autoencoders_reconstruct_better_than_the_mean_image(name, digits16):
+    torch.manual_seed(0)
+    model = create_model(name, channels=(16, 8))
+    result = fit(model, digits16, "autoencoder", epochs=6, task="reconstruction", progress=False)
+    rows = result.history
+    assert {"train_loss", "train_mse", "val_loss", "val_mse"} <= set(rows[0])
+    clean = _pixels(digits16, digits16.test.x)
+    mean_image_mse = float(((clean - _pixels(digits16, digits16.train.x).mean(0)) ** 2).mean())
+    assert result.test["mse"] < 0.5 * mean_image_mse, (result.test["mse"], mean_image_mse)
+    if name == "dae_conv":
+        torch.manual_seed(1)
+        noisy = model.corrupt(digits16.test.x)
+        with torch.no_grad():
+            denoised = model.eval()(noisy)
+        noisy_mse = float(((_pixels(digits16, noisy) - clean) ** 2).mean())
+        assert float(((denoised - clean) ** 2).mean()) < 0.5 * noisy_mse
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    data = load_dataset("digits", input_size=(1, 8, 8))
+    out = tmp_path_factory.mktemp("vae") / "run"
+    torch.manual_seed(0)
+    model = create_model("vae_mlp", hidden=(64,), latent_dim=2, image_size=(8, 8))
+    result = fit(model, data, "vae", epochs=3, task=VAETask(is_samples=50), out_dir=out, progress=False,
+                 model_name="vae_mlp", run_info={"model": "vae_mlp", "model_config": {"hidden": [64], "latent_dim": 2,
+                                                                                        "image_size": [8, 8]}})
+    return result, out
+
+
+def test_vae_run_logs_the_elbo_split_and_writes_likelihoods_and_pictures(vae_run):
+    result, out = vae_run
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for split in ("train", "val"):
+        for key in ("neg_elbo", "recon", "kl"):
+            assert f"{split}_{key}" in rows[0]
+        for row in rows:
+            assert float(row[f"{split}_neg_elbo"]) == pytest.approx(float(row[f"{split}_recon"]) + float(row[f"{split}_kl"]))
+    assert float(rows[-1]["train_neg_elbo"]) < float(rows[0]["train_neg_elbo"])
+    results = json.loads((out / "results.json").read_text())
+    assert results["test_elbo"] < 0 and results["test_nll_is"] > 0
+    # log p(x) >= ELBO: the importance-sampled NLL is at most the negative ELBO (up to noise).
+    assert results["test_nll_is"] <= -results["test_elbo"] + 0.2
+    for png in ("reconstructions.png", "samples.png", "interpolation.png", "latent.png", "curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    arrays = dict(__import__("numpy").load(out / "generative.npz"))
+    assert arrays["manifold"].shape == (15 * 15, 1, 8, 8) and arrays["latent_mu"].shape[1] == 2
+
+
+def test_sample_cli_writes_a_grid_and_refuses_bad_input(vae_run, tmp_path, capsys):
+    _, run = vae_run
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(run), "--n", "16", "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    # An existing file is never overwritten.
+    assert main(["sample", str(run), "--n", "16", "--out", str(out), "--seed", "1"]) == 2
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == first
+    assert main(["sample", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a.png")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path), "--out", str(tmp_path / "b.png")]) == 2
+    assert "config.json" in capsys.readouterr().err
+    assert main(["sample", str(run), "--out", str(tmp_path / "c.jpg")]) == 2
+    with pytest.raises(SystemExit) as err:
+        main(["sample", str(run), "--n", "0"])
+    assert err.value.code == 2
+    # A run whose model is not a VAE has no prior to sample from.
+    ae_run = tmp_path / "ae"
+    (ae_run).mkdir()
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["spec"] = {**cfg["spec"], "model": "ae_linear", "model_config": {"image_size": [8, 8]}}
+    (ae_run / "config.json").write_text(json.dumps(cfg))
+    from cnnlab.models.weights import save_weights
+
+    save_weights(create_model("ae_linear", image_size=(8, 8)), ae_run / "model.safetensors")
+    assert main(["sample", str(ae_run), "--out", str(tmp_path / "d.png")]) == 2
+    assert "not a VAE" in capsys.readouterr().err
+    assert not (tmp_path / "d.png").exists()

@@ -180,16 +180,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def restrict(data: Any, *, classes: Sequence[int] | None = None, per_class: int | None = None,
              seed: int = 0, name: str | None = None) -> Any:
     """``data`` (a DataBundle) with its training split cut to ``classes`` (relabelled 0..k-1) and at most
-    ``per_class`` samples of each, the test split to the same classes (all of their samples)."""
+    ``per_class`` samples of each, the val and test splits to the same classes (all of their samples)."""
     from cnnlab.data import subset
 
     train = subset(data.train, classes=classes, per_class=per_class, seed=seed)
     test = subset(data.test, classes=classes)
+    val = subset(data.val, classes=classes) if data.val is not None else None
     kept = list(classes) if classes is not None else list(range(data.num_classes))
     return dataclasses.replace(
         data,
         name=name or data.name,
         train=train,
+        val=val,
         test=test,
         num_classes=len(kept),
         class_names=tuple(data.class_names[c] for c in kept),

@@ -126,6 +126,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic algorithms only (bitwise-repeatable on a CPU)")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard")
+    p.add_argument("--val-fraction", type=float, metavar="F",
+                   help="fraction of the train split held out for selection when the data has no val split (0.1)")
+    p.add_argument("--test-every-epoch", action="store_true", default=None,
+                   help="also test after every epoch (curves only: selection always reads val)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run)
 
@@ -159,7 +163,7 @@ def _spec_from_args(args: argparse.Namespace):
     changes: dict[str, Any] = {}
     for name in ("model", "data", "recipe", "epochs", "batch_size", "lr", "data_root", "download", "bad_files",
                  "seed", "precision", "memory_format", "device", "threads", "max_steps", "weights", "sha256",
-                 "strict", "checkpoint_every", "deterministic", "tensorboard"):
+                 "strict", "checkpoint_every", "deterministic", "tensorboard", "val_fraction", "test_every_epoch"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
@@ -194,8 +198,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         D.shutdown()
     if is_main and result.out_dir is not None:
-        print(f"{result.config['model']['name']} on {result.config['data']['name']}: test accuracy "
-              f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%), train accuracy "
+        print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
+              f"selected on val (accuracy {100 * result.val_acc:.2f}%); its test accuracy "
+              f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%; last weights "
+              f"{100 * result.test_acc_last:.2f}%), train accuracy "
               f"{100 * result.train_acc:.2f}%, {result.seconds:.1f} s, {result.images_per_second:.0f} img/s; "
               f"run folder {result.out_dir}")
     return 0
@@ -236,7 +242,9 @@ def run_eval(args: argparse.Namespace) -> int:
     info = model_info(model_name)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
                         input_size=info.input_size, seed=int(spec.get("seed") or 0) if same_data else 0,
-                        bad_files=spec.get("bad_files") or "strict", **data_options)
+                        bad_files=spec.get("bad_files") or "strict",
+                        val_fraction=float(spec.get("val_fraction") or 0.1) if same_data else 0.1,
+                        **data_options)
     num_classes = (doc or {}).get("data", {}).get("num_classes") if same_data else None
     model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
                          **model_config)

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,13 +404,18 @@ class ExperimentContext:
         spec: TrainSpec,
         *,
         key: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Any] = (),
     ) -> Any:
         """Train ``build()`` on ``data`` with ``cnnlab.training.fit``; returns its ``FitResult``.
 
         ``label`` names the network in logs and results. The cache key is ``key`` (what defines the
         network: zoo name and config; the label when None), the data, the spec, the seed and the
         precision, so asking twice for the same network, from any experiment sharing the cache,
-        returns the network trained the first time (never retrained, never modified).
+        returns the network trained the first time (never retrained, never modified). A run with
+        ``callbacks`` (the Trainer's, e.g. ``tools.MeasureEachEpoch``) observes the training, so it
+        is always trained and never cached. The result's model holds the weights selected on the
+        validation split; ``history`` has per-epoch test columns for the experiments' curves
+        (``test_every_epoch``: never used for selection).
         """
         from cnnlab.training import fit
 
@@ -424,7 +429,7 @@ class ExperimentContext:
             self.seed,
             self.precision,
         )
-        if cache_key in self.cache.fits:
+        if cache_key in self.cache.fits and not callbacks:
             result = self.cache.fits[cache_key]
             self.log(f"reusing {label}, already trained in this run")
             self.trained.append(
@@ -437,11 +442,12 @@ class ExperimentContext:
         result = fit(
             model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
             overrides=dict(spec.overrides) or None, precision=self.precision, device=self.device,
-            seed=self.seed, progress=self.progress, out_dir=None,
+            seed=self.seed, progress=self.progress, out_dir=None, test_every_epoch=True, callbacks=tuple(callbacks),
         )  # fmt: skip
         self.log(f"trained {label}: test acc {result.test_acc:.4f}, train acc {result.train_acc:.4f} "
                  f"in {result.seconds:.1f}s")  # fmt: skip
-        self.cache.fits[cache_key] = result
+        if not callbacks:
+            self.cache.fits[cache_key] = result
         self.trained.append(
             dict(label=label, data=data.name, spec=spec.describe(), test_acc=float(result.test_acc),
                  train_acc=float(result.train_acc), seconds=float(result.seconds), reused=False)

@@ -1,7 +1,7 @@
 """Training curves of a run, from its per-epoch metrics (``FitResult.history`` or ``metrics.csv``).
 
 Two panels side by side, as in He et al. 2016's Fig. 1/6: loss and error (1 - top-1 accuracy, in
-%), training thin and dashed, test bold. The figure is built with ``matplotlib.figure.Figure`` (no
+%), training thin and dashed, validation bold, test (when recorded) dotted. The figure is built with ``matplotlib.figure.Figure`` (no
 pyplot, no global backend), so drawing is safe in any process.
 """
 
@@ -49,10 +49,12 @@ def plot_training_curves(
     *,
     title: str | None = None,
 ) -> Path:
-    """Draw loss and top-1 error per epoch (train and test) into the PNG ``path``; return the path.
+    """Draw loss and top-1 error per epoch (train, val, and test when the rows have it) into the PNG
+    ``path``; return the path.
 
-    ``history``: one mapping per epoch with ``epoch``, ``train_loss``, ``test_loss``, ``train_acc``
-    and ``test_acc`` (accuracies as fractions), or the path of a ``metrics.csv`` holding them.
+    ``history``: one mapping per epoch with ``epoch``, ``train_loss``/``train_acc``, ``val_loss``/
+    ``val_acc`` and optionally ``test_loss``/``test_acc`` (accuracies as fractions; older runs have
+    test columns only), or the path of a ``metrics.csv`` holding them.
     """
     from matplotlib.figure import Figure
 
@@ -61,16 +63,19 @@ def plot_training_curves(
     epochs = [float(row.get("epoch", i + 1)) for i, row in enumerate(history)]
     fig = Figure(figsize=(10, 4))
     ax_loss, ax_err = fig.subplots(1, 2)
+    lines = (("train", "--", 1.2, "tab:blue", "train"), ("val", "-", 2.2, "tab:orange", "val (selection)"),
+             ("test", ":", 1.6, "tab:green", "test"))
+    present = [ln for ln in lines if history and any(f"{ln[0]}_acc" in row for row in history)]
     for ax, key, label, error in ((ax_loss, "loss", "loss", False), (ax_err, "acc", "top-1 error (%)", True)):
-        ax.plot(epochs, _series(history, f"train_{key}", error=error), "--", lw=1.2, color="tab:blue", label="train")
-        ax.plot(epochs, _series(history, f"test_{key}", error=error), "-", lw=2.2, color="tab:orange", label="test")
+        for split, style, lw, color, name in present:
+            ax.plot(epochs, _series(history, f"{split}_{key}", error=error), style, lw=lw, color=color, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
     # A log axis when the values span more than a decade, so the last epochs' small differences show.
     for ax, key, error in ((ax_loss, "loss", False), (ax_err, "acc", True)):
-        values = [v for v in _series(history, f"train_{key}", error=error) + _series(history, f"test_{key}", error=error)
+        values = [v for split, *_ in present for v in _series(history, f"{split}_{key}", error=error)
                   if v == v and v > 0]
         if values and max(values) / min(values) > 10:
             ax.set_yscale("log")

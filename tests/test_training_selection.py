@@ -22,8 +22,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import fit
 
-RECIPE = dict(optimizer="sgd", lr=0.002, momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant", batch_size=50,
-              translate=0, label_smoothing=0.0, warmup_steps=0, crop_padding=0, flip=False)
+RECIPE = dict(optimizer="sgd", lr=0.002, momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant",
+              batch_size=50, translate=0, label_smoothing=0.0, warmup_steps=0, crop_padding=0, flip=False)
 
 
 @pytest.fixture(autouse=True)

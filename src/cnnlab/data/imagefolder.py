@@ -102,7 +102,8 @@ def load_imagefolder(
     class_names = tuple(sorted({c for _, c in train_items}))
     unknown = sorted({c for _, c in val_items + official_val} - set(class_names))
     if unknown:
-        raise DatasetError(f"{name}: {val_dir.parent} has val/test classes with no training folder: {', '.join(unknown)}")
+        raise DatasetError(f"{name}: {val_dir.parent} has val/test classes with no training folder: "
+                           f"{', '.join(unknown)}")
 
     bad = _BadFiles(bad_files)
     # First pass: headers only (cheap), to find empty and non-image files and the common size.

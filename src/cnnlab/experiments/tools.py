@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cnnlab.experiments.framework import ExperimentContext, TrainSpec
+from cnnlab.experiments.framework import ExperimentContext
 
 __all__ = ["ADAM", "seeded", "seed_list", "predict_proba", "accuracy", "MeasureEachEpoch", "mean_std", "restrict"]
 

@@ -89,7 +89,8 @@ class EarlyStopping(Callback):
         self.patience = patience
 
     def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
-        if not trainer.cut and epoch - trainer.best_epoch >= self.patience:
+        last = epoch >= trainer.resolved.epochs  # the run ends anyway: not an early stop
+        if not trainer.cut and not last and epoch - trainer.best_epoch >= self.patience:
             trainer.stop = True
             if trainer.main and trainer.options.progress:
                 print(f"  early stop: validation {trainer.task.monitor} has not improved for {self.patience} "

@@ -327,7 +327,7 @@ def fit(model: nn.Module, data: DataBundle, recipe: Recipe | str | None = None, 
         out = Path(out_dir) if out_dir is not None else None
         config = _run_config(trainer, model_name or type(model).__name__, precision, run_info, n_dropout)
         trainer.callbacks = _callbacks(trainer, out, config, resume=resume, extra=callbacks)
-        trainer.seconds -= time.perf_counter() - t_start  # count the set-up in the run's time
+        trainer.t_start = t_start  # the run's time counts the set-up (a resume: on top of the stored seconds)
         result = trainer.fit()
         result.out_dir, result.config = out, config
         return result

@@ -151,7 +151,7 @@ class Trainer:
         self.seconds = self.train_seconds = self.train_images = 0.0  # counted over resumes too
         self.epoch_images = 0
         self.resumed: dict | None = None
-        self._t_start = time.perf_counter()
+        self.t_start = time.perf_counter()
 
     def _build_loader(self) -> None:
         recipe, data = self.recipe, self.data
@@ -321,7 +321,7 @@ class Trainer:
             best_epoch=self.best_epoch, stopped_early=self.stop)
 
     def total_seconds(self) -> float:
-        return self.seconds + time.perf_counter() - self._t_start
+        return self.seconds + time.perf_counter() - self.t_start
 
     # ------------------------------------------------------------------ state
 
@@ -371,4 +371,4 @@ class Trainer:
         self.seconds, self.train_seconds = float(ts["seconds"]), float(ts["train_seconds"])
         self.train_images = float(ts["train_images"])
         self.lr = self.schedule(max(self.step - 1, 0))
-        self._t_start = time.perf_counter()
+        self.t_start = time.perf_counter()

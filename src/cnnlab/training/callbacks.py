@@ -231,6 +231,9 @@ class TensorBoard(Callback):
                 self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
 
     def on_fit_end(self, trainer, result) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.writer.close()
 
 

@@ -14,7 +14,8 @@ measurements) is a callback: an object with any of
     on_epoch_end(trainer, epoch, row)          after the epoch's evaluation; ``row`` is its metrics row
     on_fit_end(trainer, result)                with the :class:`FitResult`
 
-called in list order. ``trainer.stop = True`` ends the run after the current epoch (early stopping).
+called in list order; a callback's ``close()``, if it has one, is called when ``fit`` ends, also on an
+error. ``trainer.stop = True`` ends the run after the current epoch (early stopping).
 
 Selection reads the validation split only: after every epoch the task's ``monitor`` metric on
 ``data.val`` decides ``trainer.improved`` / ``best_epoch`` (a copy of the best weights is kept), and
@@ -289,17 +290,22 @@ class Trainer:
 
     def fit(self) -> FitResult:
         """Run to the end (epochs, max_steps or ``stop``); evaluate test on the selected and last weights."""
-        self._call("on_fit_start")
-        partial = None
-        while self.epoch < self.resolved.epochs and self.step < self.stop_at and not self.stop:
-            cut = self.run_epoch()
-            row = self.end_epoch(cut)
-            if cut:
-                partial = row
-                break
-        result = self.finish(partial)
-        self._call("on_fit_end", result)
-        return result
+        try:
+            self._call("on_fit_start")
+            partial = None
+            while self.epoch < self.resolved.epochs and self.step < self.stop_at and not self.stop:
+                cut = self.run_epoch()
+                row = self.end_epoch(cut)
+                if cut:
+                    partial = row
+                    break
+            result = self.finish(partial)
+            self._call("on_fit_end", result)
+            return result
+        finally:  # also after an error (a NaN loss): files closed, progress bar gone
+            for cb in self.callbacks:
+                if hasattr(cb, "close"):
+                    cb.close()
 
     def finish(self, partial: dict | None) -> FitResult:
         """The test split, once: on the last weights, then on the selected ones (which the model keeps)."""

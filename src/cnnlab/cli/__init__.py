@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import warnings
 import sys
 
 from cnnlab.errors import CnnlabError
@@ -37,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"cnnlab: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warning  # a note for the user, not a source location
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

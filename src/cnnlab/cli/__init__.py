@@ -17,7 +17,7 @@ from cnnlab.errors import CnnlabError
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
 COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
-                   "cnnlab.cli.runs")
+                   "cnnlab.cli.runs", "cnnlab.cli.data")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -28,7 +28,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="cnnlab", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(
+        prog="cnnlab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build, measure, train and take apart the classic convolutional networks of the lectures\n"
+                    "(LeNet-5, AlexNet, VGG, GoogLeNet, ResNet, ...).",
+        epilog="start here:\n"
+               "  cnnlab train lenet5            train LeNet-5 on 5,000 MNIST digits (about a minute)\n"
+               "  cnnlab summary alexnet_2012    the lecture's AlexNet table, layer by layer\n"
+               "  cnnlab experiment list         the lectures' claims, re-run\n"
+               "`cnnlab COMMAND --help` explains a command and each of its options.")
     from cnnlab import __version__
 
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")

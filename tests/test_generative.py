@@ -150,3 +150,17 @@ def test_sample_cli_writes_a_grid_and_refuses_bad_input(vae_run, tmp_path, capsy
     assert main(["sample", str(ae_run), "--out", str(tmp_path / "d.png")]) == 2
     assert "not a VAE" in capsys.readouterr().err
     assert not (tmp_path / "d.png").exists()
+
+
+def test_cnnlab_train_runs_a_vae_with_task_options(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "vae_mlp", "--data", "digits", "--epochs", "1", "--max-steps", "3", "--task-set",
+                 "is_samples=5", "--model-set", "hidden=(32,)", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "selected on val (neg_elbo" in printed and "nll_is" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["test_is_samples"] == 5 and results["test_nll_is"] > 0
+    assert json.loads((out / "config.json").read_text())["spec"]["task_options"] == {"is_samples": 5}
+    assert main(["train", "vae_mlp", "--data", "digits", "--max-steps", "1", "--task-set", "is_samples=-1",
+                 "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "is_samples" in capsys.readouterr().err

@@ -39,8 +39,8 @@ from cnnlab.models.base import Classifier, ModelOutput
 
 # Autoencoders and VAEs reconstruct images instead of classifying them: their contract is checked by
 # tests/test_zoo_autoencoders.py, generated from the same registry.
-GENERATIVE_FAMILIES = ("autoencoder", "vae")
-MODELS = [n for n in list_models() if model_info(n).family not in GENERATIVE_FAMILIES]
+GENERATIVE_TASKS = ("reconstruction", "vae")
+MODELS = [n for n in list_models() if model_info(n).task not in GENERATIVE_TASKS]
 SMALL_SIDE = 64  # inputs up to 64x64 (MNIST, CIFAR, ...) run for real at full size
 
 # Reduced-width configurations under which a big ImageNet family runs a real forward/backward at

@@ -23,11 +23,12 @@ from cnnlab import ConfigError, UnknownNameError, analyze, create_model, list_mo
 from cnnlab.models.zoo.autoencoders import AEOutput, VAEOutput
 from cnnlab.training.elbo import elbo_terms
 
-MODELS = [n for n in list_models() if model_info(n).family in ("autoencoder", "vae")]
+MODELS = [n for n in list_models() if model_info(n).task in ("reconstruction", "vae")]
 
 
-def test_the_lecture_walk_is_registered():
+def test_the_lecture_walk_is_registered_with_its_tasks():
     assert set(MODELS) == {"ae_linear", "ae_mlp", "ae_conv", "dae_conv", "vae_mlp", "vae_conv"}
+    assert {model_info(n).task for n in MODELS if n.startswith("vae")} == {"vae"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -81,7 +82,7 @@ def test_training_loss_reaches_every_parameter(name: str) -> None:
     target = torch.sigmoid(x)  # pixels in [0, 1]
     model.zero_grad(set_to_none=True)
     out = model.forward_train(x)
-    if model_info(name).family == "vae":
+    if model_info(name).task == "vae":
         assert isinstance(out, VAEOutput) and out.mu.shape == out.logvar.shape == out.z.shape
         loss = elbo_terms(model, x, target).neg_elbo.mean()
     else:

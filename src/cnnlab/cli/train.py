@@ -105,6 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option (repeatable)")
+    p.add_argument("--task-set", action="append", metavar="FIELD=VALUE",
+                   help="an option of the model's task, e.g. is_samples=100 or beta=4 for a VAE (repeatable)")
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
     p.add_argument("--download", action="store_true", default=None, help="download the data set if missing")
     p.add_argument("--bad-files", choices=("strict", "skip"), help="bad image files: error (default) or skip")
@@ -178,6 +180,7 @@ def _spec_from_args(args: argparse.Namespace):
     sets = _pairs(args.set, "--set")
     model_sets = _pairs(args.model_set, "--model-set")
     data_sets = _pairs(args.data_set, "--data-set")
+    task_sets = _pairs(getattr(args, "task_set", None), "--task-set")
     if args.config:
         spec = spec_from_config(args.config)
         if sets:
@@ -186,12 +189,15 @@ def _spec_from_args(args: argparse.Namespace):
             changes["model_config"] = {**spec.model_config, **model_sets}
         if data_sets:
             changes["data_options"] = {**spec.data_options, **data_sets}
+        if task_sets:
+            changes["task_options"] = {**spec.task_options, **task_sets}
         return dataclasses.replace(spec, **changes)
     if "model" not in changes:
         if args.resume not in (None, "auto") or (args.resume == "auto" and args.out):
             return None  # the run folder's config.json says
         raise ConfigError("give a MODEL (`cnnlab list` shows them), --config CONFIG.json or --resume DIR")
-    return TrainSpec(overrides=sets, model_config=model_sets, data_options=data_sets, **changes)
+    return TrainSpec(overrides=sets, model_config=model_sets, data_options=data_sets, task_options=task_sets,
+                     **changes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -205,7 +211,13 @@ def run(args: argparse.Namespace) -> int:
         is_main = D.current().is_main
     finally:
         D.shutdown()
-    if is_main and result.out_dir is not None:
+    if is_main and result.out_dir is not None and "acc" not in result.test:  # reconstruction, vae, ...
+        monitor = result.config["selection"]["monitor"]
+        test = ", ".join(f"{k} {v:.4f}" for k, v in result.test.items() if isinstance(v, float))
+        print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
+              f"selected on val ({monitor} {result.val.get(monitor, float('nan')):.4f}); test: {test}; "
+              f"{result.seconds:.1f} s; run folder {result.out_dir}")
+    elif is_main and result.out_dir is not None:
         print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
               f"selected on val (accuracy {100 * result.val_acc:.2f}%); its test accuracy "
               f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%; last weights "

@@ -350,6 +350,9 @@ def _callbacks(trainer: Trainer, out: Path | None, config: dict, *, resume: bool
             if opts.tensorboard:
                 cbs.append(TensorBoard(out / "tensorboard"))
         cbs.append(Checkpointing(ckpt_dir, every=opts.checkpoint_every))
+    # A task may bring callbacks of its own (the VAE's end-of-run likelihood and pictures).
+    task_callbacks = getattr(trainer.task, "callbacks", None)
+    cbs += list(task_callbacks(out) if task_callbacks is not None else ())
     cbs += list(extra)
     if out is not None and main:
         cbs.append(RunFiles(out, name=config["model"]["name"], data_name=trainer.data.name))

@@ -38,6 +38,7 @@ class TrainSpec:
     recipe: str | None = None  # None: the model's default recipe
     overrides: dict[str, Any] = field(default_factory=dict)  # recipe fields (--set)
     model_config: dict[str, Any] = field(default_factory=dict)  # the model family's options (--model-set)
+    task_options: dict[str, Any] = field(default_factory=dict)  # the model's Task's options (--task-set)
     data_options: dict[str, Any] = field(default_factory=dict)  # the data set's options (--data-set)
     data_root: str = "data"
     download: bool = False
@@ -251,7 +252,12 @@ def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resumin
             run_dir = new_run_dir(runs_root, spec.model, data.name)
         run_dir = Path(D.broadcast_object(str(run_dir) if run_dir is not None else None))
     run_info = {**spec.to_dict(), "recipe": recipe.name}
-    return fit(model, data, recipe, epochs=spec.epochs, precision=spec.precision, device=spec.device,
+    task = None  # the model's registered task with its defaults, unless --task-set changes them
+    if spec.task_options:
+        from cnnlab.training.tasks import get_task
+
+        task = get_task(info.task, **spec.task_options)
+    return fit(model, data, recipe, task=task, epochs=spec.epochs, precision=spec.precision, device=spec.device,
                seed=spec.seed, out_dir=run_dir, progress=progress, max_steps=spec.max_steps,
                checkpoint_every=spec.checkpoint_every, resume=resuming, deterministic=spec.deterministic,
                memory_format=spec.memory_format, model_name=spec.model, run_info=run_info,

@@ -333,7 +333,7 @@ _UNUSED = "num_classes is unused (no labels)"
 
 
 @register_model(family="autoencoder", paper="Baldi & Hornik, 1989", input_size=(1, 28, 28), num_classes=10,
-                recipe="autoencoder",
+                recipe="autoencoder", task="reconstruction",
                 departures=f"linear encoder and decoder to a 32-value code, sigmoid output; {_UNUSED}")
 def ae_linear(*, num_classes: int = 10, in_chans: int = 1, **config) -> MLPAutoencoder:
     """The original autoencoder: linear maps to and from the code, a sigmoid on the output (51K params)."""
@@ -342,7 +342,7 @@ def ae_linear(*, num_classes: int = 10, in_chans: int = 1, **config) -> MLPAutoe
 
 
 @register_model(family="autoencoder", paper="Hinton & Salakhutdinov, 2006", input_size=(1, 28, 28), num_classes=10,
-                recipe="autoencoder",
+                recipe="autoencoder", task="reconstruction",
                 departures=f"784-512-256-32 with ReLUs (the paper: 784-1000-500-250-30, logistic units, RBM "
                            f"pre-training); sigmoid output; {_UNUSED}")
 def ae_mlp(*, num_classes: int = 10, in_chans: int = 1, **config) -> MLPAutoencoder:
@@ -351,7 +351,7 @@ def ae_mlp(*, num_classes: int = 10, in_chans: int = 1, **config) -> MLPAutoenco
 
 
 @register_model(family="autoencoder", paper="Masci et al., 2011", input_size=(1, 28, 28), num_classes=10,
-                recipe="autoencoder",
+                recipe="autoencoder", task="reconstruction",
                 departures=f"conv3-16, conv3-8 with max pooling (code 8x7x7 = 392 values for 784 pixels); "
                            f"2x2 stride-2 up-convolutions instead of unpooling; sigmoid output; {_UNUSED}")
 def ae_conv(*, num_classes: int = 10, in_chans: int = 1, **config) -> ConvAutoencoder:
@@ -360,7 +360,7 @@ def ae_conv(*, num_classes: int = 10, in_chans: int = 1, **config) -> ConvAutoen
 
 
 @register_model(family="autoencoder", paper="Vincent et al., 2008", input_size=(1, 28, 28), num_classes=10,
-                recipe="autoencoder",
+                recipe="autoencoder", task="reconstruction",
                 departures=f"ae_conv's network; additive Gaussian noise (std 0.5 in normalised units) on the input "
                            f"in training (noise='masking' for the paper's masking noise, masked pixels set to the "
                            f"mean); the target is the clean image; {_UNUSED}")
@@ -373,7 +373,7 @@ def dae_conv(*, num_classes: int = 10, in_chans: int = 1, **config) -> ConvAutoe
 
 
 @register_model(family="vae", paper="Kingma & Welling, 2014", input_size=(1, 28, 28), num_classes=10,
-                recipe="vae",
+                recipe="vae", task="vae",
                 departures=f"latent_dim 20 (the paper tries 2-200); Adam instead of Adagrad; PyTorch's default "
                            f"init (the paper: N(0, 0.01)); Bernoulli likelihood on grey levels; {_UNUSED}")
 def vae_mlp(*, num_classes: int = 10, in_chans: int = 1, **config) -> VAE:
@@ -382,7 +382,7 @@ def vae_mlp(*, num_classes: int = 10, in_chans: int = 1, **config) -> VAE:
 
 
 @register_model(family="vae", paper="Kingma & Welling, 2014", input_size=(1, 28, 28), num_classes=10,
-                recipe="vae",
+                recipe="vae", task="vae",
                 departures=f"convolutional encoder (4x4 stride-2 convs of 32, 64) and up-convolution decoder "
                            f"instead of the paper's MLPs; latent_dim 16; {_UNUSED}")
 def vae_conv(*, num_classes: int = 10, in_chans: int = 1, **config) -> VAE:

@@ -1,0 +1,61 @@
+"""Convolutional networks from scratch: NumPy reference layers (forward and backward), the
+hand-crafted filters, pyramids, convolution as a Toeplitz matrix, separable filters, translation
+equivariance, and a finite-difference gradient check for PyTorch modules.
+
+Everything here is float64 NumPy (NCHW) checked against PyTorch autograd; it imports nothing of
+cnnlab but ``cnnlab.errors``. Read ``conv2d_forward_loop`` next to ``conv2d_forward`` (im2col).
+"""
+
+from cnnlab.foundations.conv import (
+    col2im,
+    conv2d_backward,
+    conv2d_backward_loop,
+    conv2d_forward,
+    conv2d_forward_loop,
+    conv_output_size,
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
+    im2col,
+)
+from cnnlab.foundations.equivariance import circular_conv2d, equivariance_error, shift
+from cnnlab.foundations.filters import (
+    BANKS,
+    CLASSIC_FILTERS,
+    LECTURE_FILTERS,
+    filter2d,
+    filter_bank,
+    gabor_bank,
+    gabor_kernel,
+    gaussian_kernel,
+    gaussian_pyramid,
+    laplacian_pyramid,
+    log_kernel,
+    reconstruct_laplacian,
+)
+from cnnlab.foundations.gradcheck import GradcheckResult, gradcheck
+from cnnlab.foundations.layers import (
+    linear_backward,
+    linear_forward,
+    numerical_gradient,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax,
+    softmax_cross_entropy,
+    tanh_backward,
+    tanh_forward,
+)
+from cnnlab.foundations.net import SGDConfig, TinyCNN, TrainReport, load_digits_splits, train_digits
+from cnnlab.foundations.pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+from cnnlab.foundations.separable import (
+    SeparableApprox,
+    best_separable,
+    compose_kernels,
+    kernel_rank,
+    separable_multiplications,
+)
+from cnnlab.foundations.toeplitz import LayerParams, LocallyConnected2d, connection_params, conv_matrix
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("conv", "equivariance", "filters",
+           "gradcheck_module", "layers", "net", "pool", "separable", "toeplitz")]  # fmt: skip

@@ -24,6 +24,7 @@ from cnnlab.foundations.filters import (
     LECTURE_FILTERS,
     filter2d,
     filter_bank,
+    filter_responses,
     gabor_bank,
     gabor_kernel,
     gaussian_kernel,
@@ -32,6 +33,7 @@ from cnnlab.foundations.filters import (
     log_kernel,
     reconstruct_laplacian,
 )
+from cnnlab.foundations.images import apply_kernel, load_image, parse_kernel
 from cnnlab.foundations.gradcheck import GradcheckResult, gradcheck
 from cnnlab.foundations.layers import (
     linear_backward,
@@ -58,4 +60,4 @@ from cnnlab.foundations.separable import (
 from cnnlab.foundations.toeplitz import LayerParams, LocallyConnected2d, connection_params, conv_matrix
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("conv", "equivariance", "filters",
-           "gradcheck_module", "layers", "net", "pool", "separable", "toeplitz")]  # fmt: skip
+           "images", "layers", "net", "pool", "separable", "toeplitz")]  # fmt: skip

@@ -27,6 +27,7 @@ __all__ = [
     "filter_bank",
     "BANKS",
     "filter2d",
+    "filter_responses",
     "gaussian_pyramid",
     "laplacian_pyramid",
     "reconstruct_laplacian",
@@ -178,3 +179,15 @@ def reconstruct_laplacian(pyramid: list[np.ndarray]) -> np.ndarray:
     for band in reversed(pyramid[:-1]):
         image = band + pyr_up(image, band.shape)
     return image
+
+
+def filter_responses(
+    image: np.ndarray, bank: str = "lecture", *, boundary: str = "reflect"
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(kernels, responses)`` of a grey (H, W) image to every filter of ``bank`` (see :func:`filter_bank`).
+
+    Reflected borders by default, so that the large kernels (LoG, Gabor) do not draw a frame of
+    zero-padding edges around the picture.
+    """
+    kernels = filter_bank(bank)
+    return kernels, {name: filter2d(image, k, boundary=boundary) for name, k in kernels.items()}

@@ -10,8 +10,9 @@ low-pass filtering cannot represent. For each stage this measures
 
 averaged over the images, with circular shifts. Convolutions with padding are switched to circular
 padding (``circular=True``) so that the image lives on a torus and ``error_rpx`` is 0 up to
-rounding for the layers that are equivariant; valid convolutions (LeNet) keep their zero border,
-which is exact too when the images have blank margins wider than the shift. ``logits`` compares the
+rounding for the layers that are equivariant. Valid (unpadded) convolutions, as in LeNet, crop the
+border: a circular shift then moves content across the seam they cut, so ``error_rpx`` is exact
+only for the first such layer and as long as the images have blank margins. ``logits`` compares the
 output directly (invariance): ``||z(shift_1 x) - z(x)|| / ||z(x)||``.
 """
 

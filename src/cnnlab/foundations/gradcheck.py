@@ -46,9 +46,9 @@ def gradcheck(
     The caller's module and inputs are not changed (a float64 copy is checked).
     """
     fn = copy.deepcopy(model_or_fn).double() if isinstance(model_or_fn, nn.Module) else model_or_fn
-    xs = [x.detach().double().clone().requires_grad_(x.is_floating_point()) if isinstance(x, Tensor) else x
-          for x in inputs]  # fmt: skip
-    tensors = {f"input{i}": x for i, x in enumerate(xs) if isinstance(x, Tensor) and x.is_floating_point()}
+    floating = [isinstance(x, Tensor) and x.is_floating_point() for x in inputs]
+    xs = [x.detach().double().clone().requires_grad_(True) if f else x for x, f in zip(inputs, floating)]
+    tensors = {f"input{i}": x for i, (x, f) in enumerate(zip(xs, floating)) if f}
     if params and isinstance(fn, nn.Module):
         tensors.update({name: p for name, p in fn.named_parameters() if p.requires_grad})
     if not tensors:

@@ -42,6 +42,8 @@ def test_filters_writes_a_grid_for_each_bank(image, tmp_path, capsys):
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith(("identity", "sharpen"))}
     assert " 1 " in lines["identity"] and " 2 " in lines["sharpen"]  # separable rank column
+    code, out, _ = run(["filters", str(image), "--bank", "sobel", "--out", str(tmp_path / "pics" / "edges.png")], capsys)
+    assert code == 0 and (tmp_path / "pics" / "edges.png").read_bytes()[:8] == PNG
 
 
 def test_filters_refuses_to_overwrite_without_force(image, tmp_path, capsys):

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Laplacian of Gaussian) or a Gabor bank, and save every response in one grid PNG.")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--bank", choices=BANKS, default="lecture", help="which filters (default: lecture)")
-    p.add_argument("--out", default="filters", metavar="DIR", help="folder for filters_<bank>.png (default: filters)")
+    p.add_argument("--out", default="filters", metavar="DIR",
+                   help="folder for filters_<bank>.png (default: filters), or a file name ending in .png")
     p.add_argument("--max-side", type=int, default=512, metavar="N", help="shrink larger images to N pixels (default 512)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run_filters)
@@ -49,7 +50,9 @@ def run_filters(args: argparse.Namespace) -> int:
 
     if args.max_side < 8:
         raise ConfigError(f"--max-side must be at least 8, got {args.max_side}")
-    out = Path(args.out) / f"filters_{args.bank}.png"
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        out = out / f"filters_{args.bank}.png"
     _check_new(out, args.force)
     image = load_image(args.image, grey=True, max_side=args.max_side)
     kernels, responses = filter_responses(image, args.bank)

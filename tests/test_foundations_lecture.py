@@ -69,6 +69,14 @@ def test_lecture_003_filter_table():
                                      "sharpen", "box blur", "gaussian blur"]
 
 
+def test_filter2d_is_conv2d_with_same_padding():
+    rng = np.random.default_rng(5)
+    img = rng.normal(size=(9, 12))
+    for k in (rng.normal(size=(3, 3)), rng.normal(size=(5, 3)), rng.normal(size=(1, 7))):
+        want = F.conv2d(torch.tensor(img[None, None]), torch.tensor(k[None, None]), padding="same")[0, 0]
+        np.testing.assert_allclose(filter2d(img, k), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_derivative_filters_find_edges_in_their_direction():
     step = np.zeros((9, 9))
     step[:, 5:] = 1.0  # a vertical edge

@@ -37,7 +37,7 @@ def load_image(path: str | os.PathLike, *, grey: bool = True, max_side: int | No
                 scale = max_side / max(im.size)
                 im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
             return np.asarray(im, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
         raise DatasetError(f"cannot read image {path}: not an image file PIL can decode ({type(err).__name__})") from None
 
 

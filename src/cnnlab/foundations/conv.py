@@ -117,7 +117,9 @@ def _conv_dw(dy, x, w_shape, stride, padding, dilation, groups):
     cols = im2col(x, w_shape[2:], stride=stride, padding=padding, dilation=dilation)
     cols = cols[..., :oh, :ow]  # a transposed conv's output_padding can leave input rows no output reads
     cols = cols.reshape(n, g, -1, oh * ow)  # N x G x K x L
-    dw = np.einsum("ngol,ngkl->gok", dy.reshape(n, g, og, oh * ow), cols, optimize=True)
+    # per image and group (O/G x L) @ (L x K), then the sum over images; the transposed operand is a
+    # strided view that BLAS reads in place, so the big column array is never copied
+    dw = np.matmul(dy.reshape(n, g, og, oh * ow), cols.transpose(0, 1, 3, 2)).sum(axis=0)
     return dw.reshape(w_shape)
 
 

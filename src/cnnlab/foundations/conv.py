@@ -31,7 +31,10 @@ __all__ = [
 ]
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+IntPair = int | tuple[int, int]  # one value for both axes, or (height, width)
+
+
+def _pair(v: IntPair) -> tuple[int, int]:
     return (v, v) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
 
 
@@ -51,7 +54,10 @@ def _geometry(x_shape, k_shape, stride, padding, dilation):
     return (sh, sw), (ph, pw), (dh, dw), (oh, ow)
 
 
-def im2col(x: np.ndarray, kernel: tuple[int, int], *, stride=1, padding=0, dilation=1, pad_value=0.0) -> np.ndarray:
+def im2col(
+    x: np.ndarray, kernel: tuple[int, int], *, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+    pad_value: float = 0.0,
+) -> np.ndarray:
     """Patches of ``x`` as columns: ``(N, C, kH, kW, OH, OW)``; one strided copy per kernel tap."""
     (sh, sw), (ph, pw), (dh, dw), (oh, ow) = _geometry(x.shape, kernel, stride, padding, dilation)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
@@ -64,7 +70,9 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], *, stride=1, padding=0, dilat
     return cols
 
 
-def col2im(cols: np.ndarray, x_shape: tuple[int, ...], *, stride=1, padding=0, dilation=1) -> np.ndarray:
+def col2im(
+    cols: np.ndarray, x_shape: tuple[int, ...], *, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1
+) -> np.ndarray:
     """The transpose of :func:`im2col`: add every column entry back onto the pixel it was read from."""
     n, c, kh, kw, oh, ow = cols.shape
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
@@ -85,7 +93,8 @@ def _check(x: np.ndarray, w: np.ndarray, groups: int) -> None:
 
 
 def conv2d_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0, dilation=1, groups: int = 1
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: IntPair = 1, padding: IntPair = 0,
+    dilation: IntPair = 1, groups: int = 1,
 ) -> np.ndarray:
     """``y[n, o] = b[o] + sum_{c, i, j} w[o, c, i, j] x[n, g(o) C_g + c, S p + d i, S q + d j]`` via im2col."""
     _check(x, w, groups)
@@ -124,7 +133,8 @@ def _conv_dw(dy, x, w_shape, stride, padding, dilation, groups):
 
 
 def conv2d_backward(
-    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride=1, padding=0, dilation=1, groups: int = 1
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: IntPair = 1, padding: IntPair = 0,
+    dilation: IntPair = 1, groups: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of :func:`conv2d_forward` given ``dy = dL/dy``."""
     _check(x, w, groups)
@@ -134,7 +144,8 @@ def conv2d_backward(
 
 
 def conv2d_forward_loop(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0, dilation=1, groups: int = 1
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: IntPair = 1, padding: IntPair = 0,
+    dilation: IntPair = 1, groups: int = 1,
 ) -> np.ndarray:
     """The same convolution as a direct loop over output units: slow, but it reads like the formula."""
     _check(x, w, groups)
@@ -156,7 +167,8 @@ def conv2d_forward_loop(
 
 
 def conv2d_backward_loop(
-    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride=1, padding=0, dilation=1, groups: int = 1
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: IntPair = 1, padding: IntPair = 0,
+    dilation: IntPair = 1, groups: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward as a loop: each output unit sends ``dy`` back to its patch (``dx``) and kernel (``dw``)."""
     _check(x, w, groups)
@@ -179,8 +191,8 @@ def conv2d_backward_loop(
 
 
 def conv_transpose2d_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0, output_padding=0,
-    dilation=1, groups: int = 1,
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: IntPair = 1, padding: IntPair = 0,
+    output_padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1,
 ) -> np.ndarray:
     """Transposed ("de-")convolution, weight ``(C_in, C_out / groups, kH, kW)`` as ``nn.ConvTranspose2d``.
 
@@ -205,8 +217,8 @@ def conv_transpose2d_forward(
 
 
 def conv_transpose2d_backward(
-    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride=1, padding=0, output_padding=0, dilation=1,
-    groups: int = 1,
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: IntPair = 1, padding: IntPair = 0,
+    output_padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of :func:`conv_transpose2d_forward`: a forward convolution of ``dy``."""
     # output_padding only adds output rows that no input reads; the convolution of dy ignores them.

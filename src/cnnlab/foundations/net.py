@@ -37,6 +37,7 @@ class TinyCNN:
         self.params = {
             "conv1.w": he((c1, 1, 3, 3), 9), "conv1.b": np.zeros(c1),
             "conv2.w": he((c2, c1, 3, 3), 9 * c1), "conv2.b": np.zeros(c2),
+            # the classifier feeds softmax, not a ReLU: LeCun's N(0, 1 / fan_in) = He's variance halved
             "fc.w": he((num_classes, c2 * 2 * 2), c2 * 4) / np.sqrt(2.0), "fc.b": np.zeros(num_classes),
         }  # fmt: skip
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.foundations.conv import col2im, im2col
+from cnnlab.foundations.conv import IntPair, col2im, im2col
 
 __all__ = ["maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward"]
 
@@ -24,14 +24,18 @@ def _args(kernel_size, stride, padding):
     return k, s, p
 
 
-def maxpool2d_forward(x: np.ndarray, kernel_size=2, stride=None, padding=0) -> np.ndarray:
+def maxpool2d_forward(
+    x: np.ndarray, kernel_size: IntPair = 2, stride: IntPair | None = None, padding: IntPair = 0
+) -> np.ndarray:
     """The largest value in each ``kernel_size`` window."""
     k, s, p = _args(kernel_size, stride, padding)
     cols = im2col(x, k, stride=s, padding=p, pad_value=-np.inf)  # N x C x kH x kW x OH x OW
     return cols.max(axis=(2, 3))
 
 
-def maxpool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size=2, stride=None, padding=0) -> np.ndarray:
+def maxpool2d_backward(
+    dy: np.ndarray, x: np.ndarray, kernel_size: IntPair = 2, stride: IntPair | None = None, padding: IntPair = 0
+) -> np.ndarray:
     """``dx``: each window's gradient goes to its (first) maximum; overlapping windows add up."""
     k, s, p = _args(kernel_size, stride, padding)
     cols = im2col(x, k, stride=s, padding=p, pad_value=-np.inf)
@@ -43,13 +47,17 @@ def maxpool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size=2, stride=None
     return col2im(dcols.reshape(cols.shape), x.shape, stride=s, padding=p)
 
 
-def avgpool2d_forward(x: np.ndarray, kernel_size=2, stride=None, padding=0) -> np.ndarray:
+def avgpool2d_forward(
+    x: np.ndarray, kernel_size: IntPair = 2, stride: IntPair | None = None, padding: IntPair = 0
+) -> np.ndarray:
     """The mean of each window (zero padding counted in the mean)."""
     k, s, p = _args(kernel_size, stride, padding)
     return im2col(x, k, stride=s, padding=p).mean(axis=(2, 3))
 
 
-def avgpool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size=2, stride=None, padding=0) -> np.ndarray:
+def avgpool2d_backward(
+    dy: np.ndarray, x: np.ndarray, kernel_size: IntPair = 2, stride: IntPair | None = None, padding: IntPair = 0
+) -> np.ndarray:
     """``dx``: each window spreads ``dy / (kH kW)`` over its pixels."""
     k, s, p = _args(kernel_size, stride, padding)
     n, c, oh, ow = dy.shape

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Filter a (grey) image with lecture 003's hand-crafted filters (identity, edge detectors, "
                     "sharpen, box and Gaussian blur), the derivative filters (Sobel, Prewitt, Laplacian, "
                     "Laplacian of Gaussian) or a Gabor bank, and save every response in one grid PNG.")
-    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("image", metavar="IMAGE", help="an image file (any PIL format), read as grey")
     p.add_argument("--bank", choices=BANKS, default="lecture", help="which filters (default: lecture)")
     p.add_argument("--out", default="filters", metavar="DIR",
                    help="folder for filters_<bank>.png (default: filters), or a file name ending in .png")
@@ -28,11 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "convolve", help="convolve an image with a kernel given on the command line",
         description="Correlate each channel of IMAGE with KERNEL (zero padding, output the size of the input; "
                     "the CNN convention: the kernel is not flipped) and save the result as a PNG.")
-    c.add_argument("image", metavar="IMAGE")
+    c.add_argument("image", metavar="IMAGE", help="an image file (any PIL format); each channel is convolved")
     c.add_argument("--kernel", required=True, metavar="JSON", help="rows as JSON, e.g. '[[0,-1,0],[-1,5,-1],[0,-1,0]]'")
     c.add_argument("--out", metavar="FILE.png", help="output file (default: IMAGE's name + _convolved.png, here)")
     c.add_argument("--grey", action="store_true", help="convert to grey first")
-    c.add_argument("--boundary", choices=("zero", "reflect", "circular"), default="zero")
+    c.add_argument("--boundary", choices=("zero", "reflect", "circular"), default="zero",
+                   help="how pixels outside the image are filled (default zero)")
     c.add_argument("--force", action="store_true", help="replace an existing output file")
     c.set_defaults(func=run_convolve)
 

@@ -252,6 +252,16 @@ def generative_arrays(model: nn.Module, data: DataBundle, *, show: int = 10, sam
     return out
 
 
+def describe_model(model: nn.Module) -> str:
+    """A short name for pictures: "VAE (mlp encoder, 20-d latent)", "ConvAutoencoder", ..."""
+    m = unwrap(model)
+    cfg = getattr(m, "cfg", None)
+    if is_vae(m) and cfg is not None:
+        return f"VAE ({cfg.encoder} encoder, {cfg.latent_dim}-d latent, {cfg.likelihood})"
+    noise = getattr(m, "noise", "none")
+    return type(m).__name__ + (f" (denoising, {noise} noise)" if noise != "none" else "")
+
+
 class GenerativeReport:
     """On fit end: the test likelihood of a VAE (into ``result.test``, so results.json gets
     ``test_elbo`` and ``test_nll_is``) and, with a run folder, ``generative.npz`` and its pictures."""
@@ -284,7 +294,7 @@ class GenerativeReport:
         arrays = generative_arrays(model, data, seed=self.seed)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(self.out_dir / "generative.npz", **arrays)
-        draw_generative(arrays, self.out_dir, title=f"{trainer.task.name} on {data.name}",
+        draw_generative(arrays, self.out_dir, title=f"{describe_model(model)} on {data.name}",
                         class_names=list(data.class_names))
 
 

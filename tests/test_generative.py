@@ -57,6 +57,9 @@ def test_tasks_are_registered_and_targets_are_the_raw_pixels(digits16):
     raw = _pixels(digits16, digits16.test.x)
     assert float(raw.min()) >= 0 and float(raw.max()) <= 1 and float(raw.max()) > 0.9
     torch.testing.assert_close(task.target(digits16.test.x), raw)
+    binary = get_task("vae", binarize=True)
+    binary.setup(digits16)
+    assert torch.equal(binary.target(digits16.test.x), (raw > 0.5).float())
     with pytest.raises(ConfigError, match="loss"):
         get_task("reconstruction", loss="l1")
     with pytest.raises(ConfigError, match="vae"):  # a classifier cannot be trained as a VAE

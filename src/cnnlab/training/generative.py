@@ -53,6 +53,7 @@ class _PixelTask(Task):
 
     mean: Tensor
     std: Tensor
+    binarize: bool = False
 
     def setup(self, data: DataBundle) -> None:
         c = data.input_size[0]
@@ -60,9 +61,10 @@ class _PixelTask(Task):
         self.std = torch.tensor(data.std, dtype=torch.float32).view(1, c, 1, 1)
 
     def target(self, x: Tensor) -> Tensor:
-        """The image in [0, 1] that the normalised ``x`` came from."""
+        """The image in [0, 1] that the normalised ``x`` came from (thresholded at 0.5 with ``binarize``)."""
         mean, std = self.mean.to(x.device), self.std.to(x.device)
-        return (x.float() * std + mean).clamp(0.0, 1.0)
+        pixels = (x.float() * std + mean).clamp(0.0, 1.0)
+        return (pixels > 0.5).float() if self.binarize else pixels
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -139,7 +141,7 @@ class VAETask(_PixelTask):
     mode = "min"
     stat_names = ("recon", "kl", "weighted", "count")
 
-    def __init__(self, *, beta: float | None = None, is_samples: int = 1000) -> None:
+    def __init__(self, *, beta: float | None = None, is_samples: int = 1000, binarize: bool = False) -> None:
         if beta is not None and (isinstance(beta, bool) or not float(beta) >= 0):
             raise ConfigError(f"vae task: beta must be a number >= 0, got {beta!r}")
         if isinstance(is_samples, bool) or not isinstance(is_samples, int) or is_samples < 0:
@@ -147,6 +149,11 @@ class VAETask(_PixelTask):
         self.beta_option = beta
         self.beta = 1.0 if beta is None else float(beta)
         self.is_samples = is_samples
+        # binarize: targets (pixels > 0.5), so that the Bernoulli likelihood is a probability of the
+        # image (the papers model binarised MNIST; a fixed threshold, not Burda et al.'s resampling).
+        if not isinstance(binarize, bool):
+            raise ConfigError(f"vae task: binarize must be true or false, got {binarize!r}")
+        self.binarize = binarize
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
         if not is_vae(model):
@@ -177,7 +184,7 @@ class VAETask(_PixelTask):
         return {"neg_elbo": (recon + kl) / n, "recon": recon / n, "kl": kl / n, "loss": weighted / n}
 
     def describe(self) -> dict:
-        return {**super().describe(), "beta": self.beta, "is_samples": self.is_samples,
+        return {**super().describe(), "beta": self.beta, "is_samples": self.is_samples, "binarize": self.binarize,
                 "units": "nats per image; target pixels in [0, 1]"}
 
     def callbacks(self, out_dir: Path | None) -> list:

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("models", nargs="+", metavar="MODEL")
     _common(c)
     c.add_argument("--format", choices=_FORMATS, default="table")
-    c.add_argument("--plot", metavar="FILE.png", help="save the bubble chart (area = activation memory)")
+    c.add_argument("--plot", metavar="FILE.png", help="save the bubble chart (area = activation memory) and, as FILE_accuracy.png, "
+                        "published ImageNet top-1 against MACs (area = parameters)")
     c.set_defaults(func=run_compare)
 
 
@@ -134,7 +135,35 @@ def run_compare(args: argparse.Namespace) -> int:
         from cnnlab.viz.analysis_plots import plot_complexity
 
         plot_complexity(result.rows, args.plot)
+        accuracy_plot, skipped = _plot_accuracy(result.rows, args.plot)
     print(_render(result, args.format))
     if args.plot and args.format == "table":
         print(f"chart saved to {args.plot}")
+        if accuracy_plot:
+            print(f"accuracy-vs-MACs chart (published top-1, cnnlab.results) saved to {accuracy_plot}"
+                  + (f"; no published ImageNet figure for {', '.join(skipped)}" if skipped else ""))
+        else:
+            print("no accuracy-vs-MACs chart: none of these models has a published ImageNet figure")
     return 0
+
+
+def _plot_accuracy(rows: tuple[dict, ...], plot: str) -> tuple[str | None, list[str]]:
+    """Second chart of ``compare --plot FILE.png``: ``FILE_accuracy.png``, published top-1 against MACs."""
+    from pathlib import Path
+
+    from cnnlab.results import headline_top1
+    from cnnlab.viz.analysis_plots import plot_accuracy_vs_macs
+
+    chart, skipped = [], []
+    for r in rows:
+        paper, tv = headline_top1(r["model"])
+        if paper is None and tv is None:
+            skipped.append(r["model"])
+        else:
+            chart.append(dict(r, top1_paper=paper, top1_torchvision=tv))
+    if not chart:
+        return None, skipped
+    path = Path(plot)
+    target = path.with_name(f"{path.stem}_accuracy{path.suffix or '.png'}")
+    plot_accuracy_vs_macs(chart, target)
+    return str(target), skipped

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = describe_models(args.pattern)
     if args.format == "json":
+        from cnnlab.results import published_for
+
+        rows = [dict(r, published=published_for(r["name"])) for r in rows]
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "inputs, real forward/backward on the CPU) and save it as a heat map")
     p.add_argument("--erf-layer", metavar="NAME", help="row whose central unit --erf measures (default: last spatial)")
     p.add_argument("--erf-samples", type=int, default=16, metavar="N", help="random inputs averaged (default 16)")
+    p.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="momentum",
+                   help="optimizer whose state the training-memory estimate counts (default momentum)")
     p.set_defaults(func=run_summary)
 
     c = sub.add_parser(
@@ -118,11 +120,27 @@ def run_summary(args: argparse.Namespace) -> int:
                     f"= {100 * erf.mass95_fraction:.1f}% of the theoretical {rf} field (in the image); "
                     f"heat map saved to {args.erf}")
     print(_render(result.fold(args.depth), args.format))
+    _print_memory_and_notes(result, args)
     if erf_line:
         import sys
 
         print(erf_line, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
     return 0
+
+
+def _print_memory_and_notes(result: object, args: argparse.Namespace) -> None:
+    """The training-memory estimate and the notes on the lectures' numbers, after the table
+    (on stderr for json/csv, which stay machine-readable)."""
+    import sys
+    import textwrap
+
+    from cnnlab.analysis.memory import training_memory
+    from cnnlab.analysis.notes import notes_for
+
+    lines = ["", *training_memory(result, optimizer=args.optimizer).lines()]
+    for note in notes_for(args.model):
+        lines += textwrap.wrap(note, 110, initial_indent="note: ", subsequent_indent="      ")
+    print("\n".join(lines), file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
 
 
 def run_compare(args: argparse.Namespace) -> int:

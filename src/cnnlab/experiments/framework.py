@@ -226,6 +226,11 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.ensemble",
     "cnnlab.experiments.transfer",
     "cnnlab.experiments.autoencoder",
+    # issue 20
+    "cnnlab.experiments.shortcuts",
+    "cnnlab.experiments.fractal_droppath",
+    "cnnlab.experiments.vgg_filters",
+    "cnnlab.experiments.dropout_conv",
 ]
 
 

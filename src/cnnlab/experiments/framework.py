@@ -671,12 +671,12 @@ class SeedComparison:
     threshold: float  # standard errors the difference must exceed
     verdict: str  # "met", "not met" or "within noise"
 
-    def describe(self, *, scale: float = 100.0, unit: str = " points") -> str:
+    def describe(self, *, scale: float = 100.0, unit: str = " points", verdict: bool = True) -> str:
         """``"+0.45 +- 0.12 points (SE, 3 paired seeds): met"``, values times ``scale``."""
         kind = "paired seeds" if self.paired else f"seeds ({len(self.a)} and {len(self.b)})"
         n = f"{len(self.a)} " if self.paired else ""
         return (f"{scale * self.difference:+.2f} +- {scale * self.stderr:.2f}{unit} (standard error, {n}{kind}; "
-                f"decided at {self.threshold:g} SE): {self.verdict}")
+                f"decided at {self.threshold:g} SE)" + (f": {self.verdict}" if verdict else ""))
 
 
 def compare_seeds(
@@ -723,7 +723,7 @@ def seed_criterion(description: str, finding: str, comparison: SeedComparison, *
     in the verdict rather than counted as contrary to the claim (it still does not pass)."""
     return Criterion(
         description=f"{description} (by more than {comparison.threshold:g} standard errors over seeds)",
-        finding=f"{finding}: difference {comparison.describe(scale=scale, unit=unit)}",
+        finding=f"{finding}: difference {comparison.describe(scale=scale, unit=unit, verdict=False)}",
         passed=comparison.verdict == "met",
         status="within noise" if comparison.verdict == "within noise" else "",
     )

@@ -51,3 +51,119 @@ def test_within_noise_is_said_in_the_verdict():
     assert "(within noise)" in sentence and "(as claimed)" in sentence and "contrary" not in sentence
     with pytest.raises(ConfigError):
         Criterion("x", "y", False, status="maybe")
+
+
+# ---------------------------------------------------------------------------------------------
+# The new experiments at tiny scale (plumbing), and their machinery against outside numbers
+# ---------------------------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+import torch  # noqa: E402
+
+from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment  # noqa: E402
+
+NEW = ("shortcuts", "fractal-droppath", "vgg-filters", "dropout-conv")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("claims")
+    cache = ModelCache()
+    try:
+        yield {name: (run_experiment(name, scale="tiny", out_dir=root / name, progress=False, cache=cache), root / name)
+               for name in NEW}
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_new_experiments_are_registered_with_three_scales_and_quick_seeds():
+    names = list_experiments()
+    for name in NEW:
+        assert name in names
+        exp = get_experiment(name)
+        assert set(exp.scales) == {"tiny", "quick", "full"}
+        assert exp.config("quick").seeds >= 3 and exp.config("quick").data == "mnist-5k"
+        assert exp.config("full").data == "cifar10"
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_tiny_run_writes_results_report_and_plots(tiny_runs, name):
+    results, out = tiny_runs[name]
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["experiment"] == name and on_disk["scale"] == "tiny"
+    passed = [c["passed"] for c in on_disk["criteria"]]
+    assert on_disk["reproduced"] == (True if all(passed) else False if not any(passed) else "partly")
+    report = (out / "report.md").read_text()
+    assert on_disk["verdict"] in report and "seeds/" in on_disk["source"]
+    for plot in on_disk["plots"]:
+        assert (out / plot["file"]).read_bytes()[:8] == PNG_MAGIC
+    # every verdict over seeds states its standard error
+    assert "standard error" in on_disk["verdict"]
+
+
+def test_shortcut_parameters_counted_by_hand(tiny_runs):
+    results, _ = tiny_runs["shortcuts"]
+    p = {o: results["options"][o]["params"] for o in "ABC"}
+    # resnet20 with widths (4, 8, 16): option B adds a 1x1 projection + BN where the width grows,
+    # 4 -> 8 and 8 -> 16; option C adds one to each of the 7 other blocks (3 of width 4, 2 of 8, 2 of 16)
+    proj = lambda cin, cout: cin * cout + 2 * cout  # noqa: E731
+    assert p["A"] == results["plain_params"]
+    assert p["B"] - p["A"] == proj(4, 8) + proj(8, 16)
+    assert p["C"] - p["B"] == 3 * proj(4, 4) + 2 * proj(8, 8) + 2 * proj(16, 16)
+    assert results["published"]["A"]["top1_error"] == 25.03 and results["published"]["C"]["top1_error"] == 24.19
+
+
+def test_fractal_column_view_is_the_zoos_single_column_net():
+    from cnnlab.experiments.fractal_droppath import ColumnView
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    cfg = dict(columns=3, blocks=2, channels=(4, 8), dropout=(0.0, 0.0), in_chans=1)
+    net = create_model("fractalnet_cifar", **cfg).eval()
+    torch.manual_seed(0)
+    deepest = create_model("fractalnet_cifar", eval_column=-1, **cfg).eval()
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(ColumnView(net, 2)(x), deepest(x))
+        assert not torch.allclose(ColumnView(net, 0)(x), deepest(x))
+
+
+def test_fractal_results_have_every_column(tiny_runs):
+    results, _ = tiny_runs["fractal-droppath"]
+    for arm in ("drop_path", "no_drop_path"):
+        assert set(results["arms"][arm]["columns"]) == {"0", "1", "2"}
+        for col in results["arms"][arm]["columns"].values():
+            assert len(col["test_acc"]) == 2 and all(0 <= a <= 1 for a in col["test_acc"])
+
+
+def test_rescale_center_matches_torchvision_resize_and_center_crop():
+    import torchvision.transforms.functional as TF
+
+    from cnnlab.experiments.claims_nets import rescale_center
+
+    x = torch.randn(2, 1, 16, 16)
+    assert torch.equal(rescale_center(x, 1.0), x)
+    ref = TF.center_crop(TF.resize(x, [20, 20], antialias=False), [16, 16])
+    assert torch.allclose(rescale_center(x, 1.25), ref, atol=1e-6)
+    small = rescale_center(torch.ones(1, 1, 16, 16), 0.5)
+    assert small.shape == (1, 1, 16, 16) and small[0, 0, 0, 0] == 0 and small[0, 0, 8, 8] == pytest.approx(1.0)
+
+
+def test_vgg_filter_stages_see_5x5_and_dropout_nets_count_by_hand(tiny_runs):
+    vgg, _ = tiny_runs["vgg-filters"]
+    assert vgg["stage_fields"]["B (3x3 pairs)"] == vgg["stage_fields"]["shallow B (5x5)"] == [5, 5]
+    # widths (4, 8), 1 input channel, BN after every conv, FC to 10 classes
+    conv = lambda k, cin, cout: k * k * cin * cout + cout + 2 * cout  # noqa: E731 (conv + bias + BN)
+    assert vgg["arms"]["B (3x3 pairs)"]["params"] == conv(3, 1, 4) + conv(3, 4, 4) + conv(3, 4, 8) + conv(3, 8, 8) + 8 * 10 + 10
+    assert vgg["arms"]["shallow B (5x5)"]["params"] == conv(5, 1, 4) + conv(5, 4, 8) + 8 * 10 + 10
+    dc, _ = tiny_runs["dropout-conv"]
+    # trunk conv3 1->4, 4->8 (16 -> 4 pixels), FC head 8*4*4 -> 16 -> 16 -> 10
+    trunk = 9 * 1 * 4 + 4 + 9 * 4 * 8 + 8
+    assert dc["arms"]["FC head"]["params"] == trunk + (128 * 16 + 16) + (16 * 16 + 16) + (16 * 10 + 10)
+    assert dc["arms"]["FC head + dropout"]["params"] == dc["arms"]["FC head"]["params"]
+    gains = [d - n for d, n in zip(dc["arms"]["FC head + dropout"]["test_acc"], dc["arms"]["FC head"]["test_acc"])]
+    assert dc["gain_fc"] == pytest.approx(gains)

@@ -167,3 +167,61 @@ def test_vgg_filter_stages_see_5x5_and_dropout_nets_count_by_hand(tiny_runs):
     assert dc["arms"]["FC head + dropout"]["params"] == dc["arms"]["FC head"]["params"]
     gains = [d - n for d, n in zip(dc["arms"]["FC head + dropout"]["test_acc"], dc["arms"]["FC head"]["test_acc"])]
     assert dc["gain_fc"] == pytest.approx(gains)
+
+
+# ---------------------------------------------------------------------------------------------
+# lesion's issue-20 measurements: re-ordering (Veit et al. Fig. 5b) and residual-branch norms
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kendall_tau_against_scipy():
+    import random
+
+    from scipy.stats import kendalltau
+
+    from cnnlab.experiments.lesion_extra import kendall_tau
+
+    rng = random.Random(0)
+    for n in (2, 5, 9):
+        order = list(range(n))
+        rng.shuffle(order)
+        assert kendall_tau(order) == pytest.approx(kendalltau(order, list(range(n))).statistic)
+    assert kendall_tau([0, 1, 2, 3]) == 1.0 and kendall_tau([3, 2, 1, 0]) == -1.0
+
+
+def test_reordered_net_runs_its_blocks_in_the_new_order():
+    from cnnlab.experiments.lesion_extra import _reordered, swappable_groups
+    from cnnlab.experiments.surgery import residual_blocks
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", widths=(4, 8, 16), in_chans=1).eval()
+    # resnet20: 3 stages of 3 blocks; the first of stages 2 and 3 downsample
+    assert swappable_groups(model) == [[0, 1, 2], [4, 5], [7, 8]]
+    blocks = [b for _, b in residual_blocks(model)]
+    order = [2, 0, 1, 3, 5, 4, 6, 7, 8]
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        y = model(x)
+        swapped = _reordered(model, order)(x)
+        stem = model.relu(model.bn1(model.conv1(x)))  # the CIFAR stem, by hand
+        manual = model.forward_head(torch.nn.Sequential(*[blocks[i] for i in order])(stem))
+    assert torch.allclose(swapped, manual, atol=1e-5) and not torch.allclose(swapped, y)
+
+
+def test_residual_norms_equal_a_direct_computation():
+    from cnnlab.experiments.lesion_extra import residual_norms
+    from cnnlab.experiments.surgery import residual_blocks
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", widths=(4, 8, 16), in_chans=1).eval()
+    x = torch.randn(3, 1, 16, 16)
+    rows = residual_norms(model, x)
+    first = residual_blocks(model)[0][1]
+    with torch.no_grad():
+        inp = model.relu(model.bn1(model.conv1(x)))  # the CIFAR stem, by hand
+        f, s = first.residual(inp).flatten(1).norm(dim=1), first.shortcut(inp).flatten(1).norm(dim=1)
+    assert rows[0]["residual_over_shortcut"] == pytest.approx(float((f / s).mean()), rel=1e-5)
+    assert len(rows) == 9 and [r["downsampling"] for r in rows].count(True) == 2
+

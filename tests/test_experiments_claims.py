@@ -63,7 +63,7 @@ import torch  # noqa: E402
 
 from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment  # noqa: E402
 
-NEW = ("shortcuts", "fractal-droppath", "vgg-filters", "dropout-conv")
+NEW = ("shortcuts", "fractal-droppath", "vgg-filters", "dropout-conv", "batchnorm-more")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -225,3 +225,23 @@ def test_residual_norms_equal_a_direct_computation():
     assert rows[0]["residual_over_shortcut"] == pytest.approx(float((f / s).mean()), rel=1e-5)
     assert len(rows) == 9 and [r["downsampling"] for r in rows].count(True) == 2
 
+
+
+def test_batchnorm_more_nets_and_results(tiny_runs):
+    from cnnlab.experiments.claims_nets import VGGStackConfig, VGGStackNet
+
+    torch.manual_seed(0)
+    ref = VGGStackNet(VGGStackConfig(widths=(4, 8)))
+    torch.manual_seed(0)
+    scaled = VGGStackNet(VGGStackConfig(widths=(4, 8), init_gain=3.0))
+    assert torch.equal(scaled.features.conv1_1.weight, 3.0 * ref.features.conv1_1.weight)
+    assert torch.equal(scaled.fc.weight, 3.0 * ref.fc.weight)
+    assert torch.equal(scaled.features.conv1_1.bias, ref.features.conv1_1.bias)
+    after = [n for n, _ in VGGStackNet(VGGStackConfig(widths=(4,), bn_after_relu=True)).features.named_children()]
+    assert after == ["conv1_1", "relu1_1", "bn1_1", "conv1_2", "relu1_2", "bn1_2", "pool1"]
+    results, _ = tiny_runs["batchnorm-more"]
+    assert set(results["init"]["bn"]) == {"0.25", "1", "3"}
+    spread = [max(r["test_acc"][0] for r in results["init"]["bn"].values())
+              - min(r["test_acc"][0] for r in results["init"]["bn"].values())]
+    assert results["init_spread"]["bn"][0] == pytest.approx(spread[0])
+    assert set(results["dropout"]) == {"no BN", "no BN, dropout", "BN", "BN, dropout"}

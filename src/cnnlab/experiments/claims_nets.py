@@ -38,8 +38,12 @@ class VGGStackConfig:
     num_classes: int = 10
     widths: tuple[int, ...] = (16, 32, 64)  # one stage per width, each followed by a 2x2 max pool
     batch_norm: bool = True
+    bn_after_relu: bool = False  # conv-relu-bn instead of Ioffe & Szegedy's conv-bn-relu
+    init_gain: float = 1.0  # every conv/linear weight scaled by this after PyTorch's default init
 
     def __post_init__(self) -> None:
+        if not isinstance(self.init_gain, (int, float)) or isinstance(self.init_gain, bool) or not self.init_gain > 0:
+            raise ConfigError(f"VGGStackConfig.init_gain must be a positive number, got {self.init_gain!r}")
         if self.block not in VGG_BLOCKS:
             raise ConfigError(f"VGGStackConfig.block must be one of {', '.join(VGG_BLOCKS)}, got {self.block!r}")
         if not _positive_ints(self.widths):
@@ -57,14 +61,16 @@ class VGGStackNet(Classifier):
         for s, c in enumerate(cfg.widths, start=1):
             for i in range(1, count + 1):
                 layers.append((f"conv{s}_{i}", nn.Conv2d(c_in, c, kernel, padding=kernel // 2)))
-                if cfg.batch_norm:
-                    layers.append((f"bn{s}_{i}", nn.BatchNorm2d(c)))
-                layers.append((f"relu{s}_{i}", nn.ReLU(inplace=True)))
+                bn_relu = [(f"bn{s}_{i}", nn.BatchNorm2d(c))] if cfg.batch_norm else []
+                relu = [(f"relu{s}_{i}", nn.ReLU(inplace=True))]
+                layers += relu + bn_relu if cfg.bn_after_relu else bn_relu + relu
                 c_in = c
             layers.append((f"pool{s}", nn.MaxPool2d(2)))
             self.feature_info.append(dict(module=f"features.pool{s}", num_chs=c, reduction=2**s))
         self.features = nn.Sequential(OrderedDict(layers))
         self.fc = nn.Linear(c_in, cfg.num_classes)
+        if cfg.init_gain != 1.0:
+            _scale_weights(self, cfg.init_gain)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # N x widths[-1] x H/2^S x W/2^S
@@ -83,6 +89,7 @@ class DropoutHeadConfig:
     fc_width: int = 512  # the FC head's hidden layers
     conv_width: int = 128  # the conv head's 3x3 layer
     input_hw: int = 16  # image side, which sizes the FC head (no lazy layers)
+    batch_norm: bool = False  # BN after every trunk convolution and FC hidden layer (before its ReLU)
 
     def __post_init__(self) -> None:
         if self.head not in ("fc", "conv"):
@@ -106,8 +113,9 @@ class DropoutHeadNet(Classifier):
         c_in = cfg.in_chans
         conv_drop = cfg.dropout if cfg.head == "conv" else 0.0
         for s, c in enumerate(cfg.widths, start=1):
-            layers += [(f"conv{s}", nn.Conv2d(c_in, c, 3, padding=1)), (f"relu{s}", nn.ReLU(inplace=True)),
-                       (f"pool{s}", nn.MaxPool2d(2))]  # fmt: skip
+            layers += [(f"conv{s}", nn.Conv2d(c_in, c, 3, padding=1)),
+                       *([(f"bn{s}", nn.BatchNorm2d(c))] if cfg.batch_norm else []),
+                       (f"relu{s}", nn.ReLU(inplace=True)), (f"pool{s}", nn.MaxPool2d(2))]  # fmt: skip
             if conv_drop:
                 layers.append((f"drop{s}", nn.Dropout(conv_drop)))
             self.feature_info.append(dict(module=f"features.pool{s}", num_chs=c, reduction=2**s))
@@ -119,9 +127,11 @@ class DropoutHeadNet(Classifier):
             self.head = nn.Sequential(OrderedDict([
                 ("flatten", nn.Flatten()),
                 *([("drop6", nn.Dropout(p))] if p else []),
-                ("fc6", nn.Linear(c_in * spatial * spatial, cfg.fc_width)), ("relu6", nn.ReLU(inplace=True)),
+                ("fc6", nn.Linear(c_in * spatial * spatial, cfg.fc_width)),
+                *([("bn6", nn.BatchNorm1d(cfg.fc_width))] if cfg.batch_norm else []), ("relu6", nn.ReLU(inplace=True)),
                 *([("drop7", nn.Dropout(p))] if p else []),
-                ("fc7", nn.Linear(cfg.fc_width, cfg.fc_width)), ("relu7", nn.ReLU(inplace=True)),
+                ("fc7", nn.Linear(cfg.fc_width, cfg.fc_width)),
+                *([("bn7", nn.BatchNorm1d(cfg.fc_width))] if cfg.batch_norm else []), ("relu7", nn.ReLU(inplace=True)),
                 ("fc8", nn.Linear(cfg.fc_width, cfg.num_classes)),
             ]))  # fmt: skip
         else:
@@ -137,6 +147,16 @@ class DropoutHeadNet(Classifier):
     def forward_head(self, x: Tensor) -> Tensor:
         out = self.head(x)
         return out if self.cfg.head == "fc" else out.mean(dim=(2, 3))  # N x num_classes
+
+
+def _scale_weights(net: nn.Module, gain: float) -> None:
+    """Multiply every conv/linear weight by ``gain`` (an initialisation ``gain`` times PyTorch's)."""
+    import torch
+
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(gain)
 
 
 def rescale_center(x: Tensor, factor: float) -> Tensor:

@@ -231,6 +231,7 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.fractal_droppath",
     "cnnlab.experiments.vgg_filters",
     "cnnlab.experiments.dropout_conv",
+    "cnnlab.experiments.batchnorm_more",
 ]
 
 

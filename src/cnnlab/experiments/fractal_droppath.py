@@ -81,7 +81,7 @@ SCALES = {
     # alone (the paper's "drop-path only" row). The paper's lr 0.02, cosine over the short run.
     "quick": FractalDropPathConfig(
         data="mnist-5k", input_size=(1, 16, 16), seeds=3,
-        train=TrainSpec(recipe="fractalnet", epochs=8, batch_size=64,
+        train=TrainSpec(recipe="fractalnet", epochs=6, batch_size=64,
                         overrides=(*DIGITS_OVERRIDES, ("crop_padding", 2))),
     ),
     # CIFAR-10, the paper's 20-layer net (C = 3, B = 5, 64-512 channels) and recipe (400 epochs).

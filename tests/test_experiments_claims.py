@@ -95,14 +95,13 @@ def test_tiny_run_writes_results_report_and_plots(tiny_runs, name):
     results, out = tiny_runs[name]
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["experiment"] == name and on_disk["scale"] == "tiny"
-    passed = [c["passed"] for c in on_disk["criteria"]]
-    assert on_disk["reproduced"] == (True if all(passed) else False if not any(passed) else "partly")
+    assert on_disk["reproduced"] == "not measured"  # tiny scale tests the plumbing only
     report = (out / "report.md").read_text()
     assert on_disk["verdict"] in report and "seeds/" in on_disk["source"]
     for plot in on_disk["plots"]:
         assert (out / plot["file"]).read_bytes()[:8] == PNG_MAGIC
-    # every verdict over seeds states its standard error
-    assert "standard error" in on_disk["verdict"]
+    # every comparison over seeds states its standard error
+    assert any("standard error" in c["finding"] for c in on_disk["criteria"])
 
 
 def test_shortcut_parameters_counted_by_hand(tiny_runs):

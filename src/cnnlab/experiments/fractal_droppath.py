@@ -127,27 +127,7 @@ def run(ctx: ExperimentContext, cfg: FractalDropPathConfig) -> Outcome:
             accs = [ctx.evaluate(ColumnView(f.model, c), data.test)["acc"] for f in fits]
             columns[str(c)] = arm_row(accs)
         arms[arm] = {"whole": arm_row([f.test_acc for f in fits]), "columns": columns}
-    deepest = str(cfg.columns - 1)
-    dp, nodp = arms["drop_path"], arms["no_drop_path"]
-    gaps = [w - d for w, d in zip(dp["whole"]["test_acc"], dp["columns"][deepest]["test_acc"])]
-    gap, gap_sd = mean_std(gaps)
-    nodp_gap = nodp["whole"]["mean_acc"] - nodp["columns"][deepest]["mean_acc"]
-    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
-    deep_cmp = compare_seeds(dp["columns"][deepest]["test_acc"], nodp["columns"][deepest]["test_acc"])
-    whole_cmp = compare_seeds(dp["whole"]["test_acc"], nodp["whole"]["test_acc"])
-    criteria = [
-        Criterion(
-            description=f"with drop-path, the deepest column alone is within {100 * cfg.near:.0f} point(s) of the "
-            "whole network (mean over seeds)",
-            finding=f"deepest column {pct(dp['columns'][deepest]['mean_acc'])} vs whole net "
-            f"{pct(dp['whole']['mean_acc'])} (gap {100 * gap:+.2f} +- {100 * gap_sd:.2f} points over seeds)",
-            passed=gap <= cfg.near,
-        ),
-        seed_criterion("the deepest column alone is more accurate when the net was trained with drop-path",
-                       f"deepest column {pct(dp['columns'][deepest]['mean_acc'])} with drop-path vs "
-                       f"{pct(nodp['columns'][deepest]['mean_acc'])} without (whole-net gap without drop-path "
-                       f"{100 * nodp_gap:+.2f} points)", deep_cmp),
-    ]
+    criteria, extra = fractal_criteria(arms, columns=cfg.columns, near=cfg.near)
     rows = []
     for arm, r in arms.items():
         rows.append((arm.replace("_", " "), "whole net", round(100 * r["whole"]["mean_acc"], 2),
@@ -168,13 +148,65 @@ def run(ctx: ExperimentContext, cfg: FractalDropPathConfig) -> Outcome:
         "evaluated once on the test split, whole and one column at a time (no selection).",
     ]
     notes = [
-        f"Whole-net accuracy with drop-path against without: {whole_cmp.describe()} (drop-path as a "
-        "regulariser; Larsson et al. report it helps most without data augmentation).",
         "Global drop-path trains each column alone on a share of the batches, which is why the columns "
         "work alone; a net trained without it never ran a column by itself.",
     ]
+    notes += collapse_notes(arms)
     if ctx.scale == "tiny":
         notes.append("tiny scale: random images and a 2-block 4-channel net; the numbers only test the plumbing.")
-    results = {"columns": cfg.columns, "channels": list(cfg.channels), "arms": arms,
-               "deepest_vs_whole_gap": gap, "deepest_dp_vs_nodp": vars(deep_cmp), "whole_dp_vs_nodp": vars(whole_cmp)}
+    results = {"columns": cfg.columns, "channels": list(cfg.channels), "arms": arms, **extra}
     return Outcome(results=results, criteria=criteria, tables=[table], setup=setup, notes=notes)
+
+
+def fractal_criteria(arms: dict[str, Any], *, columns: int, near: float) -> tuple[list[Criterion], dict[str, Any]]:
+    """The criteria from the measured arms (``results["arms"]``), so a saved run can be re-judged."""
+    deepest = str(columns - 1)
+    dp, nodp = arms["drop_path"], arms["no_drop_path"]
+    gaps = [w - d for w, d in zip(dp["whole"]["test_acc"], dp["columns"][deepest]["test_acc"])]
+    gap, gap_sd = mean_std(gaps)
+    nodp_gap = nodp["whole"]["mean_acc"] - nodp["columns"][deepest]["mean_acc"]
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    deep_cmp = compare_seeds(dp["columns"][deepest]["test_acc"], nodp["columns"][deepest]["test_acc"])
+    whole_cmp = compare_seeds(dp["whole"]["test_acc"], nodp["whole"]["test_acc"])
+    criteria = [
+        Criterion(
+            description=f"with drop-path, the deepest column alone is within {100 * near:.0f} point(s) of the "
+            "whole network (mean over seeds)",
+            finding=f"deepest column {pct(dp['columns'][deepest]['mean_acc'])} vs whole net "
+            f"{pct(dp['whole']['mean_acc'])} (gap {100 * gap:+.2f} +- {100 * gap_sd:.2f} points over seeds)",
+            passed=gap <= near,
+        ),
+        seed_criterion("the deepest column alone is more accurate when the net was trained with drop-path",
+                       f"deepest column {pct(dp['columns'][deepest]['mean_acc'])} with drop-path vs "
+                       f"{pct(nodp['columns'][deepest]['mean_acc'])} without (whole-net gap without drop-path "
+                       f"{100 * nodp_gap:+.2f} points)", deep_cmp),
+        # Drop-path is a regulariser: the whole net must not lose to the one trained without it,
+        # otherwise the first criterion can hold only because the whole net is broken.
+        Criterion(
+            description="the whole net trained with drop-path is at least as accurate as without (over seeds: "
+            "not worse by more than 2 standard errors)",
+            finding=f"whole net {pct(dp['whole']['mean_acc'])} with drop-path vs {pct(nodp['whole']['mean_acc'])} "
+            f"without: difference {whole_cmp.describe(verdict=False)}",
+            passed=whole_cmp.verdict != "not met",
+        ),
+    ]
+    extra = {"deepest_vs_whole_gap": gap, "deepest_dp_vs_nodp": vars(deep_cmp), "whole_dp_vs_nodp": vars(whole_cmp)}
+    return criteria, extra
+
+
+def collapse_notes(arms: dict[str, Any]) -> list[str]:
+    """A note when the drop-path net evaluates far below its training accuracy (seen at quick scale)."""
+    dp, nodp = arms["drop_path"], arms["no_drop_path"]
+    if dp["whole"]["mean_acc"] >= nodp["whole"]["mean_acc"] - 0.05:
+        return []
+    best = max(dp["columns"], key=lambda c: dp["columns"][c]["mean_acc"])
+    return [
+        f"The net trained with drop-path evaluates far below the one trained without "
+        f"({100 * dp['whole']['mean_acc']:.1f}% against {100 * nodp['whole']['mean_acc']:.1f}%), although its "
+        "training-mode accuracy was high (see `trained`); its best single column is column "
+        f"{best} ({100 * dp['columns'][best]['mean_acc']:.1f}%). A likely cause (not verified here): the batch-norm "
+        "running statistics are collected while half the batches run one column alone (global drop-path), but "
+        "evaluation averages all columns at every join, so the statistics do not match; the paper's 400 epochs "
+        "let the columns agree, which shrinks the mismatch. The first criterion then holds only because the "
+        "whole net is as poor as its deepest column, which the third criterion catches."
+    ]

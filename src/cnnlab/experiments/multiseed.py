@@ -80,6 +80,6 @@ def plot_arms(
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("dots: seeds; bars: mean +- 2 standard errors of each arm (the verdicts use the paired per-seed "
-                 "differences, whose spread is usually smaller)", fontsize=8)
+    fig.suptitle("dots: seeds; bars: mean +- 2 standard errors of each arm\n(the verdicts use the paired "
+                 "per-seed differences, whose spread is usually smaller)", fontsize=8)
     return Plot(save_figure(fig, out_dir, file), caption)

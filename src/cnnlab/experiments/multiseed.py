@@ -75,7 +75,7 @@ def plot_arms(
             se = std / max(len(vals), 1) ** 0.5
             ax.plot([i] * len(vals), vals, "o", color=f"C{i}", alpha=0.55)
             ax.errorbar([i], [mean], yerr=[2 * se], fmt="_", ms=26, mew=2.5, capsize=6, color="k")
-        many = len(arms) > 4
+        many = len(arms) > 4 or sum(len(a) for a in arms) > 36  # slant long labels
         ax.set_xticks(range(len(arms)), list(arms), fontsize=8, rotation=35 if many else 0, ha="right" if many else "center")
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(ylabel)

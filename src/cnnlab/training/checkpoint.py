@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models.weights import TMP_PREFIX, atomic_write, fsync_dir, sha256_hex, state_dict_for_saving
+from cnnlab.safeio import MiB, open_regular, read_regular
 
 __all__ = [
     "MANIFEST",
@@ -79,6 +80,9 @@ FORMAT = "cnnlab-checkpoint/1"
 PREV = ".prev"
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: ".prev" stays unambiguous
 _CHUNK = 1 << 22
+_MAX_MANIFEST_BYTES = 16 * MiB  # a manifest lists a few tags in ~500 bytes each
+# What a manifest may name: a plain file name in the checkpoint folder (no folder, no "..", not hidden).
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -115,12 +119,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, dict] | None:
     :class:`CheckpointError` naming it.
     """
     path = Path(directory) / MANIFEST
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as err:
-        raise CheckpointError(f"cannot read {path}: {err.strerror or err}") from None
+    raw = read_regular(path, what="checkpoint manifest", error=CheckpointError, max_bytes=_MAX_MANIFEST_BYTES)
     try:
         doc = json.loads(raw)
         checkpoints = doc["checkpoints"]
@@ -330,18 +331,22 @@ def clean_temporaries(directory: str | os.PathLike) -> list[str]:
 
 
 def _check_file(directory: Path, info: Mapping[str, Any], *, keep: bool) -> bytes | None:
-    """Check a file's size and sha256 against the manifest; return its bytes if ``keep``."""
+    """Check a file's size and sha256 against the manifest; return its bytes if ``keep``.
+
+    Only a regular file is opened (a FIFO or ``/dev/zero`` named by a forged manifest is refused,
+    never waited on or read without end), and no more than the manifest's size is read.
+    """
     path = directory / info["name"]
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing (listed in {MANIFEST})") from None
-    if size != info["size"]:
-        raise CheckpointError(f"{path} is truncated or altered: {size} bytes, the manifest says {info['size']}")
-    digest = hashlib.sha256()
-    chunks = [] if keep else None
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{path} is missing (listed in {MANIFEST})")
+    with open_regular(path, what="checkpoint file", error=CheckpointError) as (f, size):
+        if size != info["size"]:
+            raise CheckpointError(f"{path} is truncated or altered: {size} bytes, the manifest says {info['size']}")
+        digest = hashlib.sha256()
+        chunks = [] if keep else None
+        left = size
+        while left > 0 and (block := f.read(min(_CHUNK, left))):
+            left -= len(block)
             digest.update(block)
             if chunks is not None:
                 chunks.append(block)
@@ -350,15 +355,33 @@ def _check_file(directory: Path, info: Mapping[str, Any], *, keep: bool) -> byte
     return b"".join(chunks) if chunks is not None else None
 
 
+def _entry_problem(entry: Any) -> str | None:
+    """Why a manifest entry cannot be used (its files must be plain names inside the folder), or None."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("files"), Mapping):
+        return "it has no 'files' mapping"
+    for kind in ("weights", "state"):
+        info = entry["files"].get(kind)
+        if not isinstance(info, Mapping):
+            return f"it has no {kind!r} file"
+        name, size, digest = info.get("name"), info.get("size"), info.get("sha256")
+        if not isinstance(name, str) or not _FILE_NAME_RE.match(name) or ".." in name:
+            return (f"its {kind} file name {name!r} is not a plain file name inside the checkpoint folder "
+                    "(no folders, no '..', no absolute paths)")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return f"its {kind} file size {size!r} is not a byte count"
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            return f"its {kind} file sha256 {digest!r} is not 64 hexadecimal digits"
+    if len(entry["files"]) != 2:
+        return f"it lists files {sorted(map(str, entry['files']))}, expected weights and state"
+    return None
+
+
 def _entry(checkpoints: Mapping[str, dict], directory: Path, tag: str) -> dict:
-    try:
-        entry = checkpoints[tag]
-        if all(isinstance(entry["files"][kind]["name"], str) for kind in ("weights", "state")):
-            return entry
-    except (KeyError, TypeError):
-        pass
     if tag in checkpoints:
-        raise CheckpointError(f"{directory / MANIFEST}: the entry for {tag!r} is malformed")
+        problem = _entry_problem(checkpoints[tag])
+        if problem is None:
+            return checkpoints[tag]
+        raise CheckpointError(f"{directory / MANIFEST}: the entry for {tag!r} is malformed: {problem}")
     known = ", ".join(sorted(checkpoints)) or "none"
     raise CheckpointError(f"no checkpoint {tag!r} in {directory / MANIFEST} (it lists: {known})")
 
@@ -462,10 +485,13 @@ def _scan(directory: Path, *, load: bool, map_location: Any = "cpu") -> tuple[Re
     checkpoints = _require_manifest(directory)
     if not checkpoints:
         return None
-    skipped = []
-    for tag in _order(checkpoints):
+    # A malformed entry has no trustworthy step to order it by; it is reported, never passed over silently.
+    malformed = {tag: p for tag in checkpoints if (p := _entry_problem(checkpoints[tag])) is not None}
+    skipped = [f"{tag!r} (its {MANIFEST} entry is malformed: {p})" for tag, p in malformed.items()]
+    usable = {tag: e for tag, e in checkpoints.items() if tag not in malformed}
+    for tag in _order(usable):
         try:
-            entry = _entry(checkpoints, directory, tag)
+            entry = _entry(usable, directory, tag)
             if load:
                 loaded = _load_entry(directory, entry, map_location)
             else:

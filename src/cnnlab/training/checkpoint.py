@@ -38,6 +38,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import random
@@ -71,6 +72,9 @@ __all__ = [
     "clean_temporaries",
     "rng_state",
     "set_rng_state",
+    "check_train_state",
+    "check_weight_shapes",
+    "check_optimizer_state",
 ]
 
 log = logging.getLogger("cnnlab.checkpoint")
@@ -545,6 +549,125 @@ def find_resumable(directory: str | os.PathLike) -> str | None:
     return point.tag
 
 
+# --------------------------------------------------------------------------------------- restoring
+
+# What the training engine's state file holds (engine.STATE_FORMAT), by type. A file whose sha256
+# matches its manifest can still hold anything a weights_only pickle allows (a hand-edited or
+# foreign file): resuming checks it against this first, so a malformed state is one CheckpointError
+# naming the file, not a KeyError or a shape error in the middle of the first update.
+_NUMBER = (int, float)
+TRAIN_STATE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str, "step": int, "epoch": int, "position": int, "batch_size": int, "world_size": int,
+    "optimizer": dict, "schedule": dict, "scaler": dict, "loader": dict, "accum": Tensor, "history": list,
+    "best_acc": _NUMBER, "seconds": _NUMBER, "train_seconds": _NUMBER, "train_images": _NUMBER, "rng": dict,
+}  # fmt: skip
+# Optimizer options that torch versions add or drop; every other option must be in the file.
+_OPTIONAL_GROUP_KEYS = {"foreach", "fused", "differentiable", "capturable", "maximize", "decoupled_weight_decay",
+                        "param_names"}  # fmt: skip
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def check_train_state(ts: Mapping[str, Any], *, where: str, accum_size: int = 4) -> None:
+    """Raise :class:`CheckpointError` naming ``where`` unless ``ts`` has the engine's fields and types."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: malformed training state: {what}")
+
+    for key, kind in TRAIN_STATE_FIELDS.items():
+        if key not in ts:
+            raise bad(f"no {key!r} entry")
+        value = ts[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, _NUMBER)):
+            raise bad(f"{key!r} is a {_type_name(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad(f"{key!r} is {value}")
+    for key in ("step", "epoch", "position", "batch_size", "world_size"):
+        if ts[key] < (1 if key in ("batch_size", "world_size") else 0):
+            raise bad(f"{key!r} is {ts[key]}")
+    accum = ts["accum"]
+    if tuple(accum.shape) != (accum_size,) or not (accum.is_floating_point() or accum.dtype == torch.int64):
+        raise bad(f"'accum' is a {accum.dtype} tensor of shape {list(accum.shape)}, expected {accum_size} sums")
+    for key in ("epoch", "position"):
+        if not isinstance(ts["loader"].get(key), int) or isinstance(ts["loader"].get(key), bool):
+            raise bad(f"the loader's {key!r} is {ts['loader'].get(key)!r}")
+    if not all(isinstance(row, dict) and all(isinstance(k, str) for k in row) for row in ts["history"]):
+        raise bad("'history' is not a list of rows (dicts keyed by column name)")
+    plateau = ts["schedule"].get("plateau")
+    if plateau is not None:
+        fields = {"factor": _NUMBER, "bad_epochs": int, "drops": list}
+        if not isinstance(plateau, dict) or any(not isinstance(plateau.get(k), t) for k, t in fields.items()) \
+                or "best" not in plateau or not all(isinstance(e, int) for e in plateau["drops"]):
+            raise bad("the plateau schedule's state is malformed")
+    scaler = ts["scaler"]
+    if scaler and not all(isinstance(scaler.get(k), _NUMBER) for k in ("scale", "growth_factor", "backoff_factor",
+                                                                        "growth_interval", "_growth_tracker")):
+        raise bad("the grad scaler's state is malformed")
+    ranks = ts.get("rng_ranks")
+    if ranks is not None and (not isinstance(ranks, list) or len(ranks) != ts["world_size"]
+                              or not all(isinstance(r, dict) for r in ranks)):
+        raise bad(f"'rng_ranks' is not a list of {ts['world_size']} RNG states")
+
+
+def check_weight_shapes(model: nn.Module, state_dict: Mapping[str, Tensor], *, where: str) -> None:
+    """Raise :class:`CheckpointError` naming ``where`` when a stored tensor's shape differs from the model's."""
+    own = model.state_dict()
+    wrong = [f"{k} (file {list(v.shape)} vs model {list(own[k].shape)})"
+             for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        more = f" and {len(wrong) - 4} more" if len(wrong) > 4 else ""
+        raise CheckpointError(f"{where} does not match the model: shape mismatch in {', '.join(wrong[:4])}{more}")
+
+
+def _same_kind(new: Any, old: Any) -> bool:
+    if isinstance(old, bool) or old is None:
+        return isinstance(new, (bool, type(None))) or (old is None and isinstance(new, (int, float, Tensor)))
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float)) and not isinstance(new, bool) and math.isfinite(new)
+    if isinstance(old, (tuple, list)):
+        return isinstance(new, (tuple, list)) and len(new) == len(old) and all(_same_kind(a, b) for a, b in zip(new, old))
+    if isinstance(old, Tensor):
+        return isinstance(new, (Tensor, int, float)) and not isinstance(new, bool)
+    return isinstance(new, type(old))
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any], *, where: str) -> None:
+    """Raise :class:`CheckpointError` naming ``where`` unless ``state`` fits ``optimizer``: the same
+    parameter groups and options, and per-parameter buffers shaped like their parameters."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: malformed optimizer state: {what}")
+
+    groups, per_param = state.get("param_groups"), state.get("state")
+    if not isinstance(groups, list) or not isinstance(per_param, dict):
+        raise bad("expected 'param_groups' (a list) and 'state' (a dict)")
+    own = optimizer.param_groups
+    if len(groups) != len(own):
+        raise bad(f"{len(groups)} parameter group(s), the optimizer has {len(own)}")
+    params: dict[Any, Tensor] = {}
+    for i, (group, mine) in enumerate(zip(groups, own)):
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list):
+            raise bad(f"parameter group {i} is not a dict with a 'params' list")
+        if len(group["params"]) != len(mine["params"]):
+            raise bad(f"parameter group {i} has {len(group['params'])} parameters, the model {len(mine['params'])}")
+        for key, value in mine.items():
+            if key == "params" or (key not in group and key in _OPTIONAL_GROUP_KEYS):
+                continue
+            if key not in group or not _same_kind(group[key], value):
+                raise bad(f"parameter group {i}'s {key!r} is {group.get(key)!r}")
+        params.update(zip(group["params"], mine["params"]))
+    for pid, buffers in per_param.items():
+        if pid not in params or not isinstance(buffers, dict):
+            raise bad(f"state for an unknown parameter {pid!r}")
+        for name, value in buffers.items():
+            if isinstance(value, Tensor) and value.ndim > 0 and tuple(value.shape) != tuple(params[pid].shape):
+                raise bad(f"{name!r} of parameter {pid} has shape {list(value.shape)}, the parameter {list(params[pid].shape)}")
+            if not isinstance(value, (Tensor, int, float, type(None))):
+                raise bad(f"{name!r} of parameter {pid} is a {_type_name(value)}")
+
+
 # --------------------------------------------------------------------------------------- RNG
 
 
@@ -596,5 +719,5 @@ def set_rng_state(state: Mapping[str, Any], *, generators: Mapping[str, torch.Ge
                 torch.cuda.set_rng_state(s, device)
         for name, g in (generators or {}).items():
             g.set_state(state["generators"][name])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as err:
         raise CheckpointError(f"invalid RNG state in checkpoint ({type(err).__name__}: {err})") from None

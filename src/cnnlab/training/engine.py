@@ -325,9 +325,10 @@ def _trim_steps_csv(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+        # a garbage row (a torn write, an edit) is dropped, not a ValueError
+        rows = [r for r in csv.DictReader(f) if (r.get("step") or "").isdigit() and int(r["step"]) <= last_step]
     with open(path.with_name(path.name + ".tmp"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(STEP_FIELDS))
+        w = csv.DictWriter(f, fieldnames=list(STEP_FIELDS), extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     os.replace(path.with_name(path.name + ".tmp"), path)
@@ -562,10 +563,13 @@ def _fit(model: nn.Module, data: DataBundle, recipe: Recipe, *, epochs: int | No
                 raise CheckpointError(
                     f"{ckpt_dir}: the checkpoint was made with {ts.get('world_size')} process(es) and batch "
                     f"{ts.get('batch_size')}; resume with the same (now {world} and {recipe.batch_size})")
+            ck.check_train_state(ts, where=f"{ckpt_dir}/{point.tag}.state.pt")  # one line, not a KeyError later
+            ck.check_weight_shapes(model, state_dict, where=f"{ckpt_dir}/{point.tag}.safetensors")
             missing, unexpected = model.load_state_dict(state_dict, strict=False)
             if missing or unexpected:
                 raise CheckpointError(f"{ckpt_dir}/{point.tag}.safetensors does not match {name}: "
                                       f"missing {list(missing)[:4]}, unexpected {list(unexpected)[:4]}")
+            ck.check_optimizer_state(optimizer, ts["optimizer"], where=f"{ckpt_dir}/{point.tag}.state.pt")
             optimizer.load_state_dict(ts["optimizer"])
             schedule.load_state_dict(ts["schedule"])
             if ts.get("scaler"):
@@ -678,7 +682,7 @@ def _fit(model: nn.Module, data: DataBundle, recipe: Recipe, *, epochs: int | No
                             f"the loss became {loss_value} at update {step + 1} (epoch {epoch + 1}, batch "
                             f"{position + 1}, lr {lr_now:.4g}); training stopped before applying it"
                             + (f"; the checkpoints in {ckpt_dir} keep the last finite weights"
-                               if ckpt_dir is not None else "")
+                               if ckpt_dir is not None and (ckpt_dir / ck.MANIFEST).exists() else "")
                             + ". Try a lower learning rate (--lr) or fp32 (--precision fp32)")
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()

@@ -6,6 +6,7 @@ import argparse
 import ast
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -69,7 +70,12 @@ def _value(text: str) -> Any:
         return text
     if isinstance(value, list):
         value = tuple(value)
-    return value if isinstance(value, (int, float, bool, tuple, str)) else text
+    if not isinstance(value, (int, float, bool, tuple, str)):
+        return text
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, float) and not math.isfinite(v):  # 1e999 parses as inf
+            raise ConfigError(f"{text!r} is not a finite number")
+    return value
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -148,6 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--precision", choices=PRECISIONS, default="auto")
     e.add_argument("--device")
     e.add_argument("--sha256", help="expected sha256 of the weights file")
+    e.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                   help="the weights must match the model exactly (default); --no-strict loads what matches "
+                        "and leaves the rest as initialised")
     e.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the MC-dropout passes")
     e.add_argument("--format", choices=("text", "json"), default="text")
     e.set_defaults(func=run_eval)
@@ -187,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.training.run import train
 
     spec = _spec_from_args(args)  # None with --resume DIR alone: train() reads DIR's spec
+    if args.out is not None:
+        from cnnlab.safeio import check_output_path
+
+        check_output_path(args.out, what="--out", directory=True)
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
                        progress=not args.no_progress)
@@ -206,11 +219,19 @@ def _run_config_for(weights: Path) -> dict | None:
     for folder in (weights.parent, weights.parent.parent):
         path = folder / "config.json"
         if path.is_file():
+            from cnnlab.safeio import MiB, read_regular
+
+            raw = read_regular(path, what="run configuration", error=ConfigError, max_bytes=16 * MiB)
             try:
-                doc = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                doc = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise ConfigError(f"{path}: cannot read the run's configuration ({err})") from None
             if isinstance(doc, dict) and isinstance(doc.get("spec"), dict):
+                from cnnlab.training.run import TrainSpec
+
+                TrainSpec.from_dict(doc["spec"], where=str(path))  # a wrong type is a ConfigError naming it
+                if not isinstance(doc.get("data", {}), dict):
+                    raise ConfigError(f"{path}: \"data\" is not a mapping")
                 return doc
     return None
 
@@ -220,9 +241,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.models.registry import create_model, model_info
     from cnnlab.training.engine import evaluate, evaluate_mc_dropout
 
+    from cnnlab.safeio import describe_path
+
     weights = Path(args.weights)
     if not weights.is_file():
-        raise ConfigError(f"weights file {args.weights}: no such file")
+        raise ConfigError(f"weights file {args.weights} {describe_path(weights)}")
     doc = _run_config_for(weights)
     spec = doc["spec"] if doc else {}
     model_name = args.model or spec.get("model")
@@ -230,6 +253,12 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model")
     model_config = {**(spec.get("model_config") or {}), **_pairs(args.model_set, "--model-set")} \
         if not args.model or args.model == spec.get("model") else _pairs(args.model_set, "--model-set")
+    if not isinstance(model_config, dict):
+        raise ConfigError(f"{weights}: the run's config.json has a model_config that is not a mapping")
+    clash = [k for k in ("num_classes", "in_chans", "weights", "sha256", "strict") if k in model_config]
+    if clash:
+        raise ConfigError(f"model option {clash[0]!r} cannot be set with --model-set: the data set sets num_classes "
+                          "and in_chans, and the WEIGHTS argument, --sha256 and --strict choose the weights")
     data_name = args.data or spec.get("data") or "mnist-5k"
     same_data = data_name == spec.get("data")
     data_options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
@@ -240,7 +269,7 @@ def run_eval(args: argparse.Namespace) -> int:
     num_classes = (doc or {}).get("data", {}).get("num_classes") if same_data else None
     model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
                          **model_config)
-    _load(model, weights, args.sha256)
+    load_report = _load(model, weights, args.sha256, strict=args.strict)
     pad = None
     if doc and args.tta == "10crop":
         pad = int(doc.get("recipe", {}).get("crop_padding") or 0) or None  # views like the training crops
@@ -248,6 +277,8 @@ def run_eval(args: argparse.Namespace) -> int:
     standard = evaluate(model, data.test, batch_size=args.batch_size, precision=args.precision, device=dev)
     report: dict[str, Any] = {"model": model_name, "data": data.name, "weights": str(weights),
                               "test_images": len(data.test), "standard": standard}
+    if not load_report.complete:
+        report["not_loaded"] = load_report.describe()
     if args.tta != "none":
         report["tta"] = {"mode": args.tta, **evaluate(model, data.test, batch_size=args.batch_size,
                                                       precision=args.precision, tta=args.tta, device=dev,
@@ -260,6 +291,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{model_name} on {data.name} ({len(data.test):,} test images), weights {weights}")
+    if not load_report.complete:
+        print(f"  (--no-strict: {load_report.describe()}; those parameters keep their initial values)")
 
     def line(label: str, m: dict) -> None:
         print(f"  {label:<34} top-1 {100 * m['acc']:6.2f}%  top-5 {100 * m['top5']:6.2f}%  loss {m['loss']:.4f}")
@@ -272,7 +305,7 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(model, path: Path, sha256: str | None) -> None:
+def _load(model, path: Path, sha256: str | None, *, strict: bool = True):
     from cnnlab.models.weights import load_weights
 
-    load_weights(model, path, sha256=sha256, strict=True)
+    return load_weights(model, path, sha256=sha256, strict=strict)

@@ -128,7 +128,7 @@ def load_dataset(
     elif key == "digits":
         raw = embedded.load_digits(input_size=size, **options)
     elif key == "synthetic":
-        raw = embedded.load_synthetic(seed=seed, input_size=size, **options)
+        raw = embedded.load_synthetic(seed=seed, input_size=size, max_gib=max_gib, **options)
     else:
         loader: Callable[..., RawData] = torchvision_sets.LOADERS[key]
         raw = loader(root=root, download=download, **options)

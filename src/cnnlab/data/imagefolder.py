@@ -78,6 +78,15 @@ def load_imagefolder(
     subdirs = {p.name: p for p in _class_dirs(folder)}
     train_dir = subdirs.get("train")
     val_dir = next((subdirs[v] for v in _VAL_NAMES if v in subdirs), None)
+    split_dirs = [d for d in (train_dir, val_dir) if d is not None]
+    if len(split_dirs) == 1 and _class_dirs(split_dirs[0]):
+        # train/<class>/... alone (or val/<class>/... alone) is half of the split layout, not a class
+        # named "train": reading it as one class would train to a meaningless 100%.
+        have, need = split_dirs[0].name, ("val/ (or test/)" if split_dirs[0] is train_dir else "train/")
+        raise DatasetError(
+            f"{name}: {folder} has a {have}/ folder of classes but no {need} folder; add {folder}/{need[:-1]}"
+            f"<class>/<image> ..., or give imagefolder:{split_dirs[0]} to split it 80/20"
+        )
     if train_dir is not None and val_dir is not None:
         train_items, val_items = _scan(train_dir), _scan(val_dir)
         layout = f"{train_dir.name}/ and {val_dir.name}/ folders"
@@ -92,6 +101,13 @@ def load_imagefolder(
     if val_dir is not None and train_dir is not None and not val_items:
         raise DatasetError(f"{name}: no images found in {val_dir}")
     class_names = tuple(sorted({c for _, c in train_items}))
+    empty = [d for d in _class_dirs(train_dir if val_dir is not None and train_dir is not None else folder)
+             if d.name not in class_names]
+    if empty:
+        raise DatasetError(
+            f"{name}: class folder(s) with no images: {', '.join(str(d) for d in empty[:_MAX_LISTED])}; "
+            "add images or remove the folder"
+        )
     unknown = sorted({c for _, c in val_items} - set(class_names))
     if unknown:
         raise DatasetError(f"{name}: {val_dir} has classes with no training folder: {', '.join(unknown)}")
@@ -142,6 +158,17 @@ def load_imagefolder(
     vx, vy = decode(val_items)
     if len(ty) == 0:
         raise DatasetError(f"{name}: no readable images in {folder} ({len(bad.found)} bad files skipped)")
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{name}: only one class ({class_names[0]!r}) in {folder}; a classifier needs at least two "
+            f"class folders ({folder}/<class>/<image>)"
+        )
+    unreadable = [c for i, c in enumerate(class_names) if not bool((ty == i).any())]
+    if len(unreadable) > len(class_names) - 2:
+        raise DatasetError(
+            f"{name}: fewer than two classes with a readable image (every image of {', '.join(unreadable)} was "
+            f"bad and skipped: {len(bad.found)} bad files)"
+        )
     if not val_items:
         train_idx, test_idx = stratified_split(ty.numpy(), test_fraction=test_fraction, seed=IMAGEFOLDER_SPLIT_SEED)
         tx, ty, vx, vy = tx[train_idx], ty[train_idx], tx[test_idx], ty[test_idx]

@@ -194,10 +194,14 @@ def _plain(obj: Any, where: str) -> Any:
 
 def _write_temp(directory: Path, name: str, data: bytes | memoryview) -> Path:
     tmp = directory / f"{TMP_PREFIX}{name}.{secrets.token_hex(4)}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk: the partial temporary goes, not only at the next run's start
+        tmp.unlink(missing_ok=True)
+        raise
     return tmp
 
 
@@ -297,6 +301,11 @@ def save_checkpoint(
         checkpoints[tag] = entry  # step 6
         dropped = checkpoints.pop(prev, None) if not keep_previous else None
         _write_manifest(directory, checkpoints)
+    except OSError as err:  # ENOSPC, EDQUOT, EIO: the manifest still names only complete, verified files
+        raise CheckpointError(
+            f"cannot save checkpoint {tag!r} in {directory}: {err.strerror or err}; the checkpoints saved "
+            "before it are kept"
+        ) from None
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
@@ -557,7 +566,7 @@ def find_resumable(directory: str | os.PathLike) -> str | None:
 # naming the file, not a KeyError or a shape error in the middle of the first update.
 _NUMBER = (int, float)
 TRAIN_STATE_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "format": str, "step": int, "epoch": int, "position": int, "batch_size": int, "world_size": int,
+    "step": int, "epoch": int, "position": int, "batch_size": int, "world_size": int,
     "optimizer": dict, "schedule": dict, "scaler": dict, "loader": dict, "accum": Tensor, "history": list,
     "best_acc": _NUMBER, "seconds": _NUMBER, "train_seconds": _NUMBER, "train_images": _NUMBER, "rng": dict,
 }  # fmt: skip

@@ -262,6 +262,9 @@ def run_eval(args: argparse.Namespace) -> int:
     data_name = args.data or spec.get("data") or "mnist-5k"
     same_data = data_name == spec.get("data")
     data_options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
+    clash = [k for k in ("name", "root", "download", "input_size", "seed", "bad_files") if k in data_options]
+    if clash:
+        raise ConfigError(f"data set option {clash[0]!r} cannot be set with --data-set (use --data-root, --download)")
     info = model_info(model_name)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
                         input_size=info.input_size, seed=int(spec.get("seed") or 0) if same_data else 0,

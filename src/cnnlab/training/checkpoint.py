@@ -524,9 +524,12 @@ def _scan(directory: Path, *, load: bool, map_location: Any = "cpu") -> tuple[Re
             notes.append(f"{base!r} was being replaced when the previous run stopped")
         message = None
         if notes:
+            # "falling back" only past a newer checkpoint; a malformed entry has no order to be newer by
+            fell_back = len(skipped) > len(malformed) or (base and base not in checkpoints) or tag.endswith(PREV)
+            using = "falling back to the previous good checkpoint" if fell_back else "resuming from"
             message = (
                 f"{directory}: " + "; ".join(notes)
-                + f"; falling back to the previous good checkpoint {tag!r} (step {entry.get('step')}, epoch {entry.get('epoch')})"
+                + f"; {using} {tag!r} (step {entry.get('step')}, epoch {entry.get('epoch')})"
             )
         return ResumePoint(directory, tag, entry.get("step"), entry.get("epoch"), tuple(skipped), message), loaded
     raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(skipped))

@@ -143,6 +143,17 @@ def test_config_whose_model_config_names_dev_zero_is_refused(tmp_path, capsys):
     one_line(rc, err, "weights")
 
 
+def test_config_json_that_is_a_fifo_or_dev_zero(tmp_path, capsys):
+    os.mkfifo(tmp_path / "config.json")
+    with deadline():
+        rc, _, err = run_cli(["train", "--config", str(tmp_path / "config.json")], capsys)
+    one_line(rc, err, "FIFO")
+    (tmp_path / "z.json").symlink_to("/dev/zero")
+    with deadline():
+        rc, _, err = run_cli(["train", "--config", str(tmp_path / "z.json")], capsys)
+    one_line(rc, err, "character device")
+
+
 def _save_two(directory: Path) -> None:
     model = cnnlab.create_model("lenet5")
     ck.save_checkpoint(directory, "last", model=model, train_state={"step": 1, "epoch": 0})

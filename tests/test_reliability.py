@@ -371,6 +371,18 @@ def test_out_that_cannot_be_a_run_folder(tmp_path, capsys, monkeypatch):
     one_line(rc, err, "not writable")
 
 
+def test_out_on_a_read_only_file_system(tmp_path, capsys, monkeypatch):
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly())
+    rc, _, err = run_cli(["train", "lenet5", *TINY, "--out", str(tmp_path / "run")], capsys)
+    one_line(rc, err, "read-only file system")
+    rc, _, err = run_cli(["summary", "lenet5", "--erf", str(tmp_path / "erf.png")], capsys)
+    one_line(rc, err, "read-only file system")
+    assert not list(tmp_path.iterdir())
+
+
 def test_out_under_a_folder_that_fails_at_mkdir(tmp_path, capsys, monkeypatch):
     """Whatever slips past the check (a read-only mount seen only at mkdir) is still one line."""
     real_mkdir = Path.mkdir

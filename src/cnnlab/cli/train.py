@@ -236,12 +236,24 @@ def _run_config_for(weights: Path) -> dict | None:
     return None
 
 
+def _refuse_run_options(model_config: dict, data_options: dict) -> None:
+    """Options eval sets itself (from the data set and the WEIGHTS argument) would clash as keywords."""
+    from cnnlab.training.run import RESERVED_DATA_OPTIONS, RESERVED_MODEL_OPTIONS
+
+    clash = [k for k in RESERVED_MODEL_OPTIONS if k in model_config]
+    if clash:
+        raise ConfigError(f"model option {clash[0]!r} cannot be set with --model-set: the data set sets num_classes "
+                          "and in_chans, and the WEIGHTS argument, --sha256 and --strict choose the weights")
+    clash = [k for k in RESERVED_DATA_OPTIONS if k in data_options]
+    if clash:
+        raise ConfigError(f"data set option {clash[0]!r} cannot be set with --data-set (use --data-root, --download)")
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.models.registry import create_model, model_info
-    from cnnlab.training.engine import evaluate, evaluate_mc_dropout
-
     from cnnlab.safeio import describe_path
+    from cnnlab.training.engine import evaluate, evaluate_mc_dropout
 
     weights = Path(args.weights)
     if not weights.is_file():
@@ -253,18 +265,10 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model")
     model_config = {**(spec.get("model_config") or {}), **_pairs(args.model_set, "--model-set")} \
         if not args.model or args.model == spec.get("model") else _pairs(args.model_set, "--model-set")
-    if not isinstance(model_config, dict):
-        raise ConfigError(f"{weights}: the run's config.json has a model_config that is not a mapping")
-    clash = [k for k in ("num_classes", "in_chans", "weights", "sha256", "strict") if k in model_config]
-    if clash:
-        raise ConfigError(f"model option {clash[0]!r} cannot be set with --model-set: the data set sets num_classes "
-                          "and in_chans, and the WEIGHTS argument, --sha256 and --strict choose the weights")
     data_name = args.data or spec.get("data") or "mnist-5k"
     same_data = data_name == spec.get("data")
     data_options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
-    clash = [k for k in ("name", "root", "download", "input_size", "seed", "bad_files") if k in data_options]
-    if clash:
-        raise ConfigError(f"data set option {clash[0]!r} cannot be set with --data-set (use --data-root, --download)")
+    _refuse_run_options(model_config, data_options)
     info = model_info(model_name)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
                         input_size=info.input_size, seed=int(spec.get("seed") or 0) if same_data else 0,

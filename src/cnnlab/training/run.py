@@ -96,8 +96,8 @@ class TrainSpec:
 
 # Chosen by the run itself (the data set's classes and channels, --weights/--sha256/--strict): a
 # --model-set or config.json "model_config" naming them would clash with them in create_model.
-_RESERVED_MODEL_OPTIONS = ("num_classes", "in_chans", "weights", "sha256", "strict")
-_RESERVED_DATA_OPTIONS = ("name", "root", "download", "input_size", "seed", "bad_files")
+RESERVED_MODEL_OPTIONS = ("num_classes", "in_chans", "weights", "sha256", "strict")
+RESERVED_DATA_OPTIONS = ("name", "root", "download", "input_size", "seed", "bad_files")
 
 
 def _check_spec_types(spec: TrainSpec) -> None:
@@ -120,11 +120,11 @@ def _check_spec_types(spec: TrainSpec) -> None:
             raise ConfigError(f"{name} must be true or false, got {getattr(spec, name)!r}")
     if spec.lr is not None and not math.isfinite(spec.lr):
         raise ConfigError(f"lr must be a finite positive number, got {spec.lr!r}")
-    clash = [k for k in _RESERVED_DATA_OPTIONS if k in spec.data_options]
+    clash = [k for k in RESERVED_DATA_OPTIONS if k in spec.data_options]
     if clash:
         raise ConfigError(f"data set option {clash[0]!r} cannot be set with --data-set / data_options: it is "
                           "the run's own (--data-root, --download, --seed, --bad-files, the model's input size)")
-    clash = [k for k in _RESERVED_MODEL_OPTIONS if k in spec.model_config]
+    clash = [k for k in RESERVED_MODEL_OPTIONS if k in spec.model_config]
     if clash:
         raise ConfigError(
             f"model option {clash[0]!r} cannot be set with --model-set / model_config: the data set sets "

@@ -582,13 +582,21 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def check_train_state(ts: Mapping[str, Any], *, where: str, accum_size: int = 4) -> None:
-    """Raise :class:`CheckpointError` naming ``where`` unless ``ts`` has the engine's fields and types."""
+def check_train_state(
+    ts: Mapping[str, Any],
+    *,
+    where: str,
+    fields: Mapping[str, type | tuple[type, ...]] = TRAIN_STATE_FIELDS,
+    accum_size: int = 4,
+) -> None:
+    """Raise :class:`CheckpointError` naming ``where`` unless ``ts`` holds ``fields`` (name -> type) and
+    the parts of them resuming reads (loader position, history rows, schedule, scaler, per-rank RNG)
+    are well formed. A trainer whose state differs passes its own ``fields`` and ``accum_size``."""
 
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{where}: malformed training state: {what}")
 
-    for key, kind in TRAIN_STATE_FIELDS.items():
+    for key, kind in fields.items():
         if key not in ts:
             raise bad(f"no {key!r} entry")
         value = ts[key]
@@ -597,30 +605,34 @@ def check_train_state(ts: Mapping[str, Any], *, where: str, accum_size: int = 4)
         if isinstance(value, float) and not math.isfinite(value):
             raise bad(f"{key!r} is {value}")
     for key in ("step", "epoch", "position", "batch_size", "world_size"):
-        if ts[key] < (1 if key in ("batch_size", "world_size") else 0):
+        if key in fields and ts[key] < (1 if key in ("batch_size", "world_size") else 0):
             raise bad(f"{key!r} is {ts[key]}")
-    accum = ts["accum"]
-    if tuple(accum.shape) != (accum_size,) or not (accum.is_floating_point() or accum.dtype == torch.int64):
+    accum = ts.get("accum")
+    if "accum" in fields and (tuple(accum.shape) != (accum_size,)
+                              or not (accum.is_floating_point() or accum.dtype == torch.int64)):
         raise bad(f"'accum' is a {accum.dtype} tensor of shape {list(accum.shape)}, expected {accum_size} sums")
-    for key in ("epoch", "position"):
-        if not isinstance(ts["loader"].get(key), int) or isinstance(ts["loader"].get(key), bool):
-            raise bad(f"the loader's {key!r} is {ts['loader'].get(key)!r}")
-    if not all(isinstance(row, dict) and all(isinstance(k, str) for k in row) for row in ts["history"]):
+    loader = ts.get("loader")
+    for key in ("epoch", "position") if isinstance(loader, dict) else ():
+        if not isinstance(loader.get(key), int) or isinstance(loader.get(key), bool):
+            raise bad(f"the loader's {key!r} is {loader.get(key)!r}")
+    history = ts.get("history")
+    if isinstance(history, list) and not all(isinstance(r, dict) and all(isinstance(k, str) for k in r) for r in history):
         raise bad("'history' is not a list of rows (dicts keyed by column name)")
-    plateau = ts["schedule"].get("plateau")
+    plateau = ts["schedule"].get("plateau") if isinstance(ts.get("schedule"), dict) else None
     if plateau is not None:
-        fields = {"factor": _NUMBER, "bad_epochs": int, "drops": list}
-        if not isinstance(plateau, dict) or any(not isinstance(plateau.get(k), t) for k, t in fields.items()) \
+        types = {"factor": _NUMBER, "bad_epochs": int, "drops": list}
+        if not isinstance(plateau, dict) or any(not isinstance(plateau.get(k), t) for k, t in types.items()) \
                 or "best" not in plateau or not all(isinstance(e, int) for e in plateau["drops"]):
             raise bad("the plateau schedule's state is malformed")
-    scaler = ts["scaler"]
-    if scaler and not all(isinstance(scaler.get(k), _NUMBER) for k in ("scale", "growth_factor", "backoff_factor",
-                                                                        "growth_interval", "_growth_tracker")):
+    scaler = ts.get("scaler")
+    if isinstance(scaler, dict) and scaler and not all(
+            isinstance(scaler.get(k), _NUMBER)
+            for k in ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")):
         raise bad("the grad scaler's state is malformed")
     ranks = ts.get("rng_ranks")
-    if ranks is not None and (not isinstance(ranks, list) or len(ranks) != ts["world_size"]
+    if ranks is not None and (not isinstance(ranks, list) or len(ranks) != ts.get("world_size")
                               or not all(isinstance(r, dict) for r in ranks)):
-        raise bad(f"'rng_ranks' is not a list of {ts['world_size']} RNG states")
+        raise bad(f"'rng_ranks' is not a list of {ts.get('world_size')} RNG states")
 
 
 def check_weight_shapes(model: nn.Module, state_dict: Mapping[str, Tensor], *, where: str) -> None:

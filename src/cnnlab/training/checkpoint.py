@@ -563,7 +563,7 @@ def find_resumable(directory: str | os.PathLike) -> str | None:
 
 # --------------------------------------------------------------------------------------- restoring
 
-# What the training engine's state file holds (engine.STATE_FORMAT), by type. A file whose sha256
+# What the Trainer's state file holds (trainer.STATE_FORMAT, Trainer.state_dict), by type. A file whose sha256
 # matches its manifest can still hold anything a weights_only pickle allows (a hand-edited or
 # foreign file): resuming checks it against this first, so a malformed state is one CheckpointError
 # naming the file, not a KeyError or a shape error in the middle of the first update.
@@ -571,7 +571,8 @@ _NUMBER = (int, float)
 TRAIN_STATE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "step": int, "epoch": int, "position": int, "batch_size": int, "world_size": int,
     "optimizer": dict, "schedule": dict, "scaler": dict, "loader": dict, "accum": Tensor, "history": list,
-    "best_acc": _NUMBER, "seconds": _NUMBER, "train_seconds": _NUMBER, "train_images": _NUMBER, "rng": dict,
+    "best_value": (type(None), *_NUMBER), "best_epoch": int, "stop": bool,
+    "seconds": _NUMBER, "train_seconds": _NUMBER, "train_images": _NUMBER, "rng": dict,
 }  # fmt: skip
 # Optimizer options that torch versions add or drop; every other option must be in the file.
 _OPTIONAL_GROUP_KEYS = {"foreach", "fused", "differentiable", "capturable", "maximize", "decoupled_weight_decay",

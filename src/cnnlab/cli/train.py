@@ -8,6 +8,7 @@ import io
 import ast
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -71,7 +72,12 @@ def _value(text: str) -> Any:
         return text
     if isinstance(value, list):
         value = tuple(value)
-    return value if isinstance(value, (int, float, bool, tuple, str)) else text
+    if not isinstance(value, (int, float, bool, tuple, str)):
+        return text
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, float) and not math.isfinite(v):  # 1e999 parses as inf
+            raise ConfigError(f"{text!r} is not a finite number")
+    return value
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -157,6 +163,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="arithmetic of the forward passes (default auto: bf16 only where the CPU has it natively)")
     e.add_argument("--device", help="torch device (default: the model's, CPU)")
     e.add_argument("--sha256", help="expected sha256 of the weights file")
+    e.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                   help="the weights must match the model exactly (default); --no-strict loads what matches "
+                        "and leaves the rest as initialised")
     e.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the MC-dropout passes")
     e.add_argument("--format", choices=("text", "json"), default="text", help="a text report (default) or JSON")
     e.add_argument("--out", metavar="DIR",
@@ -205,6 +214,10 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.training.run import train
 
     spec = _spec_from_args(args)  # None with --resume DIR alone: train() reads DIR's spec
+    if args.out is not None:
+        from cnnlab.safeio import check_output_path
+
+        check_output_path(args.out, what="--out", directory=True)
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
                        progress=not args.no_progress)
@@ -232,23 +245,45 @@ def _run_config_for(weights: Path) -> dict | None:
     for folder in (weights.parent, weights.parent.parent):
         path = folder / "config.json"
         if path.is_file():
+            from cnnlab.safeio import MiB, read_regular
+
+            raw = read_regular(path, what="run configuration", error=ConfigError, max_bytes=16 * MiB)
             try:
-                doc = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                doc = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise ConfigError(f"{path}: cannot read the run's configuration ({err})") from None
             if isinstance(doc, dict) and isinstance(doc.get("spec"), dict):
+                from cnnlab.training.run import TrainSpec
+
+                TrainSpec.from_dict(doc["spec"], where=str(path))  # a wrong type is a ConfigError naming it
+                if not isinstance(doc.get("data", {}), dict):
+                    raise ConfigError(f"{path}: \"data\" is not a mapping")
                 return doc
     return None
+
+
+def _refuse_run_options(model_config: dict, data_options: dict) -> None:
+    """Options eval sets itself (from the data set and the WEIGHTS argument) would clash as keywords."""
+    from cnnlab.training.run import RESERVED_DATA_OPTIONS, RESERVED_MODEL_OPTIONS
+
+    clash = [k for k in RESERVED_MODEL_OPTIONS if k in model_config]
+    if clash:
+        raise ConfigError(f"model option {clash[0]!r} cannot be set with --model-set: the data set sets num_classes "
+                          "and in_chans, and the WEIGHTS argument, --sha256 and --strict choose the weights")
+    clash = [k for k in RESERVED_DATA_OPTIONS if k in data_options]
+    if clash:
+        raise ConfigError(f"data set option {clash[0]!r} cannot be set with --data-set (use --data-root, --download)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.models.registry import create_model, model_info
+    from cnnlab.safeio import describe_path
     from cnnlab.training.engine import evaluate, evaluate_mc_dropout
 
     weights = Path(args.weights)
     if not weights.is_file():
-        raise ConfigError(f"weights file {args.weights}: no such file")
+        raise ConfigError(f"weights file {args.weights} {describe_path(weights)}")
     doc = _run_config_for(weights)
     spec = doc["spec"] if doc else {}
     model_name = args.model or spec.get("model")
@@ -259,6 +294,7 @@ def run_eval(args: argparse.Namespace) -> int:
     data_name = args.data or spec.get("data") or "mnist-5k"
     same_data = data_name == spec.get("data")
     data_options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
+    _refuse_run_options(model_config, data_options)
     info = model_info(model_name)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
                         input_size=info.input_size, seed=int(spec.get("seed") or 0) if same_data else 0,
@@ -268,7 +304,7 @@ def run_eval(args: argparse.Namespace) -> int:
     num_classes = (doc or {}).get("data", {}).get("num_classes") if same_data else None
     model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
                          **model_config)
-    _load(model, weights, args.sha256)
+    load_report = _load(model, weights, args.sha256, strict=args.strict)
     _check_eval_options(args, model, model_name, data.name)
     pad = None
     if doc and args.tta == "10crop":
@@ -277,6 +313,8 @@ def run_eval(args: argparse.Namespace) -> int:
     standard = evaluate(model, data.test, batch_size=args.batch_size, precision=args.precision, device=dev)
     report: dict[str, Any] = {"model": model_name, "data": data.name, "weights": str(weights),
                               "test_images": len(data.test), "standard": standard}
+    if not load_report.complete:
+        report["not_loaded"] = load_report.describe()
     if args.tta != "none":
         report["tta"] = {"mode": args.tta, **evaluate(model, data.test, batch_size=args.batch_size,
                                                       precision=args.precision, tta=args.tta, device=dev,
@@ -292,6 +330,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{model_name} on {data.name} ({len(data.test):,} test images), weights {weights}")
+    if not load_report.complete:
+        print(f"  (--no-strict: {load_report.describe()}; those parameters keep their initial values)")
 
     def line(label: str, m: dict) -> None:
         print(f"  {label:<34} top-1 {100 * m['acc']:6.2f}%  top-5 {100 * m['top5']:6.2f}%  loss {m['loss']:.4f}")
@@ -364,7 +404,7 @@ def _print_per_class(rows: list[dict]) -> None:
         print(f"    {r['class']:<20} {acc}  ({r['correct']}/{r['images']})")
 
 
-def _load(model, path: Path, sha256: str | None) -> None:
+def _load(model, path: Path, sha256: str | None, *, strict: bool = True):
     from cnnlab.models.weights import load_weights
 
-    load_weights(model, path, sha256=sha256, strict=True)
+    return load_weights(model, path, sha256=sha256, strict=strict)

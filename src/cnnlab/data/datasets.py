@@ -163,7 +163,7 @@ def _read_raw(key: str, *, root: Path, download: bool, size, seed: int, bad_file
     if key == "digits":
         return embedded.load_digits(input_size=size, **options)
     if key == "synthetic":
-        return embedded.load_synthetic(seed=seed, input_size=size, **options)
+        return embedded.load_synthetic(seed=seed, input_size=size, max_gib=max_gib, **options)
     loader: Callable[..., RawData] = torchvision_sets.LOADERS[key]
     return loader(root=root, download=download, **options)
 

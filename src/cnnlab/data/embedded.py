@@ -126,6 +126,7 @@ def load_synthetic(
     n: int | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
+    max_gib: float = 16.0,
 ) -> RawData:
     """Random images for speed tests, learnable: each class adds its own fixed random pattern.
 
@@ -134,18 +135,30 @@ def load_synthetic(
     input size, else (3, 32, 32); ``n`` is the contract's short form of ``n_train`` (``n_test`` then
     defaults to ``n // 4``); defaults 1,024 train and 256 test images.
     """
+    def integer(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if shape is not None and not isinstance(shape, (tuple, list)):
+        raise ConfigError(f"synthetic: shape must be (C, H, W), e.g. shape=3,32,32, got {shape!r}")
     shape = tuple(shape) if shape is not None else (tuple(input_size) if input_size else (3, 32, 32))
-    if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
+    if len(shape) != 3 or not all(integer(v) and v >= 1 for v in shape):
         raise ConfigError(f"synthetic: shape must be (C, H, W) of positive integers, got {shape!r}")
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if not integer(num_classes) or num_classes < 1:
         raise ConfigError(f"synthetic: num_classes must be a positive integer, got {num_classes!r}")
     if n is not None and n_train is not None:
         raise ConfigError("synthetic: give n or n_train, not both")
+    for field, value in (("n", n), ("n_train", n_train), ("n_test", n_test)):
+        if value is not None and (not integer(value) or value < 1):
+            raise ConfigError(f"synthetic: {field} must be a positive integer, got {value!r}")
     n_train = n if n is not None else (1024 if n_train is None else n_train)
     n_test = max(1, n_train // 4) if n_test is None else n_test
-    for field, value in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"synthetic: {field} must be a positive integer, got {value!r}")
+    per_image = shape[0] * shape[1] * shape[2] * 4  # float32
+    gib = (n_train + n_test + num_classes) * per_image / 2**30
+    if gib > max_gib:
+        raise ConfigError(
+            f"synthetic: {n_train:,} + {n_test:,} images of {'x'.join(map(str, shape))} (and {num_classes:,} "
+            f"class patterns) need {gib:,.1f} GiB, more than max_gib={max_gib:g}"
+        )
     gen = torch.Generator().manual_seed(seed)
     patterns = torch.randn((num_classes, *shape), generator=gen)
 

@@ -79,6 +79,16 @@ def load_imagefolder(
     subdirs = {p.name: p for p in _class_dirs(folder)}
     train_dir = subdirs.get("train")
     val_dir = next((subdirs[v] for v in _VAL_NAMES if v in subdirs), None)
+    split_dirs = [subdirs[n] for n in ("train", *_VAL_NAMES) if n in subdirs]
+    if (train_dir is None or val_dir is None) and any(_class_dirs(d) for d in split_dirs):
+        # train/<class>/... alone (or val/<class>/... alone) is half of the split layout, not a class
+        # named "train": reading it as one class would train to a meaningless 100%.
+        have = ", ".join(f"{d.name}/" for d in split_dirs)
+        need = "val/ (or test/)" if train_dir is not None else "train/"
+        raise DatasetError(
+            f"{name}: {folder} has {have} with class folders but no {need} folder; add {folder}/{need.split()[0]}"
+            f"<class>/<image> ..., or give imagefolder:{split_dirs[0]} to split it 80/20"
+        )
     official_val: list[tuple[Path, str]] = []
     if train_dir is not None and "val" in subdirs and "test" in subdirs:
         train_items, official_val, val_items = _scan(train_dir), _scan(subdirs["val"]), _scan(subdirs["test"])
@@ -100,6 +110,13 @@ def load_imagefolder(
     if val_dir is not None and train_dir is not None and not val_items:
         raise DatasetError(f"{name}: no images found in {val_dir}")
     class_names = tuple(sorted({c for _, c in train_items}))
+    empty = [d for d in _class_dirs(train_dir if train_dir is not None and val_dir is not None else folder)
+             if d.name not in class_names]
+    if empty:
+        raise DatasetError(
+            f"{name}: class folder(s) with no images: {', '.join(str(d) for d in empty[:_MAX_LISTED])}; "
+            "add images or remove the folder"
+        )
     unknown = sorted({c for _, c in val_items + official_val} - set(class_names))
     if unknown:
         raise DatasetError(f"{name}: {val_dir.parent} has val/test classes with no training folder: "
@@ -154,6 +171,17 @@ def load_imagefolder(
         raise DatasetError(f"{name}: no readable images in {subdirs['val']} ({len(bad.found)} bad files skipped)")
     if len(ty) == 0:
         raise DatasetError(f"{name}: no readable images in {folder} ({len(bad.found)} bad files skipped)")
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{name}: only one class ({class_names[0]!r}) in {folder}; a classifier needs at least two "
+            f"class folders ({folder}/<class>/<image>)"
+        )
+    unreadable = [c for i, c in enumerate(class_names) if not bool((ty == i).any())]
+    if len(unreadable) > len(class_names) - 2:
+        raise DatasetError(
+            f"{name}: fewer than two classes with a readable image (every image of {', '.join(unreadable)} was "
+            f"bad and skipped: {len(bad.found)} bad files)"
+        )
     if not val_items:
         train_idx, test_idx = stratified_split(ty.numpy(), test_fraction=test_fraction, seed=IMAGEFOLDER_SPLIT_SEED)
         tx, ty, vx, vy = tx[train_idx], ty[train_idx], tx[test_idx], ty[test_idx]

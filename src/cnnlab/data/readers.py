@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import DatasetError
+from cnnlab.safeio import GiB, open_regular, read_regular
 
 __all__ = [
     "read_idx",
@@ -41,48 +42,75 @@ IDX_LABELS_MAGIC = 0x00000801  # 1 dimension: N labels
 IDX_IMAGES_MAGIC = 0x00000803  # 3 dimensions: N x rows x cols
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
+# The most IDX data read, decompressed: MNIST's training images are 47 MB. A header declaring more
+# is refused before anything is decompressed (a 4 MB gzip file can inflate to 4 GiB).
+MAX_IDX_BYTES = 2 * GiB
+
+
+def _read_exact(stream: Any, n: int, path: Path, what: str) -> bytes:
+    """Up to ``n`` bytes of ``stream`` (decompressed as they come); a corrupt gzip stream is a DatasetError."""
     try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
-    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise DatasetError(f"{path}: corrupt or truncated gzip data ({err})") from None
-    return raw
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as err:
+        if isinstance(err, EOFError) or "truncated" in str(err).lower() or "end-of-stream" in str(err).lower():
+            raise DatasetError(f"{path}: truncated gzip data in the {what} ({err})") from None
+        raise DatasetError(f"{path}: corrupt or truncated gzip data ({err})") from None
 
 
-def read_idx(path: str | Path, *, ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes with ``ndim`` dimensions (1: labels, 3: images), gzipped or not."""
+def read_idx(path: str | Path, *, ndim: int, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """An IDX file of unsigned bytes with ``ndim`` dimensions (1: labels, 3: images), gzipped or not.
+
+    The header is read first; then exactly the size it declares is read (decompressed as a stream),
+    plus one byte to detect excess data, so a decompression bomb costs no more than the declared size.
+    """
     path = Path(path)
-    raw = _read_maybe_gzip(path)
     expected_magic = IDX_UBYTE << 8 | ndim
-    if len(raw) < 4:
-        raise DatasetError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
-    magic = int.from_bytes(raw[:4], "big")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE:
+    with open_regular(path, what="IDX file", error=DatasetError) as (f, file_size):
+        gz = f.read(2) == b"\x1f\x8b"  # gzip magic, whatever the file is called
+        f.seek(0)
+        stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if gz else f
+        head = _read_exact(stream, 4, path, "header")
+        if len(head) < 4:
+            raise DatasetError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
+        magic = int.from_bytes(head, "big")
+        if head[0] != 0 or head[1] != 0 or head[2] != IDX_UBYTE:
+            raise DatasetError(
+                f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+                "(not an IDX file of unsigned bytes)"
+            )
+        if head[3] != ndim:
+            raise DatasetError(
+                f"{path}: IDX file has {head[3]} dimensions (magic 0x{magic:08x}), expected {ndim} "
+                f"(magic 0x{expected_magic:08x})"
+            )
+        header = 4 + 4 * ndim
+        sizes = _read_exact(stream, 4 * ndim, path, "header")
+        if len(sizes) < 4 * ndim:
+            raise DatasetError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes, expected at least {header})")
+        dims = [int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+        count = 1
+        for d in dims:
+            count *= d  # Python ints: four 2**32 sizes do not overflow
+        expected = header + count
+        if count > max_bytes:
+            raise DatasetError(
+                f"{path}: IDX sizes {dims} declare {count:,} bytes of data, more than the {max_bytes:,} "
+                "this reader accepts; refusing to decompress it"
+            )
+        if not gz and file_size != expected:
+            what = "truncated" if file_size < expected else "too long"
+            raise DatasetError(
+                f"{path}: {what} IDX data: sizes {dims} declare {expected:,} bytes, the file has {file_size:,}"
+            )
+        body = _read_exact(stream, count + 1, path, "data")
+    if len(body) != count:
+        what = "truncated" if len(body) < count else "too long"
+        has = f"{header + len(body):,}" if len(body) <= count else "more"
         raise DatasetError(
-            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-            "(not an IDX file of unsigned bytes)"
+            f"{path}: {what} IDX data: sizes {dims} declare {expected:,} bytes, the file has {has}"
+            + (" (decompressed)" if gz else "")
         )
-    if raw[3] != ndim:
-        raise DatasetError(
-            f"{path}: IDX file has {raw[3]} dimensions (magic 0x{magic:08x}), expected {ndim} "
-            f"(magic 0x{expected_magic:08x})"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(f"{path}: truncated IDX header ({len(raw)} bytes, expected at least {header})")
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "too long"
-        raise DatasetError(
-            f"{path}: {what} IDX data: sizes {dims} declare {expected:,} bytes, the file has {len(raw):,}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 # ----------------------------------------------------------------------------- CIFAR batches
@@ -141,13 +169,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
 
-def restricted_load(path: str | Path) -> Any:
+# CIFAR-100's training batch, the largest, is 155 MB.
+MAX_PICKLE_BYTES = 1 * GiB
+
+
+def restricted_load(path: str | Path, *, max_bytes: int = MAX_PICKLE_BYTES) -> Any:
     """Unpickle ``path`` allowing only numpy arrays, dtypes and plain containers (never ``pickle.load``)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+    raw = read_regular(path, what="CIFAR batch", error=DatasetError, max_bytes=max_bytes)
     try:
         # latin1: CIFAR's batches were pickled by Python 2, whose byte strings load as str this way.
         return _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
@@ -220,7 +249,10 @@ def read_svhn_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     path = Path(path)
     try:
-        mat = scipy.io.loadmat(str(path))
+        with open_regular(path, what="SVHN file", error=DatasetError) as (f, _):
+            mat = scipy.io.loadmat(f)
+    except DatasetError:
+        raise
     except Exception as err:  # noqa: BLE001 - scipy raises many types for malformed files
         raise DatasetError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err})") from None
     x, y = mat.get("X"), mat.get("y")
@@ -254,19 +286,16 @@ def open_image(path: Path) -> tuple[int, int]:
     """The (width, height) from an image's header; DatasetError for empty or non-image files."""
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
-    if size == 0:
-        raise DatasetError(f"{path}: empty file (0 bytes)")
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except UnidentifiedImageError:
-        raise DatasetError(f"{path}: not an image (PIL cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
+    with open_regular(path, what="image", error=DatasetError) as (f, size):
+        if size == 0:
+            raise DatasetError(f"{path}: empty file (0 bytes)")
+        try:
+            with Image.open(f) as img:
+                return img.size
+        except UnidentifiedImageError:
+            raise DatasetError(f"{path}: not an image (PIL cannot identify it)") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise DatasetError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
 
 
 def decode_image(path: Path, *, mode: str, size: tuple[int, int]) -> np.ndarray:
@@ -277,13 +306,14 @@ def decode_image(path: Path, *, mode: str, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     open_image(path)  # empty / non-image files get their own message
-    try:
-        with _strict_truncation(), Image.open(path) as img:
-            img.load()
-            img = img.convert(mode)
-            if img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"{path}: truncated or corrupt image ({type(err).__name__}: {err})") from None
+    with open_regular(path, what="image", error=DatasetError) as (f, _):
+        try:
+            with _strict_truncation(), Image.open(f) as img:
+                img.load()
+                img = img.convert(mode)
+                if img.size != (size[1], size[0]):
+                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise DatasetError(f"{path}: truncated or corrupt image ({type(err).__name__}: {err})") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)

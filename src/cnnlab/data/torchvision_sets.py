@@ -16,7 +16,9 @@ not import torchvision, which takes seconds; a test checks them against torchvis
 
 from __future__ import annotations
 
+import os
 import tarfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,12 +108,30 @@ def _download(name: str, url: str, folder: Path, filename: str, md5: str | None)
     return path
 
 
-def _extract_tar(name: str, archive: Path, into: Path) -> None:
+# The most an archive may extract: CIFAR-10's 163 MB and CIFAR-100's 161 MB of batches, with room.
+MAX_EXTRACTED_BYTES = 2 << 30
+
+
+def _extract_tar(name: str, archive: Path, into: Path, *, max_bytes: int = MAX_EXTRACTED_BYTES) -> None:
+    """Extract ``archive``: its members' declared sizes are added up from the headers (streamed, in
+    bounded memory) before anything is written, and more than ``max_bytes`` in all is refused."""
+    from cnnlab.safeio import open_regular
+
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with open_regular(archive, what=f"{name} archive", error=DatasetError) as (f, _), \
+                tarfile.open(fileobj=f, mode="r:gz") as tar:
+            total = 0
+            for member in tar:  # reads headers only; tarfile skips the member data
+                if not (member.isfile() or member.isdir()):
+                    raise DatasetError(f"{archive}: member {member.name!r} is not a file or folder; refusing to extract")
+                total += member.size
+                if total > max_bytes:
+                    raise DatasetError(
+                        f"{archive}: its members declare more than {max_bytes:,} bytes; refusing to extract it"
+                    )
             # filter="data" refuses absolute paths, links out of the folder and device files.
             tar.extractall(into, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as err:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise DatasetError(f"{archive}: cannot extract {name} archive ({err})") from None
 
 
@@ -125,7 +145,7 @@ _IDX_FILES = {  # split -> (images, labels) base names
 
 def _find_idx(folder: Path, base: str) -> Path | None:
     for candidate in (folder / base, folder / f"{base}.gz"):
-        if candidate.is_file():
+        if os.path.lexists(candidate):  # a FIFO or a directory there is refused by the reader, by name
             return candidate
     return None
 
@@ -189,7 +209,7 @@ def _load_cifar(name: str, table: dict, root: Path, download: bool, label_key: s
     if download and any(not (folder / f).is_file() for f in files):
         archive = _download(name, table["url"], root, table["filename"], table["tgz_md5"])
         _extract_tar(name, archive, root)
-    missing = [folder / f for f in files if not (folder / f).is_file()]
+    missing = [folder / f for f in files if not os.path.lexists(folder / f)]
     if missing:
         raise _missing(name, missing, f"download {table['url']} and extract it in {root}")
     splits = []
@@ -229,7 +249,7 @@ def load_svhn(*, root: Path, download: bool) -> RawData:
         for url, filename, md5 in entries.values():
             if not (root / filename).is_file():
                 _download("svhn", url, root, filename, md5)
-    missing = [root / filename for _, filename, _ in entries.values() if not (root / filename).is_file()]
+    missing = [root / filename for _, filename, _ in entries.values() if not os.path.lexists(root / filename)]
     if missing:
         urls = " and ".join(url for url, _, _ in entries.values())
         raise _missing("svhn", missing, f"download {urls} into {root}")

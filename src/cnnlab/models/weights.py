@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import WeightsError
+from cnnlab.safeio import GiB, read_regular
 
 __all__ = [
     "LoadReport",
@@ -53,6 +54,9 @@ _KEY_PREFIXES = ("module.", "_orig_mod.")
 # A full sha256, or the 8+ hex-digit prefix torchvision puts in its file names (resnet18-f37072fd.pth),
 # which torchvision's own check_hash compares the same way.
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")
+# The largest weights file read (into memory): VGG-19's is 0.55 GB; a bigger file is refused before
+# a byte of it is read.
+MAX_WEIGHTS_BYTES = 32 * GiB
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -187,12 +191,26 @@ def _sniff_format(data: bytes) -> str | None:
 
 
 def _unsafe_reason(err: BaseException) -> str:
-    """The useful line of torch's weights_only refusal (it names the global), without its advice to
-    rerun with ``weights_only=False``, which cnnlab never does."""
+    """What torch's weights_only refusal objects to (the blocked global, by name), without its advice
+    to re-run with ``weights_only=False``, which cnnlab never does.
+
+    torch 2.14 writes: "Weights only load failed. In PyTorch 2.6, ... Re-running `torch.load` with
+    `weights_only` set to `False` will likely succeed, ... \n\n\nTrying to load unsupported GLOBAL
+    posix.system whose module posix is blocked.\n\nCheck the documentation ..."; older versions
+    "... WeightsUnpickler error: Unsupported global: GLOBAL posix.system was not an allowed global ...".
+    """
     text = str(err)
-    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n\n|$)", text, re.S)
-    reason = " ".join(m.group(1).split()) if m else text.splitlines()[0] if text else type(err).__name__
-    return reason[:300]
+    m = re.search(r"GLOBAL\s+([A-Za-z_][\w.]*[\w])", text)
+    if m:
+        return f"it references the Python global {m.group(1)}, which loading with weights_only=True blocks"
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    candidates = [m.group(1)] if m else [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+    advice = re.compile(r"weights_only|Weights only load failed|Check the documentation|safe_globals|trusted", re.I)
+    for paragraph in candidates:
+        sentence = re.split(r"(?<=\.)\s", paragraph.strip())[0]
+        if sentence and not advice.search(sentence):
+            return sentence.rstrip(".")[:300]
+    return "torch.load(weights_only=True) refused it"
 
 
 def read_state_dict(path: str | os.PathLike, *, sha256: str | None = None) -> tuple[dict[str, Tensor], str, str]:
@@ -207,14 +225,8 @@ def read_state_dict(path: str | os.PathLike, *, sha256: str | None = None) -> tu
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256)):
         raise WeightsError(f"--sha256 must be 8 to 64 hexadecimal digits (the full hash or the prefix in "
                            f"torchvision's file names), got {sha256!r}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise WeightsError(f"weights file {path} does not exist") from None
-    except IsADirectoryError:
-        raise WeightsError(f"weights file {path} is a directory; give a .safetensors or .pth file") from None
-    except OSError as err:
-        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    # Only a regular file, its size checked first: a FIFO would block, /dev/zero never end.
+    data = read_regular(path, what="weights file", error=WeightsError, max_bytes=MAX_WEIGHTS_BYTES)
     digest = sha256_hex(data)
     if sha256 is not None and not digest.startswith(sha256.lower()):
         raise WeightsError(f"{path}: sha256 mismatch: expected {sha256.lower()}, file has {digest}")
@@ -237,11 +249,14 @@ def read_state_dict(path: str | os.PathLike, *, sha256: str | None = None) -> tu
             with warnings.catch_warnings():
                 # torch warns about pickle protocols it did not write; the load is still checked.
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                # A TorchScript archive is refused below, in one line; torch's own note about
+                # "dispatching to torch.jit.load" would only confuse (nothing is dispatched).
+                warnings.filterwarnings("ignore", message=".*TorchScript archive")
                 obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
             raise WeightsError(
                 f"{path}: refused to load: the file contains Python code or objects other than tensors "
-                f"({_unsafe_reason(err)}). cnnlab loads .pth files only with torch.load(weights_only=True) "
+                f"({_unsafe_reason(err)}); cnnlab loads .pth files only with torch.load(weights_only=True) "
                 "and never unsafely; convert the file to a plain state dict or safetensors in a trusted "
                 "environment"
             ) from None
@@ -311,6 +326,23 @@ def _compare(model_state: Mapping[str, Tensor], file_state: Mapping[str, Tensor]
     return loadable
 
 
+def _refuse_non_finite(state: Mapping[str, Tensor], path: str | os.PathLike) -> None:
+    """Weights holding NaN or infinity (a diverged run's) give NaN outputs: say so instead of an accuracy."""
+    bad = []
+    for key, value in state.items():
+        if value.is_floating_point() or value.is_complex():
+            n = int((~torch.isfinite(value)).sum())
+            if n:
+                has_nan = bool(torch.isnan(value).any())
+                bad.append(f"{key} ({n:,} of {value.numel():,} values {'NaN' if has_nan else 'infinite'})")
+    if bad:
+        more = f" and {len(bad) - 3} more tensor(s)" if len(bad) > 3 else ""
+        raise WeightsError(
+            f"{path}: the weights hold NaN or infinite values, so the model's outputs would be NaN: "
+            f"{', '.join(bad[:3])}{more} (weights saved from a diverged training run?)"
+        )
+
+
 def _drop_absent_aux_heads(model: nn.Module, report: LoadReport) -> None:
     """torchvision's GoogLeNet files carry the auxiliary heads; a model built without them drops
     those entries with a note, as torchvision's own builder does, instead of failing strict loading."""
@@ -343,9 +375,10 @@ def load_weights(
     loadable = _compare(target.state_dict(), state, report)
     _drop_absent_aux_heads(target, report)
     if strict and not report.complete:
-        raise WeightsError(f"{path} does not match {type(target).__name__}: {report.describe()} (use strict=False / --no-strict to load what matches)")
+        raise WeightsError(f"{path} does not match {type(target).__name__}: {report.describe()} (use strict=False / --no-strict to load only what matches)")
     if not loadable:
         raise WeightsError(f"{path}: no entry matches {type(target).__name__}: {report.describe()}")
+    _refuse_non_finite(loadable, path)
     with torch.no_grad():
         target.load_state_dict(loadable, strict=False)
     return report

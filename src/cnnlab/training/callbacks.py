@@ -75,7 +75,8 @@ class NanGuard(Callback):
     def before_update(self, trainer, step: int, value: float) -> None:
         if math.isfinite(value):
             return
-        where = f"; the checkpoints in {self.ckpt_dir} keep the last finite weights" if self.ckpt_dir else ""
+        saved = self.ckpt_dir is not None and (self.ckpt_dir / "manifest.json").exists()  # none before the first
+        where = f"; the checkpoints in {self.ckpt_dir} keep the last finite weights" if saved else ""
         raise TrainingError(
             f"the loss became {value} at update {step} (epoch {trainer.epoch + 1}, batch "
             f"{trainer.loader.position}, lr {trainer.lr:.4g}); training stopped before applying it{where}. "
@@ -190,10 +191,11 @@ def _trim_steps_csv(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+        # a garbage row (a torn write, an edit) is dropped, not a ValueError
+        rows = [r for r in csv.DictReader(f) if (r.get("step") or "").isdigit() and int(r["step"]) <= last_step]
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(STEP_FIELDS))
+        w = csv.DictWriter(f, fieldnames=list(STEP_FIELDS), extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)

@@ -38,6 +38,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import random
@@ -56,6 +57,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models.weights import TMP_PREFIX, atomic_write, fsync_dir, sha256_hex, state_dict_for_saving
+from cnnlab.safeio import MiB, open_regular, read_regular
 
 __all__ = [
     "MANIFEST",
@@ -70,6 +72,9 @@ __all__ = [
     "clean_temporaries",
     "rng_state",
     "set_rng_state",
+    "check_train_state",
+    "check_weight_shapes",
+    "check_optimizer_state",
 ]
 
 log = logging.getLogger("cnnlab.checkpoint")
@@ -79,6 +84,9 @@ FORMAT = "cnnlab-checkpoint/1"
 PREV = ".prev"
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: ".prev" stays unambiguous
 _CHUNK = 1 << 22
+_MAX_MANIFEST_BYTES = 16 * MiB  # a manifest lists a few tags in ~500 bytes each
+# What a manifest may name: a plain file name in the checkpoint folder (no folder, no "..", not hidden).
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -115,12 +123,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, dict] | None:
     :class:`CheckpointError` naming it.
     """
     path = Path(directory) / MANIFEST
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as err:
-        raise CheckpointError(f"cannot read {path}: {err.strerror or err}") from None
+    raw = read_regular(path, what="checkpoint manifest", error=CheckpointError, max_bytes=_MAX_MANIFEST_BYTES)
     try:
         doc = json.loads(raw)
         checkpoints = doc["checkpoints"]
@@ -189,10 +194,14 @@ def _plain(obj: Any, where: str) -> Any:
 
 def _write_temp(directory: Path, name: str, data: bytes | memoryview) -> Path:
     tmp = directory / f"{TMP_PREFIX}{name}.{secrets.token_hex(4)}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk: the partial temporary goes, not only at the next run's start
+        tmp.unlink(missing_ok=True)
+        raise
     return tmp
 
 
@@ -292,6 +301,11 @@ def save_checkpoint(
         checkpoints[tag] = entry  # step 6
         dropped = checkpoints.pop(prev, None) if not keep_previous else None
         _write_manifest(directory, checkpoints)
+    except OSError as err:  # ENOSPC, EDQUOT, EIO: the manifest still names only complete, verified files
+        raise CheckpointError(
+            f"cannot save checkpoint {tag!r} in {directory}: {err.strerror or err}; the checkpoints saved "
+            "before it are kept"
+        ) from None
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
@@ -330,18 +344,22 @@ def clean_temporaries(directory: str | os.PathLike) -> list[str]:
 
 
 def _check_file(directory: Path, info: Mapping[str, Any], *, keep: bool) -> bytes | None:
-    """Check a file's size and sha256 against the manifest; return its bytes if ``keep``."""
+    """Check a file's size and sha256 against the manifest; return its bytes if ``keep``.
+
+    Only a regular file is opened (a FIFO or ``/dev/zero`` named by a forged manifest is refused,
+    never waited on or read without end), and no more than the manifest's size is read.
+    """
     path = directory / info["name"]
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing (listed in {MANIFEST})") from None
-    if size != info["size"]:
-        raise CheckpointError(f"{path} is truncated or altered: {size} bytes, the manifest says {info['size']}")
-    digest = hashlib.sha256()
-    chunks = [] if keep else None
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{path} is missing (listed in {MANIFEST})")
+    with open_regular(path, what="checkpoint file", error=CheckpointError) as (f, size):
+        if size != info["size"]:
+            raise CheckpointError(f"{path} is truncated or altered: {size} bytes, the manifest says {info['size']}")
+        digest = hashlib.sha256()
+        chunks = [] if keep else None
+        left = size
+        while left > 0 and (block := f.read(min(_CHUNK, left))):
+            left -= len(block)
             digest.update(block)
             if chunks is not None:
                 chunks.append(block)
@@ -350,15 +368,33 @@ def _check_file(directory: Path, info: Mapping[str, Any], *, keep: bool) -> byte
     return b"".join(chunks) if chunks is not None else None
 
 
+def _entry_problem(entry: Any) -> str | None:
+    """Why a manifest entry cannot be used (its files must be plain names inside the folder), or None."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("files"), Mapping):
+        return "it has no 'files' mapping"
+    for kind in ("weights", "state"):
+        info = entry["files"].get(kind)
+        if not isinstance(info, Mapping):
+            return f"it has no {kind!r} file"
+        name, size, digest = info.get("name"), info.get("size"), info.get("sha256")
+        if not isinstance(name, str) or not _FILE_NAME_RE.match(name) or ".." in name:
+            return (f"its {kind} file name {name!r} is not a plain file name inside the checkpoint folder "
+                    "(no folders, no '..', no absolute paths)")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return f"its {kind} file size {size!r} is not a byte count"
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            return f"its {kind} file sha256 {digest!r} is not 64 hexadecimal digits"
+    if len(entry["files"]) != 2:
+        return f"it lists files {sorted(map(str, entry['files']))}, expected weights and state"
+    return None
+
+
 def _entry(checkpoints: Mapping[str, dict], directory: Path, tag: str) -> dict:
-    try:
-        entry = checkpoints[tag]
-        if all(isinstance(entry["files"][kind]["name"], str) for kind in ("weights", "state")):
-            return entry
-    except (KeyError, TypeError):
-        pass
     if tag in checkpoints:
-        raise CheckpointError(f"{directory / MANIFEST}: the entry for {tag!r} is malformed")
+        problem = _entry_problem(checkpoints[tag])
+        if problem is None:
+            return checkpoints[tag]
+        raise CheckpointError(f"{directory / MANIFEST}: the entry for {tag!r} is malformed: {problem}")
     known = ", ".join(sorted(checkpoints)) or "none"
     raise CheckpointError(f"no checkpoint {tag!r} in {directory / MANIFEST} (it lists: {known})")
 
@@ -462,10 +498,13 @@ def _scan(directory: Path, *, load: bool, map_location: Any = "cpu") -> tuple[Re
     checkpoints = _require_manifest(directory)
     if not checkpoints:
         return None
-    skipped = []
-    for tag in _order(checkpoints):
+    # A malformed entry has no trustworthy step to order it by; it is reported, never passed over silently.
+    malformed = {tag: p for tag in checkpoints if (p := _entry_problem(checkpoints[tag])) is not None}
+    skipped = [f"{tag!r} (its {MANIFEST} entry is malformed: {p})" for tag, p in malformed.items()]
+    usable = {tag: e for tag, e in checkpoints.items() if tag not in malformed}
+    for tag in _order(usable):
         try:
-            entry = _entry(checkpoints, directory, tag)
+            entry = _entry(usable, directory, tag)
             if load:
                 loaded = _load_entry(directory, entry, map_location)
             else:
@@ -485,9 +524,12 @@ def _scan(directory: Path, *, load: bool, map_location: Any = "cpu") -> tuple[Re
             notes.append(f"{base!r} was being replaced when the previous run stopped")
         message = None
         if notes:
+            # "falling back" only past a newer checkpoint; a malformed entry has no order to be newer by
+            fell_back = len(skipped) > len(malformed) or (base and base not in checkpoints) or tag.endswith(PREV)
+            using = "falling back to the previous good checkpoint" if fell_back else "resuming from"
             message = (
                 f"{directory}: " + "; ".join(notes)
-                + f"; falling back to the previous good checkpoint {tag!r} (step {entry.get('step')}, epoch {entry.get('epoch')})"
+                + f"; {using} {tag!r} (step {entry.get('step')}, epoch {entry.get('epoch')})"
             )
         return ResumePoint(directory, tag, entry.get("step"), entry.get("epoch"), tuple(skipped), message), loaded
     raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(skipped))
@@ -517,6 +559,138 @@ def find_resumable(directory: str | os.PathLike) -> str | None:
     if point.message:
         log.warning(point.message)
     return point.tag
+
+
+# --------------------------------------------------------------------------------------- restoring
+
+# What the Trainer's state file holds (trainer.STATE_FORMAT, Trainer.state_dict), by type. A file whose sha256
+# matches its manifest can still hold anything a weights_only pickle allows (a hand-edited or
+# foreign file): resuming checks it against this first, so a malformed state is one CheckpointError
+# naming the file, not a KeyError or a shape error in the middle of the first update.
+_NUMBER = (int, float)
+TRAIN_STATE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "step": int, "epoch": int, "position": int, "batch_size": int, "world_size": int,
+    "optimizer": dict, "schedule": dict, "scaler": dict, "loader": dict, "accum": Tensor, "history": list,
+    "best_value": (type(None), *_NUMBER), "best_epoch": int, "stop": bool,
+    "seconds": _NUMBER, "train_seconds": _NUMBER, "train_images": _NUMBER, "rng": dict,
+}  # fmt: skip
+# Optimizer options that torch versions add or drop; every other option must be in the file.
+_OPTIONAL_GROUP_KEYS = {"foreach", "fused", "differentiable", "capturable", "maximize", "decoupled_weight_decay",
+                        "param_names"}  # fmt: skip
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def check_train_state(
+    ts: Mapping[str, Any],
+    *,
+    where: str,
+    fields: Mapping[str, type | tuple[type, ...]] = TRAIN_STATE_FIELDS,
+    accum_size: int = 4,
+) -> None:
+    """Raise :class:`CheckpointError` naming ``where`` unless ``ts`` holds ``fields`` (name -> type) and
+    the parts of them resuming reads (loader position, history rows, schedule, scaler, per-rank RNG)
+    are well formed. A trainer whose state differs passes its own ``fields`` and ``accum_size``."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: malformed training state: {what}")
+
+    for key, kind in fields.items():
+        if key not in ts:
+            raise bad(f"no {key!r} entry")
+        value = ts[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, _NUMBER)):
+            raise bad(f"{key!r} is a {_type_name(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad(f"{key!r} is {value}")
+    for key in ("step", "epoch", "position", "batch_size", "world_size"):
+        if key in fields and ts[key] < (1 if key in ("batch_size", "world_size") else 0):
+            raise bad(f"{key!r} is {ts[key]}")
+    accum = ts.get("accum")
+    if "accum" in fields and (tuple(accum.shape) != (accum_size,)
+                              or not (accum.is_floating_point() or accum.dtype == torch.int64)):
+        raise bad(f"'accum' is a {accum.dtype} tensor of shape {list(accum.shape)}, expected {accum_size} sums")
+    loader = ts.get("loader")
+    for key in ("epoch", "position") if isinstance(loader, dict) else ():
+        if not isinstance(loader.get(key), int) or isinstance(loader.get(key), bool):
+            raise bad(f"the loader's {key!r} is {loader.get(key)!r}")
+    history = ts.get("history")
+    if isinstance(history, list) and not all(isinstance(r, dict) and all(isinstance(k, str) for k in r) for r in history):
+        raise bad("'history' is not a list of rows (dicts keyed by column name)")
+    plateau = ts["schedule"].get("plateau") if isinstance(ts.get("schedule"), dict) else None
+    if plateau is not None:
+        types = {"factor": _NUMBER, "bad_epochs": int, "drops": list}
+        if not isinstance(plateau, dict) or any(not isinstance(plateau.get(k), t) for k, t in types.items()) \
+                or "best" not in plateau or not all(isinstance(e, int) for e in plateau["drops"]):
+            raise bad("the plateau schedule's state is malformed")
+    scaler = ts.get("scaler")
+    if isinstance(scaler, dict) and scaler and not all(
+            isinstance(scaler.get(k), _NUMBER)
+            for k in ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")):
+        raise bad("the grad scaler's state is malformed")
+    ranks = ts.get("rng_ranks")
+    if ranks is not None and (not isinstance(ranks, list) or len(ranks) != ts.get("world_size")
+                              or not all(isinstance(r, dict) for r in ranks)):
+        raise bad(f"'rng_ranks' is not a list of {ts.get('world_size')} RNG states")
+
+
+def check_weight_shapes(model: nn.Module, state_dict: Mapping[str, Tensor], *, where: str) -> None:
+    """Raise :class:`CheckpointError` naming ``where`` when a stored tensor's shape differs from the model's."""
+    own = model.state_dict()
+    wrong = [f"{k} (file {list(v.shape)} vs model {list(own[k].shape)})"
+             for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        more = f" and {len(wrong) - 4} more" if len(wrong) > 4 else ""
+        raise CheckpointError(f"{where} does not match the model: shape mismatch in {', '.join(wrong[:4])}{more}")
+
+
+def _same_kind(new: Any, old: Any) -> bool:
+    if isinstance(old, bool) or old is None:
+        return isinstance(new, (bool, type(None))) or (old is None and isinstance(new, (int, float, Tensor)))
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float)) and not isinstance(new, bool) and math.isfinite(new)
+    if isinstance(old, (tuple, list)):
+        return isinstance(new, (tuple, list)) and len(new) == len(old) and all(_same_kind(a, b) for a, b in zip(new, old))
+    if isinstance(old, Tensor):
+        return isinstance(new, (Tensor, int, float)) and not isinstance(new, bool)
+    return isinstance(new, type(old))
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any], *, where: str) -> None:
+    """Raise :class:`CheckpointError` naming ``where`` unless ``state`` fits ``optimizer``: the same
+    parameter groups and options, and per-parameter buffers shaped like their parameters."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: malformed optimizer state: {what}")
+
+    groups, per_param = state.get("param_groups"), state.get("state")
+    if not isinstance(groups, list) or not isinstance(per_param, dict):
+        raise bad("expected 'param_groups' (a list) and 'state' (a dict)")
+    own = optimizer.param_groups
+    if len(groups) != len(own):
+        raise bad(f"{len(groups)} parameter group(s), the optimizer has {len(own)}")
+    params: dict[Any, Tensor] = {}
+    for i, (group, mine) in enumerate(zip(groups, own)):
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list):
+            raise bad(f"parameter group {i} is not a dict with a 'params' list")
+        if len(group["params"]) != len(mine["params"]):
+            raise bad(f"parameter group {i} has {len(group['params'])} parameters, the model {len(mine['params'])}")
+        for key, value in mine.items():
+            if key == "params" or (key not in group and key in _OPTIONAL_GROUP_KEYS):
+                continue
+            if key not in group or not _same_kind(group[key], value):
+                raise bad(f"parameter group {i}'s {key!r} is {group.get(key)!r}")
+        params.update(zip(group["params"], mine["params"]))
+    for pid, buffers in per_param.items():
+        if pid not in params or not isinstance(buffers, dict):
+            raise bad(f"state for an unknown parameter {pid!r}")
+        for name, value in buffers.items():
+            if isinstance(value, Tensor) and value.ndim > 0 and tuple(value.shape) != tuple(params[pid].shape):
+                raise bad(f"{name!r} of parameter {pid} has shape {list(value.shape)}, the parameter {list(params[pid].shape)}")
+            if not isinstance(value, (Tensor, int, float, type(None))):
+                raise bad(f"{name!r} of parameter {pid} is a {_type_name(value)}")
 
 
 # --------------------------------------------------------------------------------------- RNG
@@ -570,5 +744,5 @@ def set_rng_state(state: Mapping[str, Any], *, generators: Mapping[str, torch.Ge
                 torch.cuda.set_rng_state(s, device)
         for name, g in (generators or {}).items():
             g.set_state(state["generators"][name])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as err:
         raise CheckpointError(f"invalid RNG state in checkpoint ({type(err).__name__}: {err})") from None

@@ -391,6 +391,7 @@ def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
     trainer.load_state_dict(ts, where=f"{ckpt_dir}/{point.tag}.state.pt")
     if trainer.best_epoch:  # the selected weights so far: the `best` checkpoint
         best, _ = ck.load_checkpoint(ckpt_dir, "best", map_location="cpu")
+        ck.check_weight_shapes(trainer.model, best, where=f"{ckpt_dir}/best.safetensors")
         trainer.best_state = best
     trainer.resumed = config["resumed"] = {
         "from": f"{ckpt_dir}/{point.tag}", "step": trainer.step, "epoch": trainer.epoch,
@@ -398,6 +399,7 @@ def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
 
 
 def _load_weights(model: nn.Module, state_dict: dict, where: str) -> None:
+    ck.check_weight_shapes(model, state_dict, where=where)  # one line, not torch's size-mismatch RuntimeError
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{where} does not match {type(model).__name__}: "

@@ -84,6 +84,7 @@ class TrainSpec:
             raise ConfigError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.bad_files not in ("strict", "skip"):
             raise ConfigError(f"bad_files must be 'strict' or 'skip', got {self.bad_files!r}")
+        _check_spec_types(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,17 +100,56 @@ class TrainSpec:
         return cls(**d)
 
 
+# Chosen by the run itself (the data set's classes and channels, --weights/--sha256/--strict): a
+# --model-set or config.json "model_config" naming them would clash with them in create_model.
+RESERVED_MODEL_OPTIONS = ("num_classes", "in_chans", "weights", "sha256", "strict")
+RESERVED_DATA_OPTIONS = ("name", "root", "download", "input_size", "seed", "bad_files")
+
+
+def _check_spec_types(spec: TrainSpec) -> None:
+    """ConfigError naming the field for a value of the wrong type (a hand-edited config.json)."""
+    import math
+
+    for name in ("overrides", "model_config", "data_options"):
+        value = getattr(spec, name)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{name} must be a mapping of option names to values, got {value!r}")
+        for key, v in value.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{name}: {key}={v} is not a finite number")
+    for name in ("data", "data_root", "recipe", "device", "weights", "sha256"):
+        value = getattr(spec, name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+    for name in ("download", "strict", "deterministic", "tensorboard"):
+        if not isinstance(getattr(spec, name), bool):
+            raise ConfigError(f"{name} must be true or false, got {getattr(spec, name)!r}")
+    if spec.lr is not None and not math.isfinite(spec.lr):
+        raise ConfigError(f"lr must be a finite positive number, got {spec.lr!r}")
+    clash = [k for k in RESERVED_DATA_OPTIONS if k in spec.data_options]
+    if clash:
+        raise ConfigError(f"data set option {clash[0]!r} cannot be set with --data-set / data_options: it is "
+                          "the run's own (--data-root, --download, --seed, --bad-files, the model's input size)")
+    clash = [k for k in RESERVED_MODEL_OPTIONS if k in spec.model_config]
+    if clash:
+        raise ConfigError(
+            f"model option {clash[0]!r} cannot be set with --model-set / model_config: the data set sets "
+            "num_classes and in_chans, and --weights, --sha256 and --strict choose the weights"
+        )
+
+
 def spec_from_config(path: str | os.PathLike) -> TrainSpec:
     """The :class:`TrainSpec` stored in a run's ``config.json`` (or the run directory holding it)."""
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
+    from cnnlab.safeio import MiB, read_regular
+
+    raw = read_regular(p, what="run configuration", error=ConfigError, max_bytes=16 * MiB)
     try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{p}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+        doc = json.loads(raw)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: cannot read it ({err})") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict) or not doc["spec"].get("model"):
@@ -173,7 +213,9 @@ def _check_file(path: str | None, what: str) -> None:
         return
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{what} {path}: no such file")
+        from cnnlab.safeio import describe_path
+
+        raise ConfigError(f"{what} {path} {describe_path(p)}")
     if not os.access(p, os.R_OK):
         raise ConfigError(f"{what} {path}: not readable")
 

@@ -362,6 +362,9 @@ class Trainer:
             raise CheckpointError(
                 f"{where}: the checkpoint was made with {ts.get('world_size')} process(es) and batch "
                 f"{ts.get('batch_size')}; resume with the same (now {self.world} and {self.recipe.batch_size})")
+        # a checksummed but malformed state: one CheckpointError now, not a KeyError or a shape error later
+        ck.check_train_state(ts, where=where, accum_size=len(self.task.zeros()))
+        ck.check_optimizer_state(self.optimizer, ts["optimizer"], where=where)
         self.optimizer.load_state_dict(ts["optimizer"])
         self.schedule.load_state_dict(ts["schedule"])
         if ts.get("scaler"):

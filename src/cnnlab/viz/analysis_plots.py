@@ -20,12 +20,22 @@ __all__ = ["plot_erf", "plot_complexity", "plot_accuracy_vs_macs"]
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    from cnnlab.errors import ConfigError
+    from cnnlab.safeio import check_output_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_path(path, what="image file", directory=False)
     FigureCanvasAgg(fig)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk, a read-only folder: one line, and no .NAME.tmp left behind
+        raise ConfigError(f"cannot write image file {path}: {err.strerror or err}") from None
+    finally:
+        if tmp.is_file():  # left by a failed savefig or replace
+            tmp.unlink()
     return path
 
 

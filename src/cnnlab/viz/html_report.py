@@ -47,18 +47,30 @@ def _common(source: Path, title: str, *, sortable: bool) -> dict[str, Any]:
             "made": _dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
 
 
-def _json(path: Path) -> dict | None:
+def _read(path: Path, max_bytes: int = 256 << 20) -> bytes | None:
+    """A run file's bytes, or None when it is missing, unreadable or not a regular file (a FIFO named
+    like a run file must not hang the report, nor /dev/zero fill memory)."""
+    from cnnlab.errors import CnnlabError
+    from cnnlab.safeio import read_regular
+
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_regular(path, what="run file", error=ConfigError, max_bytes=max_bytes)
+    except CnnlabError:
+        return None
+
+
+def _json(path: Path) -> dict | None:
+    raw = _read(path)
+    try:
+        doc = json.loads(raw) if raw is not None else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     return doc if isinstance(doc, dict) else None
 
 
 def _png(path: Path, caption: str) -> dict[str, str] | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
+    data = _read(path)
+    if data is None:
         return None
     if not data.startswith(b"\x89PNG"):
         return None
@@ -112,10 +124,10 @@ def detect_kind(path: str | os.PathLike) -> str:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    raw = _read(path)
     try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
+        return list(csv.DictReader(io.StringIO(raw.decode(), newline=""))) if raw is not None else []
+    except (UnicodeDecodeError, csv.Error):
         return []
 
 
@@ -174,10 +186,12 @@ def _metrics_table(folder: Path) -> dict[str, Any]:
 def _per_class(folder: Path) -> list[dict[str, Any]]:
     """Rows of the confusion matrix a run or `cnnlab eval` left (test split): accuracy per class."""
     for path in (folder / "confusion.csv", folder / "eval" / "confusion.csv"):
+        raw = _read(path)
         try:
-            with open(path, newline="") as f:
-                table = list(csv.reader(f))
-        except (OSError, UnicodeDecodeError, csv.Error):
+            table = list(csv.reader(io.StringIO(raw.decode(), newline=""))) if raw is not None else None
+        except (UnicodeDecodeError, csv.Error):
+            continue
+        if table is None:
             continue
         out = []
         for k, row in enumerate(table[1:]):

@@ -38,9 +38,12 @@ class RunSummary:
 
 
 def _json(path: Path) -> dict | None:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.safeio import MiB, read_regular
+
+    try:  # a regular file only: a FIFO named config.json must not hang `cnnlab runs`
+        doc = json.loads(read_regular(path, what="run file", error=ConfigError, max_bytes=64 * MiB))
+    except (CnnlabError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return doc if isinstance(doc, dict) else None
 

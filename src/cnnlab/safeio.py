@@ -1,0 +1,163 @@
+"""Opening files that come from elsewhere: regular files only, their size known before reading.
+
+Every reader of an outside file (weights, checkpoints and their manifest, data set files,
+``config.json``) opens it through :func:`open_regular` or :func:`read_regular`, so that:
+
+- a FIFO, a device (``/dev/zero``, ``/dev/stdin``), a socket or a directory is refused with one line
+  naming the path and what it is, also behind a symbolic link (the check is on the opened file, so it
+  cannot be raced by swapping the link). A FIFO is opened with ``O_NONBLOCK``, so opening it never
+  waits for a writer;
+- the size is read with ``fstat`` before anything is read, checked against the reader's limit, and
+  no more than that size is read even if the file grows meanwhile.
+
+:func:`describe_path` says what a path is, for messages ("does not exist", "is a directory", "is a
+FIFO (named pipe)"), so that "no such file" is never printed for something that exists.
+Like :mod:`cnnlab.errors` this module imports nothing else of the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from cnnlab.errors import CnnlabError, ConfigError
+
+__all__ = ["open_regular", "read_regular", "describe_path", "check_output_path", "GiB", "MiB"]
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # Windows has no FIFOs to block on
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _link_note(path: Path) -> str:
+    try:
+        if path.is_symlink():
+            return f" (a symbolic link to {os.path.realpath(path)})"
+    except OSError:
+        pass
+    return ""
+
+
+def describe_path(path: str | os.PathLike) -> str:
+    """What ``path`` is, as the end of a sentence: "does not exist", "is a directory", "is a FIFO
+    (named pipe)", ..., or "is a regular file". Never opens the file."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist" + (" (a broken symbolic link)" if os.path.islink(path) else "")
+    except NotADirectoryError:
+        return "does not exist (a folder on its path is a file)"
+    except PermissionError:
+        return "cannot be reached (permission denied)"
+    except OSError as err:
+        return f"cannot be examined ({err.strerror or err})"
+    if stat.S_ISREG(st.st_mode):
+        return "is a regular file"
+    return f"is {_kind(st.st_mode)}{_link_note(path)}"
+
+
+@contextlib.contextmanager
+def open_regular(
+    path: str | os.PathLike, *, what: str, error: type[CnnlabError], max_bytes: int | None = None
+) -> Iterator[tuple[BinaryIO, int]]:
+    """Open ``path`` for reading if it is a regular file of at most ``max_bytes``: ``(file, size)``.
+
+    ``what`` names the file in messages ("weights file", "IDX file"); every problem raises ``error``
+    as ``"<what> <path> <problem>"`` on one line.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY)
+    except FileNotFoundError:
+        raise error(f"{what} {path} {describe_path(path)}") from None
+    except NotADirectoryError:
+        raise error(f"{what} {path} does not exist (a folder on its path is a file)") from None
+    except IsADirectoryError:  # Windows; Linux opens directories and fstat tells below
+        raise error(f"{what} {path} is a directory, not a file") from None
+    except OSError as err:
+        reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err))
+        raise error(f"cannot open {what} {path}: {reason}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{what} {path} is {_kind(st.st_mode)}{_link_note(path)}, not a regular file; refusing to read it")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise error(
+                f"{what} {path} is {st.st_size:,} bytes, more than the {max_bytes:,} this reader accepts; "
+                "refusing to read it"
+            )
+        if _O_NONBLOCK:
+            import fcntl  # not on Windows, where _O_NONBLOCK is 0
+
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_NONBLOCK)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f, st.st_size
+
+
+def read_regular(
+    path: str | os.PathLike, *, what: str, error: type[CnnlabError], max_bytes: int | None = None
+) -> bytes:
+    """The content of the regular file ``path`` (see :func:`open_regular`): at most the size that
+    ``fstat`` gave before reading, so a file that grows meanwhile is not read without bound."""
+    with open_regular(path, what=what, error=error, max_bytes=max_bytes) as (f, size):
+        try:
+            return f.read(size)
+        except OSError as err:
+            raise error(f"cannot read {what} {path}: {err.strerror or err}") from None
+
+
+def check_output_path(path: str | os.PathLike, *, what: str, directory: bool, error: type[CnnlabError] = ConfigError) -> None:
+    """Refuse, before any work, an output path that cannot be written: for a ``directory`` an
+    existing non-directory, a file on the path, a read-only or unwritable parent; for a file, an
+    existing directory (or non-regular file), or a parent that is not a writable folder."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        st_ok = path.is_dir() if directory else path.is_file()
+        if not st_ok:
+            want = "a folder" if directory else "a file name"
+            raise error(f"{what} {path} {describe_path(path)}; give {want}")
+        target = path if directory else path.parent
+    else:
+        target = path.parent
+        while not target.exists():  # the first existing ancestor is where the folders get created
+            if target.is_symlink() or target == target.parent:
+                break
+            target = target.parent
+        if target.exists() and not target.is_dir():
+            raise error(f"{what} {path}: {target} is a file, not a folder")
+    if target.exists() and not os.access(target, os.W_OK | os.X_OK):
+        raise error(f"{what} {path}: {target} is not writable")
+    if target.exists():
+        try:
+            vfs = os.statvfs(target)
+        except (OSError, AttributeError):
+            return
+        if vfs.f_flag & getattr(os, "ST_RDONLY", 1):
+            raise error(f"{what} {path}: {target} is on a read-only file system")

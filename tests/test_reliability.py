@@ -1,0 +1,628 @@
+"""Issue 12: no input makes cnnlab hang, read without bound, give a wrong result or print a traceback.
+
+One test per finding; each failed before its fix (the finding is named in the test's name or first
+line). Hanging inputs (FIFOs, /dev/zero) run under a SIGALRM deadline, so a regression fails the test
+instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import tarfile
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.data import load_dataset
+from cnnlab.data.readers import read_idx
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DatasetError, WeightsError
+from cnnlab.models.weights import TMP_PREFIX, load_weights, save_weights
+from cnnlab.training import checkpoint as ck
+
+TINY = ["--data", "synthetic", "--data-set", "n_train=64", "--data-set", "n_test=16", "--epochs", "2",
+        "--batch-size", "32", "--threads", "1", "--precision", "fp32", "--no-progress"]
+
+
+class Hang(BaseException):
+    """Raised by the deadline: a BaseException, so no ``except OSError``/``except Exception`` in the
+    code under test swallows it (TimeoutError is an OSError)."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: int = 20):
+    """Fail (instead of hanging the suite) if the block takes longer than ``seconds``."""
+
+    def timeout(signum, frame):
+        raise Hang(f"still running after {seconds} s: the input made cnnlab hang")
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line(rc: int, err: str, *needles: str) -> str:
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def fifo(tmp_path) -> Path:
+    path = tmp_path / "weights.pth"
+    os.mkfifo(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- non-regular files
+
+
+def test_weights_fifo_is_refused_not_waited_on(fifo):
+    with deadline(), pytest.raises(WeightsError, match="FIFO"):
+        cnnlab.create_model("lenet5", weights=str(fifo))
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_weights_dev_zero_is_refused_not_read_until_memory_runs_out(tmp_path, through_link):
+    path = Path("/dev/zero")
+    if through_link:
+        (tmp_path / "w.safetensors").symlink_to(path)
+        path = tmp_path / "w.safetensors"
+    with deadline(), pytest.raises(WeightsError, match="character device") as err:
+        cnnlab.create_model("lenet5", weights=str(path))
+    if through_link:
+        assert "symbolic link to /dev/zero" in str(err.value)
+
+
+def test_eval_names_a_fifo_and_a_directory_as_what_they_are(fifo, tmp_path, capsys):
+    with deadline():
+        rc, _, err = run_cli(["eval", str(fifo), "--model", "lenet5"], capsys)
+    one_line(rc, err, "FIFO")
+    rc, _, err = run_cli(["eval", str(tmp_path), "--model", "lenet5"], capsys)
+    line = one_line(rc, err, "is a directory")
+    assert "no such file" not in line
+
+
+def test_train_weights_fifo_is_named(fifo, capsys):
+    with deadline():
+        rc, _, err = run_cli(["train", "lenet5", "--weights", str(fifo), *TINY], capsys)
+    line = one_line(rc, err, str(fifo), "FIFO")
+    assert "no such file" not in line
+
+
+@pytest.mark.parametrize("option", ["num_classes=5", "in_chans=3", "weights=/dev/zero"])
+def test_model_set_of_a_run_chosen_option_is_one_line(option, capsys):
+    """TypeError "got multiple values for keyword argument" before."""
+    with deadline():
+        rc, _, err = run_cli(["train", "lenet5", "--model-set", option, *TINY], capsys)
+    one_line(rc, err, option.split("=")[0])
+    w = save_weights(cnnlab.create_model("lenet5"), "w.safetensors")
+    assert w
+    with deadline():
+        rc, _, err = run_cli(["eval", "w.safetensors", "--model", "lenet5", "--data", "synthetic",
+                              "--data-set", "n=8", "--model-set", option], capsys)
+    one_line(rc, err, option.split("=")[0])
+
+
+def test_config_whose_model_config_names_dev_zero_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"spec": {"model": "lenet5", "data": "synthetic", "model_config": {"weights": "/dev/zero"}}}))
+    with deadline():
+        rc, _, err = run_cli(["train", "--config", str(cfg), "--no-progress"], capsys)
+    one_line(rc, err, "weights")
+
+
+def test_config_json_that_is_a_fifo_or_dev_zero(tmp_path, capsys):
+    os.mkfifo(tmp_path / "config.json")
+    with deadline():
+        rc, _, err = run_cli(["train", "--config", str(tmp_path / "config.json")], capsys)
+    one_line(rc, err, "FIFO")
+    (tmp_path / "z.json").symlink_to("/dev/zero")
+    with deadline():
+        rc, _, err = run_cli(["train", "--config", str(tmp_path / "z.json")], capsys)
+    one_line(rc, err, "character device")
+
+
+def _save_two(directory: Path) -> None:
+    model = cnnlab.create_model("lenet5")
+    ck.save_checkpoint(directory, "last", model=model, train_state={"step": 1, "epoch": 0})
+    ck.save_checkpoint(directory, "last", model=model, train_state={"step": 2, "epoch": 0})
+
+
+def _rewrite_manifest(directory: Path, change) -> None:
+    checkpoints = ck.read_manifest(directory)
+    change(checkpoints)
+    ck._write_manifest(directory, checkpoints)  # checksummed: only the content is wrong
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "../../outside.state.pt", "/etc/passwd", "sub/last.state.pt", ""])
+def test_manifest_names_must_be_plain_file_names_inside_the_folder(tmp_path, name):
+    _save_two(tmp_path)
+
+    def point_elsewhere(cps):
+        cps["last"]["files"]["state"]["name"] = name
+        cps["last.prev"]["files"]["state"]["name"] = name
+
+    _rewrite_manifest(tmp_path, point_elsewhere)
+    with deadline(), pytest.raises(CheckpointError, match="not a plain file name"):
+        ck.load_checkpoint(tmp_path)
+    with deadline(), pytest.raises(CheckpointError, match="not a plain file name"):
+        ck.choose_resumable(tmp_path)
+
+
+def test_checkpoint_file_that_is_a_fifo_does_not_hang_resume(tmp_path):
+    _save_two(tmp_path)
+    (tmp_path / "last.state.pt").unlink()
+    os.mkfifo(tmp_path / "last.state.pt")  # the name the manifest lists: only its type is wrong
+    with deadline():
+        point = ck.choose_resumable(tmp_path)
+    assert point.tag == "last.prev" and "FIFO" in point.message
+
+
+def test_manifest_that_is_a_fifo_or_a_device_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "manifest.json")
+    with deadline(), pytest.raises(CheckpointError, match="FIFO"):
+        ck.read_manifest(tmp_path)
+    other = tmp_path / "b"
+    other.mkdir()
+    (other / "manifest.json").symlink_to("/dev/zero")
+    with deadline(), pytest.raises(CheckpointError, match="character device"):
+        ck.find_resumable(other)
+
+
+def test_resume_run_folder_whose_manifest_names_dev_zero(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"spec": {"model": "lenet5", "data": "synthetic",
+                                                          "data_options": {"n": 32}}}))
+    _save_two(run / "checkpoints")
+    _rewrite_manifest(run / "checkpoints", lambda cps: [cps[t]["files"]["weights"].update(name="/dev/zero") for t in cps])
+    with deadline():
+        rc, _, err = run_cli(["train", "--resume", str(run), "--no-progress"], capsys)
+    one_line(rc, err, "not a plain file name")
+
+
+# ----------------------------------------------------------------------------- silent fallbacks
+
+
+def test_malformed_last_entry_is_reported_when_falling_back(tmp_path):
+    """A checksummed manifest whose `last` entry is malformed fell back to `last.prev` without a word."""
+    _save_two(tmp_path)
+    _rewrite_manifest(tmp_path, lambda cps: cps["last"].update(files={"weights": cps["last"]["files"]["weights"]}))
+    point = ck.choose_resumable(tmp_path)
+    assert point.tag == "last.prev"
+    assert point.message and "'last'" in point.message and "malformed" in point.message and "state" in point.message
+
+
+@pytest.mark.parametrize("argv", [["--lr", "inf"], ["--lr", "nan"], ["--set", "lr=1e999"], ["--set", "momentum=-1e999"]])
+def test_non_finite_numbers_are_refused_at_parsing(argv, capsys):
+    rc, _, err = run_cli(["train", "lenet5", *argv, *TINY], capsys)
+    one_line(rc, err)
+    assert not Path("runs").exists()
+
+
+def test_non_finite_number_in_config_json_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text('{"spec": {"model": "lenet5", "overrides": {"lr": Infinity}}}')
+    rc, _, err = run_cli(["train", "--config", str(cfg)], capsys)
+    one_line(rc, err, "lr=inf")
+
+
+# ----------------------------------------------------------------------------- decompression bombs
+
+
+def _idx_gz(dims: tuple[int, ...], body: bytes) -> bytes:
+    header = (0x0800 | len(dims)).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+    return gzip.compress(header + body, compresslevel=9)
+
+
+def test_idx_bomb_decompresses_only_the_declared_size(tmp_path):
+    """A small gzip file that inflates to 64 MB while declaring 7,840 bytes: memory stays near the declared size."""
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(_idx_gz((10, 28, 28), bytes(64 << 20)))
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match="too long"):
+            read_idx(path, ndim=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak:,} bytes allocated to reject a file declaring 7,840"
+
+
+def test_idx_header_declaring_gigabytes_is_refused_before_decompressing(tmp_path):
+    path = tmp_path / "huge-idx3-ubyte.gz"
+    path.write_bytes(_idx_gz((65536, 256, 256), bytes(100)))  # declares 4 GiB
+    with pytest.raises(DatasetError, match="refusing to decompress"):
+        read_idx(path, ndim=3)
+
+
+def test_idx_gzip_still_reads(tmp_path):
+    arr = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    path = tmp_path / "ok-idx3-ubyte.gz"
+    path.write_bytes(_idx_gz(arr.shape, arr.tobytes()))
+    assert np.array_equal(read_idx(path, ndim=3), arr)
+
+
+def test_tar_archive_is_bounded_by_its_members_declared_sizes(tmp_path):
+    from cnnlab.data.torchvision_sets import _extract_tar
+
+    archive = tmp_path / "cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = 1 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    with pytest.raises(DatasetError, match="refusing to extract"):
+        _extract_tar("cifar10", archive, tmp_path / "out", max_bytes=1000)
+    assert not (tmp_path / "out").exists()
+    _extract_tar("cifar10", archive, tmp_path / "ok")
+    assert (tmp_path / "ok" / "cifar-10-batches-py" / "data_batch_1").stat().st_size == 1 << 20
+
+
+def test_cifar_batch_that_is_a_fifo_is_refused(tmp_path):
+    from test_data_bad_files import write_cifar10
+
+    folder = write_cifar10(tmp_path)
+    (folder / "data_batch_2").unlink()
+    os.mkfifo(folder / "data_batch_2")
+    with deadline(), pytest.raises(DatasetError, match="FIFO") as err:
+        load_dataset("cifar10", root=tmp_path)
+    assert "data_batch_2" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- wrong results
+
+
+def _images(folder: Path, classes: tuple[str, ...], per_class: int = 3) -> None:
+    from test_data_bad_files import png_bytes
+
+    for c, cls in enumerate(classes):
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (folder / cls / f"{i}.png").write_bytes(png_bytes(seed=10 * c + i))
+
+
+def test_imagefolder_with_only_train_is_not_one_class_named_train(tmp_path):
+    _images(tmp_path / "d" / "train", ("cat", "dog"))
+    with pytest.raises(DatasetError, match=r"has train/ with class folders but no val/"):
+        load_dataset(f"imagefolder:{tmp_path / 'd'}", input_size=(3, 8, 8))
+    _images(tmp_path / "v" / "val", ("cat", "dog"))
+    with pytest.raises(DatasetError, match=r"has val/ with class folders but no train/"):
+        load_dataset(f"imagefolder:{tmp_path / 'v'}", input_size=(3, 8, 8))
+    bundle = load_dataset(f"imagefolder:{tmp_path / 'd' / 'train'}", input_size=(3, 8, 8))  # as the message says
+    assert bundle.class_names == ("cat", "dog")
+
+
+def test_imagefolder_with_one_class_is_an_error(tmp_path):
+    _images(tmp_path, ("cat",))
+    with pytest.raises(DatasetError, match="only one class"):
+        load_dataset(f"imagefolder:{tmp_path}", input_size=(3, 8, 8))
+
+
+def test_imagefolder_empty_class_folder_is_named(tmp_path):
+    _images(tmp_path, ("cat", "dog"))
+    (tmp_path / "emu").mkdir()
+    with pytest.raises(DatasetError, match="no images") as err:
+        load_dataset(f"imagefolder:{tmp_path}", input_size=(3, 8, 8))
+    assert str(tmp_path / "emu") in str(err.value)
+
+
+# ----------------------------------------------------------------------------- one line, not a traceback
+
+
+@pytest.mark.parametrize("options", [["n=x"], ["shape=3"], ["shape=3,100000,100000"], ["n=-1"], ["n_test=x"]])
+def test_malformed_synthetic_options(options, capsys):
+    argv = ["train", "lenet5", "--data", "synthetic", "--no-progress"]
+    for o in options:
+        argv += ["--data-set", o]
+    rc, _, err = run_cli(argv, capsys)
+    one_line(rc, err, "synthetic")
+
+
+@pytest.mark.parametrize("field, value", [("overrides", [1, 2]), ("model_config", "big"), ("data_options", 3),
+                                          ("strict", "yes"), ("data", 5)])
+def test_config_json_with_a_field_of_the_wrong_type(tmp_path, capsys, field, value):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"spec": {"model": "lenet5", field: value}}))
+    rc, _, err = run_cli(["train", "--config", str(cfg), "--set", "lr=0.1", "--model-set", "x=1"], capsys)
+    one_line(rc, err, field)
+
+
+def test_out_that_cannot_be_a_run_folder(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run_cli(["train", "lenet5", *TINY, "--out", str(tmp_path / "file")], capsys)
+    one_line(rc, err, "--out", "regular file")
+    rc, _, err = run_cli(["train", "lenet5", *TINY, "--out", str(tmp_path / "file" / "run")], capsys)
+    one_line(rc, err, "is a file, not a folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if Path(p) == locked else real_access(p, mode, **k))
+    rc, _, err = run_cli(["train", "lenet5", *TINY, "--out", str(locked / "run")], capsys)
+    one_line(rc, err, "not writable")
+
+
+def test_out_on_a_read_only_file_system(tmp_path, capsys, monkeypatch):
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly())
+    rc, _, err = run_cli(["train", "lenet5", *TINY, "--out", str(tmp_path / "run")], capsys)
+    one_line(rc, err, "read-only file system")
+    rc, _, err = run_cli(["summary", "lenet5", "--erf", str(tmp_path / "erf.png")], capsys)
+    one_line(rc, err, "read-only file system")
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_under_a_folder_that_fails_at_mkdir(tmp_path, capsys, monkeypatch):
+    """Whatever slips past the check (a read-only mount seen only at mkdir) is still one line."""
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *a, **k):
+        if "ro-run" in str(self):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    rc, _, err = run_cli(["train", "lenet5", *TINY, "--out", str(tmp_path / "ro-run")], capsys)
+    one_line(rc, err, "ro-run", "Read-only")
+
+
+def test_erf_and_plot_at_a_directory_or_unwritable_path(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for argv in (["summary", "lenet5", "--erf", str(tmp_path)], ["summary", "lenet5", "--erf", "/"],
+                 ["compare", "lenet5", "alexnet", "--plot", str(tmp_path)],
+                 ["compare", "lenet5", "--plot", str(tmp_path / "file" / "x.png")]):
+        rc, _, err = run_cli(argv, capsys)
+        one_line(rc, err)
+    assert not list(tmp_path.glob(".*.tmp")) and not Path("/.tmp").exists()
+
+
+def test_plot_write_failure_leaves_no_tmp_file(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from cnnlab.viz.analysis_plots import plot_erf
+
+    def full_disk(self, fname, *a, **k):
+        Path(fname).write_bytes(b"half a png")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fname))
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(ConfigError, match="No space left"):
+        plot_erf(np.ones((9, 9)), tmp_path / "erf.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _full_disk_after(monkeypatch, calls: int) -> None:
+    """os.fsync raises ENOSPC from its ``calls``-th call on (a save writes, then fsyncs)."""
+    real = os.fsync
+    count = [0]
+
+    def fsync(fd):
+        count[0] += 1
+        if count[0] >= calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("calls", [1, 2, 3, 4])
+def test_enospc_while_saving_a_checkpoint(tmp_path, monkeypatch, calls):
+    _save_two(tmp_path)
+    before = ck.read_manifest(tmp_path)
+    _full_disk_after(monkeypatch, calls)
+    with pytest.raises(CheckpointError, match="No space left on device") as err:
+        ck.save_checkpoint(tmp_path, "last", model=cnnlab.create_model("lenet5"), train_state={"step": 3, "epoch": 0})
+    assert "\n" not in str(err.value) and "'last'" in str(err.value)
+    monkeypatch.undo()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+    point = ck.choose_resumable(tmp_path)  # the last good checkpoint is still verifiable
+    assert point is not None and point.step == 2 and point.message is None
+    assert ck.read_manifest(tmp_path)["last"] == before["last"]  # (step 2 of the protocol may drop last.prev)
+
+
+def test_enospc_during_training_is_one_line(tmp_path, monkeypatch, capsys):
+    real_save = ck.save_checkpoint
+    saves = [0]
+
+    def save(*a, **k):
+        saves[0] += 1
+        if saves[0] == 2:
+            _full_disk_after(monkeypatch, 1)
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(ck, "save_checkpoint", save)
+    rc, _, err = run_cli(["train", "lenet5", *TINY, "--checkpoint-every", "1", "--out", str(tmp_path / "r")], capsys)
+    monkeypatch.undo()
+    one_line(rc, err, "No space left on device")
+    ckpt = tmp_path / "r" / "checkpoints"
+    assert not [p.name for p in ckpt.iterdir() if p.name.startswith(TMP_PREFIX)]
+    assert ck.choose_resumable(ckpt).step == 1
+
+
+# ----------------------------------------------------------------------------- checkpoint content
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "lenet5", *TINY, "--max-steps", "3", "--checkpoint-every", "1", "--out", str(run)]) == 0
+    return run
+
+
+@pytest.fixture
+def unfinished_run(finished_run, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "results.json").unlink()
+    return run
+
+
+def _tamper_state(run: Path, change) -> None:
+    ckpt = run / "checkpoints"
+    for tag in ("last", "last.prev"):
+        path = ckpt / f"{tag}.state.pt"
+        state = torch.load(path, weights_only=True)
+        change(state)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        path.write_bytes(buf.getvalue())
+
+    def rehash(cps):
+        for tag in ("last", "last.prev"):
+            data = (ckpt / f"{tag}.state.pt").read_bytes()
+            cps[tag]["files"]["state"].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    _rewrite_manifest(ckpt, rehash)
+
+
+def _set(key, value):
+    return lambda s: s.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda s: s.pop("optimizer"), "'optimizer'"),
+        (lambda s: s.pop("rng"), "'rng'"),
+        (_set("step", "three"), "'step'"),
+        (_set("history", [1, 2]), "history"),
+        (_set("accum", torch.zeros(7)), "accum"),
+        (lambda s: s["loader"].__setitem__("position", "x"), "position"),
+        (lambda s: next(iter(s["optimizer"]["state"].values())).__setitem__("momentum_buffer", torch.zeros(3)), "momentum_buffer"),
+        (lambda s: s["optimizer"]["param_groups"][0].__setitem__("momentum", "fast"), "momentum"),
+        (lambda s: s["optimizer"]["param_groups"][0]["params"].pop(), "parameters"),
+        (lambda s: s["rng"].__setitem__("python", {"version": 3, "state": [1.5e300], "gauss_next": None}), "RNG"),
+    ],
+)
+def test_malformed_state_with_a_matching_sha256_is_one_line(unfinished_run, capsys, change, needle):
+    _tamper_state(unfinished_run, change)
+    rc, _, err = run_cli(["train", "--resume", str(unfinished_run), "--no-progress"], capsys)
+    one_line(rc, err, needle)
+
+
+def test_weights_of_the_wrong_shape_with_a_matching_sha256(unfinished_run, capsys):
+    ckpt = unfinished_run / "checkpoints"
+    other = cnnlab.create_model("lenet5", num_classes=7)
+    for tag in ("last", "last.prev"):
+        save_weights(other, ckpt / f"{tag}.safetensors")
+
+    def rehash(cps):
+        for tag in ("last", "last.prev"):
+            data = (ckpt / f"{tag}.safetensors").read_bytes()
+            cps[tag]["files"]["weights"].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    _rewrite_manifest(ckpt, rehash)
+    rc, _, err = run_cli(["train", "--resume", str(unfinished_run), "--no-progress"], capsys)
+    one_line(rc, err, "shape mismatch", "last.safetensors")
+
+
+def test_garbage_row_in_steps_csv_on_resume(unfinished_run, capsys):
+    with open(unfinished_run / "steps.csv", "a") as f:
+        f.write("garbage,,\nx,y,z,w,v,u,t,s\n")
+    rc, _, err = run_cli(["train", "--resume", str(unfinished_run), "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "garbage" not in (unfinished_run / "steps.csv").read_text()
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def test_refused_pickle_names_the_global_without_torchs_advice(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"w": Payload()}, path)
+    with pytest.raises(WeightsError, match="refused to load") as err:
+        cnnlab.create_model("lenet5", weights=str(path))
+    message = str(err.value)
+    assert "posix.system" in message or "nt.system" in message
+    assert "Re-run" not in message and "weights_only=False" not in message and "\n" not in message
+
+
+def test_eval_offers_no_strict_and_has_it(tmp_path, capsys):
+    save_weights(cnnlab.create_model("lenet5", num_classes=7), tmp_path / "w.safetensors")
+    base = ["eval", str(tmp_path / "w.safetensors"), "--model", "lenet5", "--data", "synthetic", "--data-set", "n=16",
+            "--data-set", "shape=1,32,32"]
+    rc, _, err = run_cli(base, capsys)
+    one_line(rc, err, "--no-strict")
+    rc, out, err = run_cli([*base, "--no-strict"], capsys)
+    assert rc == 0, err
+    assert "shape mismatch" in out and "top-1" in out
+
+
+def test_eval_of_nan_weights_says_nan_not_an_accuracy(tmp_path, capsys):
+    model = cnnlab.create_model("lenet5")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    save_weights(model, tmp_path / "w.safetensors")
+    rc, out, err = run_cli(["eval", str(tmp_path / "w.safetensors"), "--model", "lenet5", "--data", "synthetic",
+                            "--data-set", "n=16", "--data-set", "shape=1,32,32"], capsys)
+    one_line(rc, err, "NaN")
+    assert "top-1" not in out
+    with pytest.raises(WeightsError, match="NaN"):
+        load_weights(cnnlab.create_model("lenet5"), tmp_path / "w.safetensors", strict=False)
+
+
+def test_every_cnnlab_error_is_a_subclass_the_cli_catches():
+    for cls in (CheckpointError, ConfigError, DatasetError, WeightsError, ck.UnsafeCheckpointError):
+        assert issubclass(cls, CnnlabError)
+
+
+def test_runs_and_report_do_not_hang_on_a_fifo_in_a_run_folder(unfinished_run, tmp_path, capsys):
+    """`cnnlab runs` and `cnnlab report` read run folders written by anyone: a FIFO there is skipped."""
+    for name in ("steps.csv", "metrics.csv", "curves.png"):
+        path = unfinished_run / name
+        if path.exists():
+            path.unlink()
+        os.mkfifo(path)
+    broken = tmp_path / "2026-01-01-lenet5-synthetic"
+    broken.mkdir()
+    os.mkfifo(broken / "config.json")
+    with deadline():
+        rc, out, err = run_cli(["runs", str(tmp_path)], capsys)
+    assert rc in (0, 2) and "Traceback" not in err, err
+    with deadline():
+        rc, out, err = run_cli(["report", str(unfinished_run), "--out", str(tmp_path / "r.html")], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "r.html").is_file()

@@ -7,16 +7,15 @@ will do. Only rank 0 writes files; hooks that gather across ranks (checkpoints) 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor
 
+from cnnlab.atomic import write_csv, write_json
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import checkpoint as ck
 
@@ -35,26 +34,6 @@ class Callback:
     def on_step_end(self, trainer, step: int, loss: float) -> None: ...
     def on_epoch_end(self, trainer, epoch: int, row: dict) -> None: ...
     def on_fit_end(self, trainer, result) -> None: ...
-
-
-def _fmt(v: Any) -> Any:
-    return repr(v) if isinstance(v, float) else v
-
-
-def write_csv(path: Path, fields: list[str] | tuple[str, ...], rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _fmt(r.get(k)) for k in fields})
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def metric_fields(history: list[dict]) -> list[str]:
@@ -190,13 +169,9 @@ def _trim_steps_csv(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(STEP_FIELDS))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+        # a torn or edited row (no integer step) is dropped with the rows after the checkpoint
+        rows = [r for r in csv.DictReader(f) if (r.get("step") or "").isdigit() and int(r["step"]) <= last_step]
+    write_csv(path, STEP_FIELDS, rows)
 
 
 class MetricsCsv(Callback):
@@ -268,7 +243,8 @@ class Checkpointing(Callback):
 
 
 class RunFiles(Callback):
-    """At the end: model.safetensors (the selected weights), curves.png and results.json."""
+    """At the end: model.safetensors (the selected weights), curves.png, a classifier's test diagnosis
+    (confusion.csv, confusion.png, mistakes.png) and, last, results.json (which marks the run finished)."""
 
     def __init__(self, out: Path, *, name: str, data_name: str) -> None:
         self.out, self.name, self.data_name = out, name, data_name
@@ -281,6 +257,11 @@ class RunFiles(Callback):
                      metadata={"cnnlab.model": self.name, "cnnlab.data": self.data_name,
                                "cnnlab.selected_epoch": str(result.best_epoch)})
         plot_training_curves(result.history, self.out / "curves.png", title=f"{self.name} on {self.data_name}")
+        if trainer.task.name == "classification" and len(trainer.data.test):
+            from cnnlab.training.diagnostics import write_diagnostics
+
+            write_diagnostics(result.model, trainer.data, self.out, batch_size=trainer.recipe.eval_batch_size,
+                              title=f"{self.name} on {self.data_name}")
         write_json(self.out / "results.json", results_record(result, name=self.name, data_name=self.data_name,
                                                              task=trainer.task))
 

@@ -55,7 +55,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.models.weights import TMP_PREFIX, atomic_write, fsync_dir, sha256_hex, state_dict_for_saving
+from cnnlab.atomic import TMP_PREFIX, atomic_write, fsync_dir, write_temp
+from cnnlab.models.weights import sha256_hex, state_dict_for_saving
 
 __all__ = [
     "MANIFEST",
@@ -187,15 +188,6 @@ def _plain(obj: Any, where: str) -> Any:
     )
 
 
-def _write_temp(directory: Path, name: str, data: bytes | memoryview) -> Path:
-    tmp = directory / f"{TMP_PREFIX}{name}.{secrets.token_hex(4)}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` hold ``src``'s content (a hard link where possible), replacing ``dst`` atomically."""
     tmp = dst.with_name(f"{TMP_PREFIX}{dst.name}.{secrets.token_hex(4)}")
@@ -263,7 +255,7 @@ def save_checkpoint(
     temps: dict[str, Path] = {}
     try:
         for kind in names:  # step 1
-            temps[kind] = _write_temp(directory, names[kind], blobs[kind])
+            temps[kind] = write_temp(directory, names[kind], blobs[kind])
         checkpoints = _require_manifest(directory)
         if checkpoints is None:
             # A first save: an empty manifest goes first, so that a kill right after the files are

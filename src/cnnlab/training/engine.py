@@ -29,7 +29,6 @@ interrupted and resumed run is bitwise the run that was never interrupted.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -45,9 +44,10 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, RunFiles,
-                                       StepsCsv, TensorBoard, write_json)
+                                       StepsCsv, TensorBoard)
 from cnnlab.training.device import Precision, resolve_device, resolve_precision
 from cnnlab.training.recipes import Recipe, get_recipe
+from cnnlab.training.rundir import RunDir
 from cnnlab.training.tasks import Task, get_task
 from cnnlab.training.trainer import FitResult, RunOptions, Trainer, TrainStep
 
@@ -315,36 +315,59 @@ def fit(model: nn.Module, data: DataBundle, recipe: Recipe | str | None = None, 
     if dev.type == "cuda" and dist.enabled:
         dev = torch.device("cuda", dist.local_rank)
     prec = resolve_precision(precision, dev, memory_format=memory_format)
+    owned = out_dir is not None and not isinstance(out_dir, RunDir)  # a RunDir given: its opener closes it
+    run_dir = _open_run_dir(out_dir, resume=resume) if owned and dist.is_main else out_dir
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    trainer = None
     try:
         n_dropout = _apply_dropout(model, recipe.dropout)
         trainer = Trainer(model, data, recipe, task, device=dev, prec=prec, options=options)
         out = Path(out_dir) if out_dir is not None else None
         config = _run_config(trainer, model_name or type(model).__name__, precision, run_info, n_dropout)
-        trainer.callbacks = _callbacks(trainer, out, config, resume=resume, extra=callbacks)
+        trainer.callbacks = _callbacks(trainer, run_dir if dist.is_main else out, config, resume=resume,
+                                       extra=callbacks)
         trainer.t_start = t_start  # the run's time counts the set-up (a resume: on top of the stored seconds)
         result = trainer.fit()
         result.out_dir, result.config = out, config
-        return result
+    except BaseException as err:
+        if isinstance(run_dir, RunDir):
+            run_dir.last_step = trainer.step if trainer is not None else None
+            if owned:
+                run_dir.abandon(err)
+        raise
+    else:
+        if owned and isinstance(run_dir, RunDir):
+            run_dir.succeeded()
     finally:
+        if owned and isinstance(run_dir, RunDir):
+            run_dir.release()
         torch.use_deterministic_algorithms(was_deterministic)  # a library call leaves the global flag as it was
+    return result
 
 
-def _callbacks(trainer: Trainer, out: Path | None, config: dict, *, resume: bool, extra) -> list:
-    """Open (or resume) the run folder and list the run's callbacks: the built-in ones, then ``extra``."""
+def _open_run_dir(out_dir, *, resume: bool) -> RunDir:
+    """Open (and lock) the run folder ``fit`` was given as a path."""
+    if resume:
+        return RunDir.resume(out_dir)
+    return RunDir.create(out_dir)
+
+
+def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, resume: bool, extra) -> list:
+    """Prepare (or resume) the run folder and list the run's callbacks: the built-in ones, then ``extra``.
+    ``out`` is the locked :class:`RunDir` on rank 0, the folder's path on the other ranks."""
     opts, main = trainer.options, trainer.main
-    ckpt_dir = out / CHECKPOINT_DIR if out is not None else None
+    ckpt_dir = Path(out) / CHECKPOINT_DIR if out is not None else None
     patience = trainer.recipe.early_stop_patience
     cbs: list = [NanGuard(ckpt_dir), ProgressBar(opts.progress and main)]
     if patience:
         cbs.append(EarlyStopping(patience))  # before the checkpoint, so that `stop` is saved with it
     if out is not None:
-        _open_run_dir(trainer, out, config, resume=resume)
+        _prepare_run_dir(trainer, out, config, resume=resume)
         if main:
             cbs += [StepsCsv(out / "steps.csv"), MetricsCsv(out / "metrics.csv")]
             if opts.tensorboard:
@@ -356,42 +379,44 @@ def _callbacks(trainer: Trainer, out: Path | None, config: dict, *, resume: bool
     return cbs
 
 
-def _open_run_dir(trainer: Trainer, out: Path, config: dict, *, resume: bool) -> None:
-    ckpt_dir = out / CHECKPOINT_DIR
-    if trainer.main:
-        if resume:
-            if not (out / "config.json").exists():
-                raise CheckpointError(f"cannot resume: {out} holds no run (config.json is missing)")
-        elif (out / "config.json").exists() or ckpt_dir.exists():
-            raise ConfigError(f"{out} already holds a run; choose another output directory or resume it")
-        out.mkdir(parents=True, exist_ok=True)
-        ck.clean_temporaries(ckpt_dir)
+def _prepare_run_dir(trainer: Trainer, out: RunDir | Path, config: dict, *, resume: bool) -> None:
     if resume:
-        _resume(trainer, ckpt_dir, config)
+        _resume(trainer, Path(out) / CHECKPOINT_DIR, config)
     if trainer.main:
         if resume:
-            old = json.loads((out / "config.json").read_text())
-            old.setdefault("resumes", []).append(config["resumed"])
-            write_json(out / "config.json", old)
+            out.record_resume(config)
         else:
-            write_json(out / "config.json", config)
+            out.write_config(config)
 
 
 def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
     point = ck.choose_resumable(ckpt_dir)
-    if point is None:
-        raise CheckpointError(f"cannot resume: no checkpoint in {ckpt_dir}")
+    if point is None:  # killed before its first checkpoint: the run starts again from its first update
+        trainer.resumed = config["resumed"] = {"from": None, "step": 0, "epoch": 0, "position": 0,
+                                               "note": "no checkpoint yet: started from the beginning"}
+        if trainer.main and trainer.options.progress:
+            print(f"cnnlab: {ckpt_dir.parent} has no checkpoint yet: starting it again from the beginning",
+                  file=sys.stderr)
+        return
     if point.message and trainer.main:
         print(f"cnnlab: {point.message}", file=sys.stderr)
     state_dict, ts = ck.load_checkpoint(ckpt_dir, point.tag, map_location="cpu")
     _load_weights(trainer.model, state_dict, f"{ckpt_dir}/{point.tag}.safetensors")
     trainer.load_state_dict(ts, where=f"{ckpt_dir}/{point.tag}.state.pt")
+    if trainer.epoch > trainer.resolved.epochs:
+        raise ConfigError(f"--epochs {trainer.resolved.epochs}: {ckpt_dir.parent} has already trained "
+                          f"{trainer.epoch} epochs; give at least that many")
     if trainer.best_epoch:  # the selected weights so far: the `best` checkpoint
         best, _ = ck.load_checkpoint(ckpt_dir, "best", map_location="cpu")
         trainer.best_state = best
     trainer.resumed = config["resumed"] = {
         "from": f"{ckpt_dir}/{point.tag}", "step": trainer.step, "epoch": trainer.epoch,
         "position": trainer.loader.position, "note": point.message}
+    if trainer.main and trainer.options.progress:
+        where = (f"epoch {trainer.epoch + 1}, batch {trainer.loader.position + 1} of {len(trainer.loader)}"
+                 if trainer.loader.position else f"the start of epoch {trainer.epoch + 1}")
+        print(f"cnnlab: resuming {ckpt_dir.parent} at {where} (update {trainer.step} of {trainer.stop_at} done) "
+              f"from checkpoint {point.tag!r}", file=sys.stderr)
 
 
 def _load_weights(model: nn.Module, state_dict: dict, where: str) -> None:

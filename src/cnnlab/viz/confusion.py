@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab import atomic
+
 __all__ = ["plot_confusion", "plot_mistakes"]
 
 
@@ -39,9 +41,7 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: str 
     ax.set_ylabel("true class")
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100, format="png")
-    return path
+    return atomic.save_figure(fig, path, dpi=100)
 
 
 def plot_mistakes(images: np.ndarray, true: Sequence[int], predicted: Sequence[int], confidence: Sequence[float],
@@ -67,6 +67,4 @@ def plot_mistakes(images: np.ndarray, true: Sequence[int], predicted: Sequence[i
         axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle(title or "most confident mistakes (true -> predicted, confidence)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100, format="png")
-    return path
+    return atomic.save_figure(fig, path, dpi=100)

@@ -363,7 +363,7 @@ def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, res
     opts, main = trainer.options, trainer.main
     ckpt_dir = Path(out) / CHECKPOINT_DIR if out is not None else None
     patience = trainer.recipe.early_stop_patience
-    cbs: list = [NanGuard(ckpt_dir), ProgressBar(opts.progress and main)]
+    cbs: list = [NanGuard(ckpt_dir), ProgressBar(opts.progress and main, name=config["model"]["name"])]
     if patience:
         cbs.append(EarlyStopping(patience))  # before the checkpoint, so that `stop` is saved with it
     if out is not None:
@@ -394,7 +394,7 @@ def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
     if point is None:  # killed before its first checkpoint: the run starts again from its first update
         trainer.resumed = config["resumed"] = {"from": None, "step": 0, "epoch": 0, "position": 0,
                                                "note": "no checkpoint yet: started from the beginning"}
-        if trainer.main and trainer.options.progress:
+        if trainer.main:
             print(f"cnnlab: {ckpt_dir.parent} has no checkpoint yet: starting it again from the beginning",
                   file=sys.stderr)
         return
@@ -412,7 +412,7 @@ def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
     trainer.resumed = config["resumed"] = {
         "from": f"{ckpt_dir}/{point.tag}", "step": trainer.step, "epoch": trainer.epoch,
         "position": trainer.loader.position, "note": point.message}
-    if trainer.main and trainer.options.progress:
+    if trainer.main:
         where = (f"epoch {trainer.epoch + 1}, batch {trainer.loader.position + 1} of {len(trainer.loader)}"
                  if trainer.loader.position else f"the start of epoch {trainer.epoch + 1}")
         print(f"cnnlab: resuming {ckpt_dir.parent} at {where} (update {trainer.step} of {trainer.stop_at} done) "

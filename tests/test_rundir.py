@@ -102,6 +102,29 @@ def test_atomic_csv_and_json_round_trip(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": [1, 2]}
 
 
+def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_good_one_and_no_temporaries(tmp_path, monkeypatch):
+    from cnnlab.errors import CheckpointError
+    from cnnlab.training import checkpoint as ck
+
+    model = torch.nn.Linear(3, 2)
+    ck.save_checkpoint(tmp_path, "last", model=model, train_state={"step": 1, "epoch": 0})
+    real = os.fsync
+
+    def full(fd):
+        if os.fstat(fd).st_size > 0 and not os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    with pytest.raises(CheckpointError, match="No space left.*saved before it are kept"):
+        ck.save_checkpoint(tmp_path, "last", model=model, train_state={"step": 2, "epoch": 0})
+    monkeypatch.undo()
+    assert ck.verify_checkpoint(tmp_path, "last")["step"] == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(atomic.TMP_PREFIX)]
+
+
 # ------------------------------------------------------------------ --out
 
 

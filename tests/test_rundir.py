@@ -184,6 +184,17 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(tmp_path, mo
     assert rc == 0, err
 
 
+def test_a_missing_optional_package_leaves_no_folder(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
+    out = tmp_path / "r"
+    rc, _, err = _run(["train", "lenet5", *TINY, "--no-progress", "--tensorboard", "--out", str(out)], capsys)
+    _one_line(rc, err, "tensorboard")
+    assert not out.exists()
+
+
 def test_a_run_failing_after_a_checkpoint_keeps_it_writes_failed_json_and_resumes(tmp_path, monkeypatch, capsys):
     from cnnlab.viz.runs import read_run
 

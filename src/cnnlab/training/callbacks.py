@@ -114,7 +114,7 @@ class ProgressBar(Callback):
             return
         r, data = trainer.resolved, trainer.data
         head = f"{self.name} on {data.name}: " if self.name else ""
-        print(f"{head}{r.epochs} epochs x {r.steps_per_epoch} updates = {r.total_steps:,} updates of batch "
+        print(f"{head}{r.epochs:,} epochs x {r.steps_per_epoch:,} updates = {r.total_steps:,} updates of batch "
               f"{trainer.recipe.batch_size} ({len(data.train):,} train / {len(data.val):,} val / "
               f"{len(data.test):,} test images), {trainer.device} {trainer.prec.name}"
               + (f"; stopping after update {trainer.stop_at:,}" if trainer.stop_at < r.total_steps else "")

@@ -112,16 +112,20 @@ def test_config_json_alone_repeats_a_run_and_eval_reads_it(tmp_path, capsys):
 def test_nan_loss_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     from cnnlab.training import engine
 
-    class NanAt6:  # the loss of update 6 (epoch 2, after epoch 1's checkpoint) becomes NaN: a callback
+    class NanAt3:  # the loss of update 3 becomes NaN: injected as a callback into the CLI's fit
         def on_loss(self, trainer, step, loss):
-            return loss * float("nan") if step == 6 else None
+            return loss * float("nan") if step == 3 else None
 
     real = engine._callbacks
     monkeypatch.setattr(engine, "_callbacks", lambda trainer, out, config, *, resume, extra:
-                        real(trainer, out, config, resume=resume, extra=(NanAt6(), *extra)))
+                        real(trainer, out, config, resume=resume, extra=(NanAt3(), *extra)))
     rc, _, err = _run(["train", "lenet5", *TINY, "--out", str(tmp_path / "r")], capsys)
-    _assert_one_line_error(rc, err, "update 6", "nan", "keep the last finite weights")
+    _assert_one_line_error(rc, err, "update 3", "nan")
     assert not (tmp_path / "r" / "results.json").exists()
+    # no checkpoint was saved before update 3 (one per epoch): the message must not point to one
+    assert "checkpoints" not in err and not (tmp_path / "r" / "checkpoints" / "manifest.json").exists()
+    rc, _, err = _run(["train", "lenet5", *TINY, "--checkpoint-every", "1", "--out", str(tmp_path / "r2")], capsys)
+    _assert_one_line_error(rc, err, "update 3", "nan", "keep the last finite weights")
 
 
 def test_val_fraction_and_test_every_epoch_flags(tmp_path, capsys):

@@ -54,7 +54,7 @@ class NanGuard(Callback):
     def before_update(self, trainer, step: int, value: float) -> None:
         if math.isfinite(value):
             return
-        saved = self.ckpt_dir is not None and (self.ckpt_dir / ck.MANIFEST).exists()
+        saved = self.ckpt_dir is not None and (self.ckpt_dir / "manifest.json").exists()  # none before the first
         where = f"; the checkpoints in {self.ckpt_dir} keep the last finite weights" if saved else ""
         raise TrainingError(
             f"the loss became {value} at update {step} (epoch {trainer.epoch + 1}, batch "

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import ast
 import dataclasses
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,37 +173,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_eval)
 
 
+_SPEC_FLAGS = ("model", "data", "recipe", "epochs", "batch_size", "lr", "data_root", "download", "bad_files",
+               "seed", "precision", "memory_format", "device", "threads", "max_steps", "weights", "sha256",
+               "strict", "checkpoint_every", "deterministic", "tensorboard", "val_fraction", "test_every_epoch")
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields set on the command line (flags not given are None), --set & co. included."""
+    changes = {name: getattr(args, name) for name in _SPEC_FLAGS if getattr(args, name) is not None}
+    for field, flag, items in (("overrides", "--set", args.set), ("model_config", "--model-set", args.model_set),
+                               ("data_options", "--data-set", args.data_set),
+                               ("task_options", "--task-set", getattr(args, "task_set", None))):
+        if items:
+            changes[field] = _pairs(items, flag)
+    return changes
+
+
 def _spec_from_args(args: argparse.Namespace):
     from cnnlab.training.run import TrainSpec, spec_from_config
 
-    changes: dict[str, Any] = {}
-    for name in ("model", "data", "recipe", "epochs", "batch_size", "lr", "data_root", "download", "bad_files",
-                 "seed", "precision", "memory_format", "device", "threads", "max_steps", "weights", "sha256",
-                 "strict", "checkpoint_every", "deterministic", "tensorboard", "val_fraction", "test_every_epoch"):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
-    sets = _pairs(args.set, "--set")
-    model_sets = _pairs(args.model_set, "--model-set")
-    data_sets = _pairs(args.data_set, "--data-set")
-    task_sets = _pairs(getattr(args, "task_set", None), "--task-set")
+    changes = _given(args)
     if args.config:
         spec = spec_from_config(args.config)
-        if sets:
-            changes["overrides"] = {**spec.overrides, **sets}
-        if model_sets:
-            changes["model_config"] = {**spec.model_config, **model_sets}
-        if data_sets:
-            changes["data_options"] = {**spec.data_options, **data_sets}
-        if task_sets:
-            changes["task_options"] = {**spec.task_options, **task_sets}
+        for field in ("overrides", "model_config", "data_options", "task_options"):
+            if field in changes:
+                changes[field] = {**getattr(spec, field), **changes[field]}
         return dataclasses.replace(spec, **changes)
     if "model" not in changes:
         if args.resume not in (None, "auto") or (args.resume == "auto" and args.out):
             return None  # the run folder's config.json says
         raise ConfigError("give a MODEL (`cnnlab list` shows them), --config CONFIG.json or --resume DIR")
-    return TrainSpec(overrides=sets, model_config=model_sets, data_options=data_sets, task_options=task_sets,
-                     **changes)
+    return TrainSpec(**changes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,9 +215,11 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.safeio import check_output_path
 
         check_output_path(args.out, what="--out", directory=True)
+    # On resuming, the flags given are changes to the run: applied (--epochs ...) or refused by name.
+    changes = _given(args) if args.resume is not None and not args.config else None
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, changes=changes)
         is_main = D.current().is_main
     finally:
         D.shutdown()
@@ -362,37 +361,13 @@ def _check_eval_options(args: argparse.Namespace, model, model_name: str, data_n
 
 def _diagnose(model, data, out_dir: Path, *, mistakes: int, batch_size: int, title: str) -> tuple[list[dict], list[str]]:
     """Per-class accuracy rows; the confusion matrix (CSV, PNG) and mistakes grid written to ``out_dir``."""
-    import torch
+    from cnnlab.training.diagnostics import write_diagnostics
 
-    from cnnlab.models.weights import atomic_write
-    from cnnlab.training.diagnostics import diagnose
-    from cnnlab.viz.confusion import plot_confusion, plot_mistakes
-
-    d = diagnose(model, data.test, num_classes=data.num_classes, batch_size=batch_size)
-    names = [str(n) for n in data.class_names]
-    acc = d.per_class_accuracy
-    rows = [{"class": names[k], "images": int(d.confusion[k].sum()), "correct": int(d.confusion[k, k]),
-             "accuracy": None if acc[k] != acc[k] else float(acc[k])} for k in range(data.num_classes)]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--out {out_dir}: cannot create the folder ({err.strerror or err})") from None
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["true/predicted", *names])
-    writer.writerows([names[k], *(int(v) for v in d.confusion[k])] for k in range(data.num_classes))
-    atomic_write(out_dir / "confusion.csv", buf.getvalue().encode())
-    files = [str(out_dir / "confusion.csv"), str(plot_confusion(d.confusion.numpy(), names, out_dir / "confusion.png",
-                                                                 title=f"{title}: test confusion"))]
-    if mistakes:
-        idx = d.mistakes[:mistakes]
-        mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-        std = torch.tensor(data.std).view(1, -1, 1, 1)
-        images = (data.test.x[idx] * std + mean).numpy()
-        files.append(str(plot_mistakes(images, data.test.y[idx].tolist(), d.predicted[idx].tolist(),
-                                       d.confidence[idx].tolist(), names, out_dir / "mistakes.png",
-                                       title=f"{title}: the {len(idx)} most confident test mistakes")))
-    return rows, files
+    return write_diagnostics(model, data, out_dir, mistakes=mistakes, batch_size=batch_size, title=title)
 
 
 def _print_per_class(rows: list[dict]) -> None:

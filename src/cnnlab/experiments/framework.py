@@ -582,6 +582,7 @@ def run_experiment(
     set; ``data_root``/``download`` locate (or fetch) torchvision-backed data sets such as CIFAR-10.
     Returns the results dict written to ``results.json``.
     """
+    from cnnlab import atomic
     from cnnlab.viz.report import render_report
 
     exp = get_experiment(name)
@@ -647,11 +648,12 @@ def run_experiment(
         plots = exp.plot(results, tmp)
         results["plots"] = [dataclasses.asdict(p) for p in plots]
         results["seconds"] = round(time.perf_counter() - t0, 2)
-        (tmp / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-        (tmp / "report.md").write_text(render_report(results))
+        atomic.write_text(tmp / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n")
+        atomic.write_text(tmp / "report.md", render_report(results))
         out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(tmp.iterdir()):
+        for path in sorted(tmp.iterdir()):  # every file is complete and fsync'd (cnnlab.atomic): rename them in
             os.replace(path, out / path.name)
+        atomic.fsync_dir(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ctx.log(f"{verdict}  ->  {out}/report.md ({results['seconds']:.0f}s)")

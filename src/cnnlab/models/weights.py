@@ -6,8 +6,8 @@ not from its name. ``torch.save`` files are read only with ``torch.load(..., wei
 which refuses any Python object but tensors and plain containers; there is no fallback to unsafe
 loading, whatever the error. A ``sha256`` pins a file to a known content.
 
-``save_weights`` writes safetensors atomically (see :func:`atomic_write`), which ``cnnlab.training``'s
-checkpoints also use.
+``save_weights`` writes safetensors atomically with :func:`cnnlab.atomic.atomic_write` (re-exported
+here as ``atomic_write``), cnnlab's one atomic writer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import io
 import os
 import pickle
 import re
-import secrets
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnlab.atomic import TMP_PREFIX, atomic_write, fsync_dir  # re-exported: the one atomic writer
 from cnnlab.errors import WeightsError
 from cnnlab.safeio import GiB, read_regular
 
@@ -42,10 +42,6 @@ __all__ = [
     "sha256_hex",
 ]
 
-# Temporary files are hidden and carry this prefix, so `clean_temporaries` can find the strays a
-# killed run leaves without ever touching a user's file.
-TMP_PREFIX = ".cnnlab-tmp-"
-
 # Keys under which training frameworks commonly nest the model's state dict (Lightning "state_dict",
 # DeiT/timm/detectron "model", many scripts "model_state_dict" or "net"); first match wins.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
@@ -60,42 +56,6 @@ MAX_WEIGHTS_BYTES = 32 * GiB
 
 
 # --------------------------------------------------------------------------------------- writing
-
-
-def fsync_dir(directory: str | os.PathLike) -> None:
-    """fsync a directory so a rename in it survives a power cut (a no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows cannot open a directory; its renames are journaled by NTFS.
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | bytearray | memoryview, *, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``.
-
-    The bytes go to a temporary file in the same folder (same filesystem, so the rename is atomic),
-    are flushed and fsync'd, then ``os.replace`` puts the file in place and the folder is fsync'd.
-    A crash leaves at worst a stray ``.cnnlab-tmp-*`` file, removed by ``clean_temporaries``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if sync_dir:
-        fsync_dir(path.parent)
 
 
 def sha256_hex(data: bytes | bytearray | memoryview) -> str:

@@ -7,16 +7,15 @@ will do. Only rank 0 writes files; hooks that gather across ranks (checkpoints) 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor
 
+from cnnlab.atomic import write_csv, write_json
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import checkpoint as ck
 
@@ -35,26 +34,6 @@ class Callback:
     def on_step_end(self, trainer, step: int, loss: float) -> None: ...
     def on_epoch_end(self, trainer, epoch: int, row: dict) -> None: ...
     def on_fit_end(self, trainer, result) -> None: ...
-
-
-def _fmt(v: Any) -> Any:
-    return repr(v) if isinstance(v, float) else v
-
-
-def write_csv(path: Path, fields: list[str] | tuple[str, ...], rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _fmt(r.get(k)) for k in fields})
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def metric_fields(history: list[dict]) -> list[str]:
@@ -98,25 +77,62 @@ class EarlyStopping(Callback):
                       f"epochs (best: epoch {trainer.best_epoch})", flush=True)
 
 
+# A recipe's own length (no --epochs) above this many epochs of the data gets a warning at the start:
+# the papers' schedules are counted for their data sets (He et al.'s 64,000 CIFAR iterations are
+# 2,000 epochs of mnist-5k's 3,600 training digits).
+LONG_RUN_EPOCHS = 200
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
 class ProgressBar(Callback):
-    """A tqdm bar per epoch on stderr (a terminal, rank 0, progress on) and a line per epoch."""
+    """What a person watching sees (rank 0, progress on): one line at the start (epochs, updates,
+    batch, images; a warning when the recipe's length is very long for the data), one line per epoch
+    with the estimated time left, and on a terminal a tqdm bar over all the run's updates (its ETA
+    is the whole run's)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, *, name: str = "") -> None:
         self.enabled = enabled
+        self.name = name
         self.bar = None
-        self._t0 = 0.0
+        self._t0 = self._t_fit = 0.0
+        self._step0 = 0
 
-    def _start(self, trainer) -> None:
-        if self.enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=len(trainer.loader), initial=trainer.loader.position, leave=False,
-                            desc=f"epoch {trainer.epoch + 1}/{trainer.resolved.epochs}", file=sys.stderr,
-                            dynamic_ncols=True, unit="batch")
-            self._t0 = time.perf_counter()
+    def _say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)  # above the bar, which stays
+        else:
+            print(line, flush=True)
 
     def on_fit_start(self, trainer) -> None:
-        self._start(trainer)
+        if not self.enabled:
+            return
+        r, data = trainer.resolved, trainer.data
+        head = f"{self.name} on {data.name}: " if self.name else ""
+        print(f"{head}{r.epochs:,} epochs x {r.steps_per_epoch:,} updates = {r.total_steps:,} updates of batch "
+              f"{trainer.recipe.batch_size} ({len(data.train):,} train / {len(data.val):,} val / "
+              f"{len(data.test):,} test images), {trainer.device} {trainer.prec.name}"
+              + (f"; stopping after update {trainer.stop_at:,}" if trainer.stop_at < r.total_steps else "")
+              + (f"; resumed after update {trainer.step:,}" if trainer.step else ""), flush=True)
+        if trainer.options.epochs is None and r.epochs > LONG_RUN_EPOCHS:
+            print(f"cnnlab: warning: the {trainer.recipe.name} recipe schedules {r.total_steps:,} updates, "
+                  f"{r.epochs:,} epochs of these {len(data.train):,} images (its paper's length for its own data); "
+                  f"give --epochs N for a shorter run (the schedule scales with it)", file=sys.stderr, flush=True)
+        self._t_fit, self._step0 = time.perf_counter(), trainer.step
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=trainer.stop_at, initial=trainer.step, file=sys.stderr, dynamic_ncols=True,
+                            unit="update", desc=self._desc(trainer), leave=False)
+        self._t0 = time.perf_counter()
+
+    def _desc(self, trainer) -> str:
+        return f"epoch {trainer.epoch + 1}/{trainer.resolved.epochs}"
 
     def on_step_end(self, trainer, step: int, loss: float) -> None:
         if self.bar is None:
@@ -127,22 +143,33 @@ class ProgressBar(Callback):
         post["img_s"] = f"{trainer.epoch_images / max(time.perf_counter() - self._t0, 1e-9):.0f}"
         self.bar.set_postfix(post, refresh=False)
 
+    def time_left(self, trainer) -> float | None:
+        """Seconds to the run's end at this session's pace so far (evaluations included); None before an update."""
+        done = trainer.step - self._step0
+        if done <= 0:
+            return None
+        return (time.perf_counter() - self._t_fit) / done * max(trainer.stop_at - trainer.step, 0)
+
     def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
-        self.close()
-        if self.enabled:
-            parts = [f"epoch {epoch:>3}/{trainer.resolved.epochs}", f"lr {row['lr']:.3g}"]
-            for split in ("train", "val", "test"):
-                keys = [k for k in row if k.startswith(split + "_")]
-                if keys:
-                    label = "test (not used for selection)" if split == "test" else split
-                    parts.append(label + " " + " ".join(f"{k[len(split) + 1:]} {row[k]:.4f}" for k in keys))
-            parts.append(f"{row['seconds']:.1f}s {row['images_per_second']:.0f} img/s")
-            print("  ".join(parts) + ("  *" if trainer.improved else ""), flush=True)
-            if getattr(trainer, "drop_lr", False):
-                print(f"  validation {trainer.task.monitor} has not improved for {trainer.recipe.plateau_patience} "
-                      f"epochs: learning rate x{trainer.recipe.gamma}", flush=True)
-        if not trainer.cut and not trainer.stop:
-            self._start(trainer)
+        if not self.enabled:
+            return
+        parts = [f"epoch {epoch:>3}/{trainer.resolved.epochs}", f"lr {row['lr']:.3g}"]
+        for split in ("train", "val", "test"):
+            keys = [k for k in row if k.startswith(split + "_")]
+            if keys:
+                label = "test (not used for selection)" if split == "test" else split
+                parts.append(label + " " + " ".join(f"{k[len(split) + 1:]} {row[k]:.4f}" for k in keys))
+        parts.append(f"{row['seconds']:.1f}s {row['images_per_second']:.0f} img/s")
+        left = self.time_left(trainer)
+        if left and not trainer.cut and not trainer.stop and trainer.step < trainer.stop_at:
+            parts.append(f"~{_duration(left)} left")
+        self._say("  ".join(parts) + ("  *" if trainer.improved else ""))
+        if getattr(trainer, "drop_lr", False):
+            self._say(f"  validation {trainer.task.monitor} has not improved for {trainer.recipe.plateau_patience} "
+                      f"epochs: learning rate x{trainer.recipe.gamma}")
+        if self.bar is not None:
+            self.bar.set_description(self._desc(trainer), refresh=False)
+        self._t0 = time.perf_counter()
 
     def on_fit_end(self, trainer, result) -> None:
         self.close()
@@ -191,14 +218,9 @@ def _trim_steps_csv(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        # a garbage row (a torn write, an edit) is dropped, not a ValueError
+        # a torn or edited row (no integer step) is dropped with the rows after the checkpoint
         rows = [r for r in csv.DictReader(f) if (r.get("step") or "").isdigit() and int(r["step"]) <= last_step]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(STEP_FIELDS), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    write_csv(path, STEP_FIELDS, rows)
 
 
 class MetricsCsv(Callback):
@@ -270,7 +292,8 @@ class Checkpointing(Callback):
 
 
 class RunFiles(Callback):
-    """At the end: model.safetensors (the selected weights), curves.png and results.json."""
+    """At the end: model.safetensors (the selected weights), curves.png, a classifier's test diagnosis
+    (confusion.csv, confusion.png, mistakes.png) and, last, results.json (which marks the run finished)."""
 
     def __init__(self, out: Path, *, name: str, data_name: str) -> None:
         self.out, self.name, self.data_name = out, name, data_name
@@ -283,6 +306,11 @@ class RunFiles(Callback):
                      metadata={"cnnlab.model": self.name, "cnnlab.data": self.data_name,
                                "cnnlab.selected_epoch": str(result.best_epoch)})
         plot_training_curves(result.history, self.out / "curves.png", title=f"{self.name} on {self.data_name}")
+        if trainer.task.name == "classification" and len(trainer.data.test):
+            from cnnlab.training.diagnostics import write_diagnostics
+
+            write_diagnostics(result.model, trainer.data, self.out, batch_size=trainer.recipe.eval_batch_size,
+                              title=f"{self.name} on {self.data_name}")
         write_json(self.out / "results.json", results_record(result, name=self.name, data_name=self.data_name,
                                                              task=trainer.task))
 

@@ -56,7 +56,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.models.weights import TMP_PREFIX, atomic_write, fsync_dir, sha256_hex, state_dict_for_saving
+from cnnlab.atomic import TMP_PREFIX, atomic_write, fsync_dir, write_temp
+from cnnlab.models.weights import sha256_hex, state_dict_for_saving
 from cnnlab.safeio import MiB, open_regular, read_regular
 
 __all__ = [
@@ -192,19 +193,6 @@ def _plain(obj: Any, where: str) -> Any:
     )
 
 
-def _write_temp(directory: Path, name: str, data: bytes | memoryview) -> Path:
-    tmp = directory / f"{TMP_PREFIX}{name}.{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:  # a full disk: the partial temporary goes, not only at the next run's start
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` hold ``src``'s content (a hard link where possible), replacing ``dst`` atomically."""
     tmp = dst.with_name(f"{TMP_PREFIX}{dst.name}.{secrets.token_hex(4)}")
@@ -237,70 +225,23 @@ def save_checkpoint(
     also recorded in the manifest. It must be made of tensors, numbers, strings, lists, tuples and
     dicts (numpy arrays are stored as tensors); anything else raises :class:`CheckpointError`.
     ``keep_previous`` (default: only for ``last``) keeps the replaced checkpoint as ``<tag>.prev``.
-    The save is atomic: a kill at any moment leaves the previous checkpoints intact.
+    The save is atomic: a kill at any moment leaves the previous checkpoints intact, and an error
+    while writing (a full disk) raises :class:`CheckpointError` with the earlier checkpoints and
+    their manifest untouched and no temporary file left.
     """
-    from safetensors.torch import save
-
     _validate_tag(tag)
     keep_previous = (tag == "last") if keep_previous is None else keep_previous
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if not isinstance(train_state, Mapping):
         raise CheckpointError(f"train_state must be a dict, got {type(train_state).__name__}")
-    step, epoch = train_state.get("step"), train_state.get("epoch")
-    now = time.time()
-
-    weights = save(
-        state_dict_for_saving(model),
-        metadata={"format": "pt", "cnnlab.tag": tag, "cnnlab.step": str(step), "cnnlab.epoch": str(epoch)},
-    )
-    buf = io.BytesIO()
-    torch.save(_plain(dict(train_state), "train_state"), buf)
-    state = buf.getbuffer()
-    blobs = {"weights": weights, "state": state}
-
-    names = _files(tag)
-    entry = {
-        "tag": tag,
-        "step": _as_int(step),
-        "epoch": _as_int(epoch),
-        "time": now,
-        "time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
-        "torch": torch.__version__,
-        "files": {kind: {"name": names[kind], "size": len(blobs[kind]), "sha256": sha256_hex(blobs[kind])} for kind in names},
-    }
+    blobs = _encode(tag, model, train_state)
+    entry = _new_entry(tag, train_state, blobs)
     temps: dict[str, Path] = {}
     try:
-        for kind in names:  # step 1
-            temps[kind] = _write_temp(directory, names[kind], blobs[kind])
-        checkpoints = _require_manifest(directory)
-        if checkpoints is None:
-            # A first save: an empty manifest goes first, so that a kill right after the files are
-            # in place leaves "no checkpoint yet" rather than files without a manifest (refused).
-            checkpoints = {}
-            _write_manifest(directory, checkpoints)
-        prev = tag + PREV
-        if tag in checkpoints:
-            if prev in checkpoints:  # step 2: T.prev's files are about to be overwritten
-                del checkpoints[prev]
-                _write_manifest(directory, checkpoints)
-            old = checkpoints.pop(tag)
-            prev_names = _files(prev)
-            try:
-                for kind, info in old["files"].items():  # step 3
-                    _link_or_copy(directory / info["name"], directory / prev_names[kind])
-                    info["name"] = prev_names[kind]
-                fsync_dir(directory)
-                checkpoints[prev] = {**old, "tag": prev}  # step 4
-            except (OSError, KeyError, TypeError, AttributeError):
-                pass  # T's files were deleted or its entry is malformed: there is nothing to keep
-            _write_manifest(directory, checkpoints)
-        for kind in names:  # step 5
-            os.replace(temps[kind], directory / names[kind])
-        fsync_dir(directory)
-        checkpoints[tag] = entry  # step 6
-        dropped = checkpoints.pop(prev, None) if not keep_previous else None
-        _write_manifest(directory, checkpoints)
+        for kind, name in _files(tag).items():  # step 1
+            temps[kind] = write_temp(directory, name, blobs[kind])
+        dropped = _install(directory, tag, entry, temps, keep_previous=keep_previous)  # steps 0, 2-6
     except OSError as err:  # ENOSPC, EDQUOT, EIO: the manifest still names only complete, verified files
         raise CheckpointError(
             f"cannot save checkpoint {tag!r} in {directory}: {err.strerror or err}; the checkpoints saved "
@@ -313,6 +254,70 @@ def save_checkpoint(
         for info in dropped["files"].values():
             (directory / info["name"]).unlink(missing_ok=True)
     return entry
+
+
+def _encode(tag: str, model: nn.Module, train_state: Mapping[str, Any]) -> dict[str, bytes | memoryview]:
+    """The two files' bytes: the weights (safetensors) and the training state (torch.save of plain data)."""
+    from safetensors.torch import save
+
+    step, epoch = train_state.get("step"), train_state.get("epoch")
+    weights = save(
+        state_dict_for_saving(model),
+        metadata={"format": "pt", "cnnlab.tag": tag, "cnnlab.step": str(step), "cnnlab.epoch": str(epoch)},
+    )
+    buf = io.BytesIO()
+    torch.save(_plain(dict(train_state), "train_state"), buf)
+    return {"weights": weights, "state": buf.getbuffer()}
+
+
+def _new_entry(tag: str, train_state: Mapping[str, Any], blobs: Mapping[str, bytes | memoryview]) -> dict:
+    now = time.time()
+    names = _files(tag)
+    return {
+        "tag": tag,
+        "step": _as_int(train_state.get("step")),
+        "epoch": _as_int(train_state.get("epoch")),
+        "time": now,
+        "time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+        "torch": torch.__version__,
+        "files": {kind: {"name": names[kind], "size": len(blobs[kind]), "sha256": sha256_hex(blobs[kind])} for kind in names},
+    }
+
+
+def _install(directory: Path, tag: str, entry: dict, temps: Mapping[str, Path], *, keep_previous: bool) -> dict | None:
+    """Steps 0 and 2-6 of the save protocol (module docstring): the temporaries become ``tag``, the
+    old ``tag`` becomes ``tag.prev``. Returns the entry whose files the caller deletes (a dropped
+    ``tag.prev``), or None."""
+    names = _files(tag)
+    checkpoints = _require_manifest(directory)
+    if checkpoints is None:
+        # A first save: an empty manifest goes first, so that a kill right after the files are
+        # in place leaves "no checkpoint yet" rather than files without a manifest (refused).
+        checkpoints = {}
+        _write_manifest(directory, checkpoints)
+    prev = tag + PREV
+    if tag in checkpoints:
+        if prev in checkpoints:  # step 2: T.prev's files are about to be overwritten
+            del checkpoints[prev]
+            _write_manifest(directory, checkpoints)
+        old = checkpoints.pop(tag)
+        prev_names = _files(prev)
+        try:
+            for kind, info in old["files"].items():  # step 3
+                _link_or_copy(directory / info["name"], directory / prev_names[kind])
+                info["name"] = prev_names[kind]
+            fsync_dir(directory)
+            checkpoints[prev] = {**old, "tag": prev}  # step 4
+        except (OSError, KeyError, TypeError, AttributeError):
+            pass  # T's files were deleted or its entry is malformed: there is nothing to keep
+        _write_manifest(directory, checkpoints)
+    for kind in names:  # step 5
+        os.replace(temps[kind], directory / names[kind])
+    fsync_dir(directory)
+    checkpoints[tag] = entry  # step 6
+    dropped = checkpoints.pop(prev, None) if not keep_previous else None
+    _write_manifest(directory, checkpoints)
+    return dropped
 
 
 def _as_int(value: Any) -> int | None:

@@ -3,15 +3,18 @@ mistakes of a split, from one pass of the model (what ``cnnlab eval`` prints and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from cnnlab import atomic
 from cnnlab.data import TensorPair
 from cnnlab.errors import ConfigError
 
-__all__ = ["Diagnosis", "diagnose"]
+__all__ = ["Diagnosis", "diagnose", "write_diagnostics"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,36 @@ def diagnose(model: nn.Module, pair: TensorPair, *, num_classes: int, batch_size
     wrong = torch.nonzero(predicted != y).flatten()
     order = confidence[wrong].argsort(descending=True, stable=True)
     return Diagnosis(confusion=confusion, mistakes=wrong[order], predicted=predicted, confidence=confidence)
+
+
+def write_diagnostics(model: nn.Module, data, out_dir: str | os.PathLike, *, mistakes: int = 32,
+                      batch_size: int = 512, title: str = "") -> tuple[list[dict], list[str]]:
+    """The test split's diagnosis written to ``out_dir``: ``confusion.csv``, ``confusion.png`` and
+    (``mistakes`` > 0) ``mistakes.png``, the most confident mistakes. Returns the per-class rows
+    (class, images, correct, accuracy) and the files written. ``data`` is a DataBundle."""
+    from cnnlab.viz.confusion import plot_confusion, plot_mistakes
+
+    d = diagnose(model, data.test, num_classes=data.num_classes, batch_size=batch_size)
+    names = [str(n) for n in data.class_names]
+    acc = d.per_class_accuracy
+    rows = [{"class": names[k], "images": int(d.confusion[k].sum()), "correct": int(d.confusion[k, k]),
+             "accuracy": None if acc[k] != acc[k] else float(acc[k])} for k in range(data.num_classes)]
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{out_dir}: cannot create the folder ({err.strerror or err})") from None
+    table = [{"true/predicted": names[k], **{n: int(v) for n, v in zip(names, d.confusion[k])}}
+             for k in range(data.num_classes)]
+    atomic.write_csv(out_dir / "confusion.csv", ["true/predicted", *names], table)
+    files = [str(out_dir / "confusion.csv"), str(plot_confusion(d.confusion.numpy(), names, out_dir / "confusion.png",
+                                                                 title=f"{title}: test confusion"))]
+    if mistakes:
+        idx = d.mistakes[:mistakes]
+        mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+        std = torch.tensor(data.std).view(1, -1, 1, 1)
+        images = (data.test.x[idx] * std + mean).numpy()
+        files.append(str(plot_mistakes(images, data.test.y[idx].tolist(), d.predicted[idx].tolist(),
+                                       d.confidence[idx].tolist(), names, out_dir / "mistakes.png",
+                                       title=f"{title}: the {len(idx)} most confident test mistakes")))
+    return rows, files

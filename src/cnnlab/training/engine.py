@@ -29,10 +29,10 @@ interrupted and resumed run is bitwise the run that was never interrupted.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -45,13 +45,14 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, RunFiles,
-                                       StepsCsv, TensorBoard, write_json)
+                                       StepsCsv, TensorBoard)
 from cnnlab.training.device import Precision, resolve_device, resolve_precision
 from cnnlab.training.recipes import Recipe, get_recipe
+from cnnlab.training.rundir import RunDir
 from cnnlab.training.tasks import Task, get_task
 from cnnlab.training.trainer import FitResult, RunOptions, Trainer, TrainStep
 
-__all__ = ["FitResult", "fit", "evaluate", "evaluate_mc_dropout", "TrainStep", "resolve_recipe", "resolve_task",
+__all__ = ["FitResult", "RunSpec", "fit", "fit_spec", "evaluate", "evaluate_mc_dropout", "TrainStep", "resolve_recipe", "resolve_task",
            "RunOptions", "RESULT_KEYS", "CHECKPOINT_DIR"]
 
 RESULT_KEYS = ("model", "data", "epochs", "best_epoch", "val_acc", "test_acc", "test_acc_last", "test_top5",
@@ -280,71 +281,136 @@ def _check_args(data, epochs, max_steps, checkpoint_every, resume, out_dir) -> N
         raise ConfigError("fit: resume=True needs out_dir (the run directory to continue)")
 
 
-def fit(model: nn.Module, data: DataBundle, recipe: Recipe | str | None = None, *, epochs: int | None = None,
-        batch_size: int | None = None, lr: float | None = None, precision: str = "auto",
-        device: str | torch.device | None = None, seed: int = 0, out_dir: str | os.PathLike | None = None,
+@dataclass(frozen=True)
+class RunSpec:
+    """What ``fit`` trains with, grouped: the :class:`Recipe` (what is learned), the
+    :class:`RunOptions` (how the run goes), the arithmetic (precision, memory format, device), the
+    task (None: the model's registered one) and what config.json records (``model_name``, ``run_info``)."""
+
+    recipe: Recipe
+    options: RunOptions = RunOptions()
+    precision: str = "auto"
+    memory_format: str = "auto"
+    device: str | torch.device | None = None
+    task: Task | str | None = None
+    model_name: str | None = None
+    run_info: dict | None = None
+
+
+def fit(model: nn.Module, data: DataBundle, recipe: RunSpec | Recipe | str | None = None, *,
+        epochs: int | None = None, batch_size: int | None = None, lr: float | None = None, precision: str = "auto",
+        device: str | torch.device | None = None, seed: int = 0, out_dir: str | os.PathLike | RunDir | None = None,
         progress: bool = True, overrides: dict | None = None, max_steps: int | None = None,
         checkpoint_every: int | None = None, resume: bool = False, deterministic: bool = False,
         memory_format: str = "auto", model_name: str | None = None, run_info: dict | None = None,
         tensorboard: bool = False, task: Task | str | None = None, callbacks=(),
         test_every_epoch: bool = False) -> FitResult:
-    """Train ``model`` on ``data.train`` with ``recipe``, select on ``data.val``, test once on ``data.test``.
+    """Train ``model`` on ``data.train``, select on ``data.val``, test once on ``data.test``.
 
-    ``recipe``: a :class:`Recipe`, its name, or None for the default recipe of ``model_name``;
+    ``fit(model, data, spec)`` with a :class:`RunSpec` (then only ``out_dir``, ``resume`` and
+    ``callbacks`` may be given besides), or the keyword form, which builds the RunSpec:
+    ``recipe`` is a :class:`Recipe`, its name, or None for the default recipe of ``model_name``;
     ``overrides`` changes any of its fields, ``batch_size``/``lr`` the common two, ``epochs`` the
     length (milestones scaled in proportion). ``max_steps`` stops after that many updates in all
     (the schedule is not changed: for tests and quick looks). ``out_dir``: None writes nothing;
-    else the run's files go there (see the module docstring) and ``resume=True`` continues from
-    its newest good checkpoint. ``checkpoint_every``: also save ``last`` every N updates.
+    else the run's files go there (see the module docstring and :mod:`cnnlab.training.rundir`:
+    a new folder, an empty one, or with ``resume=True`` a run to continue from its newest good
+    checkpoint). ``checkpoint_every``: also save ``last`` every N updates.
     ``deterministic``: deterministic algorithms only (bitwise-reproducible on a CPU with a fixed
     number of threads). ``model_name``/``run_info`` are recorded in config.json. ``task``: a Task
     or its name (None: the model's registered task). ``callbacks``: the caller's, after the
     built-in ones (see :mod:`cnnlab.training.trainer`). ``test_every_epoch``: test columns in
     every metrics row, for curves (never used for selection).
     """
+    if isinstance(recipe, RunSpec):
+        given = {k: v for k, v in locals().items() if k in _KEYWORD_DEFAULTS and v != _KEYWORD_DEFAULTS[k]}
+        if given:
+            raise ConfigError(f"fit: with a RunSpec, set {sorted(given)[0]!r} in the spec, not as a keyword")
+        return fit_spec(model, data, recipe, out_dir=out_dir, resume=resume, callbacks=callbacks)
+    spec = RunSpec(
+        recipe=resolve_recipe(recipe, model_name=model_name, overrides=overrides, batch_size=batch_size, lr=lr),
+        options=RunOptions(epochs=epochs, seed=seed, max_steps=max_steps, checkpoint_every=checkpoint_every,
+                           progress=progress, tensorboard=tensorboard, test_every_epoch=test_every_epoch,
+                           deterministic=deterministic),
+        precision=precision, memory_format=memory_format, device=device, task=task, model_name=model_name,
+        run_info=run_info)
+    return fit_spec(model, data, spec, out_dir=out_dir, resume=resume, callbacks=callbacks)
+
+
+# The keyword form's options a RunSpec holds instead (given with a RunSpec, they would be ignored).
+_KEYWORD_DEFAULTS = {"epochs": None, "batch_size": None, "lr": None, "precision": "auto", "device": None, "seed": 0,
+                     "progress": True, "overrides": None, "max_steps": None, "checkpoint_every": None,
+                     "deterministic": False, "memory_format": "auto", "model_name": None, "run_info": None,
+                     "tensorboard": False, "task": None, "test_every_epoch": False}
+
+
+def fit_spec(model: nn.Module, data: DataBundle, spec: RunSpec, *, out_dir: str | os.PathLike | RunDir | None = None,
+             resume: bool = False, callbacks=()) -> FitResult:
+    """``fit`` with a :class:`RunSpec`: resolve device, precision and task, open the run folder, train."""
     t_start = time.perf_counter()
-    recipe = resolve_recipe(recipe, model_name=model_name, overrides=overrides, batch_size=batch_size, lr=lr)
-    _check_args(data, epochs, max_steps, checkpoint_every, resume, out_dir)
-    task = resolve_task(task, model_name=model_name, recipe=recipe)
+    opts = spec.options
+    _check_args(data, opts.epochs, opts.max_steps, opts.checkpoint_every, resume, out_dir)
+    task = resolve_task(spec.task, model_name=spec.model_name, recipe=spec.recipe)
     task.setup(data)
-    options = RunOptions(epochs=epochs, seed=seed, max_steps=max_steps, checkpoint_every=checkpoint_every,
-                         progress=progress, tensorboard=tensorboard, test_every_epoch=test_every_epoch,
-                         deterministic=deterministic)
     dist = D.current()
-    dev = resolve_device(device)
+    dev = resolve_device(spec.device)
     if dev.type == "cuda" and dist.enabled:
         dev = torch.device("cuda", dist.local_rank)
-    prec = resolve_precision(precision, dev, memory_format=memory_format)
+    prec = resolve_precision(spec.precision, dev, memory_format=spec.memory_format)
+    owned = out_dir is not None and not isinstance(out_dir, RunDir)  # a RunDir given: its opener closes it
+    run_dir = _open_run_dir(out_dir, resume=resume) if owned and dist.is_main else out_dir
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    if deterministic:
+    if opts.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    trainer = None
     try:
-        n_dropout = _apply_dropout(model, recipe.dropout)
-        trainer = Trainer(model, data, recipe, task, device=dev, prec=prec, options=options)
+        n_dropout = _apply_dropout(model, spec.recipe.dropout)
+        trainer = Trainer(model, data, spec.recipe, task, device=dev, prec=prec, options=opts)
         out = Path(out_dir) if out_dir is not None else None
-        config = _run_config(trainer, model_name or type(model).__name__, precision, run_info, n_dropout)
-        trainer.callbacks = _callbacks(trainer, out, config, resume=resume, extra=callbacks)
+        config = _run_config(trainer, spec.model_name or type(model).__name__, spec.precision, spec.run_info,
+                             n_dropout)
+        trainer.callbacks = _callbacks(trainer, run_dir if dist.is_main else out, config, resume=resume,
+                                       extra=callbacks)
         trainer.t_start = t_start  # the run's time counts the set-up (a resume: on top of the stored seconds)
         result = trainer.fit()
         result.out_dir, result.config = out, config
-        return result
+    except BaseException as err:
+        if isinstance(run_dir, RunDir):
+            run_dir.last_step = trainer.step if trainer is not None else None
+            if owned:
+                run_dir.abandon(err)
+        raise
+    else:
+        if owned and isinstance(run_dir, RunDir):
+            run_dir.succeeded()
     finally:
+        if owned and isinstance(run_dir, RunDir):
+            run_dir.release()
         torch.use_deterministic_algorithms(was_deterministic)  # a library call leaves the global flag as it was
+    return result
 
 
-def _callbacks(trainer: Trainer, out: Path | None, config: dict, *, resume: bool, extra) -> list:
-    """Open (or resume) the run folder and list the run's callbacks: the built-in ones, then ``extra``."""
+def _open_run_dir(out_dir, *, resume: bool) -> RunDir:
+    """Open (and lock) the run folder ``fit`` was given as a path."""
+    if resume:
+        return RunDir.resume(out_dir)
+    return RunDir.create(out_dir)
+
+
+def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, resume: bool, extra) -> list:
+    """Prepare (or resume) the run folder and list the run's callbacks: the built-in ones, then ``extra``.
+    ``out`` is the locked :class:`RunDir` on rank 0, the folder's path on the other ranks."""
     opts, main = trainer.options, trainer.main
-    ckpt_dir = out / CHECKPOINT_DIR if out is not None else None
+    ckpt_dir = Path(out) / CHECKPOINT_DIR if out is not None else None
     patience = trainer.recipe.early_stop_patience
-    cbs: list = [NanGuard(ckpt_dir), ProgressBar(opts.progress and main)]
+    cbs: list = [NanGuard(ckpt_dir), ProgressBar(opts.progress and main, name=config["model"]["name"])]
     if patience:
         cbs.append(EarlyStopping(patience))  # before the checkpoint, so that `stop` is saved with it
     if out is not None:
-        _open_run_dir(trainer, out, config, resume=resume)
+        _prepare_run_dir(trainer, out, config, resume=resume)
         if main:
             cbs += [StepsCsv(out / "steps.csv"), MetricsCsv(out / "metrics.csv")]
             if opts.tensorboard:
@@ -359,36 +425,33 @@ def _callbacks(trainer: Trainer, out: Path | None, config: dict, *, resume: bool
     return cbs
 
 
-def _open_run_dir(trainer: Trainer, out: Path, config: dict, *, resume: bool) -> None:
-    ckpt_dir = out / CHECKPOINT_DIR
-    if trainer.main:
-        if resume:
-            if not (out / "config.json").exists():
-                raise CheckpointError(f"cannot resume: {out} holds no run (config.json is missing)")
-        elif (out / "config.json").exists() or ckpt_dir.exists():
-            raise ConfigError(f"{out} already holds a run; choose another output directory or resume it")
-        out.mkdir(parents=True, exist_ok=True)
-        ck.clean_temporaries(ckpt_dir)
+def _prepare_run_dir(trainer: Trainer, out: RunDir | Path, config: dict, *, resume: bool) -> None:
     if resume:
-        _resume(trainer, ckpt_dir, config)
+        _resume(trainer, Path(out) / CHECKPOINT_DIR, config)
     if trainer.main:
         if resume:
-            old = json.loads((out / "config.json").read_text())
-            old.setdefault("resumes", []).append(config["resumed"])
-            write_json(out / "config.json", old)
+            out.record_resume(config)
         else:
-            write_json(out / "config.json", config)
+            out.write_config(config)
 
 
 def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
     point = ck.choose_resumable(ckpt_dir)
-    if point is None:
-        raise CheckpointError(f"cannot resume: no checkpoint in {ckpt_dir}")
+    if point is None:  # killed before its first checkpoint: the run starts again from its first update
+        trainer.resumed = config["resumed"] = {"from": None, "step": 0, "epoch": 0, "position": 0,
+                                               "note": "no checkpoint yet: started from the beginning"}
+        if trainer.main:
+            print(f"cnnlab: {ckpt_dir.parent} has no checkpoint yet: starting it again from the beginning",
+                  file=sys.stderr)
+        return
     if point.message and trainer.main:
         print(f"cnnlab: {point.message}", file=sys.stderr)
     state_dict, ts = ck.load_checkpoint(ckpt_dir, point.tag, map_location="cpu")
     _load_weights(trainer.model, state_dict, f"{ckpt_dir}/{point.tag}.safetensors")
     trainer.load_state_dict(ts, where=f"{ckpt_dir}/{point.tag}.state.pt")
+    if trainer.epoch > trainer.resolved.epochs:
+        raise ConfigError(f"--epochs {trainer.resolved.epochs}: {ckpt_dir.parent} has already trained "
+                          f"{trainer.epoch} epochs; give at least that many")
     if trainer.best_epoch:  # the selected weights so far: the `best` checkpoint
         best, _ = ck.load_checkpoint(ckpt_dir, "best", map_location="cpu")
         ck.check_weight_shapes(trainer.model, best, where=f"{ckpt_dir}/best.safetensors")
@@ -396,6 +459,11 @@ def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
     trainer.resumed = config["resumed"] = {
         "from": f"{ckpt_dir}/{point.tag}", "step": trainer.step, "epoch": trainer.epoch,
         "position": trainer.loader.position, "note": point.message}
+    if trainer.main:
+        where = (f"epoch {trainer.epoch + 1}, batch {trainer.loader.position + 1} of {len(trainer.loader)}"
+                 if trainer.loader.position else f"the start of epoch {trainer.epoch + 1}")
+        print(f"cnnlab: resuming {ckpt_dir.parent} at {where} (update {trainer.step} of {trainer.stop_at} done) "
+              f"from checkpoint {point.tag!r}", file=sys.stderr)
 
 
 def _load_weights(model: nn.Module, state_dict: dict, where: str) -> None:

@@ -25,8 +25,10 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import distributed as D
 from cnnlab.training.device import MEMORY_FORMATS, PRECISIONS
 from cnnlab.training.engine import CHECKPOINT_DIR, FitResult, fit, resolve_recipe
+from cnnlab.training.rundir import RunDir, RunLockedError, holds_run
 
-__all__ = ["TrainSpec", "train", "spec_from_config", "new_run_dir", "find_run_to_resume"]
+__all__ = ["TrainSpec", "train", "spec_from_config", "new_run_dir", "find_run_to_resume", "RunLockedError",
+           "RESUME_CHANGEABLE"]
 
 
 @dataclass(frozen=True)
@@ -220,57 +222,139 @@ def _check_file(path: str | None, what: str) -> None:
         raise ConfigError(f"{what} {path}: not readable")
 
 
+# Fields a resume may change: how and where the run goes on, not what it learns. ``epochs`` extends
+# (or shortens) the schedule and is recorded in config.json; every other field is refused.
+RESUME_CHANGEABLE = ("epochs", "max_steps", "checkpoint_every", "threads", "device", "data_root", "download",
+                     "tensorboard")
+_FLAGS = {"model": "MODEL", "overrides": "--set", "model_config": "--model-set", "data_options": "--data-set"}
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _resume_spec(stored: TrainSpec, spec: TrainSpec | None, changes: dict | None, where: Path
+                 ) -> tuple[TrainSpec, dict]:
+    """The spec a resumed run goes on with: the stored one, with the changes asked for applied where
+    they only change how the run goes on (:data:`RESUME_CHANGEABLE`); any other change is refused.
+
+    ``changes``: the fields the caller set explicitly (the CLI's flags); without it, the fields of
+    ``spec`` that differ from both the stored value and the default."""
+    if changes is None:
+        default = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                   for f in dataclasses.fields(TrainSpec) if f.name != "model"}
+        changes = {} if spec is None else {k: v for k, v in spec.to_dict().items()
+                                            if k == "model" or v != default.get(k)}
+    asked = {}
+    for name, value in changes.items():
+        old = getattr(stored, name)
+        if name in ("overrides", "model_config", "data_options"):
+            value = {**old, **value}
+        if name == "data" and value != old:
+            value = _canonical_data(value) if not str(value).startswith("imagefolder:") else value
+        if value != old:
+            asked[name] = (old, value)
+    refused = [n for n in asked if n not in RESUME_CHANGEABLE]
+    if refused:
+        name = refused[0]
+        old, new = asked[name]
+        raise ConfigError(f"--resume {where}: {_flag(name)} {_show(new)} would change the run (it was trained with "
+                          f"{_show(old)}); resume without it, or start a new run (--config {where / 'config.json'} "
+                          f"{_flag(name)} ...)")
+    applied = {name: {"from": old, "to": new} for name, (old, new) in asked.items()}
+    return dataclasses.replace(stored, **{k: v[1] for k, v in asked.items()}), applied
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "{}"
+    return "the recipe's default" if value is None else str(value)
+
+
+def _choose_run(spec: TrainSpec | None, *, out, runs_root, resume: str | None, progress: bool,
+                is_main: bool) -> tuple[Path | None, bool]:
+    """The run folder (None: a new default one) and whether it is resumed."""
+    if resume is None:
+        return (Path(out) if out is not None else None), False
+    if resume != "auto":
+        run_dir = Path(resume)
+        if not run_dir.is_dir() or not holds_run(run_dir):
+            raise CheckpointError(f"cannot resume {resume}: not a run folder (no config.json written by cnnlab)")
+        return run_dir, True
+    if out is not None:
+        candidate = Path(out)
+        if holds_run(candidate):
+            if (candidate / "results.json").exists():
+                raise ConfigError(f"{candidate} holds a finished run (results.json); nothing to resume")
+            return candidate, True
+        if spec is None:
+            raise CheckpointError(f"cannot resume {candidate}: it holds no run; give a MODEL to start one")
+        return candidate, False
+    candidate = find_run_to_resume(runs_root, spec.model, _canonical_data(spec.data))
+    if candidate is not None:
+        return candidate, True
+    if is_main and progress:
+        print(f"cnnlab: no unfinished {spec.model} run on {spec.data} to resume; starting a new run", file=sys.stderr)
+    return None, False
+
+
 def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
-          resume: str | None = None, progress: bool = True, callbacks=()) -> FitResult:
+          resume: str | None = None, progress: bool = True, callbacks=(), changes: dict | None = None) -> FitResult:
     """Run ``spec``: load the data, build the model, ``fit`` it into a run folder.
 
-    ``out``: the run folder (default: a new ``runs_root/<date>-<model>-<data>/``; an existing run
-    is never overwritten). ``resume``: a run folder to continue (its config.json's spec is used),
-    or "auto": the newest unfinished run of this model on this data (or ``out``), else a new run.
-    ``spec`` may be None when ``resume`` names a run folder. Under ``torchrun`` every rank calls
-    this; only rank 0 writes. ``callbacks`` go to ``fit`` (see :mod:`cnnlab.training.trainer`).
+    ``out``: the run folder (default: a new ``runs_root/<date>-<model>-<data>/``); an existing run is
+    never overwritten, nor a non-empty folder that is not a run. ``resume``: a run folder to continue
+    (its config.json's spec is used), or "auto": the newest unfinished run of this model on this data
+    (or ``out``), else a new run. ``changes``: the spec fields the caller asks to change on resuming
+    (the CLI's flags; default: those of ``spec`` that differ from the run's and from the defaults):
+    ``epochs`` and the others in :data:`RESUME_CHANGEABLE` are applied and recorded in config.json,
+    any other is refused. ``spec`` may be None when ``resume`` names a run folder. The folder is
+    locked while the run trains (a second trainer of it gets :class:`RunLockedError`); a new run
+    that fails before its first checkpoint leaves no folder behind. Under ``torchrun`` every rank
+    calls this; only rank 0 writes. ``callbacks`` go to ``fit`` (see :mod:`cnnlab.training.trainer`).
     """
     if spec is None and (resume is None or (resume == "auto" and out is None)):
         raise ConfigError("train: give a TrainSpec, or resume= a run folder")
     info_d = D.init_from_env(spec.device if spec is not None else None)
-    run_dir: Path | None = None
-    resuming = False
-    if resume is not None:
-        if resume == "auto":
-            candidate = Path(out) if out is not None else find_run_to_resume(runs_root, spec.model, _canonical_data(spec.data))
-            if spec is None and not (candidate / CHECKPOINT_DIR / "manifest.json").exists():
-                raise CheckpointError(f"cannot resume {candidate}: it has no checkpoint; give a MODEL to start a run")
-            if candidate is not None and (candidate / "results.json").exists():
-                raise ConfigError(f"{candidate} holds a finished run (results.json); nothing to resume")
-            if candidate is not None and (candidate / CHECKPOINT_DIR / "manifest.json").exists():
-                run_dir, resuming = candidate, True
-            elif info_d.is_main and progress:
-                print(f"cnnlab: no unfinished {spec.model} run on {spec.data} to resume; starting a new run",
-                      file=sys.stderr)
-        else:
-            run_dir = Path(resume)
-            if not (run_dir / "config.json").is_file():
-                raise CheckpointError(f"cannot resume {resume}: not a run folder (no config.json)")
-            if not (run_dir / CHECKPOINT_DIR / "manifest.json").is_file():
-                raise CheckpointError(f"cannot resume {resume}: it has no checkpoint ({CHECKPOINT_DIR}/manifest.json)")
-            resuming = True
+    target, resuming = _choose_run(spec, out=out, runs_root=runs_root, resume=resume, progress=progress,
+                                   is_main=info_d.is_main)
+    applied: dict = {}
+    if resuming:
+        spec, applied = _resume_spec(spec_from_config(target), spec, changes, target)
+    else:
+        _check_file(spec.weights, "weights file")  # a resumed run takes its weights from the checkpoint
+    run_dir: RunDir | None = None
+    if info_d.is_main:
         if resuming:
-            spec = spec_from_config(run_dir)
-    if not resuming:  # a resumed run takes its weights from the checkpoint
-        _check_file(spec.weights, "weights file")
-
+            run_dir = RunDir.resume(target)
+            run_dir.resume_changes = applied
+        elif target is not None:
+            run_dir = RunDir.create(target)
+        else:
+            run_dir = RunDir.create(new_run_dir(runs_root, spec.model, _canonical_data(spec.data)), created=True)
+    path = Path(D.broadcast_object(str(run_dir.path) if run_dir is not None else None))
     threads_before = torch.get_num_threads()
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
     try:
-        return _train(spec, info_d=info_d, run_dir=run_dir, resuming=resuming, out=out, runs_root=runs_root,
-                      progress=progress, callbacks=callbacks)
+        result = _train(spec, out_dir=run_dir if run_dir is not None else path, resuming=resuming,
+                        progress=progress, callbacks=callbacks)
+    except BaseException as err:
+        if run_dir is not None:
+            run_dir.abandon(err)
+        raise
+    else:
+        if run_dir is not None:
+            run_dir.succeeded()
     finally:
+        if run_dir is not None:
+            run_dir.release()
         torch.set_num_threads(threads_before)
+    result.out_dir = path
+    return result
 
 
-def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resuming: bool, out, runs_root,
-           progress: bool, callbacks=()) -> FitResult:
+def _train(spec: TrainSpec, *, out_dir, resuming: bool, progress: bool, callbacks=()) -> FitResult:
     from cnnlab.data import load_dataset
     from cnnlab.models.registry import create_model, model_info
 
@@ -284,15 +368,6 @@ def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resumin
     model = create_model(spec.model, num_classes=data.num_classes, in_chans=data.input_size[0],
                          weights=None if resuming else spec.weights, sha256=spec.sha256, strict=spec.strict,
                          **spec.model_config)
-
-    if run_dir is None:
-        if out is not None:
-            run_dir = Path(out)
-            if info_d.is_main and (run_dir / "config.json").exists():
-                raise ConfigError(f"{run_dir} already holds a run; choose another --out, or --resume it")
-        elif info_d.is_main:
-            run_dir = new_run_dir(runs_root, spec.model, data.name)
-        run_dir = Path(D.broadcast_object(str(run_dir) if run_dir is not None else None))
     run_info = {**spec.to_dict(), "recipe": recipe.name}
     task = None  # the model's registered task with its defaults, unless --task-set changes them
     if spec.task_options:
@@ -300,7 +375,7 @@ def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resumin
 
         task = get_task(info.task, **spec.task_options)
     return fit(model, data, recipe, task=task, epochs=spec.epochs, precision=spec.precision, device=spec.device,
-               seed=spec.seed, out_dir=run_dir, progress=progress, max_steps=spec.max_steps,
+               seed=spec.seed, out_dir=out_dir, progress=progress, max_steps=spec.max_steps,
                checkpoint_every=spec.checkpoint_every, resume=resuming, deterministic=spec.deterministic,
                memory_format=spec.memory_format, model_name=spec.model, run_info=run_info,
                tensorboard=spec.tensorboard, test_every_epoch=spec.test_every_epoch, callbacks=callbacks)

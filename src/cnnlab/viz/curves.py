@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnlab import atomic
+
 __all__ = ["read_metrics", "plot_training_curves"]
 
 # (column prefix, line style, width, colour, legend): test only appears when recorded every epoch.
@@ -91,6 +93,4 @@ def plot_training_curves(
     handles, labels = ax_loss.get_legend_handles_labels()  # one legend under both panels, off the curves
     fig.legend(handles, labels, loc="lower center", ncol=max(len(labels), 1), frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=100, format="png")
-    return path
+    return atomic.save_figure(fig, path, dpi=100)

@@ -14,6 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cnnlab import atomic
 from cnnlab.viz.report import Plot
 
 __all__ = [
@@ -32,7 +33,7 @@ def save_figure(fig: Figure, out_dir: Path, file: str) -> str:
     """Write ``fig`` as ``out_dir/file`` (PNG) and return the file name, after :func:`tidy_axes`."""
     tidy_axes(fig)
     fig.tight_layout()
-    fig.savefig(Path(out_dir) / file, dpi=_DPI, format="png")
+    atomic.save_figure(fig, Path(out_dir) / file, dpi=_DPI)
     return file
 
 

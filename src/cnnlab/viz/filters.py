@@ -4,6 +4,7 @@ images written as PNGs. Drawn from arrays alone (the image, the kernels, their r
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab import atomic
 from cnnlab.viz.analysis_plots import _save
 
 __all__ = ["plot_filter_grid", "save_image", "display_range"]
@@ -76,7 +78,7 @@ def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(data).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    Image.fromarray(data).save(buf, format="PNG")
+    atomic.atomic_write(path, buf.getbuffer())
     return path

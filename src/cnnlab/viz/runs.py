@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab import atomic
 from cnnlab.errors import ConfigError
 
 __all__ = ["RunSummary", "find_runs", "read_run", "config_differences", "plot_runs"]
@@ -162,6 +163,4 @@ def plot_runs(folders: Sequence[str | os.PathLike], path: str | os.PathLike, *, 
     handles, names = ax_loss.get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=8)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(names) - 1) // 4), 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=100, format="png")
-    return path
+    return atomic.save_figure(fig, path, dpi=100)

@@ -1,0 +1,253 @@
+"""The run folder: one class owns what a training run writes there, and the lock that keeps it one writer.
+
+A run folder holds ``config.json`` (written before the first update), ``steps.csv``,
+``metrics.csv``, ``checkpoints/`` (see :mod:`cnnlab.training.checkpoint`), and at the end
+``results.json``, ``model.safetensors``, ``curves.png`` and the test split's diagnostics
+(``confusion.csv``, ``confusion.png``, ``mistakes.png``); ``failed.json`` when a run stopped on an
+error after its folder was kept. Every file goes through :mod:`cnnlab.atomic` (temporary + fsync +
+rename + fsync of the folder).
+
+The rules, in one place:
+
+- a folder *holds a run* when its ``config.json`` was written by cnnlab (``"cnnlab_run"``) or it
+  has ``checkpoints/manifest.json``; :func:`holds_run` decides, for ``--out``, ``--resume`` and
+  ``cnnlab runs`` alike;
+- a new run goes into a folder that does not exist or is empty; a folder holding a run is refused
+  (resume it), and so is a non-empty folder that is not a run (nothing in it is touched);
+- while a run trains, its folder is locked (``fcntl.flock`` on ``.lock`` inside it, which holds the
+  PID); a second trainer of the same folder is refused at once with :class:`RunLockedError`;
+- a new run that fails before its first checkpoint leaves nothing behind (the folder is removed if
+  the run created it, emptied if it was an empty folder before); any other failure leaves the
+  checkpoints and writes ``failed.json`` (error, step, time), which a successful resume removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnlab import atomic
+from cnnlab.errors import CheckpointError, ConfigError
+
+__all__ = ["RunDir", "RunLockedError", "holds_run", "CONFIG", "RESULTS", "CHECKPOINTS", "FAILED", "LOCK"]
+
+CONFIG = "config.json"
+RESULTS = "results.json"
+CHECKPOINTS = "checkpoints"
+FAILED = "failed.json"
+LOCK = ".lock"
+_MAX_CONFIG_BYTES = 16 << 20  # a config.json is a few kB; a bigger "config.json" is not a run's
+
+
+class RunLockedError(ConfigError):
+    """Another process is training this run folder."""
+
+
+def _read_config(path: Path) -> dict | None:
+    """The folder's config.json as a dict, or None when it is absent, not a regular file, or not JSON."""
+    p = path / CONFIG
+    try:
+        if not p.is_file() or p.stat().st_size > _MAX_CONFIG_BYTES:
+            return None
+        doc = json.loads(p.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def holds_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a cnnlab run folder (finished, unfinished or failed)."""
+    path = Path(path)
+    if os.path.lexists(path / CHECKPOINTS / "manifest.json"):
+        return True
+    doc = _read_config(path)
+    return doc is not None and "cnnlab_run" in doc
+
+
+class RunDir:
+    """A run folder. Open it with :meth:`create` (a new run) or :meth:`resume`; both lock it."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.created = False  # this process made the folder (a failure before any checkpoint removes it)
+        self.new = False  # a new run (not a resume)
+        self.last_step: int | None = None  # the step the run had reached (for failed.json)
+        self.resume_changes: dict = {}  # what the user changed on resuming (--epochs ...): field -> {from, to}
+        self._lock_fd: int | None = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # ------------------------------------------------------------------ what it holds
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def holds_run(self) -> bool:
+        return holds_run(self.path)
+
+    def has_checkpoint(self) -> bool:
+        return os.path.lexists(self.checkpoints / "manifest.json")
+
+    def is_finished(self) -> bool:
+        return (self.path / RESULTS).exists()
+
+    def read_config(self) -> dict:
+        doc = _read_config(self.path)
+        if doc is None:
+            raise CheckpointError(f"{self.path / CONFIG}: missing or unreadable (not a run folder?)")
+        return doc
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, created: bool = False) -> RunDir:
+        """A new run in ``path``: it must not exist, or be an empty folder. ``created``: the caller
+        has just made it (a failure before the first checkpoint then removes it)."""
+        rd = cls(path)
+        rd._check_new()
+        if not rd.path.exists():
+            try:
+                rd.path.mkdir(parents=True)
+            except FileExistsError:
+                pass  # another process made it just now: the lock and the second check decide
+            except OSError as err:
+                raise ConfigError(f"cannot create the run folder {rd.path}: {err.strerror or err}") from None
+            else:
+                created = True
+        rd.created, rd.new = created, True
+        rd.lock()
+        try:
+            rd._check_new(locked=True)  # a run started between the first check and the lock
+        except ConfigError:
+            rd.release()
+            raise
+        return rd
+
+    def _check_new(self, *, locked: bool = False) -> None:
+        p = self.path
+        if os.path.lexists(p) and not p.is_dir():
+            raise ConfigError(f"--out {p} exists and is not a folder")
+        if not p.exists():
+            return
+        if holds_run(p):
+            raise ConfigError(f"{p} already holds a run; choose another --out, or --resume it")
+        try:
+            entries = [e.name for e in os.scandir(p) if not (locked and e.name == LOCK)]
+        except OSError as err:
+            raise ConfigError(f"--out {p}: cannot read the folder ({err.strerror or err})") from None
+        if entries:
+            shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+            raise ConfigError(f"--out {p} is not empty and holds no cnnlab run ({shown}); nothing in it was "
+                              "touched: choose a new or empty folder")
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike) -> RunDir:
+        """An existing run folder to continue; locked, its stray temporaries removed."""
+        from cnnlab.training.checkpoint import clean_temporaries
+
+        rd = cls(path)
+        if not rd.path.is_dir():
+            raise CheckpointError(f"cannot resume {rd.path}: no such folder")
+        if not rd.holds_run():
+            raise CheckpointError(f"cannot resume {rd.path}: not a run folder (no config.json written by cnnlab)")
+        rd.lock()
+        clean_temporaries(rd.checkpoints)  # safe now: we are the only writer
+        return rd
+
+    # ------------------------------------------------------------------ the lock
+
+    def lock(self) -> None:
+        """Hold ``.lock`` (flock, exclusive, non-blocking) with this PID in it; RunLockedError if held."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; one writer per folder is then the user's promise
+            return
+        path = self.path / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ConfigError(f"cannot lock the run folder {self.path}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(f"{self.path} is being trained by another process (PID {pid}); wait for it "
+                                 "to end or stop it, then resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock; the file stays (unlinking it would race)
+            self._lock_fd = None
+
+    @property
+    def locked(self) -> bool:
+        return self._lock_fd is not None
+
+    # ------------------------------------------------------------------ writing
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        atomic.write_json(self.path / name, obj)
+        return self.path / name
+
+    def write_csv(self, name: str, fields, rows) -> Path:
+        atomic.write_csv(self.path / name, fields, rows)
+        return self.path / name
+
+    def write_config(self, config: dict) -> None:
+        self.write_json(CONFIG, config)
+
+    def record_resume(self, config: dict) -> None:
+        """Append this resume (``config["resumed"]``) to config.json's ``resumes``; changes the user
+        asked for on resuming (``--epochs``, ...) update its spec and schedule."""
+        old = self.read_config()
+        resumed = dict(config["resumed"])
+        if self.resume_changes:
+            resumed["changes"] = self.resume_changes
+        old.setdefault("resumes", []).append(resumed)
+        if self.resume_changes:
+            for key in ("spec", "schedule", "max_steps", "checkpoint_every"):
+                if key in config:
+                    old[key] = config[key]
+        self.write_config(old)
+
+    # ------------------------------------------------------------------ ending
+
+    def succeeded(self) -> None:
+        (self.path / FAILED).unlink(missing_ok=True)
+
+    def abandon(self, err: BaseException) -> str:
+        """After ``err`` stopped the run: "removed" (a new run without a checkpoint: nothing left
+        behind), "failed" (failed.json written), or "kept" (an interrupt: resumable as it is)."""
+        if self.new and not self.has_checkpoint():
+            self.release()
+            if self.created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:  # an empty folder before the run: empty again
+                for entry in list(os.scandir(self.path)):
+                    (shutil.rmtree if entry.is_dir(follow_symlinks=False) else os.unlink)(entry.path)
+            return "removed"
+        if not isinstance(err, Exception):  # Ctrl-C: not a failure, the run resumes as it is
+            return "kept"
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        try:
+            self.write_json(FAILED, {"error": message, "type": type(err).__name__, "step": self.last_step,
+                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        except OSError:
+            pass  # a full disk: the error being raised says more than failed.json would
+        return "failed"

@@ -10,6 +10,7 @@
     svhn              SVHN cropped digits, 73,257 / 26,032               files or --download
     imagefolder:PATH  your images, PATH/<class>/ or PATH/{train,val}/    a folder
     synthetic         random learnable tensors of any shape (speed tests) nothing
+    mnist-canvas      mnist-5k digits pasted on a 64x64 canvas, with boxes nothing
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.data import embedded, torchvision_sets
+from cnnlab.data import canvas, embedded, torchvision_sets
 from cnnlab.data.adapt import DEFAULT_MAX_GIB, adapt_splits, check_input_size
 from cnnlab.data.bundle import DataBundle, TensorPair
 from cnnlab.data.embedded import RawData
@@ -54,6 +55,8 @@ _DATASETS: dict[str, DatasetInfo] = {
                     ("test_fraction",), False),  # fmt: skip
         DatasetInfo("synthetic", "random learnable tensors of a given shape, for speed tests",
                     ("shape", "num_classes", "n", "n_train", "n_test"), False),  # fmt: skip
+        DatasetInfo("mnist-canvas", "mnist-5k digits at random places on a 64x64 canvas, with boxes, "
+                    "3,500/500/1,000", (), False),  # fmt: skip
     )
 }
 _BAD_FILES = ("strict", "skip")
@@ -79,7 +82,7 @@ def _canonical(name: str) -> str:
         return "imagefolder:" + name[len("imagefolder:") :]
     key = name.lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "mnist5k": "mnist-5k", "cifar-10": "cifar10",
-           "cifar-100": "cifar100"}.get(key, key)  # fmt: skip
+           "cifar-100": "cifar100", "mnistcanvas": "mnist-canvas"}.get(key, key)  # fmt: skip
     if key not in _DATASETS or key == "imagefolder:PATH":
         close = difflib.get_close_matches(key, list(_DATASETS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -129,6 +132,8 @@ def load_dataset(
         raw = embedded.load_digits(input_size=size, **options)
     elif key == "synthetic":
         raw = embedded.load_synthetic(seed=seed, input_size=size, **options)
+    elif key == "mnist-canvas":
+        raw = canvas.load_mnist_canvas()
     else:
         loader: Callable[..., RawData] = torchvision_sets.LOADERS[key]
         raw = loader(root=root, download=download, **options)

@@ -16,7 +16,15 @@ __all__ = ["filters", "LayerStats", "activation_stats", "ACTIVATIONS"]
 
 # Modules whose output is an activation (a unit there is "dead" when it is never positive).
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
-_MEASURED = (nn.Conv2d, nn.Linear) + ACTIVATIONS
+_ACTIVATION_NAMES = ("ReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU")  # the zoo's own (LeNet's ScaledTanh)
+
+
+def _measured(module: nn.Module) -> bool:
+    """A layer of the table: a leaf with a weight matrix/kernel, or an activation function."""
+    if isinstance(module, ACTIVATIONS) or type(module).__name__.endswith(_ACTIVATION_NAMES):
+        return True
+    weight = getattr(module, "weight", None)
+    return isinstance(weight, Tensor) and weight.ndim >= 2 and not any(True for _ in module.children())
 
 
 def filters(model: nn.Module, *, layer: str | None = None) -> np.ndarray:
@@ -48,12 +56,12 @@ class LayerStats:
 
 
 def activation_stats(model: nn.Module, x: Tensor, y: Tensor | None = None) -> list[LayerStats]:
-    """Stats of every Conv2d, Linear and activation module's output on the batch ``x``.
+    """Stats of the output of every weight layer (conv, linear) and activation module on the batch ``x``.
 
     Gradient norms come from one backward of the cross-entropy against ``y`` (default: the model's
     own predictions), with the model in eval mode; nothing is updated and the gradients are cleared.
     """
-    names = [n for n, m in model.named_modules() if isinstance(m, _MEASURED) and n]
+    names = [n for n, m in model.named_modules() if n and _measured(m)]
     if not names:
         raise ConfigError(f"{type(model).__name__} has no Conv2d, Linear or activation module to measure")
     was_training = model.training

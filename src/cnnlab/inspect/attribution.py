@@ -166,7 +166,7 @@ def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window) -
         stride = max(1, side // 2)
         occ = ca.Occlusion(model).attribute(
             x, sliding_window_shapes=(c, side, side), strides=(c, stride, stride),
-            baselines=float(x.detach().amin()), target=target, perturbations_per_eval=16,
+            baselines=float(x.detach().amin()), target=target, perturbations_per_eval=64,
         )  # fmt: skip
         return occ.sum(1).clamp_min(0)  # the occlusion's drop of the logit; a rise is not evidence
     # gradcam

@@ -226,7 +226,7 @@ def _top_patches(subject: Subject, args: argparse.Namespace, out: Path) -> list[
         except ValueError:
             raise ConfigError(f"--units expects comma-separated integers, got {args.units!r}") from None
     images = subject.data.test.x[: args.images]
-    tp = top_patches(subject.model, images, layer=layer, units=units or list(range(8)), k=min(args.k, len(images)))
+    tp = top_patches(subject.model, images, layer=layer, units=units, k=min(args.k, len(images)))
     title = (f"{subject.label}: top-{tp.crops.shape[1]} test patches of {layer} units "
              f"(receptive field {tp.rf[0]:g}x{tp.rf[1]:g} px, from the analyzer; value = max activation)")
     return [plot_top_patches(tp.crops, out / f"top-patches-{layer}.png", units=tp.units, values=tp.value,

@@ -51,6 +51,7 @@ class LocalisationConfig:
     model: str
     train: TrainSpec
     model_options: tuple[tuple[str, Any], ...] = ()
+    size: int = 64  # canvas side fed to the net (the 64x64 canvases resized; boxes scaled alike)
     train_images: int | None = None  # None: the whole train split
     eval_images: int = 200  # test canvases scored (the first ones of the split)
     sanity_images: int = 64  # of those, the ones the sanity checks recompute maps for
@@ -68,19 +69,19 @@ class LocalisationConfig:
             raise ConfigError(f"localisation: deletion fractions must rise from 0, got {self.deletion}")
 
 
-_NARROW = (("widths", (8, 16, 32)),)  # ResNet-20 at half width: 64x64 canvases train in minutes on a CPU
+_NARROW = (("widths", (8, 16, 32)),)  # ResNet-20 at half width, on canvases halved to 32x32: minutes on a CPU
 
 SCALES = {
     "tiny": LocalisationConfig(
         data="mnist-canvas", model="resnet20", model_options=(("widths", (4, 4, 8)),),
         train=TrainSpec(recipe="resnet_cifar", epochs=1, batch_size=64, overrides=DIGITS_OVERRIDES),
-        train_images=256, eval_images=4, sanity_images=2, smooth_samples=2, ig_steps=4, occlusion_window=32,
+        size=32, train_images=128, eval_images=4, sanity_images=2, smooth_samples=2, ig_steps=4, occlusion_window=16,
         deletion=(0.0, 0.1, 0.3),
     ),  # fmt: skip
     "quick": LocalisationConfig(
         data="mnist-canvas", model="resnet20", model_options=_NARROW,
-        train=TrainSpec(recipe="resnet_cifar", epochs=8, batch_size=128, overrides=DIGITS_OVERRIDES),
-        eval_images=200, sanity_images=32, occlusion_window=16,
+        train=TrainSpec(recipe="resnet_cifar", epochs=4, batch_size=128, overrides=DIGITS_OVERRIDES),
+        size=32, eval_images=200, sanity_images=32, smooth_samples=8, ig_steps=16, occlusion_window=8,
     ),  # fmt: skip
     "full": LocalisationConfig(
         data="mnist-canvas", model="resnet20",
@@ -212,7 +213,7 @@ def run(ctx: ExperimentContext, cfg: LocalisationConfig) -> Outcome:
 
     if cfg.data != "mnist-canvas":
         raise ConfigError(f"localisation needs the boxes of mnist-canvas; {cfg.data!r} has none")
-    data = ctx.load_data(cfg.data, input_size=(1, 64, 64), **dict(cfg.data_options))
+    data = ctx.load_data(cfg.data, input_size=(1, cfg.size, cfg.size), **dict(cfg.data_options))
     if cfg.train_images is not None:
         data = dataclasses.replace(data, train=TensorPair(data.train.x[: cfg.train_images],
                                                           data.train.y[: cfg.train_images]))  # fmt: skip
@@ -292,7 +293,8 @@ def _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, rand
     )  # fmt: skip
     setup = [
         f"Data: `mnist-canvas`, {len(data.train.y):,} training canvases (64x64, one mnist-5k digit each at a random "
-        "place); the boxes are the digits' ink boxes and are never shown to the network.",
+        f"place{'' if cfg.size == 64 else f', resized to {cfg.size}x{cfg.size}'}); the boxes are the digits' ink boxes "
+        "(scaled alike) and are never shown to the network.",
         f"Network: `{cfg.model}` {dict(cfg.model_options) or ''} (ends in global average pooling and one linear "
         f"layer), trained with {cfg.train.describe()}, seed {ctx.seed}: test accuracy {100 * fit.test_acc:.1f}%. "
         f"The same net trained on shuffled labels: test accuracy {100 * shuffled_fit.test_acc:.1f}%.",

@@ -91,7 +91,7 @@ def top_patches(model: nn.Module, images: Tensor, *, layer: str, units: list[int
                 model(images[s : s + batch_size].to(model_device(model)))
                 a = store[layer].float().cpu()  # B x C x h x w
                 if units is None:
-                    units = list(range(min(a.shape[1], 16)))
+                    units = list(range(min(a.shape[1], 8)))
                 bad = [u for u in units if not 0 <= u < a.shape[1]]
                 if bad:
                     raise ConfigError(f"top-patches: {layer!r} has {a.shape[1]} units; no unit {bad[0]}")

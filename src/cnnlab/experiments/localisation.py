@@ -83,7 +83,7 @@ SCALES = {
         # One epoch at batch 32 (110 updates): on the shared 2-core CPU a 4-epoch run at batch 128 took
         # 7 minutes an epoch and was at 25% accuracy after the first.
         train=TrainSpec(recipe="resnet_cifar", epochs=1, batch_size=32, lr=0.05, overrides=DIGITS_OVERRIDES),
-        size=32, eval_images=200, sanity_images=32, smooth_samples=8, ig_steps=16, occlusion_window=8,
+        size=32, eval_images=100, sanity_images=16, smooth_samples=4, ig_steps=8, occlusion_window=8,
     ),  # fmt: skip
     "full": LocalisationConfig(
         data="mnist-canvas", model="resnet20",

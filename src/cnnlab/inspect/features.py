@@ -76,8 +76,7 @@ def top_patches(model: nn.Module, images: Tensor, *, layer: str, units: list[int
                 batch_size: int = 256) -> TopPatches:
     """The ``k`` patches of ``images`` (N, C, H, W) that activate each unit (channel) of ``layer`` most
     (Zeiler & Fergus 2014, Fig. 2): each image's strongest position, top ``k`` images per unit."""
-    module = resolve_layer(model, layer)
-    del module
+    resolve_layer(model, layer)  # a wrong name fails here, with the closest names
     n = images.shape[0]
     if k < 1 or k > n:
         raise ConfigError(f"top-patches: k must be in 1..{n} (the images searched), got {k}")

@@ -88,7 +88,6 @@ def plot_stats(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, ti
     units, and weight / gradient norms (log scale)."""
     from matplotlib.figure import Figure
 
-    names = [r["name"] for r in rows]
     x = np.arange(len(rows))
     fig = Figure(figsize=(max(7.0, 0.22 * len(rows) + 3), 8.5))
     ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True)
@@ -110,7 +109,7 @@ def plot_stats(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, ti
     ax3.legend(fontsize=8)
     ax3.set_ylabel("L2 norm")
     ax3.set_xticks(x)
-    ax3.set_xticklabels(names, rotation=90, fontsize=6)
+    ax3.set_xticklabels([f"{r['name']} ({r['type']})" for r in rows], rotation=90, fontsize=8 if len(rows) < 40 else 6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

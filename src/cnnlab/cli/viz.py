@@ -116,8 +116,9 @@ def _load(args: argparse.Namespace) -> Subject:
         images = _read_images(args.image, data)
         return Subject(model, label, data, images, None, [Path(p).name for p in args.image])
     n = min(args.count, len(data.test))
-    return Subject(model, label, data, data.test.x[:n], data.test.y[:n],
-                   [f"test #{i} ({data.class_names[int(data.test.y[i])]})" for i in range(n)])
+    pick = torch.linspace(0, len(data.test) - 1, n).round().long()  # spread over the split (sorted by class)
+    return Subject(model, label, data, data.test.x[pick], data.test.y[pick],
+                   [f"test #{i} ({data.class_names[int(data.test.y[i])]})" for i in pick.tolist()])
 
 
 def _read_images(paths: list[str], data: Any) -> Any:

@@ -117,7 +117,7 @@ def attribute(model: nn.Module, x: Tensor, target: Tensor, *, method: str, layer
               smooth_samples: int = 16, ig_steps: int = 32, window: int | None = None) -> np.ndarray:
     """The ``method`` map (N, H, W) of ``x`` (N, C, H, W) for the classes ``target`` (N,).
 
-    ``layer`` is Grad-CAM's layer (default: the last ``feature_info`` stage); ``window`` the side of
+    ``layer`` is Grad-CAM's layer (default: the last ``feature_info`` stage with maps larger than 1x1); ``window`` the side of
     the occlusion square (default H/8, stride half of it).
     """
     if method not in METHODS:
@@ -170,10 +170,22 @@ def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window) -
         )  # fmt: skip
         return occ.sum(1).clamp_min(0)  # the occlusion's drop of the logit; a rise is not evidence
     # gradcam
-    name = layer or stage_names(model)[-1]
+    name = layer or _last_spatial_stage(model, x)
     gc = ca.LayerGradCam(model, resolve_layer(model, name))
     g = gc.attribute(x, target=target, relu_attributions=True)
     return ca.LayerAttribution.interpolate(g, tuple(x.shape[-2:]), interpolate_mode="bilinear")[:, 0]
+
+
+def _last_spatial_stage(model: nn.Module, x: Tensor) -> str:
+    """The deepest ``feature_info`` stage whose maps are larger than 1x1 (LeNet's C5 is 1x1: a Grad-CAM
+    there is one number per image)."""
+    from cnnlab.inspect.layers import capture
+
+    names = stage_names(model)
+    with torch.no_grad(), capture(model, names) as store:
+        model(x[:1].detach())
+    spatial = [n for n in names if n in store and store[n].ndim == 4 and store[n].shape[-2:].numel() > 1]
+    return spatial[-1] if spatial else names[-1]
 
 
 def _warn_functional_relu(model: nn.Module, x: Tensor) -> None:

@@ -37,8 +37,11 @@ def to_display(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
-    lo, hi = np.nanmin(a), np.nanmax(a)
-    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    """Scaled to [0, 1]; a map constant up to rounding (Grad-CAM from a 1x1 stage) shows as zeros."""
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if not hi - lo > 1e-6 * max(abs(hi), abs(lo), 1e-12):
+        return np.zeros_like(a)
+    return (a - lo) / (hi - lo)
 
 
 def _grid_shape(n: int, cols: int | None = None) -> tuple[int, int]:

@@ -85,6 +85,7 @@ def test_rank_correlation_is_spearmans():
     assert rank_correlation(a[:1], b[:1]) == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # 64 attribution calls (8 methods x 8 networks); 513 s on the loaded shared CPU (load 25)
 def test_localisation_tiny_writes_its_table(tmp_path):
     from cnnlab.experiments import run_experiment
 

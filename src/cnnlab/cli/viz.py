@@ -1,0 +1,289 @@
+"""``cnnlab viz``: pictures of what a network holds, computed by :mod:`cnnlab.inspect` and drawn by
+:mod:`cnnlab.viz.inspect_plots`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+WHATS = ("filters", "stats", "feature-maps", "top-patches", "attributions", "cam", "embedding")
+
+EPILOG = """\
+examples:
+  cnnlab viz filters --run runs/2026-01-01-lenet5-mnist-5k
+  cnnlab viz attributions --run DIR --image digit.png --method saliency --method gradcam
+  cnnlab viz top-patches --run DIR --layer layer2 --units 0,1,2,3
+  cnnlab viz feature-maps --weights resnet18.pth --model resnet18 --size 96
+  cnnlab viz embedding --run DIR --images 1000
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.cli.train import _nonneg_int, _positive_int
+
+    p = sub.add_parser(
+        "viz", help="look inside a network: filters, stats, feature maps, top patches, attributions, CAM",
+        description="Draw what a trained (or untrained) network holds, as PNGs in --out.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("what", choices=WHATS, metavar="WHAT", help=" | ".join(WHATS))
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", help="a run folder of `cnnlab train` (config.json + model.safetensors)")
+    src.add_argument("--weights", help="a weights file (.safetensors or .pth); --model names its architecture")
+    p.add_argument("--model", help="model name (with --weights; alone: the untrained model, seeded by --seed)")
+    p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option")
+    p.add_argument("--num-classes", type=_positive_int, help="classes of the weights (default: the run's, else "
+                   "the zoo model's own, e.g. 1000 for ImageNet weights)")
+    p.add_argument("--data", help="images from this data set (default: the run's, else mnist-5k)")
+    p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option")
+    p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
+    p.add_argument("--size", type=_positive_int, help="image side fed to the model (default: the run's/model's)")
+    p.add_argument("--image", nargs="+", help="image files to show (default: the data set's first test images)")
+    p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
+    p.add_argument("--method", action="append", help="attribution method (repeatable; default all): "
+                   "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam")
+    p.add_argument("--units", help="top-patches: comma-separated unit (channel) indices (default 0-7)")
+    p.add_argument("--k", type=_positive_int, default=8, help="top-patches per unit (default 8)")
+    p.add_argument("--count", type=_positive_int, default=4, help="images shown (default 4)")
+    p.add_argument("--images", type=_positive_int, default=1000, help="images searched/embedded (default 1000)")
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p.add_argument("--sha256", help="expected sha256 of --weights")
+    p.add_argument("--out", default="viz", help="folder for the PNGs (default ./viz)")
+    p.set_defaults(func=run)
+
+
+@dataclasses.dataclass
+class Subject:
+    model: Any
+    label: str  # "lenet5 (run DIR)"
+    data: Any  # DataBundle the images come from
+    images: Any  # N x C x H x W, normalised like the data
+    labels: Any  # N true labels, or None for --image files
+    names: list[str]  # a caption per image
+
+
+def _load(args: argparse.Namespace) -> Subject:
+    import torch
+
+    from cnnlab.cli.train import _load as load_weights_into
+    from cnnlab.cli.train import _pairs, _run_config_for
+    from cnnlab.data import load_dataset
+    from cnnlab.models.registry import create_model, model_info
+
+    doc, weights = None, None
+    if args.run:
+        run = Path(args.run)
+        weights = run / "model.safetensors"
+        if not (run / "config.json").is_file() or not weights.is_file():
+            raise ConfigError(f"--run {run}: not a finished run folder (needs config.json and model.safetensors)")
+        doc = _run_config_for(weights)
+        if doc is None:
+            raise ConfigError(f"--run {run}: config.json has no run spec")
+    elif args.weights:
+        weights = Path(args.weights)
+        if not weights.is_file():
+            raise ConfigError(f"--weights {weights}: no such file")
+        doc = _run_config_for(weights)
+    spec = doc["spec"] if doc else {}
+    name = args.model or spec.get("model")
+    if not name:
+        raise ConfigError("name the architecture with --model (no run config.json beside the weights)")
+    info = model_info(name)
+    same_model = name == spec.get("model")
+    config = {**((spec.get("model_config") or {}) if same_model else {}), **_pairs(args.model_set, "--model-set")}
+    data_name = args.data or spec.get("data") or "mnist-5k"
+    same_data = data_name == spec.get("data")
+    options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
+    c, h, w = info.input_size
+    size = (c, args.size, args.size) if args.size else (c, h, w)
+    data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", input_size=size,
+                        seed=int(spec.get("seed") or 0) if same_data else 0, **options)
+    run_classes = (doc or {}).get("data", {}).get("num_classes") if same_model else None
+    num_classes = args.num_classes or run_classes or (info.num_classes if weights is not None else data.num_classes)
+    torch.manual_seed(args.seed)
+    model = create_model(name, num_classes=num_classes, in_chans=data.input_size[0], **config)
+    if weights is not None:
+        load_weights_into(model, weights, args.sha256)
+    model.eval()
+    label = f"{name} ({'run ' + str(args.run) if args.run else weights.name if weights else 'untrained'})"
+    if args.image:
+        images = _read_images(args.image, data)
+        return Subject(model, label, data, images, None, [Path(p).name for p in args.image])
+    n = min(args.count, len(data.test))
+    pick = torch.linspace(0, len(data.test) - 1, n).round().long()  # spread over the split (sorted by class)
+    return Subject(model, label, data, data.test.x[pick], data.test.y[pick],
+                   [f"test #{i} ({data.class_names[int(data.test.y[i])]})" for i in pick.tolist()])
+
+
+def _read_images(paths: list[str], data: Any) -> Any:
+    """Image files decoded with PIL, resized to the data's size and normalised with its mean/std."""
+    import torch
+
+    from cnnlab.data.readers import decode_image
+
+    c, h, w = data.input_size
+    out = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise ConfigError(f"--image {p}: no such file")
+        arr = decode_image(path, mode="L" if c == 1 else "RGB", size=(h, w))
+        out.append(torch.from_numpy(arr.copy()).float() / 255.0)
+    x = torch.stack(out)
+    mean = torch.tensor(data.mean[:c]).view(1, -1, 1, 1)
+    std = torch.tensor(data.std[:c]).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (args.run or args.weights or args.model):
+        raise ConfigError("say which network: --run DIR, --weights FILE [--model NAME], or --model NAME (untrained)")
+    subject = _load(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    written = _DRAW[args.what](subject, args, out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _display(subject: Subject, x: Any) -> Any:
+    from cnnlab.viz.inspect_plots import to_display
+
+    return to_display(x.numpy(), subject.data.mean, subject.data.std)
+
+
+def _filters(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.inspect import filters
+    from cnnlab.inspect.layers import first_conv
+    from cnnlab.viz.inspect_plots import plot_filters
+
+    layer = args.layer or first_conv(subject.model)
+    w = filters(subject.model, layer=layer)
+    title = f"{subject.label}: {layer} filters {w.shape[0]}x{w.shape[1]}x{w.shape[2]}x{w.shape[3]}"
+    return [plot_filters(w, out / f"filters-{layer}.png", title=title)]
+
+
+def _stats(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.inspect import activation_stats
+    from cnnlab.viz.inspect_plots import plot_stats
+
+    n = min(args.images, 256, len(subject.data.test))
+    x = subject.images if args.image else subject.data.test.x[:n]
+    y = None if args.image else subject.data.test.y[:n]
+    if y is not None and int(y.max()) >= _num_classes(subject.model, x):
+        y = None  # the data's labels are not the weights' classes: use the model's own predictions
+    rows = [dataclasses.asdict(r) for r in activation_stats(subject.model, x, y)]
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "stats.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{'layer':<28} {'type':<10} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} "
+          f"{'|W|':>9} {'|dW|':>9}")  # fmt: skip
+    for r in rows:
+        wn = "" if r["weight_norm"] is None else f"{r['weight_norm']:.3g}"
+        gn = "" if r["grad_norm"] is None else f"{r['grad_norm']:.3g}"
+        print(f"{r['name'][:28]:<28} {r['type'][:10]:<10} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
+              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {wn:>9} {gn:>9}")  # fmt: skip
+    title = f"{subject.label}: activations on {len(x)} images, gradients of their cross-entropy"
+    return [plot_stats(rows, out / "stats.png", title=title), table]
+
+
+def _num_classes(model: Any, x: Any) -> int:
+    import torch
+
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])
+
+
+def _feature_maps(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.inspect import feature_maps
+    from cnnlab.viz.inspect_plots import plot_feature_maps
+
+    layers = [args.layer] if args.layer else None
+    maps = feature_maps(subject.model, subject.images[0], layers=layers)
+    title = f"{subject.label}: feature maps of {subject.names[0]} (first 16 per stage)"
+    return [plot_feature_maps(maps, _display(subject, subject.images[0]), out / "feature-maps.png", title=title)]
+
+
+def _top_patches(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.inspect import stage_names, top_patches
+    from cnnlab.viz.inspect_plots import plot_top_patches
+
+    layer = args.layer or stage_names(subject.model)[0]
+    units = None
+    if args.units:
+        try:
+            units = [int(u) for u in args.units.split(",")]
+        except ValueError:
+            raise ConfigError(f"--units expects comma-separated integers, got {args.units!r}") from None
+    images = subject.data.test.x[: args.images]
+    tp = top_patches(subject.model, images, layer=layer, units=units, k=min(args.k, len(images)))
+    title = (f"{subject.label}: top-{tp.crops.shape[1]} test patches of {layer} units "
+             f"(receptive field {tp.rf[0]:g}x{tp.rf[1]:g} px, from the analyzer; value = max activation)")
+    return [plot_top_patches(tp.crops, out / f"top-patches-{layer}.png", units=tp.units, values=tp.value,
+                             mean=subject.data.mean, std=subject.data.std, title=title)]  # fmt: skip
+
+
+def _targets(subject: Subject) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return subject.model(subject.images).argmax(1)
+
+
+def _attributions(subject: Subject, args: argparse.Namespace, out: Path, *, methods=None) -> list[Path]:  # noqa: ANN001
+    from cnnlab.inspect import METHODS, attribute, cam_head
+    from cnnlab.viz.inspect_plots import METHOD_TITLES, plot_attribution, plot_attribution_panel
+
+    methods = methods or args.method or [m for m in METHODS if m != "cam" or _has_cam(subject, cam_head)]
+    target = _targets(subject)
+    heats = {m: attribute(subject.model, subject.images, target, method=m, layer=args.layer) for m in methods}
+    shown = [_display(subject, x) for x in subject.images]
+    rows = [f"{n}\npred {int(t)}" for n, t in zip(subject.names, target)]
+    written = []
+    for m in methods:
+        written.append(plot_attribution(shown[0], heats[m][0], out / f"{m}.png",
+                                        title=f"{METHOD_TITLES[m]}: {subject.names[0]}, class {int(target[0])}"))
+    written.append(plot_attribution_panel(shown, heats, out / f"{'cam' if methods == ['cam'] else 'attributions'}"
+                                          "-panel.png", title=f"{subject.label}: maps for the predicted class",
+                                          row_labels=rows))  # fmt: skip
+    return written
+
+
+def _has_cam(subject: Subject, cam_head) -> bool:  # noqa: ANN001
+    try:
+        cam_head(subject.model, tuple(subject.images.shape[1:]))
+        return True
+    except ConfigError:
+        return False
+
+
+def _cam(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    return _attributions(subject, args, out, methods=["cam"])
+
+
+def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.inspect import embed_2d, penultimate_features
+    from cnnlab.viz.inspect_plots import plot_embedding
+
+    n = min(args.images, len(subject.data.test))
+    feats = penultimate_features(subject.model, subject.data.test.x[:n])
+    print(f"embedding {n} test images ({feats.shape[1]} features) by PCA and t-SNE", file=sys.stderr)
+    points = {m: embed_2d(feats, method=m, seed=args.seed) for m in ("pca", "tsne")}
+    title = f"{subject.label}: penultimate features of {n} test images of {subject.data.name}"
+    return [plot_embedding(points, subject.data.test.y[:n].numpy(), out / "embedding.png",
+                           class_names=subject.data.class_names, title=title)]  # fmt: skip
+
+
+_DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "top-patches": _top_patches,
+         "attributions": _attributions, "cam": _cam, "embedding": _embedding}  # fmt: skip

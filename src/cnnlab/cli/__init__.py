@@ -14,7 +14,8 @@ import sys
 from cnnlab.errors import CnnlabError
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
-COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment")
+COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
+                   "cnnlab.cli.export")
 
 
 class ArgumentParser(argparse.ArgumentParser):

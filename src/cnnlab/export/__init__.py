@@ -6,8 +6,9 @@ only when an ONNX path is used.
 """
 
 from cnnlab.export.export import FORMATS, export_model, export_onnx, export_pt2, load_pt2, read_onnx_metadata
+from cnnlab.export.predictor import Prediction, Predictor
 from cnnlab.export.preprocess import Preprocessing
 from cnnlab.export.source import InferenceModel, load_model
 
 __all__ = ["FORMATS", "export_model", "export_onnx", "export_pt2", "load_pt2", "read_onnx_metadata",
-           "Preprocessing", "InferenceModel", "load_model"]
+           "Preprocessing", "InferenceModel", "load_model", "Predictor", "Prediction"]

@@ -108,8 +108,10 @@ def _export_error(model_name: str, fmt: str, err: Exception) -> ConfigError:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, preprocessing: Preprocessing,
-                dynamic_batch: bool = True, opset: int | None = None) -> Path:
-    """Export ``model`` (in eval mode) to ONNX at ``path`` with ``preprocessing`` in its metadata."""
+                dynamic_batch: bool = True, opset: int | None = None,
+                extra_metadata: dict[str, str] | None = None) -> Path:
+    """Export ``model`` (in eval mode) to ONNX at ``path`` with ``preprocessing`` (and ``extra_metadata``)
+    in its metadata."""
     onnx, _ = require("onnx", "onnxscript")
     path = Path(path)
     tmp = _temp_beside(path)
@@ -117,7 +119,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, preprocessing: Pre
     kwargs = {"opset_version": opset} if opset else {}
     try:
         with _quiet(), torch.no_grad():
-            program = torch.onnx.export(model, (example_input(preprocessing),), dynamo=True,
+            program = torch.onnx.export(model, (example_input(preprocessing, 2 if dynamic_batch else 1),), dynamo=True,
                                         dynamic_shapes=_dynamic_shapes(dynamic_batch), input_names=["input"],
                                         output_names=["logits"], verbose=False, **kwargs)
     except Exception as err:  # the exporter raises many types; the user gets one line naming the model
@@ -125,7 +127,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, preprocessing: Pre
     proto = program.model_proto
     props = {META_KEY: preprocessing.to_json(), "input_size": json.dumps(list(preprocessing.input_size)),
              "mean": json.dumps(list(preprocessing.mean)), "std": json.dumps(list(preprocessing.std)),
-             "class_names": json.dumps(list(preprocessing.class_names)), "producer": "cnnlab"}
+             "class_names": json.dumps(list(preprocessing.class_names)), "producer": "cnnlab",
+             **(extra_metadata or {})}
     onnx.helper.set_model_props(proto, props)
     try:
         onnx.save_model(proto, str(tmp))
@@ -142,7 +145,7 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, *, preprocessing: Prep
     tmp = _temp_beside(path)
     try:
         with torch.no_grad():
-            program = torch.export.export(model.eval(), (example_input(preprocessing),),
+            program = torch.export.export(model.eval(), (example_input(preprocessing, 2 if dynamic_batch else 1),),
                                           dynamic_shapes=_dynamic_shapes(dynamic_batch))
     except Exception as err:
         raise _export_error(preprocessing.model, "torch.export", err) from err

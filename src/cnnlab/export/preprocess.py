@@ -124,7 +124,7 @@ class Preprocessing:
 
         c, h, w = self.input_size
         size = self.resize_to or (h - 2 * self.pad, w - 2 * self.pad)
-        x = torch.from_numpy(decode_image(Path(path), mode="L" if c == 1 else "RGB", size=size)).float().div_(255.0)
+        x = torch.tensor(decode_image(Path(path), mode="L" if c == 1 else "RGB", size=size)).float().div_(255.0)
         if self.pad:
             x = torch.nn.functional.pad(x, (self.pad,) * 4)  # zeros: black, the digits' background
         mean = torch.tensor(self.mean).view(-1, 1, 1)

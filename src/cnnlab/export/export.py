@@ -27,7 +27,9 @@ import contextlib
 import importlib
 import io
 import json
+import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -93,9 +95,29 @@ def _temp_beside(path: Path) -> Path:
 
 @contextlib.contextmanager
 def _quiet():
-    # The exporters print progress ("[torch.onnx] Obtain model graph ...") on stdout.
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
+    # The exporters print progress ("[torch.onnx] Obtain model graph ...") on stdout and log their
+    # failures; the user gets one line from _export_error instead.
+    loggers = [logging.getLogger(n) for n in ("torch.export", "torch.onnx", "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _check_runs(model: nn.Module, example: torch.Tensor, name: str) -> None:
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        size = "x".join(map(str, example.shape[1:]))
+        raise ConfigError(f"{name} does not run on a {size} input ({type(err).__name__}: {first[:200]}); "
+                          "check --input") from None
 
 
 def _dynamic_shapes(dynamic_batch: bool):
@@ -103,7 +125,7 @@ def _dynamic_shapes(dynamic_batch: bool):
 
 
 def _export_error(model_name: str, fmt: str, err: Exception) -> ConfigError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    first = re.sub(r"\x1b\[[0-9;]*m", "", (str(err).strip().splitlines() or [type(err).__name__])[0])
     return ConfigError(f"{model_name} cannot be exported to {fmt}: {type(err).__name__}: {first[:300]}")
 
 
@@ -116,10 +138,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, preprocessing: Pre
     path = Path(path)
     tmp = _temp_beside(path)
     model = model.eval()
+    example = example_input(preprocessing, 2 if dynamic_batch else 1)
+    _check_runs(model, example, preprocessing.model)
     kwargs = {"opset_version": opset} if opset else {}
     try:
         with _quiet(), torch.no_grad():
-            program = torch.onnx.export(model, (example_input(preprocessing, 2 if dynamic_batch else 1),), dynamo=True,
+            program = torch.onnx.export(model, (example,), dynamo=True,
                                         dynamic_shapes=_dynamic_shapes(dynamic_batch), input_names=["input"],
                                         output_names=["logits"], verbose=False, **kwargs)
     except Exception as err:  # the exporter raises many types; the user gets one line naming the model
@@ -143,10 +167,11 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, *, preprocessing: Prep
     """Export ``model`` with ``torch.export`` to ``path`` (``.pt2``) with the preprocessing as an extra file."""
     path = Path(path)
     tmp = _temp_beside(path)
+    example = example_input(preprocessing, 2 if dynamic_batch else 1)
+    _check_runs(model.eval(), example, preprocessing.model)
     try:
-        with torch.no_grad():
-            program = torch.export.export(model.eval(), (example_input(preprocessing, 2 if dynamic_batch else 1),),
-                                          dynamic_shapes=_dynamic_shapes(dynamic_batch))
+        with _quiet(), torch.no_grad():
+            program = torch.export.export(model.eval(), (example,), dynamic_shapes=_dynamic_shapes(dynamic_batch))
     except Exception as err:
         raise _export_error(preprocessing.model, "torch.export", err) from err
     tmp = tmp.with_suffix(".pt2")  # torch's loader warns about other suffixes

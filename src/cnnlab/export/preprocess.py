@@ -60,6 +60,7 @@ class Preprocessing:
         d["input_size"], d["mean"], d["std"] = list(self.input_size), list(self.mean), list(self.std)
         d["class_names"] = list(self.class_names)
         d["resize_to"] = list(self.resize_to) if self.resize_to else None
+        d["model_config"] = json.loads(json.dumps(self.model_config))  # tuples as lists, as when read back
         return d
 
     def to_json(self) -> str:

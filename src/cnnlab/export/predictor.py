@@ -209,8 +209,11 @@ class Predictor:
             try:
                 b = self._build(name)
                 quality = compare_outputs(b.run(x), ref)
-            except CnnlabError as err:
-                report[name] = {"error": str(err)}
+            except Exception as err:  # a candidate that fails (export, ORT session) is left out, with why
+                if name == "eager":
+                    raise
+                report[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+                self._log(f"{name} left out: {report[name]['error']}")
                 continue
             need = BF16_AGREEMENT if name == "bf16" else FP32_AGREEMENT
             # An fp32 path within rounding of eager can only flip exact ties (an untrained net has many).

@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "compiles for a minute or more)")
     b.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
     b.add_argument("--threads", type=_positive_int, help="torch and ONNX Runtime threads (default: torch's)")
-    b.add_argument("--format", choices=("table", "json"), default="table")
+    b.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     b.set_defaults(func=run_bench)
 
     p = sub.add_parser("predict", help="top-k classes of image files with a trained model",
@@ -78,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     _source_args(p, positional=False)
     p.add_argument("--top-k", type=_positive_int, default=5, help="classes per image (default 5)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--backend", choices=PREDICT_BACKENDS, default="auto", help="default auto")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    p.add_argument("--backend", choices=PREDICT_BACKENDS, default="auto",
+                   help="auto (default): the fastest backend that agrees with fp32 here; or force one")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the run folder's inference/ cache")
     p.set_defaults(func=run_predict)
 

@@ -207,3 +207,30 @@ def test_predict_bad_image_names_the_file(run_dir, tmp_path, capsys):
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
     rc, out, err = _run(["predict", str(good), str(bad), "--run", str(run_dir), "--backend", "eager"], capsys)
     _one_line_error(rc, err, "broken.jpg")
+
+
+def test_predict_on_png_files_sees_what_the_engine_saw(tmp_path):
+    """Digits written as PNG files and read back by predict give the probabilities the model gives on
+    load_dataset's tensors (decoded, padded 28 -> 32 and normalised by cnnlab.data)."""
+    from cnnlab.data import embedded, load_dataset
+
+    data = load_dataset("mnist-5k", input_size=(1, 32, 32))
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    model = create_model("lenet5", num_classes=10).eval()
+    save_weights(model, run / "model.safetensors")
+    config = {"spec": {"model": "lenet5", "data": "mnist-5k"},
+              "data": {"name": data.name, "num_classes": 10, "input_size": list(data.input_size),
+                       "mean": list(data.mean), "std": list(data.std), "notes": list(data.notes)}}
+    (run / "config.json").write_text(json.dumps(config))
+    raw = embedded.load_mnist_5k()
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(raw.test_x[i, 0].numpy().astype(np.uint8)).save(paths[-1])
+    got = Predictor.from_run(run, backend="eager").predict(paths, top_k=10)
+    with torch.no_grad():
+        expected = torch.softmax(model(data.test.x[:8]), 1)
+    for pred, row in zip(got, expected):
+        assert np.allclose([p for _, i, p in sorted(pred.top, key=lambda t: t[1])], row.tolist(), atol=1e-5)

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "reads), preprocessed as the run's data was. --backend auto picks the "
                                    "fastest backend whose answers agree with fp32 here, and caches the choice "
                                    "and the ONNX file in the run folder (inference/).")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ... anything PIL reads)")
     _source_args(p, positional=False)
     p.add_argument("--top-k", type=_positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")

@@ -184,7 +184,9 @@ class Predictor:
         try:
             data = load_dataset(spec.get("data") or "mnist-5k", root=spec.get("data_root") or "data",
                                 input_size=model_info(self.source.name).input_size, seed=int(spec.get("seed") or 0),
-                                bad_files=spec.get("bad_files") or "strict", **(spec.get("data_options") or {}))
+                                bad_files=spec.get("bad_files") or "strict",
+                                **({"val_fraction": float(spec["val_fraction"])} if spec.get("val_fraction") else {}),
+                                **(spec.get("data_options") or {}))
         except CnnlabError as err:
             return None, f"the run's data could not be loaded ({err})"
         val = getattr(data, "val", None)

@@ -52,10 +52,25 @@ def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
     return {}, size
 
 
+# At its random initialisation resnet1202's activations overflow through 600 residual additions:
+# PyTorch's own eval-mode output is NaN (measured), so there would be nothing to compare.
+DAMPED = {"resnet1202"}
+
+
+def _damp_residuals(model) -> None:
+    """Scale each residual branch's last BN by 0.1 (zero_init_residual's norms, but not zero): the
+    activations stay finite (largest logit 48) and every layer still computes."""
+    with torch.no_grad():
+        for _, block in model.blocks():  # basic blocks: conv1-bn1-relu-conv2-bn2
+            block.bn2.weight.mul_(0.1)
+
+
 def _check(name: str, tmp_path) -> None:
     config, size = small_case(name)
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, **config).eval()  # GoogLeNet: eval mode, aux heads unused
+    if name in DAMPED:
+        _damp_residuals(model)
     prep = Preprocessing(model=name, input_size=size, mean=(0.5,) * size[0], std=(0.25,) * size[0],
                          class_names=tuple(f"c{i}" for i in range(10)), model_config=config)
     path = export_onnx(model, tmp_path / f"{name}.onnx", preprocessing=prep, dynamic_batch=True)
@@ -67,6 +82,7 @@ def _check(name: str, tmp_path) -> None:
             expected = model(x).numpy()
         got = session.run(None, {"input": x.numpy()})[0]
         assert got.shape == expected.shape
+        assert np.isfinite(expected).all(), f"{name}: PyTorch's own output is not finite"
         scale = max(1.0, float(np.abs(expected).max()))
         assert np.abs(got - expected).max() <= TOL * scale, (name, batch, np.abs(got - expected).max(), scale)
         assert float(np.abs(expected).max()) > 1e-6, f"{name}: outputs are all ~0; the comparison would be empty"

@@ -21,6 +21,7 @@ if _torch_version(_torch.__version__) < _MIN_TORCH:
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError, UnknownNameError  # noqa: E402
 from cnnlab.models import create_model, list_models, model_info  # noqa: E402
 from cnnlab.analysis import analyze  # noqa: E402,F401  (cnnlab.analyze)
+from cnnlab.export.predictor import Predictor  # noqa: E402,F401  (cnnlab.Predictor)
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,261 @@
+"""``cnnlab.Predictor``: top-k classes of image files, through the fastest backend that is accurate here.
+
+``backend="auto"`` measures the candidates on this machine and keeps the fastest whose top-1 answers
+agree with eager fp32 on data the run did not select on:
+
+* fp32 (NCHW and channels_last) and ONNX Runtime fp32 (when ``cnnlab[export]`` is installed) must
+  agree on all but rounding ties (``FP32_AGREEMENT``);
+* bf16 is a candidate only on a CPU with native bf16 (AVX512-BF16/AMX; elsewhere it is emulated and
+  slower) and must agree on at least ``BF16_AGREEMENT`` of the check images.
+
+The check images are the run's validation split when its data set has one, else the start of its
+train split; never the test split. Without them (no run config, data files absent) bf16 is not
+used, because its accuracy cannot be checked. ``torch.compile`` is not a candidate: it compiles for
+minutes, its cache would be compiled code (cnnlab loads no code from files), and it was slower than
+eager on these CPUs (PERF-NOTES.md).
+
+The choice and the ONNX file are cached in the run folder under ``inference/``, named by the weights'
+sha256 and checked against it when read; the choice is re-measured when the machine (CPU, threads,
+library versions) differs. Existing files are never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.export.backends import BACKENDS, Backend, machine_info, make_backend
+from cnnlab.export.bench import compare_outputs
+from cnnlab.export.source import InferenceModel, load_model
+
+__all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT"]
+
+BF16_AGREEMENT = 0.99  # bf16 may flip near-ties: at most 1 in 100 check images
+FP32_AGREEMENT = 0.995  # fp32 paths differ only by summation order
+FP32_TOLERANCE = 1e-4  # largest logit difference from eager fp32 that counts as rounding
+CHECK_IMAGES = 256
+CACHE_DIR = "inference"
+PREDICT_BACKENDS = ("auto", "eager", "channels_last", "bf16", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    file: str
+    top: list[tuple[str, int, float]]  # (class name, class index, probability), most probable first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "top": [{"class": n, "index": i, "probability": p} for n, i, p in self.top]}
+
+
+def _machine_key() -> dict[str, Any]:
+    m = machine_info()
+    return {k: m[k] for k in ("cpu", "cpu_flags", "torch_threads", "torch", "onnxruntime")}
+
+
+class Predictor:
+    """Predict classes of images with a trained model (``Predictor.from_run("runs/...")``)."""
+
+    def __init__(self, source: InferenceModel, *, backend: str = "auto", cache: bool = True, log=None) -> None:
+        if backend not in PREDICT_BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r} (use {', '.join(PREDICT_BACKENDS)})")
+        self.source = source
+        self.preprocessing = source.preprocessing
+        self._log = log or (lambda msg: None)
+        self._tmp = None
+        cache_dir = source.run_dir / CACHE_DIR if cache and source.run_dir and source.weights_sha256 else None
+        self._cache = cache_dir
+        self.choice: dict[str, Any] = {}
+        self.backend: Backend = self._choose(backend)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, *, backend: str = "auto", cache: bool = True, log=None) -> Predictor:
+        return cls(load_model(run=run_dir), backend=backend, cache=cache, log=log)
+
+    @classmethod
+    def from_weights(cls, weights: str | os.PathLike, *, model: str | None = None, config: dict | None = None,
+                     sha256: str | None = None, backend: str = "auto", log=None) -> Predictor:
+        return cls(load_model(weights=weights, model=model, config=config, sha256=sha256), backend=backend, log=log)
+
+    # --------------------------------------------------------------------------------- choosing
+
+    def _onnx_path(self) -> Path:
+        if self._cache is not None:
+            try:
+                self._cache.mkdir(exist_ok=True)
+                return self._cache / f"{self.source.weights_sha256[:16]}.onnx"
+            except OSError as err:
+                self._log(f"cannot cache in {self._cache} ({err.strerror}); using a temporary folder")
+                self._cache = None
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="cnnlab-predict-")
+        return Path(self._tmp.name) / f"{self.source.name}.onnx"
+
+    def _cached_onnx_ok(self, path: Path) -> bool:
+        """An existing cache file is used only when its metadata names these weights."""
+        if not path.exists():
+            return True
+        try:
+            import onnx
+
+            props = {p.key: p.value for p in onnx.load_model(str(path), load_external_data=False).metadata_props}
+        except Exception:
+            props = {}
+        return props.get("weights_sha256") == self.source.weights_sha256
+
+    def _build(self, name: str) -> Backend:
+        if name != "onnxruntime":
+            return make_backend(name, self.source.model, preprocessing=self.preprocessing)
+        path = self._onnx_path()
+        if not self._cached_onnx_ok(path):
+            self._log(f"{path} is not this model's export; leaving it alone and exporting to a temporary folder")
+            self._cache = None
+            path = self._onnx_path()
+        if not path.exists():
+            from cnnlab.export.export import export_onnx
+
+            prep = self.preprocessing
+            export_onnx(self.source.model, path, preprocessing=prep, dynamic_batch=True,
+                        extra_metadata={"weights_sha256": self.source.weights_sha256 or ""})
+        return make_backend(name, self.source.model, preprocessing=self.preprocessing, onnx_path=path)
+
+    def _candidates(self) -> list[str]:
+        from cnnlab.training.device import cpu_has_bf16
+
+        names = ["eager", "channels_last"]
+        if cpu_has_bf16():
+            names.append("bf16")
+        try:
+            import onnx, onnxruntime, onnxscript  # noqa: F401,E401
+            names.append("onnxruntime")
+        except ImportError:
+            self._log("onnxruntime not installed (pip install 'cnnlab[export]'): not a candidate")
+        return names
+
+    def _choice_file(self) -> Path | None:
+        return self._cache / f"{self.source.weights_sha256[:16]}.choice.json" if self._cache else None
+
+    def _read_choice(self) -> dict[str, Any] | None:
+        path = self._choice_file()
+        if path is None or not path.is_file():
+            return None
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        ok = doc.get("weights_sha256") == self.source.weights_sha256 and doc.get("machine") == _machine_key()
+        return doc if ok and doc.get("backend") in BACKENDS else None
+
+    def _choose(self, backend: str) -> Backend:
+        if backend != "auto":
+            self.choice = {"backend": backend, "reason": "asked for"}
+            return self._build(backend)
+        cached = self._read_choice()
+        if cached is not None:
+            self.choice = {**cached, "reason": f"cached in {self._choice_file()}"}
+            return self._build(cached["backend"])
+        self.choice = self._measure()
+        path = self._choice_file()
+        if path is not None and not path.exists():
+            from cnnlab.models.weights import atomic_write
+
+            atomic_write(path, json.dumps(self.choice, indent=2).encode())
+        return self._build(self.choice["backend"])
+
+    def _check_images(self) -> tuple[Tensor | None, str]:
+        """Images to check agreement on: the run's validation split, else its train split; never test."""
+        cfg = self.source.config
+        if not cfg:
+            return None, "no run config, so no data to check against"
+        spec = cfg.get("spec") or {}
+        from cnnlab.data import load_dataset
+        from cnnlab.models.registry import model_info
+
+        try:
+            data = load_dataset(spec.get("data") or "mnist-5k", root=spec.get("data_root") or "data",
+                                input_size=model_info(self.source.name).input_size, seed=int(spec.get("seed") or 0),
+                                bad_files=spec.get("bad_files") or "strict",
+                                **({"val_fraction": float(spec["val_fraction"])} if spec.get("val_fraction") else {}),
+                                **(spec.get("data_options") or {}))
+        except CnnlabError as err:
+            return None, f"the run's data could not be loaded ({err})"
+        val = getattr(data, "val", None)
+        pair, split = (val, "validation") if val is not None and len(val) else (data.train, "train")
+        x = pair.x[:CHECK_IMAGES].contiguous()
+        if tuple(x.shape[1:]) != self.preprocessing.input_size:
+            return None, f"the run's data is {tuple(x.shape[1:])}, the model takes {self.preprocessing.input_size}"
+        return x, f"{len(x)} images of {data.name}'s {split} split"
+
+    def _measure(self) -> dict[str, Any]:
+        x, where = self._check_images()
+        names = self._candidates()
+        if x is None:
+            names = [n for n in names if n != "bf16"]
+            x = torch.randn(16, *self.preprocessing.input_size, generator=torch.Generator().manual_seed(0))
+            where = f"{where}; bf16 not used (its accuracy cannot be checked); timed on 16 random inputs"
+        self._log(f"choosing a backend among {', '.join(names)} (check: {where})")
+        with torch.inference_mode():
+            ref = self.source.model(x).float()
+        built, report = [], {}
+        for name in names:
+            try:
+                b = self._build(name)
+                quality = compare_outputs(b.run(x), ref)
+            except Exception as err:  # a candidate that fails (export, ORT session) is left out, with why
+                if name == "eager":
+                    raise
+                report[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+                self._log(f"{name} left out: {report[name]['error']}")
+                continue
+            need = BF16_AGREEMENT if name == "bf16" else FP32_AGREEMENT
+            # An fp32 path within rounding of eager can only flip exact ties (an untrained net has many).
+            rounding = name != "bf16" and quality["max_abs_diff"] <= FP32_TOLERANCE
+            report[name] = {**quality, "accurate": quality["top1_agreement"] >= need or rounding}
+            if report[name]["accurate"]:
+                built.append(b)
+        xb = x[:16]
+        times: dict[str, list[float]] = {b.name: [] for b in built}
+        for r in range(3):  # interleaved rounds, as in cnnlab bench
+            for b in built[r % len(built):] + built[:r % len(built)]:
+                start = time.perf_counter()
+                b.run(xb)
+                times[b.name].append((time.perf_counter() - start) / len(xb))
+        for b in built:
+            report[b.name]["ms_per_image"] = 1000 * statistics.median(times[b.name])
+        best = min(built, key=lambda b: report[b.name]["ms_per_image"])
+        return {"backend": best.name, "weights_sha256": self.source.weights_sha256, "machine": _machine_key(),
+                "check": where, "candidates": report,
+                "reason": f"fastest accurate backend ({report[best.name]['ms_per_image']:.2f} ms/image at batch {len(xb)})"}
+
+    # ------------------------------------------------------------------------------- predicting
+
+    def logits(self, x: Tensor, *, batch_size: int = 64) -> Tensor:
+        """fp32 logits of a normalised (N, C, H, W) batch through the chosen backend."""
+        outs = [self.backend.run(x[i:i + batch_size].contiguous()).float() for i in range(0, len(x), batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0, self.preprocessing.num_classes)
+
+    def predict(self, images: Sequence[str | os.PathLike], *, top_k: int = 5) -> list[Prediction]:
+        """Top ``top_k`` classes with probabilities for each image file (any format PIL reads)."""
+        if top_k < 1:
+            raise ConfigError(f"top_k must be a positive integer, got {top_k}")
+        x = self.preprocessing.load_images([Path(p) for p in images])
+        probs = torch.softmax(self.logits(x), dim=1)
+        k = min(top_k, probs.shape[1])
+        values, indices = probs.topk(k, dim=1)
+        names = self.preprocessing.class_names
+        return [Prediction(str(path), [(names[i], int(i), float(p)) for p, i in zip(v.tolist(), ix.tolist())])
+                for path, v, ix in zip(images, values, indices)]
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.source.name}, backend={self.backend.name!r})"
+

@@ -18,8 +18,7 @@ from cnnlab.errors import CnnlabError
 # Sub-command modules, in the order `cnnlab --help` shows them.
 COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
                    "cnnlab.cli.runs", "cnnlab.cli.data", "cnnlab.cli.report", "cnnlab.cli.foundations",
-                   "cnnlab.cli.viz", "cnnlab.cli.export")
-COMMAND_MODULES += ("cnnlab.cli.generative",)  # `cnnlab sample`
+                   "cnnlab.cli.viz", "cnnlab.cli.export", "cnnlab.cli.generative")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -43,6 +43,7 @@ class ModelInfo:
     recipe: str  # default training recipe name (see cnnlab.training.recipes)
     torchvision: str | None = None  # torchvision builder this model is state_dict-compatible with
     departures: str = ""  # how the model departs from its paper, for the README and `cnnlab list`
+    task: str = "classification"  # the Task it trains with (cnnlab.training.tasks.get_task)
 
     @property
     def in_chans(self) -> int:
@@ -64,6 +65,7 @@ def register_model(
     torchvision: str | None = None,
     departures: str = "",
     name: str | None = None,
+    task: str = "classification",
 ) -> Callable[[F], F]:
     """Register the decorated builder under its function name (or ``name``)."""
 
@@ -81,6 +83,7 @@ def register_model(
             recipe=recipe,
             torchvision=torchvision,
             departures=departures,
+            task=task,
         )
         return builder
 

@@ -330,3 +330,31 @@ register_recipe(Recipe(
     crop_padding=4,  # "C10+": the standard translation and mirroring augmentation
     flip=True,
 ))
+
+register_recipe(Recipe(
+    name="fcn",
+    source="Long, Shelhamer & Darrell 2015 §4.3 (optimization) and the released voc-fcn solvers",
+    optimizer="sgd",
+    lr=1e-4,  # §4.3: "fixed learning rates of 10^-3, 10^-4, and 5^-5 for FCN-AlexNet, FCN-VGG16, and FCN-GoogLeNet"
+    momentum=0.9,  # §4.3: "momentum of 0.9"
+    weight_decay=5e-4,  # §4.3: "weight decay of 5^-4 or 2^-4"
+    batch_size=20,  # §4.3: "minibatch size of 20 images"
+    epochs=175,  # §4.3: FCN-VGG16 "takes three days" from VGG weights; length not stated in epochs (approx.)
+    schedule="constant",  # §4.3: fixed learning rate
+    flip=True,  # departure: §4.3 found mirroring and jittering gave "no noticeable improvement", but cheap
+))
+
+register_recipe(Recipe(
+    name="fcn_digits",
+    source="cnnlab: tuned for fcn_digits on mnist-seg (a from-scratch CPU run of minutes), not a paper's",
+    # FCN's own recipe (SGD at 1e-4 from VGG weights, three days on a GPU) does not fit a CPU run from
+    # scratch; Adam with a cosine decay and batch normalisation in the net trains in minutes.
+    optimizer="adam",
+    lr=3e-3,  # tuned on mnist-seg's validation canvases
+    momentum=0.9,  # Adam's beta1
+    weight_decay=0.0,
+    batch_size=32,
+    epochs=12,  # fits in about 5 minutes on 2 loaded cores
+    schedule="cosine",
+    eval_batch_size=200,
+))

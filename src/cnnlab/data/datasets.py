@@ -10,6 +10,8 @@
     svhn              SVHN cropped digits, 73,257 / 26,032               files or --download
     imagefolder:PATH  your images, PATH/<class>/ or PATH/{train,val}/    a folder
     synthetic         random learnable tensors of any shape (speed tests) nothing
+    mnist-seg         64x64 canvases of 2-3 mnist-5k digits, per-pixel labels nothing
+    voc2012           Pascal VOC 2012 segmentation (21 classes, 255 void) files or --download
 """
 
 from __future__ import annotations
@@ -54,8 +56,12 @@ _DATASETS: dict[str, DatasetInfo] = {
                     ("test_fraction",), False),  # fmt: skip
         DatasetInfo("synthetic", "random learnable tensors of a given shape, for speed tests",
                     ("shape", "num_classes", "n", "n_train", "n_test"), False),  # fmt: skip
+        DatasetInfo("mnist-seg", "segmentation: canvases of 2-3 mnist-5k digits, 11 pixel classes",
+                    ("n_train", "n_val", "n_test", "size"), False),  # fmt: skip
+        DatasetInfo("voc2012", "segmentation: Pascal VOC 2012, 21 classes, 255 void (torchvision files)", (), True),
     )
 }
+SEGMENTATION_SETS = ("mnist-seg", "voc2012")  # masks (N, H, W) as labels: cnnlab.data.segmentation
 _BAD_FILES = ("strict", "skip")
 
 
@@ -79,7 +85,7 @@ def _canonical(name: str) -> str:
         return "imagefolder:" + name[len("imagefolder:") :]
     key = name.lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "mnist5k": "mnist-5k", "cifar-10": "cifar10",
-           "cifar-100": "cifar100"}.get(key, key)  # fmt: skip
+           "cifar-100": "cifar100", "mnistseg": "mnist-seg", "voc": "voc2012"}.get(key, key)  # fmt: skip
     if key not in _DATASETS or key == "imagefolder:PATH":
         close = difflib.get_close_matches(key, list(_DATASETS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -119,6 +125,10 @@ def load_dataset(
         raise ConfigError(f"data set {info.name!r} has no option {unknown[0]!r} (options: {allowed})")
     root = Path(root).expanduser()
 
+    if key in SEGMENTATION_SETS:
+        from cnnlab.data.segmentation import load_segmentation
+
+        return load_segmentation(key, root=root, download=download, input_size=size, bad_files=bad_files, **options)
     raw: RawData
     if key.startswith("imagefolder:"):
         raw = load_imagefolder(key[len("imagefolder:") :], input_size=size, bad_files=bad_files,

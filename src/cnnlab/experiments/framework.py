@@ -218,6 +218,7 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.ensemble",
     "cnnlab.experiments.transfer",
     "cnnlab.experiments.autoencoder",
+    "cnnlab.experiments.dense",  # fcn-skips, dilation (issue 16)
 ]
 
 

@@ -24,7 +24,7 @@ from cnnlab.models.base import ModelOutput
 from cnnlab.training.seg_metrics import confusion_matrix, segmentation_scores
 from cnnlab.training.tasks import Task, register_task
 
-__all__ = ["SegmentationTask"]
+__all__ = ["SegmentationTask", "OverlayPng", "evaluate_segmentation"]
 
 
 @register_task("segmentation")
@@ -112,3 +112,53 @@ class SegmentationTask(Task):
 
     def describe(self) -> dict:
         return {**super().describe(), "ignore_index": self.ignore_index}
+
+    def run_callbacks(self, out) -> list:
+        """Callbacks the engine adds to a run that has a folder: the overlay picture."""
+        return [OverlayPng(out)]
+
+
+class OverlayPng:
+    """Trainer callback: at the end of a run, ``overlay.png`` in the run folder shows the first test
+    images with their true masks and the selected model's predictions (a picture, not a measurement)."""
+
+    def __init__(self, out, *, examples: int = 4) -> None:
+        self.out = out
+        self.examples = examples
+
+    def on_fit_end(self, trainer, result) -> None:
+        from cnnlab.viz.segmentation import draw_overlays
+
+        data = trainer.data
+        model = result.model
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        x = data.test.x[: self.examples]
+        with torch.no_grad():
+            pred = model.eval()(x.to(device)).argmax(1).cpu()
+        draw_overlays(self.out / "overlay.png", x.mean(1), data.test.y[: self.examples], {"prediction": pred},
+                      class_names=data.class_names, title=f"{data.name}: test images, truth and prediction")
+
+
+def evaluate_segmentation(model: nn.Module, pair, *, batch_size: int = 200, device=None,
+                          ignore_index: int = IGNORE_INDEX, class_names: tuple[str, ...] = ()) -> dict[str, float]:
+    """The FCN metrics of ``model`` on a split (``pair.y`` masks), in eval mode, fp32."""
+    task = SegmentationTask(ignore_index=ignore_index)
+    k = len(class_names) if class_names else None
+    dev = torch.device(device) if device is not None else next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.to(dev).eval()
+    sums = None
+    try:
+        with torch.no_grad():
+            for i in range(0, len(pair), batch_size):
+                x, y = pair.x[i : i + batch_size].to(dev), pair.y[i : i + batch_size].to(dev)
+                if k is None:
+                    k = task.num_classes = int(model(x[:1]).shape[1])
+                task.num_classes = k
+                s = task.eval_sums(model, x, y).cpu()
+                sums = s if sums is None else sums + s
+    finally:
+        model.train(was_training)
+    if class_names:
+        task.class_keys = tuple(re.sub(r"\W+", "_", str(c)).strip("_") or str(i) for i, c in enumerate(class_names))
+    return task.summarize(sums)

@@ -137,6 +137,7 @@ def main() -> int:
         x8, y = synthetic_uint8(shape, n)
         x = (x8.float() / 255 - 0.5) / 0.25  # the engine's in-memory, normalised copy of the same images
         bundle = DataBundle(name="synthetic-uint8", train=TensorPair(x, y), test=TensorPair(x[:256], y[:256]),
+                            val=TensorPair(x[:256], y[:256]),  # a speed test: no selection to speak of
                             num_classes=10, input_size=shape, mean=(0.5,) * shape[0], std=(0.25,) * shape[0],
                             class_names=tuple(str(c) for c in range(10)), notes=())
         bf16 = f"engine bf16 channels_last ({'native' if cpu_has_bf16() else 'emulated'})"

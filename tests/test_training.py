@@ -139,7 +139,7 @@ def _tiny_bundle(n_train: int = 256, n_test: int = 64, seed: int = 0) -> DataBun
 def test_one_batch_overfits_to_zero_error():
     data = load_dataset("mnist-5k", input_size=(1, 32, 32))
     batch = TensorPair(data.train.x[:32], data.train.y[:32])
-    one = DataBundle(**{**data.__dict__, "train": batch, "test": batch})
+    one = DataBundle(**{**data.__dict__, "train": batch, "val": batch, "test": batch})
     torch.manual_seed(0)
     model = cnnlab.create_model("lenet5_relu")
     result = fit(model, one, "lenet", epochs=25, progress=False, precision="fp32",
@@ -166,26 +166,40 @@ def test_run_folder_files_and_results(tmp_path):
     assert res["images_per_second"] > 0 and res["seconds"] > 0
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("epoch,step,lr,train_loss,train_acc,train_top5,test_loss")
-    assert len((out / "steps.csv").read_text().splitlines()) == 1 + 2 * 4  # 256 / 64 = 4 updates an epoch
+    assert len(lines) == 3 and lines[0].startswith("epoch,step,lr,train_loss,train_acc,train_top5,val_loss,val_acc")
+    assert "test_acc" not in lines[0]  # per-epoch test columns only with test_every_epoch
+    assert len((out / "steps.csv").read_text().splitlines()) == 1 + 2 * 4  # 232 / 64 -> 4 updates an epoch
     weights = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(weights[k], v) for k, v in result.model.state_dict().items() if k in weights)
     manifest = ck.read_manifest(out / "checkpoints")
     assert {"last", "best"} <= set(manifest) and manifest["last"]["step"] == 8
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["recipe"]["name"] == "lenet" and cfg["data"]["notes"] and cfg["versions"]["torch"] == torch.__version__
+    assert (cfg["data"]["train_size"], cfg["data"]["val_size"], cfg["data"]["test_size"]) == (232, 24, 64)
+    assert cfg["data"]["val_fraction"] == 0.1 and cfg["data"]["class_names"] == [str(c) for c in range(10)]
+    assert cfg["selection"]["split"] == "val" and cfg["seed"] == 0
     with pytest.raises(ConfigError, match="already holds a run"):
         fit(cnnlab.create_model("lenet5"), data, "lenet", epochs=1, progress=False, out_dir=out)
 
 
-def test_nan_loss_stops_within_one_step_and_keeps_checkpoints(tmp_path, monkeypatch):
+class NanAt:
+    """A test callback: the loss of update ``k`` becomes NaN."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def on_loss(self, trainer, step, loss):
+        return loss * float("nan") if step == self.k else None
+
+
+def test_nan_loss_stops_within_one_step_and_keeps_checkpoints(tmp_path):
     data = _tiny_bundle()
     out = tmp_path / "run"
-    monkeypatch.setenv("CNNLAB_DEBUG_NAN_AT_STEP", "6")  # update 6: epoch 2 (4 updates an epoch)
     torch.manual_seed(0)
     model = cnnlab.create_model("lenet5")
     with pytest.raises(TrainingError, match=r"loss became nan at update 6 \(epoch 2, batch 2"):
-        fit(model, data, "lenet", epochs=3, progress=False, out_dir=out, precision="fp32")
+        # update 6: epoch 2 (4 updates an epoch)
+        fit(model, data, "lenet", epochs=3, progress=False, out_dir=out, precision="fp32", callbacks=[NanAt(6)])
     assert all(torch.isfinite(p).all() for p in model.parameters())
     manifest = ck.read_manifest(out / "checkpoints")
     assert manifest["last"]["step"] == 4 and manifest["best"]["step"] == 4
@@ -198,12 +212,13 @@ def test_nan_loss_stops_within_one_step_and_keeps_checkpoints(tmp_path, monkeypa
 
 def test_auxiliary_losses_are_weighted():
     from cnnlab.models.base import ModelOutput
-    from cnnlab.training.engine import _loss
+    from cnnlab.training.tasks import get_task
 
     logits, aux = torch.randn(4, 3), torch.randn(4, 3)
     y = torch.tensor([0, 1, 2, 0])
     ce = torch.nn.functional.cross_entropy
-    loss = _loss(ModelOutput(logits, (aux, aux), (0.3, 0.3)), y, 0.0)
+    loss, _ = get_task("classification", label_smoothing=0.0).loss(ModelOutput(logits, (aux, aux), (0.3, 0.3)),
+                                                                    torch.zeros(4), y)
     assert loss.item() == pytest.approx((ce(logits, y) + 0.6 * ce(aux, y)).item())
 
 

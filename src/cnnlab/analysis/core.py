@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from cnnlab.analysis.result import Analysis, Totals
+from cnnlab.analysis.result import Analysis, LayerRow, Totals
 from cnnlab.analysis.trace import trace_model
 from cnnlab.errors import ConfigError, UnknownNameError
 
@@ -150,15 +150,18 @@ def analyze(
     model_or_name: nn.Module | str,
     input_size: tuple[int, int, int] | None = None,
     *,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     dtype: torch.dtype | str = torch.float32,
     config: Mapping[str, Any] | None = None,
+    depth: int | None = None,
 ) -> Analysis:
     """Per-layer output shape, params, MACs, FLOPs, activations and receptive field of a model.
 
     ``model_or_name``: any ``nn.Module`` (left unchanged), a zoo name, or ``torchvision:NAME``.
-    ``input_size``: (C, H, W); default the zoo model's own size, else 3x224x224 (C None: the model's
-    own channels). Runs once on the
+    ``input_size``: (C, H, W), or (N, C, H, W) as torchinfo takes it (N is then the batch size);
+    default the zoo model's own size, else 3x224x224 (C None: the model's own channels).
+    ``depth`` folds the rows to that module depth (torchinfo's ``depth``; see :meth:`Analysis.fold`).
+    Echoed in a REPL or notebook, the result shows its table. Runs once on the
     ``meta`` device: no weights and no activations are allocated, whatever the batch size.
 
     ``macs`` are multiply-accumulates of convolutions and matrix products (the papers' and
@@ -167,12 +170,18 @@ def analyze(
     input. Receptive field, jump and start are per image axis (H, W). See
     :mod:`cnnlab.analysis.result` for every convention.
     """
+    if isinstance(input_size, (tuple, list, torch.Size)) and len(input_size) == 4:
+        if batch_size is not None and batch_size != input_size[0]:
+            raise ConfigError(f"input_size {tuple(input_size)} has batch {input_size[0]} but batch_size={batch_size}")
+        batch_size, input_size = input_size[0], tuple(input_size[1:])
+    batch_size = 1 if batch_size is None else batch_size
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     dtype = _check_dtype(dtype)
     model, label, own, note = load_model(model_or_name, config=config)
     size = resolve_input_size(input_size, own)
     trace = trace_model(model, size, batch_size=batch_size, dtype=dtype, label=label)
+    idle_rows, idle_note = _idle_modules(model, trace.rows, batch_size)
     input_numel = batch_size * size[0] * size[1] * size[2]
     itemsize = torch.empty((), dtype=dtype).element_size()
     activations = input_numel + sum(r.activations for r in trace.rows)
@@ -188,6 +197,32 @@ def analyze(
         depth=trace.depth,
         receptive_field=None if trace.final_fields is None else tuple(f.rf for f in trace.final_fields),
     )
-    return Analysis(model=label, input_size=size, batch_size=batch_size, dtype=str(dtype).removeprefix("torch."),
-                    layers=tuple(trace.rows), total=total, module_types=trace.module_types,
-                    notes=tuple([note] if note else []) + tuple(trace.notes))
+    analysis = Analysis(model=label, input_size=size, batch_size=batch_size, dtype=str(dtype).removeprefix("torch."),
+                        layers=tuple(trace.rows) + idle_rows, total=total, module_types=trace.module_types,
+                        notes=tuple([note] if note else []) + tuple(trace.notes) + idle_note)
+    return analysis.fold(depth) if depth is not None else analysis
+
+
+def _idle_modules(model: nn.Module, rows: list[LayerRow], batch_size: int) -> tuple[tuple[LayerRow, ...], tuple[str, ...]]:
+    """Rows for the modules that hold parameters but that ``forward`` does not run (GoogLeNet's
+    auxiliary heads run only in training): their params are in the total, so they are listed too,
+    with no output, MACs or activations."""
+    ran = {r.name.split(":")[0] for r in rows}
+    prefixes = {".".join(n.split(".")[:k]) for n in ran for k in range(1, n.count(".") + 2)}
+    idle: list[LayerRow] = []
+    for name, module in model.named_modules():
+        if not name or name in prefixes or any(name.startswith(i.name + ".") for i in idle):
+            continue
+        params = list(module.parameters())
+        if not params or any(n.startswith(name + ".") or n == name for n in ran):
+            continue
+        idle.append(LayerRow(name=name, type=type(module).__name__, output_shape=(batch_size,),
+                             params=sum(p.numel() for p in params),
+                             weights=sum(p.numel() for p in params if p.dim() >= 2), macs=0, flops=0,
+                             activations=0, activation_bytes=0, receptive_field=None, jump=None, start=None,
+                             depth=0, source="idle"))
+    if not idle:
+        return (), ()
+    names = ", ".join(r.name for r in idle)
+    return tuple(idle), (f"{names}: not run by forward (training only); their {sum(r.params for r in idle):,} "
+                         "params are in the total, listed with no output and 0 MACs",)

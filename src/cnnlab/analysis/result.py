@@ -20,6 +20,7 @@ Counting conventions (printed with every rendering, see ``CONVENTIONS``):
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -177,10 +178,11 @@ class Analysis:
         return buf.getvalue()
 
     def _cells(self) -> tuple[list[str], list[list[str]], list[str]]:
-        header = ["layer", "type", "output", "params", "MACs", "activations", "RF", "jump", "start"]
-        body = [[r.name, r.type, _shape(r.output_shape), f"{r.params:,}", _human(r.macs), _human(r.activations),
+        header = ["layer", "type", "output", "params", "weights", "MACs", "activations", "RF", "jump", "start"]
+        body = [[r.name, r.type, "(not run)" if r.source == "idle" else _shape(r.output_shape), f"{r.params:,}",
+                 f"{r.weights:,}", _human(r.macs), _human(r.activations),
                  _axes(r.receptive_field), _axes(r.jump), _axes(r.start)] for r in self.layers]
-        return header, body, [0, 0, 0, 1, 1, 1, 1, 1, 1]
+        return header, body, [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
 
     def _footer(self) -> list[str]:
         t = self.total
@@ -219,6 +221,21 @@ class Analysis:
 
     def __str__(self) -> str:
         return self.table()
+
+    def __repr__(self) -> str:  # echoed in a REPL: the table, as torchinfo's summary shows
+        return self.table()
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def _repr_html_(self) -> str:
+        """A notebook's rendering: the table and the footer, every string escaped."""
+        header, body, right = self._cells()
+        cell = lambda tag, text, r: f'<{tag} style="text-align:{"right" if r else "left"}">{html.escape(text)}</{tag}>'  # noqa: E731
+        rows = ["<tr>" + "".join(cell("th", h, r) for h, r in zip(header, right)) + "</tr>"]
+        rows += ["<tr>" + "".join(cell("td", c, r) for c, r in zip(row, right)) + "</tr>" for row in body]
+        footer = "".join(f"<li>{html.escape(line)}</li>" for line in self._footer())
+        return f"<table>{''.join(rows)}</table><ul>{footer}</ul>"
 
 
 # ---------------------------------------------------------------------- formatting helpers

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import warnings
 import sys
 
 from cnnlab.errors import CnnlabError
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
-COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment")
+COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
+                   "cnnlab.cli.runs", "cnnlab.cli.data", "cnnlab.cli.report")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -25,7 +28,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="cnnlab", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(
+        prog="cnnlab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build, measure, train and take apart the classic convolutional networks of the lectures\n"
+                    "(LeNet-5, AlexNet, VGG, GoogLeNet, ResNet, ...).",
+        epilog="start here:\n"
+               "  cnnlab train lenet5            train LeNet-5 on 5,000 MNIST digits (about a minute)\n"
+               "  cnnlab summary alexnet_2012    the lecture's AlexNet table, layer by layer\n"
+               "  cnnlab experiment list         the lectures' claims, re-run\n"
+               "`cnnlab COMMAND --help` explains a command and each of its options.")
     from cnnlab import __version__
 
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
@@ -36,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"cnnlab: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warning  # a note for the user, not a source location
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -47,3 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnlab list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

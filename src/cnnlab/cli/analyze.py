@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "activation memory and receptive field of a model, computed on the meta device "
                     "(no weights, no activations allocated). MODEL is a zoo name (`cnnlab list`) or "
                     "torchvision:NAME.")
-    p.add_argument("model", metavar="MODEL")
+    p.add_argument("model", metavar="MODEL", help="a zoo name (`cnnlab list`) or torchvision:NAME")
     _common(p)
-    p.add_argument("--format", choices=_FORMATS, default="table")
+    p.add_argument("--format", choices=_FORMATS, default="table", help="output format (default table)")
     p.add_argument("--depth", type=int, metavar="N", help="fold rows to module-name depth N (1 = top-level modules)")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                    help="a model option, e.g. stride_in_1x1=true (repeatable)")
@@ -36,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="One table of params, MACs, activation memory, depth (weight layers on the longest "
                     "path) and receptive field, and optionally a MACs-vs-params bubble chart (Canziani "
                     "et al. 2017).")
-    c.add_argument("models", nargs="+", metavar="MODEL")
+    c.add_argument("models", nargs="+", metavar="MODEL", help="zoo names or torchvision:NAME, two or more")
     _common(c)
-    c.add_argument("--format", choices=_FORMATS, default="table")
+    c.add_argument("--format", choices=_FORMATS, default="table", help="output format (default table)")
     c.add_argument("--plot", metavar="FILE.png", help="save the bubble chart (area = activation memory)")
     c.set_defaults(func=run_compare)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
-from cnnlab.experiments.framework import SCALES
+from cnnlab.experiments.framework import SCALES, write_index
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the scale's input size, if it sets one, is kept")
     p.add_argument("--data-root", default="data", help="where torchvision-backed data sets live (default ./data)")
     p.add_argument("--download", action="store_true", help="download a missing data set (CIFAR-10 for --scale full)")
-    p.add_argument("--out", default=None, help="output directory (default runs/experiments/NAME-SCALE)")
+    p.add_argument("--out", default=None, help="output directory (default runs/experiments/NAME-SCALE); with "
+                   "`all`, the folder that gets one NAME-SCALE folder per experiment and an index.md")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and sampling")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--precision", default="auto", help="training/evaluation precision passed to the engine")
@@ -52,16 +54,24 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     names = list_experiments() if args.name == "all" else [get_experiment(args.name).name]
-    if args.name == "all" and args.out is not None:
-        raise ConfigError("--out names one experiment's directory; with `all` each goes to runs/experiments/NAME-SCALE")
+    root = Path(args.out) if args.name == "all" and args.out else Path("runs/experiments")
+    if args.name == "all" and root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} exists and is not a directory")
     cache = ModelCache()  # `all` shares data sets and trained networks between experiments
+    done = []
     for name in names:
+        out_dir = root / f"{name}-{args.scale}" if args.name == "all" else args.out
         results = run_experiment(
-            name, scale=args.scale, data=args.data, out_dir=args.out, seed=args.seed, device=args.device,
+            name, scale=args.scale, data=args.data, out_dir=out_dir, seed=args.seed, device=args.device,
             precision=args.precision, progress=not args.quiet, cache=cache, data_root=args.data_root,
             download=args.download,
         )  # fmt: skip
+        done.append(results)
         print(summarize(results))
         print(f"  {results['verdict']}")
         print(f"  report: {results['out_dir']}/report.md")
+        if args.name == "all":  # rewritten after each experiment: an interrupted `all` keeps its index
+            index = write_index(done, root, scale=args.scale)
+    if args.name == "all":
+        print(f"index: {index}")
     return 0

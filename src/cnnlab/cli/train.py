@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import ast
 import dataclasses
 import json
@@ -126,6 +128,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic algorithms only (bitwise-repeatable on a CPU)")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard")
+    p.add_argument("--val-fraction", type=float, metavar="F",
+                   help="fraction of the train split held out for selection when the data has no val split (0.1)")
+    p.add_argument("--test-every-epoch", action="store_true", default=None,
+                   help="also test after every epoch (curves only: selection always reads val)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run)
 
@@ -144,12 +150,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--tta", choices=("none", "flip", "10crop"), default="none", help="test-time augmentation")
     e.add_argument("--dropout-samples", type=_positive_int, metavar="K",
                    help="also Monte-Carlo dropout with K stochastic passes")
-    e.add_argument("--batch-size", type=_positive_int, default=500)
-    e.add_argument("--precision", choices=PRECISIONS, default="auto")
-    e.add_argument("--device")
+    e.add_argument("--batch-size", type=_positive_int, default=500, help="images per forward pass (default 500)")
+    e.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic of the forward passes (default auto: bf16 only where the CPU has it natively)")
+    e.add_argument("--device", help="torch device (default: the model's, CPU)")
     e.add_argument("--sha256", help="expected sha256 of the weights file")
     e.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the MC-dropout passes")
-    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.add_argument("--format", choices=("text", "json"), default="text", help="a text report (default) or JSON")
+    e.add_argument("--out", metavar="DIR",
+                   help="where the confusion matrix (PNG, CSV) and the mistakes grid go (default: an eval/ "
+                        "folder in the run folder of the weights, else ./cnnlab-eval)")
+    e.add_argument("--mistakes", type=_nonneg_int, default=32, metavar="K",
+                   help="how many of the most confident mistakes to draw (default 32; 0: none)")
     e.set_defaults(func=run_eval)
 
 
@@ -159,7 +171,7 @@ def _spec_from_args(args: argparse.Namespace):
     changes: dict[str, Any] = {}
     for name in ("model", "data", "recipe", "epochs", "batch_size", "lr", "data_root", "download", "bad_files",
                  "seed", "precision", "memory_format", "device", "threads", "max_steps", "weights", "sha256",
-                 "strict", "checkpoint_every", "deterministic", "tensorboard"):
+                 "strict", "checkpoint_every", "deterministic", "tensorboard", "val_fraction", "test_every_epoch"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
@@ -194,8 +206,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         D.shutdown()
     if is_main and result.out_dir is not None:
-        print(f"{result.config['model']['name']} on {result.config['data']['name']}: test accuracy "
-              f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%), train accuracy "
+        print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
+              f"selected on val (accuracy {100 * result.val_acc:.2f}%); its test accuracy "
+              f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%; last weights "
+              f"{100 * result.test_acc_last:.2f}%), train accuracy "
               f"{100 * result.train_acc:.2f}%, {result.seconds:.1f} s, {result.images_per_second:.0f} img/s; "
               f"run folder {result.out_dir}")
     return 0
@@ -236,11 +250,14 @@ def run_eval(args: argparse.Namespace) -> int:
     info = model_info(model_name)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
                         input_size=info.input_size, seed=int(spec.get("seed") or 0) if same_data else 0,
-                        bad_files=spec.get("bad_files") or "strict", **data_options)
+                        bad_files=spec.get("bad_files") or "strict",
+                        val_fraction=float(spec.get("val_fraction") or 0.1) if same_data else 0.1,
+                        **data_options)
     num_classes = (doc or {}).get("data", {}).get("num_classes") if same_data else None
     model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
                          **model_config)
     _load(model, weights, args.sha256)
+    _check_eval_options(args, model, model_name, data.name)
     pad = None
     if doc and args.tta == "10crop":
         pad = int(doc.get("recipe", {}).get("crop_padding") or 0) or None  # views like the training crops
@@ -256,6 +273,9 @@ def run_eval(args: argparse.Namespace) -> int:
         report["mc_dropout"] = {"samples": args.dropout_samples, **evaluate_mc_dropout(
             model, data.test, samples=args.dropout_samples, batch_size=args.batch_size,
             precision=args.precision, device=dev, seed=args.seed)}
+    out_dir = Path(args.out) if args.out else (weights.parent / "eval" if doc else Path("cnnlab-eval"))
+    report["per_class"], report["files"] = _diagnose(model, data, out_dir, mistakes=args.mistakes,
+                                                     batch_size=args.batch_size, title=f"{model_name} on {data.name}")
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
@@ -269,7 +289,67 @@ def run_eval(args: argparse.Namespace) -> int:
         line(f"test-time augmentation ({args.tta})", report["tta"])
     if "mc_dropout" in report:
         line(f"MC dropout ({args.dropout_samples} samples)", report["mc_dropout"])
+    _print_per_class(report["per_class"])
+    print("wrote " + ", ".join(report["files"]))
     return 0
+
+
+def _check_eval_options(args: argparse.Namespace, model, model_name: str, data_name: str) -> None:
+    """Refuse, before any work, the options that cannot give a meaningful number."""
+    from torch import nn
+
+    from cnnlab.data.datasets import unsuitable_tta
+
+    reason = unsuitable_tta(data_name, args.tta)
+    if reason:
+        raise ConfigError(reason)
+    if args.dropout_samples and not any(isinstance(m, nn.Dropout) for m in model.modules()):
+        raise ConfigError(f"--dropout-samples: {model_name} has no dropout layer, so Monte-Carlo dropout would "
+                          "repeat the same prediction; use a model with dropout (alexnet, vgg*, nin_cifar, ...)")
+
+
+def _diagnose(model, data, out_dir: Path, *, mistakes: int, batch_size: int, title: str) -> tuple[list[dict], list[str]]:
+    """Per-class accuracy rows; the confusion matrix (CSV, PNG) and mistakes grid written to ``out_dir``."""
+    import torch
+
+    from cnnlab.models.weights import atomic_write
+    from cnnlab.training.diagnostics import diagnose
+    from cnnlab.viz.confusion import plot_confusion, plot_mistakes
+
+    d = diagnose(model, data.test, num_classes=data.num_classes, batch_size=batch_size)
+    names = [str(n) for n in data.class_names]
+    acc = d.per_class_accuracy
+    rows = [{"class": names[k], "images": int(d.confusion[k].sum()), "correct": int(d.confusion[k, k]),
+             "accuracy": None if acc[k] != acc[k] else float(acc[k])} for k in range(data.num_classes)]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out_dir}: cannot create the folder ({err.strerror or err})") from None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["true/predicted", *names])
+    writer.writerows([names[k], *(int(v) for v in d.confusion[k])] for k in range(data.num_classes))
+    atomic_write(out_dir / "confusion.csv", buf.getvalue().encode())
+    files = [str(out_dir / "confusion.csv"), str(plot_confusion(d.confusion.numpy(), names, out_dir / "confusion.png",
+                                                                 title=f"{title}: test confusion"))]
+    if mistakes:
+        idx = d.mistakes[:mistakes]
+        mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+        std = torch.tensor(data.std).view(1, -1, 1, 1)
+        images = (data.test.x[idx] * std + mean).numpy()
+        files.append(str(plot_mistakes(images, data.test.y[idx].tolist(), d.predicted[idx].tolist(),
+                                       d.confidence[idx].tolist(), names, out_dir / "mistakes.png",
+                                       title=f"{title}: the {len(idx)} most confident test mistakes")))
+    return rows, files
+
+
+def _print_per_class(rows: list[dict]) -> None:
+    worst = sorted(rows, key=lambda r: (r["accuracy"] is None, r["accuracy"] if r["accuracy"] is not None else 0))
+    shown = rows if len(rows) <= 20 else worst[:10]
+    print("  per-class accuracy" + ("" if len(rows) <= 20 else " (the 10 worst classes)") + ":")
+    for r in shown:
+        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:6.2f}%"
+        print(f"    {r['class']:<20} {acc}  ({r['correct']}/{r['images']})")
 
 
 def _load(model, path: Path, sha256: str | None) -> None:

@@ -9,19 +9,33 @@ from cnnlab.models.registry import describe_models
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list the model zoo", description="List the registered models.")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default: all)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p = sub.add_parser("list", help="list the models you can build, train and analyse",
+                       description="List the registered models: name, family, paper, parameters, input size.")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="a part of the name ('resnet') or a shell-style pattern ('vgg1?_bn'); default: all")
+    p.add_argument("--family", help="only this family (alexnet, vgg, resnet, resnet_cifar, ...)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="a table (default) or JSON")
     p.set_defaults(func=run)
 
 
+def _pattern(text: str) -> str:
+    """A bare word matches anywhere in the name; a pattern with * ? [ is matched as written."""
+    return text if any(c in text for c in "*?[") else f"*{text}*"
+
+
 def run(args: argparse.Namespace) -> int:
-    rows = describe_models(args.pattern)
+    rows = describe_models(_pattern(args.pattern), family=args.family)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"no model matches {args.pattern!r}")
+        from cnnlab.errors import UnknownNameError
+        from cnnlab.models.registry import list_models, model_info
+
+        known = sorted({model_info(n).family for n in list_models()})
+        if args.family and args.family not in known:
+            raise UnknownNameError(f"unknown family {args.family!r}; families: {', '.join(known)}")
+        print(f"no model matches {args.pattern!r}" + (f" in family {args.family!r}" if args.family else ""))
         return 1
     header = ("name", "family", "paper", "params", "input")
     table = [

@@ -10,7 +10,7 @@ Every change is recorded as a note (it goes into the run's ``config.json``):
   MNIST's 28x28 digits in LeNet-5's 32x32 input field; every other change of size is a bilinear
   resize, antialiased when shrinking.
 * normalisation: per channel, ``(x - mean) / std`` with the mean and std of the adapted train split
-  (pixels in [0, 1], padding included), applied to both splits.
+  (pixels in [0, 1], padding included), applied to every split.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import Tensor
 
 from cnnlab.errors import ConfigError, DatasetError
 
-__all__ = ["check_input_size", "adapt_splits", "MAX_SIDE", "DEFAULT_MAX_GIB"]
+__all__ = ["check_input_size", "adapt_splits", "adapt_all", "MAX_SIDE", "DEFAULT_MAX_GIB"]
 
 MAX_SIDE = 2048  # larger sides are a typo, not a CNN input (ImageNet models use 224-299)
 DEFAULT_MAX_GIB = 16.0  # refuse to build in-memory splits larger than this (option max_gib)
@@ -74,13 +74,27 @@ def adapt_splits(
 
     Returns the normalised float32 splits, the per-channel mean and std, and the notes.
     """
+    (train, test), mean, std, notes = adapt_all(name, (train_x, test_x), input_size=input_size, max_gib=max_gib)
+    return train, test, mean, std, notes
+
+
+def adapt_all(
+    name: str,
+    splits: Sequence[Tensor],
+    *,
+    input_size: tuple[int, int, int] | None,
+    max_gib: float = DEFAULT_MAX_GIB,
+) -> tuple[list[Tensor], tuple[float, ...], tuple[float, ...], list[str]]:
+    """:func:`adapt_splits` for any number of splits; ``splits[0]`` is the train split, the only one
+    the normalisation statistics come from."""
+    train_x = splits[0]
     src_c, src_h, src_w = train_x.shape[1:]
     tgt_c, tgt_h, tgt_w = input_size if input_size is not None else (src_c, src_h, src_w)
     notes: list[str] = []
     if (src_c, tgt_c) not in ((1, 1), (3, 3), (1, 3), (3, 1)):
         raise DatasetError(f"{name}: cannot turn {src_c}-channel images into the model's {tgt_c} channels")
     stored_c = 1 if tgt_c == 1 or src_c == 1 else 3  # 1 -> 3 is repeated at the end, as a view
-    n_total = train_x.shape[0] + test_x.shape[0]
+    n_total = sum(x.shape[0] for x in splits)
     gib = n_total * stored_c * tgt_h * tgt_w * 4 / 2**30
     if gib > max_gib:
         raise DatasetError(
@@ -101,7 +115,7 @@ def adapt_splits(
     sums = torch.zeros(stored_c, dtype=torch.float64)
     sqsums = torch.zeros(stored_c, dtype=torch.float64)
     count = 0
-    for split_i, src in enumerate((train_x, test_x)):
+    for split_i, src in enumerate(splits):
         out = torch.empty(src.shape[0], stored_c, tgt_h, tgt_w, dtype=torch.float32)
         for start in range(0, src.shape[0], chunk):
             x = _to_unit_float(src[start : start + chunk])
@@ -133,4 +147,4 @@ def adapt_splits(
     )
     if not all(math.isfinite(v) for v in mean_t + std_t):
         raise DatasetError(f"{name}: the train split has non-finite pixel values")
-    return outs[0], outs[1], mean_t, std_t, notes
+    return outs, mean_t, std_t, notes

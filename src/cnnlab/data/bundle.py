@@ -16,7 +16,7 @@ from torch import Tensor
 
 from cnnlab.errors import ConfigError
 
-__all__ = ["TensorPair", "DataBundle", "subset", "stratified_split"]
+__all__ = ["TensorPair", "DataBundle", "subset", "stratified_split", "with_val_split"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,9 @@ class TensorPair:
 
 @dataclass(frozen=True)
 class DataBundle:
-    """A data set ready to train on: both splits, their shape, and how they were prepared."""
+    """A data set ready to train on: train, val (model selection) and test (reported once), their
+    shape, and how they were prepared. ``val`` None (a bundle built by hand) cannot be trained with
+    ``fit``: :func:`with_val_split` carves one out of train."""
 
     name: str
     train: TensorPair
@@ -50,6 +52,12 @@ class DataBundle:
     std: tuple[float, ...]
     class_names: tuple[str, ...]
     notes: tuple[str, ...]  # how the data was obtained and adapted; goes into the run's config.json
+    val: TensorPair | None = None
+    val_fraction: float | None = None  # the fraction of train held out as val (None: the data's own val split)
+    val_seed: int | None = None  # the seed of that stratified split
+
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val) if self.val is not None else 0, "test": len(self.test)}
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -123,3 +131,17 @@ def subset(
         lookup[torch.tensor(classes)] = torch.arange(len(classes))
         new_y = lookup.to(new_y.device)[new_y]
     return TensorPair(pair.x[index], new_y)
+
+
+def with_val_split(data: DataBundle, *, val_fraction: float = 0.1, seed: int = 2015) -> DataBundle:
+    """``data`` with ``val_fraction`` of its train split held out as ``val`` (stratified by class with
+    ``seed``), for bundles built by hand; the test split and the normalisation are kept as they are."""
+    import dataclasses
+
+    y = data.train.y.cpu().numpy()
+    labels = y if y.ndim == 1 else np.zeros(len(y), dtype=np.int64)  # masks: a plain random split
+    train, val = stratified_split(labels, test_fraction=val_fraction, seed=seed)
+    t, v = torch.from_numpy(train), torch.from_numpy(val)
+    return dataclasses.replace(data, train=TensorPair(data.train.x[t], data.train.y[t]),
+                               val=TensorPair(data.train.x[v], data.train.y[v]),
+                               val_fraction=float(val_fraction), val_seed=int(seed))

@@ -49,6 +49,8 @@ class RawData:
     test_y: Tensor
     class_names: tuple[str, ...]
     notes: tuple[str, ...]
+    val_x: Tensor | None = None  # an official validation split; None: load_dataset carves one from train
+    val_y: Tensor | None = None
 
 
 def _package_file(package: str, *parts: str) -> Path:

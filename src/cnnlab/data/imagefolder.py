@@ -1,8 +1,9 @@
 """``imagefolder:PATH``: your own images, one folder per class.
 
-Two layouts are recognised:
+Three layouts are recognised:
 
-    PATH/train/<class>/<image>  and  PATH/val/<class>/<image>  (or PATH/test/...)
+    PATH/train/, PATH/val/ and PATH/test/   (each <class>/<image>): train, validation and test splits
+    PATH/train/ and PATH/val/ (or PATH/test/): train and test (``load_dataset`` carves val out of train)
     PATH/<class>/<image>        split stratified 80/20 with the fixed seed IMAGEFOLDER_SPLIT_SEED
 
 Class names are the sorted folder names of the train split; a validation class unknown to the train
@@ -78,7 +79,14 @@ def load_imagefolder(
     subdirs = {p.name: p for p in _class_dirs(folder)}
     train_dir = subdirs.get("train")
     val_dir = next((subdirs[v] for v in _VAL_NAMES if v in subdirs), None)
-    if train_dir is not None and val_dir is not None:
+    official_val: list[tuple[Path, str]] = []
+    if train_dir is not None and "val" in subdirs and "test" in subdirs:
+        train_items, official_val, val_items = _scan(train_dir), _scan(subdirs["val"]), _scan(subdirs["test"])
+        val_dir = subdirs["test"]
+        layout = "train/, val/ and test/ folders"
+        if not official_val:
+            raise DatasetError(f"{name}: no images found in {subdirs['val']}")
+    elif train_dir is not None and val_dir is not None:
         train_items, val_items = _scan(train_dir), _scan(val_dir)
         layout = f"{train_dir.name}/ and {val_dir.name}/ folders"
     else:
@@ -92,14 +100,15 @@ def load_imagefolder(
     if val_dir is not None and train_dir is not None and not val_items:
         raise DatasetError(f"{name}: no images found in {val_dir}")
     class_names = tuple(sorted({c for _, c in train_items}))
-    unknown = sorted({c for _, c in val_items} - set(class_names))
+    unknown = sorted({c for _, c in val_items + official_val} - set(class_names))
     if unknown:
-        raise DatasetError(f"{name}: {val_dir} has classes with no training folder: {', '.join(unknown)}")
+        raise DatasetError(f"{name}: {val_dir.parent} has val/test classes with no training folder: "
+                           f"{', '.join(unknown)}")
 
     bad = _BadFiles(bad_files)
     # First pass: headers only (cheap), to find empty and non-image files and the common size.
     sizes: dict[Path, tuple[int, int]] = {}
-    for path_i, _ in train_items + val_items:
+    for path_i, _ in train_items + official_val + val_items:
         try:
             w, h = open_image(path_i)
             sizes[path_i] = (h, w)
@@ -140,6 +149,9 @@ def load_imagefolder(
 
     tx, ty = decode(train_items)
     vx, vy = decode(val_items)
+    ox, oy = decode(official_val) if official_val else (None, None)
+    if oy is not None and len(oy) == 0:
+        raise DatasetError(f"{name}: no readable images in {subdirs['val']} ({len(bad.found)} bad files skipped)")
     if len(ty) == 0:
         raise DatasetError(f"{name}: no readable images in {folder} ({len(bad.found)} bad files skipped)")
     if not val_items:
@@ -151,12 +163,13 @@ def load_imagefolder(
         )
     elif len(vy) == 0:
         raise DatasetError(f"{name}: no readable images in {val_dir} ({len(bad.found)} bad files skipped)")
+    n_val = f" / {len(oy):,} val" if oy is not None else ""
     notes = [
-        f"{name}: {len(ty):,} train / {len(vy):,} test images in {len(class_names)} classes from {layout}; "
+        f"{name}: {len(ty):,} train{n_val} / {len(vy):,} test images in {len(class_names)} classes from {layout}; "
         f"{'grey' if channels == 1 else 'RGB'}, {size_note} (PIL bilinear)"
     ]
     if bad.found:
         listed = "; ".join(bad.found[:_MAX_LISTED])
         more = f"; and {len(bad.found) - _MAX_LISTED} more" if len(bad.found) > _MAX_LISTED else ""
         notes.append(f"{name}: skipped {len(bad.found)} bad files: {listed}{more}")
-    return RawData(tx, ty, vx, vy, class_names, tuple(notes))
+    return RawData(tx, ty, vx, vy, class_names, tuple(notes), val_x=ox, val_y=oy)

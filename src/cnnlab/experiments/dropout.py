@@ -30,7 +30,7 @@ from cnnlab.experiments.framework import (
     register_experiment,
 )
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
-from cnnlab.experiments.tools import mean_std, seed_list, seeded, train_tracked
+from cnnlab.experiments.tools import MeasureEachEpoch, mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["DropoutConfig", "SCALES", "NO_OTHER_REGULARISER", "run", "mc_dropout_accuracy", "plot_dropout"]
@@ -221,12 +221,11 @@ def run(ctx: ExperimentContext, cfg: DropoutConfig) -> Outcome:
         for i, seed in enumerate(seed_list(ctx, cfg.seeds)):
             sctx = seeded(ctx, seed)
             build = lambda p=p, seed=seed: net(p, seed)  # noqa: E731
-            if i < cfg.tracked_seeds:  # measured after every epoch (one fit call per epoch)
-                fit, rows = train_tracked(sctx, f"{name} (seed {seed})", build, data, cfg.train, measure=measure,
-                                          key={**key, "p": p})  # fmt: skip
-            else:  # only the last epoch's clean training error is needed
-                fit = sctx.train(f"{name} (seed {seed})", build, data, cfg.train, key={**key, "p": p})
-                rows = [measure(fit.model)]
+            # measured after every epoch when tracked; else only the last epoch's clean training error
+            tracker = MeasureEachEpoch(measure, every_epoch=i < cfg.tracked_seeds)
+            fit = sctx.train(f"{name} (seed {seed})", build, data, cfg.train, key={**key, "p": p},
+                             callbacks=[tracker])
+            rows = tracker.rows
             if seed == ctx.seed:
                 fitted[name] = fit.model
             test_error = [1.0 - e["test_acc"] for e in fit.history]

@@ -85,6 +85,7 @@ def _restrict(data: Any, classes: tuple[int, ...]) -> Any:
     names = tuple(data.class_names[c] for c in classes)
     return dataclasses.replace(
         data, train=subset(data.train, classes=classes), test=subset(data.test, classes=classes),
+        val=subset(data.val, classes=classes) if data.val is not None else None,
         num_classes=len(classes), class_names=names,
         notes=data.notes + (f"restricted to classes {list(classes)} ({', '.join(names)})",),
     )  # fmt: skip

@@ -5,9 +5,8 @@ framework's :class:`~cnnlab.experiments.framework.ExperimentContext`.
   networks (several seeds where a difference is small against seed noise).
 - :func:`predict_proba`: class probabilities of a model over a split, in the run's precision, with
   optional test-time views (the ensemble, dropout and augmentation experiments average them).
-- :func:`train_tracked`: ``cnnlab.training.fit`` stopped after every epoch and resumed from its
-  checkpoint (bitwise the uninterrupted run), so that something (the error on the clean training
-  set) can be measured after each epoch.
+- :class:`MeasureEachEpoch`: a callback for ``ctx.train`` that measures something (the error on the
+  clean training set) after each epoch.
 - :func:`mean_std`, :func:`restrict`: small numeric and data helpers.
 """
 
@@ -15,16 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cnnlab.experiments.framework import ExperimentContext, TrainSpec
+from cnnlab.experiments.framework import ExperimentContext
 
-__all__ = ["ADAM", "seeded", "seed_list", "predict_proba", "accuracy", "train_tracked", "mean_std", "restrict"]
+__all__ = ["ADAM", "seeded", "seed_list", "predict_proba", "accuracy", "MeasureEachEpoch", "mean_std", "restrict"]
 
 # The optimiser these experiments were tuned with on the `lenet` recipe (Adam at 2e-3, beta1 0.9, no
 # weight decay, no label smoothing), pinned as overrides: the recipe itself is tuned for `cnnlab
@@ -110,62 +108,21 @@ def accuracy(probs: Tensor, y: Tensor) -> float:
     return float((probs.argmax(dim=1) == y.to(probs.device)).float().mean())
 
 
-def train_tracked(
-    ctx: ExperimentContext,
-    label: str,
-    build: Callable[[], nn.Module],
-    data: Any,
-    spec: TrainSpec,
-    *,
-    measure: Callable[[nn.Module], dict[str, float]],
-    key: dict[str, Any] | None = None,
-) -> tuple[Any, list[dict[str, float]]]:
-    """Train like ``ctx.train`` but call ``measure(model)`` after every epoch; ``(FitResult, rows)``.
+class MeasureEachEpoch:
+    """An ``on_epoch_end`` callback for ``ctx.train``: ``rows`` gets ``{"epoch": e, **measure(model)}``
+    after every epoch (``every_epoch``) or only after the last one. ``measure`` sees the weights of
+    that epoch (not the selected ones) and must not draw from the global RNG (evaluation only)."""
 
-    ``cnnlab.training.fit`` has no per-epoch callback, so the run is made of one ``fit`` call per
-    epoch on a temporary run directory: the first stops after one epoch's updates (``max_steps``),
-    each later one resumes from the checkpoint, which restores everything a step depends on (the
-    engine's resume is bitwise on a CPU). The learning-rate schedule is the full run's throughout.
-    Results are cached in the run's cache like ``ctx.train``'s.
-    """
-    from cnnlab.errors import ConfigError
-    from cnnlab.training import fit
+    def __init__(self, measure: Callable[[nn.Module], dict[str, float]], *, every_epoch: bool = True) -> None:
+        self.measure, self.every_epoch = measure, every_epoch
+        self.rows: list[dict[str, float]] = []
 
-    if spec.epochs is None:
-        raise ConfigError(f"{label}: a tracked run needs TrainSpec.epochs (it is stopped after each epoch)")
-    cache_key = ("tracked", tuple(sorted((key or {"label": label}).items())), data.name, tuple(data.input_size),
-                 len(data.train.y), spec, ctx.seed, ctx.precision)  # fmt: skip
-    if cache_key in ctx.cache.fits:
-        ctx.log(f"reusing {label}, already trained in this run")
-        return ctx.cache.fits[cache_key]
-    model = build()
-    steps_per_epoch = math.ceil(len(data.train.y) / (spec.batch_size or _recipe_batch(spec)))
-    n_params = sum(p.numel() for p in model.parameters())
-    ctx.log(f"training {label} ({n_params:,} params) on {data.name}: {spec.describe()}, measured every epoch")
-    rows: list[dict[str, float]] = []
-    with tempfile.TemporaryDirectory(prefix="cnnlab-tracked-") as tmp:
-        result = None
-        for epoch in range(1, spec.epochs + 1):
-            result = fit(
-                model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
-                overrides=dict(spec.overrides) or None, precision=ctx.precision, device=ctx.device,
-                seed=ctx.seed, progress=False, out_dir=tmp, resume=epoch > 1, max_steps=epoch * steps_per_epoch,
-            )  # fmt: skip
-            model = result.model
-            rows.append({"epoch": epoch, **measure(model)})
-    assert result is not None
-    ctx.log(f"trained {label}: test acc {result.test_acc:.4f} in {result.seconds:.1f}s")
-    ctx.trained.append(dict(label=label, data=data.name, spec=spec.describe(), test_acc=float(result.test_acc),
-                            train_acc=float(result.train_acc), seconds=float(result.seconds), reused=False))  # fmt: skip
-    ctx.cache.fits[cache_key] = (result, rows)
-    return result, rows
-
-
-def _recipe_batch(spec: TrainSpec) -> int:
-    from cnnlab.training import get_recipe
-
-    overrides = dict(spec.overrides)
-    return int(overrides.get("batch_size", get_recipe(spec.recipe).batch_size))
+    def on_epoch_end(self, trainer: Any, epoch: int, row: dict) -> None:
+        if trainer.cut or not (self.every_epoch or epoch == trainer.resolved.epochs):
+            return
+        was_training = trainer.model.training
+        self.rows.append({"epoch": epoch, **self.measure(trainer.model)})
+        trainer.model.train(was_training)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -180,16 +137,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def restrict(data: Any, *, classes: Sequence[int] | None = None, per_class: int | None = None,
              seed: int = 0, name: str | None = None) -> Any:
     """``data`` (a DataBundle) with its training split cut to ``classes`` (relabelled 0..k-1) and at most
-    ``per_class`` samples of each, the test split to the same classes (all of their samples)."""
+    ``per_class`` samples of each, the val and test splits to the same classes (all of their samples)."""
     from cnnlab.data import subset
 
     train = subset(data.train, classes=classes, per_class=per_class, seed=seed)
     test = subset(data.test, classes=classes)
+    val = subset(data.val, classes=classes) if data.val is not None else None
     kept = list(classes) if classes is not None else list(range(data.num_classes))
     return dataclasses.replace(
         data,
         name=name or data.name,
         train=train,
+        val=val,
         test=test,
         num_classes=len(kept),
         class_names=tuple(data.class_names[c] for c in kept),

@@ -33,6 +33,9 @@ class Classifier(nn.Module):
     """
 
     feature_info: list[dict]
+    # Dotted name of the layer that produces the logits. None: the last ``nn.Linear`` in module
+    # order (GoogLeNet registers its auxiliary heads before ``fc``, so they are never picked).
+    classifier_name: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,6 +48,79 @@ class Classifier(nn.Module):
         """Logits and any auxiliary logits with their loss weights; the engine trains on this."""
         return ModelOutput(self(x))
 
+    # --- timm's classifier conventions -----------------------------------------------------------
+
+    def _classifier_path(self) -> str:
+        if self.classifier_name is not None:
+            return self.classifier_name
+        linear = [name for name, m in self.named_modules() if isinstance(m, nn.Linear)]
+        if not linear:
+            raise TypeError(f"{type(self).__name__} has no nn.Linear classifier; set classifier_name")
+        return linear[-1]
+
+    def get_classifier(self) -> nn.Module:
+        """The layer that produces the logits (``nn.Identity`` after ``reset_classifier(0)``)."""
+        return self.get_submodule(self._classifier_path())
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier for ``num_classes``; 0 removes it (as timm), so that
+        ``forward`` returns the pooled features the classifier would have read."""
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        path = self._classifier_path()
+        old = self.get_submodule(path)
+        if not hasattr(self, "_classifier_in"):  # remembered: an Identity no longer knows its width
+            conv = isinstance(old, nn.Conv2d)
+            self._classifier_in = (old.in_channels if conv else old.in_features, conv)
+        n_in, conv = self._classifier_in
+        if num_classes == 0:
+            new: nn.Module = nn.Identity()
+        elif conv:
+            new = nn.Conv2d(n_in, num_classes, 1)  # NiN: a 1x1 convolution gives the class maps
+        else:
+            new = nn.Linear(n_in, num_classes)
+        parent_name, _, child = path.rpartition(".")
+        parent = self.get_submodule(parent_name) if parent_name else self
+        setattr(parent, child, new)
+        self.classifier_name = path  # the path stays valid once the layer is an Identity
+        self.num_classes = num_classes
+
     @torch.no_grad()
     def num_params(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+class FeatureListNet(nn.Module):
+    """``features_only=True`` (timm): ``forward(x)`` returns the maps of the model's stages, in order.
+
+    The stages are the model's ``feature_info`` (``out_indices`` picks some); their outputs are
+    caught by forward hooks while ``forward_features`` runs, so no model needs special code.
+    """
+
+    def __init__(self, model: Classifier, out_indices: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        infos = list(model.feature_info)
+        if not infos:
+            raise ValueError(f"{type(model).__name__} declares no feature_info stages")
+        if out_indices is not None:
+            try:
+                infos = [infos[i] for i in out_indices]
+            except (IndexError, TypeError):
+                raise ValueError(f"out_indices {out_indices!r} outside the {len(model.feature_info)} stages") from None
+        self.model = model
+        self.feature_info = infos
+        self._maps: dict[str, Tensor] = {}
+        for info in infos:
+            model.get_submodule(info["module"]).register_forward_hook(self._catch(info["module"]))
+
+    def _catch(self, name: str):
+        def hook(module: nn.Module, args: object, output: Tensor) -> None:
+            self._maps[name] = output
+
+        return hook
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        self._maps = {}
+        self.model.forward_features(x)
+        maps, self._maps = self._maps, {}
+        return [maps[info["module"]] for info in self.feature_info]

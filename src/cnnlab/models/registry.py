@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -101,10 +102,17 @@ def _ensure_zoo_loaded() -> None:
     import cnnlab.models.zoo  # noqa: F401  (registers every family on import)
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, sorted."""
+def list_models(filter: str = "*", *, pretrained: bool = False, family: str | None = None) -> list[str]:
+    """Registered model names matching the shell-style pattern ``filter``, sorted (timm's keywords).
+
+    ``pretrained=True`` keeps the models that can load torchvision's published weights (cnnlab
+    downloads none itself); ``family`` keeps one family ("vgg", "resnet", ...).
+    """
     _ensure_zoo_loaded()
-    return sorted(k for k in _REGISTRY if fnmatch.fnmatchcase(k, pattern))
+    return sorted(k for k, info in _REGISTRY.items()
+                  if fnmatch.fnmatchcase(k, filter)
+                  and (not pretrained or info.torchvision is not None)
+                  and (family is None or info.family == family))  # fmt: skip
 
 
 def model_info(name: str) -> ModelInfo:
@@ -125,9 +133,12 @@ def create_model(
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool | str | os.PathLike = False,
     sha256: str | None = None,
     strict: bool = True,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | None = None,
     **config: Any,
 ) -> nn.Module:
     """Build a registered model as a plain fp32 CPU module (or on the current default device).
@@ -135,13 +146,28 @@ def create_model(
     ``num_classes`` and ``in_chans`` default to the model's own; ``config`` holds family options
     (``shortcut="A"``, ``batch_norm=True``, ...), validated at construction: a bad value raises
     ``ValueError`` naming the field. ``weights`` loads a ``.safetensors`` or ``.pth`` file safely.
+
+    timm's conventions: ``pretrained`` is a weights path (timm's ``pretrained_cfg_overlay=dict(file=...)``
+    in one word; cnnlab downloads nothing) or False; ``num_classes=0`` builds the model without its
+    classifier, so ``forward`` returns pooled features (weights are loaded first, into the model's
+    own classifier); ``features_only=True`` returns a :class:`FeatureListNet` whose ``forward`` gives
+    the maps of the stages in ``feature_info`` (``out_indices`` picks some).
     """
     info = model_info(name)
-    for field, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"{name}: {field} must be a positive integer, got {value!r}")
+    for field, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            kind = "a non-negative" if low == 0 else "a positive"
+            raise ConfigError(f"{name}: {field} must be {kind} integer, got {value!r}")
+    if pretrained not in (False, None) and weights is not None:
+        raise ConfigError(f"{name}: give weights= or pretrained=, not both")
+    if pretrained is True:
+        raise ConfigError(f"{name}: pretrained=True needs a file: cnnlab downloads no weights at build time; "
+                          "pass pretrained='path/to/weights.safetensors' (or .pth)")
+    if pretrained not in (False, None):
+        weights = pretrained
+    headless = num_classes == 0
     model = info.builder(
-        num_classes=info.num_classes if num_classes is None else num_classes,
+        num_classes=info.num_classes if num_classes is None or headless else num_classes,
         in_chans=info.in_chans if in_chans is None else in_chans,
         **config,
     )
@@ -149,6 +175,15 @@ def create_model(
         from cnnlab.models.weights import load_weights
 
         load_weights(model, weights, sha256=sha256, strict=strict)
+    if headless or features_only:
+        from cnnlab.models.base import Classifier, FeatureListNet
+
+        if not isinstance(model, Classifier):
+            raise ConfigError(f"{name} is not a classifier: num_classes=0 / features_only do not apply")
+        if headless:
+            model.reset_classifier(0)
+        if features_only:
+            return FeatureListNet(model, out_indices)
     return model
 
 
@@ -171,7 +206,7 @@ def build_config(cls: type[C], model: str, overrides: dict[str, Any], **defaults
     return cls(**{**defaults, **overrides})
 
 
-def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
+def describe_models(pattern: str = "*", *, family: str | None = None) -> list[dict[str, Any]]:
     """One row per model matching ``pattern``: name, family, paper, params, input_size, ...
 
     Parameters are counted on the ``meta`` device, so even VGG-19 costs no memory.
@@ -179,7 +214,7 @@ def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
     import torch
 
     rows = []
-    for name in list_models(pattern):
+    for name in list_models(pattern, family=family):
         info = model_info(name)
         with torch.device("meta"):
             params = sum(p.numel() for p in create_model(name).parameters())

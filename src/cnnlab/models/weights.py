@@ -50,7 +50,9 @@ TMP_PREFIX = ".cnnlab-tmp-"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 # Prefixes that wrappers add to every key: DistributedDataParallel/DataParallel, torch.compile.
 _KEY_PREFIXES = ("module.", "_orig_mod.")
-_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+# A full sha256, or the 8+ hex-digit prefix torchvision puts in its file names (resnet18-f37072fd.pth),
+# which torchvision's own check_hash compares the same way.
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -203,7 +205,8 @@ def read_state_dict(path: str | os.PathLike, *, sha256: str | None = None) -> tu
     """
     path = Path(path)
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256)):
-        raise WeightsError(f"--sha256 must be 64 hexadecimal digits, got {sha256!r}")
+        raise WeightsError(f"--sha256 must be 8 to 64 hexadecimal digits (the full hash or the prefix in "
+                           f"torchvision's file names), got {sha256!r}")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -213,7 +216,7 @@ def read_state_dict(path: str | os.PathLike, *, sha256: str | None = None) -> tu
     except OSError as err:
         raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
     digest = sha256_hex(data)
-    if sha256 is not None and digest != sha256.lower():
+    if sha256 is not None and not digest.startswith(sha256.lower()):
         raise WeightsError(f"{path}: sha256 mismatch: expected {sha256.lower()}, file has {digest}")
 
     fmt = _sniff_format(data)
@@ -308,6 +311,18 @@ def _compare(model_state: Mapping[str, Tensor], file_state: Mapping[str, Tensor]
     return loadable
 
 
+def _drop_absent_aux_heads(model: nn.Module, report: LoadReport) -> None:
+    """torchvision's GoogLeNet files carry the auxiliary heads; a model built without them drops
+    those entries with a note, as torchvision's own builder does, instead of failing strict loading."""
+    absent = [h for h in ("aux1", "aux2") if hasattr(model, h) and getattr(model, h) is None]
+    dropped = [k for k in report.unexpected if k.split(".")[0] in absent]
+    if not dropped:
+        return
+    report.unexpected = [k for k in report.unexpected if k not in dropped]
+    warnings.warn(f"{report.path}: {len(dropped)} entries of the auxiliary heads ({', '.join(absent)}) dropped: "
+                  "the model was built without them (aux_logits=false)", stacklevel=3)
+
+
 def load_weights(
     model: nn.Module,
     path: str | os.PathLike,
@@ -326,6 +341,7 @@ def load_weights(
     target = _unwrap_model(model)
     report = LoadReport(path=str(path), sha256=digest, format=fmt)
     loadable = _compare(target.state_dict(), state, report)
+    _drop_absent_aux_heads(target, report)
     if strict and not report.complete:
         raise WeightsError(f"{path} does not match {type(target).__name__}: {report.describe()} (use strict=False / --no-strict to load what matches)")
     if not loadable:

@@ -51,7 +51,7 @@ class Recipe:
     milestone_unit: str = "epoch"  # unit of milestones and step_size: "epoch" or "iteration"
     step_size: float = 0.0  # step: multiply by gamma every step_size units
     gamma: float = 0.1  # the factor at each milestone / step / plateau ("divided by 10")
-    plateau_patience: int = 5  # plateau: epochs without improvement of the test accuracy before a drop
+    plateau_patience: int = 5  # plateau: epochs without improvement of the validation metric before a drop
     plateau_threshold: float = 1e-3  # plateau: an improvement smaller than this (accuracy fraction) does not count
     min_lr: float = 0.0  # cosine's floor; plateau stops dropping below it
     warmup_steps: int = 0  # updates of warm-up before the schedule proper
@@ -71,6 +71,8 @@ class Recipe:
     # --- batching
     drop_last: bool = False  # drop the last, partial batch of an epoch
     eval_batch_size: int = 500
+    # --- selection (always on the validation split)
+    early_stop_patience: int = 0  # stop after this many epochs without a new best val metric; 0: never
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> ConfigError:
@@ -105,7 +107,7 @@ class Recipe:
         for field in ("batch_size", "eval_batch_size"):
             if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
                 raise bad(field, "must be a positive integer")
-        for field in ("warmup_steps", "plateau_patience", "crop_padding", "translate"):
+        for field in ("warmup_steps", "plateau_patience", "crop_padding", "translate", "early_stop_patience"):
             if not _is_int(getattr(self, field)) or getattr(self, field) < 0:
                 raise bad(field, "must be an integer >= 0")
         if (self.epochs is None) == (self.iterations is None):

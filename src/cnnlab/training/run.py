@@ -57,6 +57,8 @@ class TrainSpec:
     sha256: str | None = None
     strict: bool = True
     tensorboard: bool = False
+    val_fraction: float = 0.1  # of train held out for selection when the data set has no val split
+    test_every_epoch: bool = False  # per-epoch test columns (curves; never used for selection)
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -76,6 +78,9 @@ class TrainSpec:
             raise ConfigError(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(f"unknown memory format {self.memory_format!r} (use {', '.join(MEMORY_FORMATS)})")
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
+                or not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.bad_files not in ("strict", "skip"):
             raise ConfigError(f"bad_files must be 'strict' or 'skip', got {self.bad_files!r}")
 
@@ -173,14 +178,14 @@ def _check_file(path: str | None, what: str) -> None:
 
 
 def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
-          resume: str | None = None, progress: bool = True) -> FitResult:
+          resume: str | None = None, progress: bool = True, callbacks=()) -> FitResult:
     """Run ``spec``: load the data, build the model, ``fit`` it into a run folder.
 
     ``out``: the run folder (default: a new ``runs_root/<date>-<model>-<data>/``; an existing run
     is never overwritten). ``resume``: a run folder to continue (its config.json's spec is used),
     or "auto": the newest unfinished run of this model on this data (or ``out``), else a new run.
     ``spec`` may be None when ``resume`` names a run folder. Under ``torchrun`` every rank calls
-    this; only rank 0 writes.
+    this; only rank 0 writes. ``callbacks`` go to ``fit`` (see :mod:`cnnlab.training.trainer`).
     """
     if spec is None and (resume is None or (resume == "auto" and out is None)):
         raise ConfigError("train: give a TrainSpec, or resume= a run folder")
@@ -216,13 +221,13 @@ def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_
         torch.set_num_threads(spec.threads)
     try:
         return _train(spec, info_d=info_d, run_dir=run_dir, resuming=resuming, out=out, runs_root=runs_root,
-                      progress=progress)
+                      progress=progress, callbacks=callbacks)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resuming: bool, out, runs_root,
-           progress: bool) -> FitResult:
+           progress: bool, callbacks=()) -> FitResult:
     from cnnlab.data import load_dataset
     from cnnlab.models.registry import create_model, model_info
 
@@ -230,7 +235,8 @@ def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resumin
     recipe = resolve_recipe(spec.recipe, model_name=spec.model, overrides=spec.overrides,
                             batch_size=spec.batch_size, lr=spec.lr)
     data = load_dataset(spec.data, root=spec.data_root, download=spec.download, input_size=info.input_size,
-                        seed=spec.seed, bad_files=spec.bad_files, **spec.data_options)
+                        seed=spec.seed, bad_files=spec.bad_files, val_fraction=spec.val_fraction,
+                        **spec.data_options)
     torch.manual_seed(spec.seed)  # the model's initial weights depend on the seed alone
     model = create_model(spec.model, num_classes=data.num_classes, in_chans=data.input_size[0],
                          weights=None if resuming else spec.weights, sha256=spec.sha256, strict=spec.strict,
@@ -249,4 +255,4 @@ def _train(spec: TrainSpec, *, info_d: D.DistInfo, run_dir: Path | None, resumin
                seed=spec.seed, out_dir=run_dir, progress=progress, max_steps=spec.max_steps,
                checkpoint_every=spec.checkpoint_every, resume=resuming, deterministic=spec.deterministic,
                memory_format=spec.memory_format, model_name=spec.model, run_info=run_info,
-               tensorboard=spec.tensorboard)
+               tensorboard=spec.tensorboard, test_every_epoch=spec.test_every_epoch, callbacks=callbacks)

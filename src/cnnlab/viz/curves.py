@@ -1,7 +1,8 @@
 """Training curves of a run, from its per-epoch metrics (``FitResult.history`` or ``metrics.csv``).
 
 Two panels side by side, as in He et al. 2016's Fig. 1/6: loss and error (1 - top-1 accuracy, in
-%), training thin and dashed, test bold. The figure is built with ``matplotlib.figure.Figure`` (no
+%), training thin and dashed, validation bold, test (only when a run recorded it every epoch)
+dotted. Few epochs show as points; epoch ticks are integers. The figure is built with ``matplotlib.figure.Figure`` (no
 pyplot, no global backend), so drawing is safe in any process.
 """
 
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["read_metrics", "plot_training_curves"]
+
+# (column prefix, line style, width, colour, legend): test only appears when recorded every epoch.
+_SPLITS = (("train", "--", 1.2, "tab:blue", "train"), ("val", "-", 2.2, "tab:orange", "validation"),
+           ("test", ":", 1.6, "tab:green", "test (not used for selection)"))
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -55,28 +60,37 @@ def plot_training_curves(
     and ``test_acc`` (accuracies as fractions), or the path of a ``metrics.csv`` holding them.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if isinstance(history, (str, os.PathLike)):
         history = read_metrics(history)
     epochs = [float(row.get("epoch", i + 1)) for i, row in enumerate(history)]
+    marker = "o" if len(epochs) <= 12 else None  # a 1-epoch run is a point, not an invisible line
+    splits = [s for s in _SPLITS if any(row.get(f"{s[0]}_acc") is not None for row in history)]
     fig = Figure(figsize=(10, 4))
     ax_loss, ax_err = fig.subplots(1, 2)
     for ax, key, label, error in ((ax_loss, "loss", "loss", False), (ax_err, "acc", "top-1 error (%)", True)):
-        ax.plot(epochs, _series(history, f"train_{key}", error=error), "--", lw=1.2, color="tab:blue", label="train")
-        ax.plot(epochs, _series(history, f"test_{key}", error=error), "-", lw=2.2, color="tab:orange", label="test")
+        for split, style, lw, color, name in splits:
+            ax.plot(epochs, _series(history, f"{split}_{key}", error=error), style, lw=lw, color=color, label=name,
+                    marker=marker, markersize=4)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        if marker and epochs:  # few epochs: one tick each, and room around a single point
+            ax.set_xticks(sorted({round(e) for e in epochs}))
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
     # A log axis when the values span more than a decade, so the last epochs' small differences show.
     for ax, key, error in ((ax_loss, "loss", False), (ax_err, "acc", True)):
-        values = [v for v in _series(history, f"train_{key}", error=error) + _series(history, f"test_{key}", error=error)
-                  if v == v and v > 0]
+        values = [v for split in splits for v in _series(history, f"{split[0]}_{key}", error=error) if v == v and v > 0]
         if values and max(values) / min(values) > 10:
             ax.set_yscale("log")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    handles, labels = ax_loss.get_legend_handles_labels()  # one legend under both panels, off the curves
+    fig.legend(handles, labels, loc="lower center", ncol=max(len(labels), 1), frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=100, format="png")
     return path

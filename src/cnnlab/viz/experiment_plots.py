@@ -29,10 +29,55 @@ _DPI = 110
 
 
 def save_figure(fig: Figure, out_dir: Path, file: str) -> str:
-    """Write ``fig`` as ``out_dir/file`` (PNG) and return the file name."""
+    """Write ``fig`` as ``out_dir/file`` (PNG) and return the file name, after :func:`tidy_axes`."""
+    tidy_axes(fig)
     fig.tight_layout()
     fig.savefig(Path(out_dir) / file, dpi=_DPI, format="png")
     return file
+
+
+def tidy_axes(fig: Figure) -> None:
+    """What every experiment plot needs whatever the scale: epochs as integer ticks, a line of one or
+    two points drawn as markers, percentages kept within 0-100 (error bars of a mean near a bound
+    would otherwise cross it), bars compared from 0, and a word in a panel that has nothing to show."""
+    from matplotlib.container import BarContainer
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 0]
+        for ln in lines:
+            if ln.get_marker() in (None, "None", "", " ") and len(ln.get_xdata()) <= 2:
+                ln.set_marker("o")
+        if "epoch" in ax.get_xlabel().lower():
+            xs = sorted({round(float(x)) for ln in lines for x in ln.get_xdata() if x == x})
+            if 0 < len(xs) <= 12:  # few epochs: one tick each, and room around a single point
+                ax.set_xticks(xs)
+                ax.set_xlim(xs[0] - 0.5, xs[-1] + 0.5)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if "%" in ax.get_ylabel() and ax.get_yscale() == "linear":
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(max(lo, -2.0), min(hi, 102.0))
+        if any(isinstance(c, BarContainer) for c in ax.containers) and ax.get_yscale() == "linear":
+            lo, hi = ax.get_ylim()
+            if lo > 0 or lo < 0 <= min((b.get_height() for c in ax.containers if isinstance(c, BarContainer)
+                                        for b in c), default=0):
+                ax.set_ylim(0, hi)
+        if not _has_finite_data(ax):
+            ax.text(0.5, 0.5, "nothing measured at this scale", transform=ax.transAxes, ha="center", va="center",
+                    color="0.4")
+
+
+def _has_finite_data(ax) -> bool:  # noqa: ANN001
+    import numpy as np
+
+    for ln in ax.get_lines():
+        y = np.asarray(ln.get_ydata(), dtype=float)
+        if y.size and np.isfinite(y).any() and ln.get_linestyle() != ":":
+            return True
+    return bool(ax.patches or ax.collections or ax.images or ax.texts)
 
 
 def _pct(values: Sequence[float | None]) -> list[float]:

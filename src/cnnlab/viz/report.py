@@ -22,7 +22,7 @@ class Plot:
     file: str
     caption: str
 
-_STATUS = {True: "reproduced", False: "not reproduced", "partly": "partly reproduced"}
+_STATUS = {True: "reproduced", False: "not reproduced", "partly": "partly reproduced", "not measured": "not measured"}
 
 
 def format_cell(value: Any) -> str:
@@ -60,6 +60,8 @@ def render_report(results: Mapping[str, Any]) -> str:
     lines: list[str] = [
         f"# {r['title']}",
         "",
+        *(["> **Tiny scale: these numbers test the plumbing only.** They say nothing about the claim; "
+           "run `--scale quick` or `full` to measure it.", ""] if r.get("scale") == "tiny" else []),
         f"Experiment `{r['experiment']}`, scale `{r['scale']}`, seed {r['seed']}, data `{r['data']}`.",
         "",
         "## The claim",

@@ -67,6 +67,8 @@ class MLPConv(nn.Module):
 
 
 class NiN(Classifier):
+    classifier_name = "mlpconv3.mlp2"  # no fully connected layer: the last 1x1 conv gives class maps
+
     def __init__(self, cfg: NiNConfig, *, num_classes: int = 10, in_chans: int = 3) -> None:
         super().__init__()
         self.cfg = cfg

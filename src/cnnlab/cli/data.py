@@ -1,0 +1,35 @@
+"""``cnnlab data``: the data sets ``--data`` accepts, their options and what each needs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="list the data sets you can train and evaluate on",
+                       description="The data sets --data accepts: what each is, its --data-set options, and "
+                                   "what it needs before it loads (files, --download, or nothing).")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="a table (default) or JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.data.datasets import NEEDS, dataset_info, list_datasets
+
+    rows = []
+    for name in list_datasets():
+        info = dataset_info(name)
+        rows.append({"name": name, "description": info.description, "options": list(info.options),
+                     "downloads": info.downloads, "needs": NEEDS.get(name, "")})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['description']}")
+        pad = " " * (width + 2)
+        if r["options"]:
+            print(f"{pad}options: " + ", ".join(f"--data-set {o}=..." for o in r["options"]))
+        print(f"{pad}needs: {r['needs'] or '-'}")
+    return 0

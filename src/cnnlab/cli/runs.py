@@ -1,0 +1,95 @@
+"""``cnnlab runs``: the run folders under a root, one line each; ``cnnlab runs compare``: several
+runs' curves in one picture and their configuration differences."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+
+from cnnlab.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list your training runs, or compare some",
+                       description="One line per run folder under ROOT: model, data, epochs, validation and "
+                                   "test accuracy, time and state (finished, unfinished, failed). "
+                                   "`cnnlab runs compare DIR DIR...` overlays their curves.")
+    p.add_argument("root", nargs="?", default="runs", metavar="ROOT|compare",
+                   help="folder holding run folders (default ./runs), or `compare` followed by run folders")
+    p.add_argument("folders", nargs="*", metavar="DIR", help="with `compare`: the run folders to compare")
+    from cnnlab.viz.runs import SORT_KEYS
+
+    p.add_argument("--sort", choices=SORT_KEYS, default="created", help="column to sort by (default created)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
+    p.add_argument("--plot", metavar="FILE.png", default="runs-compare.png",
+                   help="with `compare`: where the overlaid curves go (default runs-compare.png)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.viz.runs import find_runs
+
+    if args.root == "compare":
+        return _compare(args)
+    if args.folders:
+        raise ConfigError(f"unexpected argument {args.folders[0]!r}: give one ROOT, or `compare DIR DIR...`")
+    runs = find_runs(args.root)
+    descending = args.sort in ("val_acc", "test_acc", "created")
+    runs.sort(key=lambda r: (getattr(r, args.sort) is None, getattr(r, args.sort) or 0), reverse=False)
+    if descending:
+        present = [r for r in runs if getattr(r, args.sort) is not None][::-1]
+        runs = present + [r for r in runs if getattr(r, args.sort) is None]
+    rows = [r.to_dict() for r in runs]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["path"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    elif not rows:
+        print(f"no run folder under {args.root}")
+    else:
+        _table(rows)
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _table(rows: list[dict]) -> None:
+    header = ("run", "model", "data", "epochs", "val acc", "test acc", "time", "state")
+    body = [(r["path"], r["model"], r["data"], "-" if r["epochs"] is None else str(r["epochs"]), _pct(r["val_acc"]),
+             _pct(r["test_acc"]), "-" if r["seconds"] is None else f"{r['seconds']:.0f} s", r["state"]) for r in rows]
+    widths = [max(len(c) for c in col) for col in zip(header, *body)]
+    for i, line in enumerate([header, *body]):
+        print("  ".join(c.rjust(w) if 3 <= j <= 6 else c.ljust(w) for j, (c, w) in enumerate(zip(line, widths))).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from cnnlab.viz.runs import config_differences, plot_runs, read_run
+
+    if len(args.folders) < 2:
+        raise ConfigError("runs compare: give at least two run folders")
+    for folder in args.folders:
+        read_run(folder)  # a clear error for a folder that is not a run
+    differences = config_differences(args.folders)
+    try:
+        plot = plot_runs(args.folders, args.plot)
+    except OSError as err:
+        raise ConfigError(f"--plot {args.plot}: cannot write ({err.strerror or err})") from None
+    if args.format == "json":
+        print(json.dumps({"plot": str(plot), "differences": {k: v for k, v in differences}}, indent=2, default=str))
+        return 0
+    print("configuration differences:" if differences else "the runs' configurations are the same")
+    for key, values in differences:
+        print(f"  {key}: " + "  |  ".join(json.dumps(v, default=str) for v in values))
+    print(f"curves: {plot}")
+    return 0

@@ -1,0 +1,298 @@
+"""The callbacks ``fit`` gives every run (see :mod:`cnnlab.training.trainer` for the hooks).
+
+``Callback`` is an optional base class (every hook a no-op); any object with some of the methods
+will do. Only rank 0 writes files; hooks that gather across ranks (checkpoints) run on every rank.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.training import checkpoint as ck
+
+__all__ = ["Callback", "ProgressBar", "StepsCsv", "MetricsCsv", "TensorBoard", "Checkpointing", "NanGuard",
+           "EarlyStopping", "RunFiles", "STEP_FIELDS", "write_csv", "write_json"]
+
+STEP_FIELDS = ("step", "epoch", "batch", "lr", "loss")
+
+
+class Callback:
+    """Every hook of the Trainer, doing nothing."""
+
+    def on_fit_start(self, trainer) -> None: ...
+    def on_loss(self, trainer, step: int, loss: Tensor) -> Tensor | None: ...
+    def before_update(self, trainer, step: int, value: float) -> None: ...
+    def on_step_end(self, trainer, step: int, loss: float) -> None: ...
+    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None: ...
+    def on_fit_end(self, trainer, result) -> None: ...
+
+
+def _fmt(v: Any) -> Any:
+    return repr(v) if isinstance(v, float) else v
+
+
+def write_csv(path: Path, fields: list[str] | tuple[str, ...], rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _fmt(r.get(k)) for k in fields})
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def metric_fields(history: list[dict]) -> list[str]:
+    """The columns of metrics.csv: every key of the rows, in first-seen order."""
+    fields: list[str] = []
+    for row in history:
+        fields += [k for k in row if k not in fields]
+    return fields
+
+
+class NanGuard(Callback):
+    """A non-finite loss raises TrainingError before the update is applied (the checkpoints keep the
+    last finite weights)."""
+
+    def __init__(self, ckpt_dir: Path | None = None) -> None:
+        self.ckpt_dir = ckpt_dir
+
+    def before_update(self, trainer, step: int, value: float) -> None:
+        if math.isfinite(value):
+            return
+        where = f"; the checkpoints in {self.ckpt_dir} keep the last finite weights" if self.ckpt_dir else ""
+        raise TrainingError(
+            f"the loss became {value} at update {step} (epoch {trainer.epoch + 1}, batch "
+            f"{trainer.loader.position}, lr {trainer.lr:.4g}); training stopped before applying it{where}. "
+            "Try a lower learning rate (--lr) or fp32 (--precision fp32)")
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation ``monitor`` has not improved for ``patience`` epochs (Keras' rule)."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
+        last = epoch >= trainer.resolved.epochs  # the run ends anyway: not an early stop
+        if not trainer.cut and not last and epoch - trainer.best_epoch >= self.patience:
+            trainer.stop = True
+            if trainer.main and trainer.options.progress:
+                print(f"  early stop: validation {trainer.task.monitor} has not improved for {self.patience} "
+                      f"epochs (best: epoch {trainer.best_epoch})", flush=True)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr (a terminal, rank 0, progress on) and a line per epoch."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self._t0 = 0.0
+
+    def _start(self, trainer) -> None:
+        if self.enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(trainer.loader), initial=trainer.loader.position, leave=False,
+                            desc=f"epoch {trainer.epoch + 1}/{trainer.resolved.epochs}", file=sys.stderr,
+                            dynamic_ncols=True, unit="batch")
+            self._t0 = time.perf_counter()
+
+    def on_fit_start(self, trainer) -> None:
+        self._start(trainer)
+
+    def on_step_end(self, trainer, step: int, loss: float) -> None:
+        if self.bar is None:
+            return
+        metrics = trainer.task.summarize(trainer.accum)
+        self.bar.update(1)
+        post = {k: f"{v:.4f}" for k, v in list(metrics.items())[:2]}
+        post["img_s"] = f"{trainer.epoch_images / max(time.perf_counter() - self._t0, 1e-9):.0f}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
+        self.close()
+        if self.enabled:
+            parts = [f"epoch {epoch:>3}/{trainer.resolved.epochs}", f"lr {row['lr']:.3g}"]
+            for split in ("train", "val", "test"):
+                keys = [k for k in row if k.startswith(split + "_")]
+                if keys:
+                    label = "test (not used for selection)" if split == "test" else split
+                    parts.append(label + " " + " ".join(f"{k[len(split) + 1:]} {row[k]:.4f}" for k in keys))
+            parts.append(f"{row['seconds']:.1f}s {row['images_per_second']:.0f} img/s")
+            print("  ".join(parts) + ("  *" if trainer.improved else ""), flush=True)
+            if getattr(trainer, "drop_lr", False):
+                print(f"  validation {trainer.task.monitor} has not improved for {trainer.recipe.plateau_patience} "
+                      f"epochs: learning rate x{trainer.recipe.gamma}", flush=True)
+        if not trainer.cut and not trainer.stop:
+            self._start(trainer)
+
+    def on_fit_end(self, trainer, result) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StepsCsv(Callback):
+    """steps.csv: one row per update (step, epoch, batch, lr, loss); rows after the checkpoint a resumed
+    run starts from are dropped (they were lost with the kill)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = None
+        self.writer = None
+
+    def on_fit_start(self, trainer) -> None:
+        if trainer.resumed is not None:
+            _trim_steps_csv(self.path, trainer.step)
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.writer(self.file)
+        if self.file.tell() == 0:
+            self.writer.writerow(STEP_FIELDS)
+
+    def on_step_end(self, trainer, step: int, loss: float) -> None:
+        self.writer.writerow((step, trainer.epoch + 1, trainer.loader.position, repr(trainer.lr), repr(loss)))
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def on_fit_end(self, trainer, result) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _trim_steps_csv(path: Path, last_step: int) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(STEP_FIELDS))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+class MetricsCsv(Callback):
+    """metrics.csv: the history so far, rewritten after every epoch (and with the partial row at the end)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
+        if not trainer.cut:
+            write_csv(self.path, metric_fields(trainer.history), trainer.history)
+
+    def on_fit_end(self, trainer, result) -> None:
+        write_csv(self.path, metric_fields(result.history), result.history)
+
+
+class TensorBoard(Callback):
+    def __init__(self, folder: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("tensorboard logging asked for but the tensorboard package is not installed "
+                              "(pip install tensorboard)") from None
+        self.writer = SummaryWriter(str(folder))
+
+    def on_step_end(self, trainer, step: int, loss: float) -> None:
+        self.writer.add_scalar("train/loss_step", loss, step)
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
+        for key, value in row.items():
+            if key.startswith(("train_", "val_", "test_")) or key == "lr":
+                self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+
+    def on_fit_end(self, trainer, result) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Checkpointing(Callback):
+    """``last`` every epoch (and every ``every`` updates mid-epoch, and at a max_steps cut), ``best`` on
+    a new best validation ``monitor`` (see :mod:`cnnlab.training.checkpoint`)."""
+
+    def __init__(self, directory: Path, *, every: int | None = None) -> None:
+        self.directory, self.every = directory, every
+
+    def save(self, trainer, tag: str) -> None:
+        state = trainer.state_dict()  # every rank takes part in gathering the RNG states
+        if trainer.main:
+            for cb in trainer.callbacks:  # steps.csv on disk before the checkpoint that counts its rows
+                if hasattr(cb, "flush"):
+                    cb.flush()
+            ck.save_checkpoint(self.directory, tag, model=trainer.model, train_state=state)
+
+    def on_step_end(self, trainer, step: int, loss: float) -> None:
+        if self.every and step % self.every == 0 and 0 < trainer.loader.position < len(trainer.loader) \
+                and step < trainer.stop_at:
+            self.save(trainer, "last")
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
+        if trainer.cut:
+            if trainer.step < trainer.resolved.total_steps:
+                self.save(trainer, "last")  # max_steps cut: resumable mid-epoch (without the partial row)
+            return
+        self.save(trainer, "last")
+        if trainer.improved:
+            self.save(trainer, "best")
+
+
+class RunFiles(Callback):
+    """At the end: model.safetensors (the selected weights), curves.png and results.json."""
+
+    def __init__(self, out: Path, *, name: str, data_name: str) -> None:
+        self.out, self.name, self.data_name = out, name, data_name
+
+    def on_fit_end(self, trainer, result) -> None:
+        from cnnlab.models.weights import save_weights
+        from cnnlab.viz.curves import plot_training_curves
+
+        save_weights(result.model, self.out / "model.safetensors",
+                     metadata={"cnnlab.model": self.name, "cnnlab.data": self.data_name,
+                               "cnnlab.selected_epoch": str(result.best_epoch)})
+        plot_training_curves(result.history, self.out / "curves.png", title=f"{self.name} on {self.data_name}")
+        write_json(self.out / "results.json", results_record(result, name=self.name, data_name=self.data_name,
+                                                             task=trainer.task))
+
+
+def results_record(result, *, name: str, data_name: str, task) -> dict:
+    """What results.json holds: val at the selected epoch, test on the selected and the last weights."""
+    record = {"model": name, "data": data_name, "task": task.name, "epochs": len(result.history),
+              "best_epoch": result.best_epoch, "selected_on": f"val_{task.monitor} ({task.mode})",
+              "stopped_early": result.stopped_early}
+    record.update({f"val_{k}": v for k, v in result.val.items()})
+    record.update({f"test_{k}": v for k, v in result.test.items()})
+    record.update({f"test_{k}_last": v for k, v in result.test_last.items()})
+    record.update({"train_acc": result.train_acc, "seconds": result.seconds,
+                   "images_per_second": result.images_per_second, "steps": result.steps})
+    return record

@@ -52,7 +52,7 @@ def test_registered_and_adapted_to_the_model():
     assert b.num_classes == 11 and b.class_names[0] == "background"
     assert b.train.x.shape == (40, 3, 64, 64) and b.train.y.shape == (40, 64, 64)
     assert abs(float(b.train.x[:, 0].mean())) < 1e-4  # normalised with the train split's statistics
-    assert b.val.y.shape == (10, 64, 64) if hasattr(b, "val") else True
+    assert b.val.y.shape == (10, 64, 64)
     with pytest.raises(ConfigError, match="n_train"):
         load_dataset("mnist-seg", n_train=0)
 

@@ -258,8 +258,6 @@ def _channels(x: Tensor, c: int, name: str, notes: list[str]) -> Tensor:
 
 def to_bundle(name: str, data: SegData, *, in_chans: int | None):
     """A DataBundle of float32 images normalised with the train split's per-channel mean and std."""
-    from dataclasses import fields
-
     from cnnlab.data.bundle import DataBundle, TensorPair
 
     notes = list(data.notes)
@@ -273,10 +271,10 @@ def to_bundle(name: str, data: SegData, *, in_chans: int | None):
     std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
     pairs = {k: TensorPair((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1), y.long().clone())
              for k, (x, y) in splits.items()}
-    extra = {"val": pairs["val"]} if "val" in {f.name for f in fields(DataBundle)} else {}
-    return DataBundle(name=name, train=pairs["train"], test=pairs["test"], num_classes=len(data.class_names),
-                      input_size=tuple(train_x.shape[1:]), mean=tuple(mean.tolist()), std=tuple(std.tolist()),
-                      class_names=data.class_names, notes=tuple(notes), **extra)
+    return DataBundle(name=name, train=pairs["train"], val=pairs["val"], test=pairs["test"],
+                      num_classes=len(data.class_names), input_size=tuple(train_x.shape[1:]),
+                      mean=tuple(mean.tolist()), std=tuple(std.tolist()), class_names=data.class_names,
+                      notes=tuple(notes))
 
 
 def load_segmentation(name: str, *, root: Path, download: bool, input_size: tuple[int, int, int] | None,

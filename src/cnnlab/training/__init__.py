@@ -8,6 +8,7 @@ checkpoints, and runs from a specification (what ``cnnlab train`` calls).
 from cnnlab.training.engine import FitResult, evaluate, evaluate_mc_dropout, fit
 from cnnlab.training.recipes import Recipe, get_recipe, list_recipes
 from cnnlab.training.run import TrainSpec, spec_from_config, train
+from cnnlab.training import segmentation  # noqa: F401,E402  (registers the "segmentation" task)
 
 __all__ = [
     "FitResult",

@@ -352,6 +352,7 @@ def _callbacks(trainer: Trainer, out: Path | None, config: dict, *, resume: bool
         cbs.append(Checkpointing(ckpt_dir, every=opts.checkpoint_every))
     cbs += list(extra)
     if out is not None and main:
+        cbs += list(getattr(trainer.task, "run_callbacks", lambda out: ())(out))  # e.g. segmentation's overlay.png
         cbs.append(RunFiles(out, name=config["model"]["name"], data_name=trainer.data.name))
     return cbs
 

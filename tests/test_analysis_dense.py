@@ -3,7 +3,9 @@ convolutions, in random stacks. Output shapes equal a real forward pass and PyTo
 formula, MACs equal ``FlopCounterMode`` and the textbook count, and receptive fields equal the
 gradient's support measured by brute force: a transposed convolution's field varies with the output
 unit (``o mod stride``): the analyzer reports the largest, and ``start + o * jump`` is the centre of
-the fields averaged over the phases.
+the fields averaged over the phases. Layers after a transposed convolution (a fractional jump) are
+approximate: which input units a window reaches then depends on its phase, which the analyzer's
+(rf, jump, start) does not carry; no test claims exactness there.
 """
 
 from __future__ import annotations
@@ -134,17 +136,6 @@ def test_receptive_fields_equal_the_gradient_support_of_every_unit(stack):
     assert widths and max(widths) == rf, (widths, rf, specs)
     if len(widths) == period:  # on average over the phases, the fields sit where the analyzer says
         assert sum(mids) / period == pytest.approx(sum(centres) / period), (mids, centres, specs)
-
-
-@settings(**SETTINGS)
-@given(dense_stacks())
-def test_after_a_transposed_convolution_the_field_is_an_upper_bound(stack):
-    # A layer after a transposed convolution works at a fractional jump (1/s input pixels per unit):
-    # the analyzer's rf + (k_eff - 1) * jump can exceed the true hull, never fall below it.
-    size, specs = stack
-    assume(shapes_of(size, specs) is not None)
-    rf, widths, _, _, _ = _field_widths(size, specs)
-    assert max(widths, default=0) <= rf, (widths, rf, specs)  # (a strided conv may read only holes)
 
 
 def test_fcn_upsampling_layers_by_hand():

@@ -20,7 +20,7 @@ def tiny(tmp_path_factory):
 def test_tiny_run_writes_results_report_and_plots(tiny, name):
     results, out = tiny[name]
     on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk["experiment"] == name and on_disk["reproduced"] in (True, False, "partly")
+    assert on_disk["experiment"] == name and on_disk["reproduced"] == "not measured"  # tiny: plumbing only
     assert (out / "report.md").read_text().count("mean IU") >= 1
     for plot in on_disk["plots"]:
         assert (out / plot["file"]).stat().st_size > 1000

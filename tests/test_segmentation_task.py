@@ -71,7 +71,7 @@ def test_a_classifier_or_class_labels_are_refused(data):
     task = SegmentationTask()
     task.setup(data)
     with pytest.raises(ConfigError, match="per-pixel logits"):
-        task.check(create_model("lenet5_relu", num_classes=11, in_chans=1), data)
+        task.check(create_model("resnet20", num_classes=11, in_chans=1), data)  # one score per image
     with pytest.raises(ConfigError, match="per-pixel masks"):
         task.setup(load_dataset("synthetic", shape=(1, 8, 8), n=8))
 
@@ -83,8 +83,8 @@ def test_augment_batch_moves_masks_with_their_images(data):
     assert task.augment_batch(off, x, y, torch.Generator()) == (x, y)
     xa, ya = task.augment_batch(Augment(flip=True), x, y, torch.Generator().manual_seed(3))
     for i in range(8):
-        flipped = torch.allclose(xa[i], x[i].flip(-1), atol=1e-5)
-        assert flipped or torch.allclose(xa[i], x[i], atol=1e-5)
+        flipped = torch.allclose(xa[i], x[i].flip(-1), atol=1e-4)  # grid_sample's float error at 64 px
+        assert flipped or torch.allclose(xa[i], x[i], atol=1e-4)
         assert torch.equal(ya[i], y[i].flip(-1) if flipped else y[i])
 
 

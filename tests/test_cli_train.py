@@ -106,7 +106,7 @@ def test_config_json_alone_repeats_a_run_and_eval_reads_it(tmp_path, capsys):
     assert report["standard"]["acc"] == pytest.approx(results["test_acc"])
     assert 0 <= report["tta"]["acc"] <= 1
     rc, _, err = _run(["eval", str(first / "model.safetensors"), "--dropout-samples", "4"], capsys)
-    _assert_one_line_error(rc, err, "Dropout")  # LeNet-5 has no dropout to sample
+    _assert_one_line_error(rc, err, "no dropout layer")  # LeNet-5 has no dropout to sample
 
 
 def test_nan_loss_exits_2_with_one_line(tmp_path, monkeypatch, capsys):

@@ -17,7 +17,7 @@ from cnnlab.errors import CnnlabError
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
 COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
-                   "cnnlab.cli.runs", "cnnlab.cli.data", "cnnlab.cli.report")
+                   "cnnlab.cli.runs", "cnnlab.cli.data", "cnnlab.cli.report", "cnnlab.cli.foundations")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,0 +1,86 @@
+"""``cnnlab filters`` and ``cnnlab convolve``: hand-crafted filters applied to an image (lecture 003)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnlab.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.foundations.filters import BANKS
+
+    p = sub.add_parser(
+        "filters", help="apply hand-crafted filters to an image and save the responses as a grid",
+        description="Filter a (grey) image with lecture 003's hand-crafted filters (identity, edge detectors, "
+                    "sharpen, box and Gaussian blur), the derivative filters (Sobel, Prewitt, Laplacian, "
+                    "Laplacian of Gaussian) or a Gabor bank, and save every response in one grid PNG.")
+    p.add_argument("image", metavar="IMAGE", help="an image file (any PIL format), read as grey")
+    p.add_argument("--bank", choices=BANKS, default="lecture", help="which filters (default: lecture)")
+    p.add_argument("--out", default="filters", metavar="DIR",
+                   help="folder for filters_<bank>.png (default: filters), or a file name ending in .png")
+    p.add_argument("--max-side", type=int, default=512, metavar="N", help="shrink larger images to N pixels (default 512)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=run_filters)
+
+    c = sub.add_parser(
+        "convolve", help="convolve an image with a kernel given on the command line",
+        description="Correlate each channel of IMAGE with KERNEL (zero padding, output the size of the input; "
+                    "the CNN convention: the kernel is not flipped) and save the result as a PNG.")
+    c.add_argument("image", metavar="IMAGE", help="an image file (any PIL format); each channel is convolved")
+    c.add_argument("--kernel", required=True, metavar="JSON", help="rows as JSON, e.g. '[[0,-1,0],[-1,5,-1],[0,-1,0]]'")
+    c.add_argument("--out", metavar="FILE.png", help="output file (default: IMAGE's name + _convolved.png, here)")
+    c.add_argument("--grey", action="store_true", help="convert to grey first")
+    c.add_argument("--boundary", choices=("zero", "reflect", "circular"), default="zero",
+                   help="how pixels outside the image are filled (default zero)")
+    c.add_argument("--force", action="store_true", help="replace an existing output file")
+    c.set_defaults(func=run_convolve)
+
+
+def _check_new(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise ConfigError(f"output {path} exists; pass --force to replace it")
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"output {path} must end in .png")
+
+
+def run_filters(args: argparse.Namespace) -> int:
+    from cnnlab.foundations import filter_responses, kernel_rank, load_image
+    from cnnlab.viz.filters import plot_filter_grid
+
+    if args.max_side < 8:
+        raise ConfigError(f"--max-side must be at least 8, got {args.max_side}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        out = out / f"filters_{args.bank}.png"
+    _check_new(out, args.force)
+    image = load_image(args.image, grey=True, max_side=args.max_side)
+    kernels, responses = filter_responses(image, args.bank)
+    plot_filter_grid(image, kernels, responses, out, title=f"{Path(args.image).name}: {args.bank} filters")
+    print(f"{'filter':<26} {'size':>5} {'sum':>7} {'rank':>4} {'response min..max':>20}")
+    for name, k in kernels.items():
+        r = responses[name]
+        size = f"{k.shape[0]}x{k.shape[1]}"
+        print(f"{name:<26} {size:>5} {k.sum() + 0.0:7.3f} {kernel_rank(k):4d} "
+              f"{r.min():10.3f}..{r.max():<8.3f}")
+    print(f"rank 1 = separable (a column pass then a row pass). Grid of {len(kernels)} responses on "
+          f"{image.shape[1]}x{image.shape[0]} pixels saved to {out}")
+    return 0
+
+
+def run_convolve(args: argparse.Namespace) -> int:
+    from cnnlab.foundations import apply_kernel, load_image, parse_kernel
+    from cnnlab.viz.filters import save_image
+
+    kernel = parse_kernel(args.kernel)
+    out = Path(args.out) if args.out else Path(f"{Path(args.image).stem}_convolved.png")
+    _check_new(out, args.force)
+    image = load_image(args.image, grey=args.grey)
+    result = apply_kernel(image, kernel, boundary=args.boundary)
+    save_image(result, out)
+    clipped = float(((result < 0) | (result > 1)).mean())
+    print(f"{kernel.shape[0]}x{kernel.shape[1]} kernel (sum {kernel.sum():g}) applied to {args.image} "
+          f"({image.shape[1]}x{image.shape[0]}); values {result.min():.3f}..{result.max():.3f}, "
+          f"{100 * clipped:.1f}% clipped to [0, 1]; saved to {out}")
+    return 0

@@ -353,3 +353,15 @@ def test_full_scale_configs_name_real_models_and_recipes(name):
         with torch.device("meta"):
             net = create_model(m, num_classes=10, in_chans=size[0], **dict(cfg.model_options))
             assert net(torch.empty(1, *size)).shape == (1, 10)
+
+
+def test_lesion_reorders_blocks_and_measures_residual_norms(tiny_runs):
+    # issue 20: Veit et al. Fig. 5b and the residual branches' size (cnnlab.experiments.lesion_extra)
+    results, _ = tiny_runs["lesion"]
+    assert {r["swaps"] for r in results["reorder"]} == {1, 2}
+    assert all(-1 <= r["tau"] <= 1 for r in results["reorder"])
+    assert all(r["tau"] < 1 for r in results["reorder"] if r["swaps"] == 1)  # one swap always moves two blocks
+    assert len(results["residual_norms"]) == results["residual"]["num_blocks"]
+    assert all(r["residual_over_shortcut"] > 0 for r in results["residual_norms"])
+    descriptions = " ".join(c["description"] for c in results["criteria"])
+    assert "Kendall's tau" in descriptions and "small corrections" in descriptions

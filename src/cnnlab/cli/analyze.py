@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "inputs, real forward/backward on the CPU) and save it as a heat map")
     p.add_argument("--erf-layer", metavar="NAME", help="row whose central unit --erf measures (default: last spatial)")
     p.add_argument("--erf-samples", type=int, default=16, metavar="N", help="random inputs averaged (default 16)")
+    p.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="momentum",
+                   help="optimizer whose state the training-memory estimate counts (default momentum)")
     p.set_defaults(func=run_summary)
 
     c = sub.add_parser(
@@ -39,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("models", nargs="+", metavar="MODEL", help="zoo names or torchvision:NAME, two or more")
     _common(c)
     c.add_argument("--format", choices=_FORMATS, default="table", help="output format (default table)")
-    c.add_argument("--plot", metavar="FILE.png", help="save the bubble chart (area = activation memory)")
+    c.add_argument("--plot", metavar="FILE.png", help="save the bubble chart (area = activation memory) and, as "
+                   "FILE_accuracy.png, published ImageNet top-1 against MACs (area = parameters)")
     c.set_defaults(func=run_compare)
 
 
@@ -117,11 +120,27 @@ def run_summary(args: argparse.Namespace) -> int:
                     f"= {100 * erf.mass95_fraction:.1f}% of the theoretical {rf} field (in the image); "
                     f"heat map saved to {args.erf}")
     print(_render(result.fold(args.depth), args.format))
+    _print_memory_and_notes(result, args)
     if erf_line:
         import sys
 
         print(erf_line, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
     return 0
+
+
+def _print_memory_and_notes(result: object, args: argparse.Namespace) -> None:
+    """The training-memory estimate and the notes on the lectures' numbers, after the table
+    (on stderr for json/csv, which stay machine-readable)."""
+    import sys
+    import textwrap
+
+    from cnnlab.analysis.memory import training_memory
+    from cnnlab.analysis.notes import notes_for
+
+    lines = ["", *training_memory(result, optimizer=args.optimizer).lines()]
+    for note in notes_for(args.model):
+        lines += textwrap.wrap(note, 110, initial_indent="note: ", subsequent_indent="      ")
+    print("\n".join(lines), file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -134,7 +153,35 @@ def run_compare(args: argparse.Namespace) -> int:
         from cnnlab.viz.analysis_plots import plot_complexity
 
         plot_complexity(result.rows, args.plot)
+        accuracy_plot, skipped = _plot_accuracy(result.rows, args.plot)
     print(_render(result, args.format))
     if args.plot and args.format == "table":
         print(f"chart saved to {args.plot}")
+        if accuracy_plot:
+            print(f"accuracy-vs-MACs chart (published top-1, cnnlab.results) saved to {accuracy_plot}"
+                  + (f"; no published ImageNet figure for {', '.join(skipped)}" if skipped else ""))
+        else:
+            print("no accuracy-vs-MACs chart: none of these models has a published ImageNet figure")
     return 0
+
+
+def _plot_accuracy(rows: tuple[dict, ...], plot: str) -> tuple[str | None, list[str]]:
+    """Second chart of ``compare --plot FILE.png``: ``FILE_accuracy.png``, published top-1 against MACs."""
+    from pathlib import Path
+
+    from cnnlab.results import headline_top1
+    from cnnlab.viz.analysis_plots import plot_accuracy_vs_macs
+
+    chart, skipped = [], []
+    for r in rows:
+        paper, tv = headline_top1(r["model"])
+        if paper is None and tv is None:
+            skipped.append(r["model"])
+        else:
+            chart.append(dict(r, top1_paper=paper, top1_torchvision=tv))
+    if not chart:
+        return None, skipped
+    path = Path(plot)
+    target = path.with_name(f"{path.stem}_accuracy{path.suffix or '.png'}")
+    plot_accuracy_vs_macs(chart, target)
+    return str(target), skipped

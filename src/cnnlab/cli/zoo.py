@@ -26,6 +26,9 @@ def _pattern(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     rows = describe_models(_pattern(args.pattern), family=args.family)
     if args.format == "json":
+        from cnnlab.results import published_for
+
+        rows = [dict(r, published=published_for(r["name"])) for r in rows]
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:

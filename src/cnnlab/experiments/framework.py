@@ -63,6 +63,9 @@ __all__ = [
     "versions",
     "to_jsonable",
     "summarize",
+    "SeedComparison",
+    "compare_seeds",
+    "seed_criterion",
 ]
 
 # tiny: seconds, for the tests (plumbing and output format only; its numbers mean nothing).
@@ -91,10 +94,15 @@ class Criterion:
     description: str
     finding: str
     passed: bool
+    # "within noise" when a multi-seed comparison could not tell the arms apart (see compare_seeds);
+    # the verdict then says so instead of "contrary to the claim". "" otherwise.
+    status: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.passed, bool):
             raise ConfigError(f"Criterion.passed must be a bool, got {self.passed!r}")
+        if self.status not in ("", "within noise"):
+            raise ConfigError(f"Criterion.status must be '' or 'within noise', got {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,12 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.ensemble",
     "cnnlab.experiments.transfer",
     "cnnlab.experiments.autoencoder",
+    # issue 20
+    "cnnlab.experiments.shortcuts",
+    "cnnlab.experiments.fractal_droppath",
+    "cnnlab.experiments.vgg_filters",
+    "cnnlab.experiments.dropout_conv",
+    "cnnlab.experiments.batchnorm_more",
     "cnnlab.experiments.dense",  # fcn-skips, dilation (issue 16)
 ]
 
@@ -304,7 +318,7 @@ def verdict_from(criteria: list[Criterion], *, context: str) -> tuple[bool | str
     met = sum(c.passed for c in criteria)
     reproduced: bool | str = True if met == len(criteria) else False if met == 0 else "partly"
     head = {True: "Reproduced", False: "Not reproduced", "partly": "Partly reproduced"}[reproduced]
-    parts = [f"{c.finding} ({'as claimed' if c.passed else 'contrary to the claim'})" for c in criteria]
+    parts = [f"{c.finding} ({'as claimed' if c.passed else c.status or 'contrary to the claim'})" for c in criteria]
     return reproduced, f"{head} {context}: {'; '.join(parts)}."
 
 
@@ -678,3 +692,80 @@ def write_index(all_results: Sequence[Mapping[str, Any]], root: str | Path, *, s
     root.mkdir(parents=True, exist_ok=True)
     atomic_write(root / "index.md", text.encode())
     return root / "index.md"
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-seed verdicts (issue 20): a criterion decided inside the seed-to-seed spread is a coin toss
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedComparison:
+    """Arm ``a`` against arm ``b`` over seeds: the mean difference ``a - b``, its standard error and
+    the verdict on the claim that the difference has the sign ``expect`` ("greater": a > b)."""
+
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+    difference: float
+    stderr: float
+    paired: bool
+    expect: str
+    threshold: float  # standard errors the difference must exceed
+    verdict: str  # "met", "not met" or "within noise"
+
+    def describe(self, *, scale: float = 100.0, unit: str = " points", verdict: bool = True) -> str:
+        """``"+0.45 +- 0.12 points (SE, 3 paired seeds): met"``, values times ``scale``."""
+        kind = "paired seeds" if self.paired else f"seeds ({len(self.a)} and {len(self.b)})"
+        n = f"{len(self.a)} " if self.paired else ""
+        return (f"{scale * self.difference:+.2f} +- {scale * self.stderr:.2f}{unit} (standard error, {n}{kind}; "
+                f"decided at {self.threshold:g} SE)" + (f": {self.verdict}" if verdict else ""))
+
+
+def compare_seeds(
+    a: Sequence[float], b: Sequence[float], *, expect: str = "greater", paired: bool = True, threshold: float = 2.0,
+) -> SeedComparison:
+    """Compare per-seed values of two arms; the claim is met only if the difference exceeds
+    ``threshold`` standard errors in the ``expect`` direction, "not met" if it does in the other
+    one, "within noise" otherwise.
+
+    ``paired``: the arms were run with the same seeds (same data order and initialisation stream),
+    so the standard error is that of the per-seed differences, std(a_i - b_i) / sqrt(n); else
+    Welch's sqrt(var_a / n_a + var_b / n_b). Sample variances (n - 1); at least 2 seeds per arm.
+    """
+    a, b = tuple(float(v) for v in a), tuple(float(v) for v in b)
+    if expect not in ("greater", "less"):
+        raise ConfigError(f"compare_seeds: expect must be 'greater' or 'less', got {expect!r}")
+    if len(a) < 2 or len(b) < 2:
+        raise ConfigError(f"compare_seeds needs at least 2 seeds per arm, got {len(a)} and {len(b)}")
+    if paired and len(a) != len(b):
+        raise ConfigError(f"compare_seeds: paired arms need the same seeds, got {len(a)} and {len(b)} values")
+
+    def var(xs: Sequence[float]) -> float:
+        m = sum(xs) / len(xs)
+        return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+
+    if paired:
+        d = [x - y for x, y in zip(a, b)]
+        diff, se = sum(d) / len(d), math.sqrt(var(d) / len(d))
+    else:
+        diff = sum(a) / len(a) - sum(b) / len(b)
+        se = math.sqrt(var(a) / len(a) + var(b) / len(b))
+    signed = diff if expect == "greater" else -diff
+    if abs(diff) <= threshold * se or diff == 0:
+        verdict = "within noise"
+    else:
+        verdict = "met" if signed > 0 else "not met"
+    return SeedComparison(a=a, b=b, difference=diff, stderr=se, paired=paired, expect=expect,
+                          threshold=threshold, verdict=verdict)  # fmt: skip
+
+
+def seed_criterion(description: str, finding: str, comparison: SeedComparison, *,
+                   scale: float = 100.0, unit: str = " points") -> Criterion:
+    """A :class:`Criterion` decided by ``comparison``: passed when "met"; "within noise" is said so
+    in the verdict rather than counted as contrary to the claim (it still does not pass)."""
+    return Criterion(
+        description=f"{description} (by more than {comparison.threshold:g} standard errors over seeds)",
+        finding=f"{finding}: difference {comparison.describe(scale=scale, unit=unit, verdict=False)}",
+        passed=comparison.verdict == "met",
+        status="within noise" if comparison.verdict == "within noise" else "",
+    )

@@ -59,6 +59,10 @@ class LesionConfig:
     max_mean_drop_one: float = 0.05  # "barely hurts": mean accuracy drop over non-downsampling blocks
     near_chance_margin: float = 0.10  # "drops to chance": within this of chance accuracy
     max_step_fraction: float = 0.5  # "smooth": no single extra deletion makes half the total decline
+    # issue 20: Veit et al. Fig. 5b (re-ordering) and the size of the residual branches
+    reorder_swaps: int = 4  # re-orderings by 1..reorder_swaps random swaps of compatible blocks
+    reorder_draws: int = 5  # random re-orderings per number of swaps
+    max_residual_ratio: float = 1.0  # "small corrections": median ||F(x)|| / ||shortcut(x)|| below this
 
     def __post_init__(self) -> None:
         for field in ("delete_k_draws", "grad_draws", "grad_batch"):
@@ -78,6 +82,8 @@ SCALES = {
         delete_k_draws=1,
         grad_draws=1,
         grad_batch=8,
+        reorder_swaps=2,
+        reorder_draws=1,
     ),
     # ResNet-20 and plain-20: 9 blocks each (3 stages of 3), two of them downsampling.
     "quick": LesionConfig(
@@ -171,6 +177,9 @@ def run(ctx: ExperimentContext, cfg: LesionConfig) -> Outcome:
     path_lengths = [dict(k=k, paths=counts[k], **{key: g[key] for key in ("mean_grad_norm", "std_grad_norm", "draws")})
                     for k, g in zip(range(n + 1), grads)]  # fmt: skip
 
+    # --- Fig. 5b: re-ordering; the size of the residual branches (issue 20) --------------------------
+    extra = _reorder_and_norms(ctx, cfg, res_model, test, res_base, chance)
+
     # --- criteria -------------------------------------------------------------------------------
     same_shape = [r for r in delete_one if not r["downsampling"]]
     down = [r for r in delete_one if r["downsampling"]]
@@ -222,6 +231,7 @@ def run(ctx: ExperimentContext, cfg: LesionConfig) -> Outcome:
             f"{path_lengths[-1]['mean_grad_norm']:.3g} at k={n})",
             passed=grad_mean_length < n / 2,
         ),
+        *extra["criteria"],
     ]
 
     tables = [
@@ -251,6 +261,7 @@ def run(ctx: ExperimentContext, cfg: LesionConfig) -> Outcome:
             rows=tuple((r["k"], r["paths"], r["mean_grad_norm"], r["std_grad_norm"], r["paths"] * r["mean_grad_norm"])
                        for r in path_lengths),
         ),
+        *extra["tables"],
     ]  # fmt: skip
     setup = [
         f"Data: `{data.name}`, {len(data.train.y):,} training and {len(test.y):,} test images of "
@@ -296,5 +307,56 @@ def run(ctx: ExperimentContext, cfg: LesionConfig) -> Outcome:
             model=cfg.plain, label=cfg.plain, baseline_acc=plain_base, delete_one=plain_delete,
             skipped=plain_skipped, mean_acc_after_delete=plain_mean,
         ),
+        "reorder": extra["reorder"],
+        "residual_norms": extra["norms"],
     }  # fmt: skip
+    setup += extra["setup"]
     return Outcome(results=results, criteria=criteria, tables=tables, setup=setup, notes=notes)
+
+
+def _reorder_and_norms(ctx: ExperimentContext, cfg: LesionConfig, model: torch.nn.Module, test: Any,
+                       base: float, chance: float) -> dict[str, Any]:
+    """Veit et al. Fig. 5b and the residual-branch norms (cnnlab.experiments.lesion_extra)."""
+    from cnnlab.experiments.lesion_extra import correlation, reorder_study, residual_norms
+
+    reorder = reorder_study(model, lambda m: _acc(ctx, m, test), max_swaps=cfg.reorder_swaps,
+                            draws=cfg.reorder_draws, generator=ctx.generator(3))  # fmt: skip
+    norms = residual_norms(model, test.x[: min(cfg.grad_batch, len(test.y))].to(ctx.compute_device))
+    same = sorted(r["residual_over_shortcut"] for r in norms if not r["downsampling"])
+    median = same[len(same) // 2] if same else float("nan")
+    r_tau = correlation([r["tau"] for r in reorder], [r["acc"] for r in reorder]) if len(reorder) > 1 else 0.0
+    one_swap = [r["acc"] for r in reorder if r["swaps"] == 1]
+    one = statistics.fmean(one_swap) if one_swap else float("nan")
+    criteria = [
+        Criterion(
+            description="re-ordering blocks (swapping compatible pairs) degrades accuracy smoothly: accuracy "
+            "correlates positively with Kendall's tau to the original order, and one swap loses less than half "
+            "of the way to chance",
+            finding=f"over {len(reorder)} re-orderings (tau {min((r['tau'] for r in reorder), default=1):.2f}-"
+            f"{max((r['tau'] for r in reorder), default=1):.2f}) Pearson r(tau, accuracy) = {r_tau:.2f}; one swap "
+            f"{100 * one:.1f}% against {100 * base:.1f}% intact",
+            passed=bool(reorder) and r_tau > 0 and base - one < (base - chance) / 2,
+        ),
+        Criterion(
+            description=f"residual branches learn small corrections: the median over non-downsampling blocks of "
+            f"||F(x)|| / ||shortcut(x)|| is below {cfg.max_residual_ratio:g}",
+            finding=f"median {median:.2f} (per block " + ", ".join(f"{r['residual_over_shortcut']:.2f}"
+                                                              for r in norms) + ")",
+            passed=bool(same) and median < cfg.max_residual_ratio,
+        ),
+    ]
+    tables = [
+        Table(title="Re-ordering blocks (Veit et al. Fig. 5b)", columns=("swaps", "Kendall's tau", "test acc (%)"),
+              rows=tuple((r["swaps"], round(r["tau"], 3), round(100 * r["acc"], 2)) for r in reorder)),
+        Table(title="Size of each residual branch on test images",
+              columns=("block", "downsampling", "||F(x)|| / ||shortcut(x)||", "||F(x)|| / ||x||"),
+              rows=tuple((r["block"], r["downsampling"], round(r["residual_over_shortcut"], 3),
+                          round(r["residual_over_input"], 3)) for r in norms)),
+    ]  # fmt: skip
+    setup = [
+        f"Re-ordering (Veit et al. Fig. 5b): 1..{cfg.reorder_swaps} swaps of random pairs of non-downsampling "
+        f"blocks of the same stage, {cfg.reorder_draws} draws each; Kendall's tau between the new order and the "
+        "original one. Norms: mean over test images of the L2 norms of the residual branch's and the shortcut's "
+        "outputs, on the input each block receives.",
+    ]
+    return dict(criteria=criteria, tables=tables, setup=setup, reorder=reorder, norms=norms)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_erf", "plot_complexity"]
+__all__ = ["plot_erf", "plot_complexity", "plot_accuracy_vs_macs"]
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
@@ -113,5 +113,57 @@ def plot_complexity(
     ax.set_xlabel("multiply-accumulates per image (G-MACs)")
     ax.set_ylabel("parameters (millions)")
     ax.set_title(title or "complexity: MACs vs parameters (bubble area = forward activation memory)", fontsize=10)
+    ax.grid(True, alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_macs(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """ImageNet top-1 accuracy against MACs, bubble area proportional to parameters (Canziani,
+    Paszke & Culurciello 2016, the chart of lecture 002).
+
+    ``rows``: dicts with ``model``, ``macs``, ``params`` and ``top1_torchvision`` / ``top1_paper``
+    (percent or None; see :mod:`cnnlab.results`). torchvision's figures (one 224 crop, every model
+    alike) are the filled bubbles; the papers' own (their protocols: 10 crops, several scales) are
+    hollow rings joined to them, so the protocol gap is visible.
+    """
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if r.get("top1_torchvision") is not None or r.get("top1_paper") is not None]
+    if not rows:
+        raise ValueError("plot_accuracy_vs_macs needs at least one model with a published top-1 accuracy")
+    params = np.array([r["params"] / 1e6 for r in rows])
+    area = 15 + 1500 * params / params.max()
+    fig = Figure(figsize=(8.0, 5.6))
+    ax = fig.add_subplot(1, 1, 1)
+    # labels of neighbours in cost (GoogLeNet / ResNet-18) alternate above and below their bubbles
+    rank = {int(i): k for k, i in enumerate(np.argsort([r["macs"] for r in rows], kind="stable"))}
+    for i, r in enumerate(rows):
+        color = f"C{i % 10}"
+        x = r["macs"] / 1e9
+        tv, paper = r.get("top1_torchvision"), r.get("top1_paper")
+        if tv is not None:
+            ax.scatter([x], [tv], s=area[i], color=color, alpha=0.45, edgecolors="k", linewidths=0.6)
+        if paper is not None:
+            ax.scatter([x], [paper], s=area[i], facecolors="none", edgecolors=color, linewidths=1.4, linestyle="--")
+        if tv is not None and paper is not None:
+            ax.plot([x, x], [tv, paper], color=color, lw=0.8, alpha=0.7)
+        y = tv if tv is not None else paper
+        ax.annotate(f"{r['model']} ({params[i]:.1f}M)", (x, y), xytext=(np.sqrt(area[i]) / 2 + 3, 5 if rank[i] % 2 else -5),
+                    textcoords="offset points", fontsize=7, va="center", color=color)
+    macs = np.array([r["macs"] / 1e9 for r in rows])
+    if macs.min() > 0 and macs.max() / macs.min() > 30:
+        ax.set_xscale("log")
+    ax.margins(0.12)
+    ax.set_xlabel("multiply-accumulates per image (G-MACs, cnnlab analyzer)")
+    ax.set_ylabel("ImageNet top-1 accuracy (%)")
+    ax.scatter([], [], s=60, color="grey", alpha=0.45, edgecolors="k", label="torchvision weights (1 crop)")
+    ax.scatter([], [], s=60, facecolors="none", edgecolors="grey", linestyle="--", label="the paper (its protocol)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or "accuracy vs multiply-adds (bubble area = parameters; Canziani et al. 2016)", fontsize=10)
     ax.grid(True, alpha=0.3, which="both")
     return _save(fig, path)

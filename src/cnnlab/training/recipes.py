@@ -353,7 +353,7 @@ register_recipe(Recipe(
     source="cnnlab: a from-scratch CPU recipe for the small mnist-seg nets, not a paper's (not tuned)",
     # FCN's own recipe (SGD at 1e-4 from ImageNet VGG weights, days on a GPU) does not fit a CPU run
     # from scratch; Adam with a cosine decay, with batch normalisation in the nets. Not tuned: the only
-    # measurement is the README's partial run (val mean IU rising epoch by epoch, unfinished).
+    # measurement is the README's run: test mean IU 0.709 after 12 epochs (about 5 s an epoch, idle).
     optimizer="adam",
     lr=3e-3,  # a common Adam rate for small BN nets; not tuned on mnist-seg
     momentum=0.9,  # Adam's beta1

@@ -233,6 +233,7 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.dropout_conv",
     "cnnlab.experiments.batchnorm_more",
     "cnnlab.experiments.localisation",
+    "cnnlab.experiments.dense",  # fcn-skips, dilation (issue 16)
 ]
 
 
@@ -420,6 +421,7 @@ class ExperimentContext:
         *,
         key: Mapping[str, Any] | None = None,
         callbacks: Sequence[Any] = (),
+        task: str | None = None,
     ) -> Any:
         """Train ``build()`` on ``data`` with ``cnnlab.training.fit``; returns its ``FitResult``.
 
@@ -458,6 +460,7 @@ class ExperimentContext:
             model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
             overrides=dict(spec.overrides) or None, precision=self.precision, device=self.device,
             seed=self.seed, progress=self.progress, out_dir=None, test_every_epoch=True, callbacks=tuple(callbacks),
+            task=task,
         )  # fmt: skip
         self.log(f"trained {label}: test acc {result.test_acc:.4f}, train acc {result.train_acc:.4f} "
                  f"in {result.seconds:.1f}s")  # fmt: skip

@@ -71,6 +71,8 @@ def workdir(tmp_path_factory):
                  "--no-progress"]) == 0
     assert main(["train", "lenet5", "--epochs", "1", "--max-steps", "4", "--seed", "1", "--out",
                  str(runs / "other"), "--no-progress"]) == 0
+    assert main(["train", "vae_mlp", "--epochs", "1", "--max-steps", "2", "--task-set", "is_samples=2",
+                 "--out", str(runs / "vae-run"), "--no-progress"]) == 0
     rng = np.random.default_rng(0)
     for name in ("photo.png", "digit.png", "photo.jpg"):
         Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / name)
@@ -81,6 +83,7 @@ def workdir(tmp_path_factory):
 
 
 def _fill(line: str, root: Path) -> list[str]:
+    line = line.replace("runs/<vae-run>", str(root / "runs" / "vae-run"))
     line = line.replace("runs/<run>", str(root / "runs" / "run")).replace("runs/<other>", str(root / "runs" / "other"))
     return shlex.split(line)[1:]
 

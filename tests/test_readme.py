@@ -34,6 +34,7 @@ SKIP = {
     "compile": "torch.compile takes minutes on a CPU",
     "--scale full": "the paper's setting, for a GPU",
     "voc2012": "needs Pascal VOC's files",
+    "--scale": "each experiment's tiny run is tested in tests/test_experiments_*.py",
 }
 
 
@@ -49,14 +50,12 @@ def readme_commands() -> list[str]:
 
 
 def _tiny(argv: list[str]) -> list[str]:
-    """The same command at a size a test can afford: one short epoch, the tiny experiment scale."""
+    """The same command at a size a test can afford: one short epoch, one benchmark round."""
     cmd = argv[0]
     if cmd == "train" and "--config" not in argv:
         argv = [*argv, "--epochs", "1", "--max-steps", "3"]
         if any(a.startswith("vae") for a in argv):
             argv += ["--task-set", "is_samples=2"]
-    if cmd == "experiment" and "--scale" in argv:
-        argv[argv.index("--scale") + 1] = "tiny"
     if cmd == "bench":
         argv = [*argv, "--rounds", "1"] if "--rounds" not in argv else argv
     return argv

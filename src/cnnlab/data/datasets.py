@@ -167,6 +167,8 @@ def _read_raw(key: str, *, root: Path, download: bool, size, seed: int, bad_file
         return embedded.load_digits(input_size=size, **options)
     if key == "synthetic":
         return embedded.load_synthetic(seed=seed, input_size=size, max_gib=max_gib, **options)
+    if key == "mnist-canvas":
+        return canvas.load_mnist_canvas()  # its own val split (RawData.val_x)
     loader: Callable[..., RawData] = torchvision_sets.LOADERS[key]
     return loader(root=root, download=download, **options)
 

@@ -53,6 +53,8 @@ class LocalisationConfig:
     model_options: tuple[tuple[str, Any], ...] = ()
     size: int = 64  # canvas side fed to the net (the 64x64 canvases resized; boxes scaled alike)
     train_images: int | None = None  # None: the whole train split
+    val_images: int | None = None  # None: the whole val split (tiny scale takes fewer, to stay fast)
+    cascade_steps: int | None = None  # None: one step per top-level layer; k: the layers grouped into k steps
     eval_images: int = 200  # test canvases scored: a stratified choice with a fixed seed (see scored_indices)
     sanity_images: int = 64  # of those, the first ones (still spread over the classes) the sanity checks redo
     deletion: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)  # fractions of pixels blacked out
@@ -63,6 +65,8 @@ class LocalisationConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.cascade_steps is not None and self.cascade_steps < 1:
+            raise ConfigError(f"localisation: cascade_steps must be positive or None, got {self.cascade_steps}")
         if not 1 <= self.sanity_images <= self.eval_images:
             raise ConfigError(f"localisation: sanity_images must be in 1..eval_images, got {self.sanity_images}")
         if not self.deletion or self.deletion[0] != 0.0 or list(self.deletion) != sorted(self.deletion):
@@ -76,8 +80,9 @@ SCALES = {
     "tiny": LocalisationConfig(
         data="mnist-canvas", model="resnet20", model_options=(("widths", (4, 4, 8)),),
         train=TrainSpec(recipe="resnet_cifar", epochs=1, batch_size=64, overrides=DIGITS_OVERRIDES),
-        size=32, train_images=128, eval_images=4, sanity_images=2, smooth_samples=2, ig_steps=4, occlusion_window=16,
-        deletion=(0.0, 0.1, 0.3),
+        # Plumbing only: 16x16 canvases, 2 scored images, the cascade in 2 steps (fc..layer2, then layer1..conv1).
+        size=16, train_images=128, val_images=64, eval_images=2, sanity_images=2, smooth_samples=2, ig_steps=2,
+        occlusion_window=8, cascade_steps=2, deletion=(0.0, 0.1, 0.3),
     ),  # fmt: skip
     "quick": LocalisationConfig(
         data="mnist-canvas", model="resnet20", model_options=_NARROW,
@@ -181,11 +186,19 @@ def _maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods: list[str]
     return {m: np.concatenate(v) for m, v in out.items()}
 
 
-def _cascade(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
-    """Top-level children with parameters, from the output back to the input (Adebayo et al.'s order)."""
+def _cascade(model: nn.Module, groups: int | None = None) -> list[tuple[str, list[nn.Module]]]:
+    """Top-level children with parameters, from the output back to the input (Adebayo et al.'s order).
+
+    With ``groups``, consecutive children are merged into that many steps (named by the lowest layer
+    each reaches); the last step still reaches the input layer, so every layer ends up random.
+    """
     steps = [(name, [m for m in child.modules() if hasattr(m, "reset_parameters")])
              for name, child in model.named_children() if any(True for _ in child.parameters())]  # fmt: skip
-    return [s for s in reversed(steps) if s[1]]
+    steps = [s for s in reversed(steps) if s[1]]
+    if groups is None or groups >= len(steps):
+        return steps
+    bounds = np.linspace(0, len(steps), groups + 1).round().astype(int)
+    return [(steps[b - 1][0], [m for _, mods in steps[a:b] for m in mods]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _sanity(ctx: ExperimentContext, model: nn.Module, shuffled: nn.Module, x, y, reference, methods, cfg, black):  # noqa: ANN001
@@ -193,7 +206,7 @@ def _sanity(ctx: ExperimentContext, model: nn.Module, shuffled: nn.Module, x, y,
 
     cascade: dict[str, list[dict]] = {m: [] for m in methods}
     randomised = copy.deepcopy(model).eval()
-    for step, (name, modules) in enumerate(_cascade(randomised)):
+    for step, (name, modules) in enumerate(_cascade(randomised, cfg.cascade_steps)):
         torch.manual_seed(ctx.seed * 1000 + step)
         for m in modules:
             m.reset_parameters()
@@ -205,6 +218,13 @@ def _sanity(ctx: ExperimentContext, model: nn.Module, shuffled: nn.Module, x, y,
     shuffled_maps = _maps(shuffled, x, y, methods, cfg, black=black)
     labels = {m: rank_correlation(reference[m], shuffled_maps[m]) for m in methods}
     return cascade, labels
+
+
+def _subset(pair: Any, n: int) -> Any:
+    from cnnlab.data.bundle import TensorPair
+
+    idx = torch.from_numpy(scored_indices(pair.y.numpy(), n))
+    return TensorPair(pair.x[idx], pair.y[idx])
 
 
 def _shuffled_labels(data: Any, seed: int) -> Any:
@@ -230,18 +250,20 @@ def _shuffled_labels(data: Any, seed: int) -> Any:
 )
 def run(ctx: ExperimentContext, cfg: LocalisationConfig) -> Outcome:
     from cnnlab.data.canvas import canvas_boxes
-    from cnnlab.data.bundle import TensorPair
     from cnnlab.inspect import METHODS, cam_head
 
     if cfg.data != "mnist-canvas":
         raise ConfigError(f"localisation needs the boxes of mnist-canvas; {cfg.data!r} has none")
     data = ctx.load_data(cfg.data, input_size=(1, cfg.size, cfg.size), **dict(cfg.data_options))
+    # Subsets (tiny scale) are class-stratified too: every split of mnist-canvas is ordered by class.
     if cfg.train_images is not None:
-        data = dataclasses.replace(data, train=TensorPair(data.train.x[: cfg.train_images],
-                                                          data.train.y[: cfg.train_images]))  # fmt: skip
+        data = dataclasses.replace(data, train=_subset(data.train, cfg.train_images))
+    if cfg.val_images is not None:
+        data = dataclasses.replace(data, val=_subset(data.val, cfg.val_images))
     options = dict(cfg.model_options)
     fit = ctx.train(cfg.model, lambda: ctx.create_model(cfg.model, data, **options), data, cfg.train,
-                    key={"model": cfg.model, "train_images": cfg.train_images, **options})  # fmt: skip
+                    key={"model": cfg.model, "train_images": cfg.train_images, "val_images": cfg.val_images,
+                         **options})  # fmt: skip
     shuffled_data = _shuffled_labels(data, ctx.seed + 1)
     shuffled_fit = ctx.train(f"{cfg.model} (shuffled labels)", lambda: ctx.create_model(cfg.model, data, **options),
                              shuffled_data, cfg.train, key={"model": cfg.model, "shuffled": True, **options})
@@ -344,7 +366,8 @@ def _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, rand
         "net's after randomising every layer): " + (", ".join(independent) if independent else "none") + ".",
     ]
     if ctx.scale == "tiny":
-        notes.append("tiny scale: a tiny net trained for one epoch on 256 canvases; the numbers only test the plumbing.")
+        notes.append(f"tiny scale: a tiny net trained for one epoch on {len(data.train.y)} canvases, {n} canvases "
+                     "scored, the cascade in coarse steps; the numbers only test the plumbing.")
     results = {
         "model": cfg.model, "network_test_acc": float(fit.test_acc), "network_val_acc": float(fit.val_acc),
         "shuffled_test_acc": float(shuffled_fit.test_acc), "scored_per_class": counts, "score_seed": SCORE_SEED,

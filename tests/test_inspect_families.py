@@ -38,10 +38,10 @@ def _one_thread():
 
 
 def test_the_table_covers_every_family():
-    """Every family of classifiers: the attribution methods explain a class score, which the
-    reconstruction/VAE nets (autoencoder, vae) do not have."""
     from cnnlab import list_models
 
+    # attributions explain a class score: every family of classifiers (segmentation and generative
+    # nets have no class to explain)
     assert set(FAMILIES) == {model_info(n).family for n in list_models() if model_info(n).task == "classification"}
 
 

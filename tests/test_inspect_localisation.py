@@ -1,4 +1,4 @@
-"""mnist-canvas and the localisation measures against their definitions; the experiment at tiny scale."""
+"""mnist-canvas and the localisation measures against their definitions; the experiment at tiny scale (plumbing)."""
 
 from __future__ import annotations
 
@@ -85,16 +85,55 @@ def test_rank_correlation_is_spearmans():
     assert rank_correlation(a[:1], b[:1]) == pytest.approx(1.0)
 
 
-@pytest.mark.slow  # 64 attribution calls (8 methods x 8 networks); 513 s on the loaded shared CPU (load 25)
+def test_scored_images_are_spread_over_the_classes_deterministically():
+    from cnnlab.experiments.localisation import scored_indices
+
+    labels = np.repeat(np.arange(10), [100, 90, 80, 70, 60, 50, 40, 30, 20, 3])  # class-ordered, like the splits
+    idx = scored_indices(labels, 200)
+    assert len(set(idx.tolist())) == 200 and np.array_equal(idx, scored_indices(labels, 200))
+    counts = np.bincount(labels[idx], minlength=10)
+    assert counts[9] == 3 and counts[:9].min() >= 20  # the short class gives all it has, the rest share the remainder
+    assert np.bincount(labels[idx[:20]], minlength=10).tolist() == [2] * 10  # any prefix is balanced
+    assert not np.array_equal(idx, scored_indices(labels, 200, seed=1))
+
+
+def test_cascade_steps_group_layers_top_down_and_end_at_the_input():
+    from cnnlab.experiments.localisation import _cascade
+    from cnnlab.models import create_model
+
+    net = create_model("resnet20", num_classes=10, in_chans=1, widths=(4, 4, 8))
+    full = _cascade(net)
+    assert [name for name, _ in full] == ["fc", "layer3", "layer2", "layer1", "bn1", "conv1"]
+    two = _cascade(net, 2)
+    assert [name for name, _ in two] == ["layer2", "conv1"]
+    assert [id(m) for _, mods in two for m in mods] == [id(m) for _, mods in full for m in mods]  # every layer, once
+
+
+def test_shuffled_label_net_selects_on_shuffled_val_labels():
+    from cnnlab.experiments.localisation import _shuffled_labels
+
+    data = load_dataset("mnist-canvas", input_size=(1, 16, 16))
+    shuffled = _shuffled_labels(data, 1)
+    for a, b in ((data.train.y, shuffled.train.y), (data.val.y, shuffled.val.y)):
+        assert torch.equal(a.sort().values, b.sort().values) and (a != b).float().mean() > 0.5
+    assert torch.equal(shuffled.test.y, data.test.y) and shuffled.val.x is data.val.x
+
+
 def test_localisation_tiny_writes_its_table(tmp_path):
+    """Plumbing (tens of seconds): 2 scored canvases at 16x16, a 5k-parameter net, the cascade in 2 steps."""
     from cnnlab.experiments import run_experiment
+    from cnnlab.inspect import METHODS
 
     res = run_experiment("localisation", scale="tiny", out_dir=tmp_path / "loc", progress=False)
-    methods = [r["method"] for r in res["methods"]]
-    assert methods == ["saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvolution",
-                       "occlusion", "gradcam", "cam"]
+    assert [r["method"] for r in res["methods"]] == list(METHODS)
+    assert res["scored_per_class"] == [1, 1] + [0] * 8  # stratified, not the first two test canvases (both zeros)
+    assert 0.0 < res["chance"] < 0.2
+    untouched = {r["deletion"][0] for r in res["methods"]}
+    assert len(untouched) == 1 and untouched.pop() in (0.0, 0.5, 1.0)  # nothing deleted: one accuracy for all maps
     for r in res["methods"]:
-        assert 0.0 <= r["pointing"] <= 1.0 and len(r["deletion"]) == 3 and r["deletion"][0] == r["deletion"][0]
-        assert -1.0 <= r["rank_corr_all_random"] <= 1.0
-        assert [c["randomised_to"] for c in r["cascade"]] == ["fc", "layer3", "layer2", "layer1", "bn1", "conv1"]
+        assert r["pointing"] in (0.0, 0.5, 1.0) and len(r["deletion"]) == 3
+        assert all(0.0 <= v <= 1.0 for v in r["deletion"]) and 0.0 <= r["deletion_auc"] <= 1.0
+        assert [c["randomised_to"] for c in r["cascade"]] == ["layer2", "conv1"]
+        assert r["rank_corr_all_random"] == r["cascade"][-1]["rank_corr"]
+        assert -1.0 <= r["rank_corr_all_random"] <= 1.0 and -1.0 <= r["rank_corr_shuffled_labels"] <= 1.0
     assert (tmp_path / "loc" / "localisation.png").is_file() and (tmp_path / "loc" / "report.md").is_file()

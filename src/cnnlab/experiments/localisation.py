@@ -53,8 +53,10 @@ class LocalisationConfig:
     model_options: tuple[tuple[str, Any], ...] = ()
     size: int = 64  # canvas side fed to the net (the 64x64 canvases resized; boxes scaled alike)
     train_images: int | None = None  # None: the whole train split
-    eval_images: int = 200  # test canvases scored (the first ones of the split)
-    sanity_images: int = 64  # of those, the ones the sanity checks recompute maps for
+    val_images: int | None = None  # None: the whole val split (tiny scale takes fewer, to stay fast)
+    cascade_steps: int | None = None  # None: one step per top-level layer; k: the layers grouped into k steps
+    eval_images: int = 200  # test canvases scored: a stratified choice with a fixed seed (see scored_indices)
+    sanity_images: int = 64  # of those, the first ones (still spread over the classes) the sanity checks redo
     deletion: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)  # fractions of pixels blacked out
     smooth_samples: int = 16
     ig_steps: int = 32
@@ -63,27 +65,31 @@ class LocalisationConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.cascade_steps is not None and self.cascade_steps < 1:
+            raise ConfigError(f"localisation: cascade_steps must be positive or None, got {self.cascade_steps}")
         if not 1 <= self.sanity_images <= self.eval_images:
             raise ConfigError(f"localisation: sanity_images must be in 1..eval_images, got {self.sanity_images}")
         if not self.deletion or self.deletion[0] != 0.0 or list(self.deletion) != sorted(self.deletion):
             raise ConfigError(f"localisation: deletion fractions must rise from 0, got {self.deletion}")
 
 
+SCORE_SEED = 2018  # which test canvases are scored; fixed, so every run and seed scores the same images
 _NARROW = (("widths", (8, 16, 32)),)  # ResNet-20 at half width, on canvases halved to 32x32: minutes on a CPU
 
 SCALES = {
     "tiny": LocalisationConfig(
         data="mnist-canvas", model="resnet20", model_options=(("widths", (4, 4, 8)),),
         train=TrainSpec(recipe="resnet_cifar", epochs=1, batch_size=64, overrides=DIGITS_OVERRIDES),
-        size=32, train_images=128, eval_images=4, sanity_images=2, smooth_samples=2, ig_steps=4, occlusion_window=16,
-        deletion=(0.0, 0.1, 0.3),
+        # Plumbing only: 16x16 canvases, 2 scored images, the cascade in 2 steps (fc..layer2, then layer1..conv1).
+        size=16, train_images=128, val_images=64, eval_images=2, sanity_images=2, smooth_samples=2, ig_steps=2,
+        occlusion_window=8, cascade_steps=2, deletion=(0.0, 0.1, 0.3),
     ),  # fmt: skip
     "quick": LocalisationConfig(
         data="mnist-canvas", model="resnet20", model_options=_NARROW,
-        # One epoch at batch 32 (110 updates): on the shared 2-core CPU a 4-epoch run at batch 128 took
-        # 7 minutes an epoch and was at 25% accuracy after the first.
-        train=TrainSpec(recipe="resnet_cifar", epochs=1, batch_size=32, lr=0.05, overrides=DIGITS_OVERRIDES),
-        size=32, eval_images=100, sanity_images=16, smooth_samples=4, ig_steps=8, occlusion_window=8,
+        # 5 epochs at batch 64 (275 updates per net, two nets): about 2 minutes of training on 2 idle
+        # cores (PERF-NOTES: resnet20 trains at ~700 img/s there); the README states the load it ran under.
+        train=TrainSpec(recipe="resnet_cifar", epochs=5, batch_size=64, lr=0.05, overrides=DIGITS_OVERRIDES),
+        size=32, eval_images=200, sanity_images=20, smooth_samples=4, ig_steps=8, occlusion_window=8,
     ),  # fmt: skip
     "full": LocalisationConfig(
         data="mnist-canvas", model="resnet20",
@@ -96,6 +102,21 @@ SCALES = {
 # ---------------------------------------------------------------------------------------------
 # Measures (definitions; the tests check them on planted maps)
 # ---------------------------------------------------------------------------------------------
+
+
+def scored_indices(labels: np.ndarray, n: int, *, seed: int = SCORE_SEED) -> np.ndarray:
+    """``n`` indices of ``labels`` spread evenly over the classes, drawn with a fixed ``seed``.
+
+    The test split is ordered by class, so its first ``n`` images can all be one digit. Here each
+    class's images are shuffled, then the classes are taken in turn (one image of class 0, one of
+    class 1, ...), so any prefix of the result is as balanced as it can be (the sanity checks use a
+    prefix); a class that runs out is skipped.
+    """
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    depth = max(len(p) for p in per_class)
+    order = [p[i] for i in range(depth) for p in per_class if i < len(p)]
+    return np.asarray(order[:n], dtype=np.int64)
 
 
 def pointing_game(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -152,8 +173,8 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def _maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods: list[str], cfg: LocalisationConfig,
-          batch: int = 50) -> dict[str, np.ndarray]:
+def _maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods: list[str], cfg: LocalisationConfig, *,
+          black: float, batch: int = 50) -> dict[str, np.ndarray]:
     from cnnlab.inspect import attribute
 
     out: dict[str, list[np.ndarray]] = {m: [] for m in methods}
@@ -161,41 +182,60 @@ def _maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods: list[str]
         for m in methods:
             out[m].append(attribute(model, x[s : s + batch], y[s : s + batch], method=m,
                                     smooth_samples=cfg.smooth_samples, ig_steps=cfg.ig_steps,
-                                    window=cfg.occlusion_window))  # fmt: skip
+                                    window=cfg.occlusion_window, black=black))  # fmt: skip
     return {m: np.concatenate(v) for m, v in out.items()}
 
 
-def _cascade(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
-    """Top-level children with parameters, from the output back to the input (Adebayo et al.'s order)."""
+def _cascade(model: nn.Module, groups: int | None = None) -> list[tuple[str, list[nn.Module]]]:
+    """Top-level children with parameters, from the output back to the input (Adebayo et al.'s order).
+
+    With ``groups``, consecutive children are merged into that many steps (named by the lowest layer
+    each reaches); the last step still reaches the input layer, so every layer ends up random.
+    """
     steps = [(name, [m for m in child.modules() if hasattr(m, "reset_parameters")])
              for name, child in model.named_children() if any(True for _ in child.parameters())]  # fmt: skip
-    return [s for s in reversed(steps) if s[1]]
+    steps = [s for s in reversed(steps) if s[1]]
+    if groups is None or groups >= len(steps):
+        return steps
+    bounds = np.linspace(0, len(steps), groups + 1).round().astype(int)
+    return [(steps[b - 1][0], [m for _, mods in steps[a:b] for m in mods]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _sanity(ctx: ExperimentContext, model: nn.Module, shuffled: nn.Module, x, y, reference, methods, cfg):  # noqa: ANN001
+def _sanity(ctx: ExperimentContext, model: nn.Module, shuffled: nn.Module, x, y, reference, methods, cfg, black):  # noqa: ANN001
     import copy
 
     cascade: dict[str, list[dict]] = {m: [] for m in methods}
     randomised = copy.deepcopy(model).eval()
-    for step, (name, modules) in enumerate(_cascade(randomised)):
+    for step, (name, modules) in enumerate(_cascade(randomised, cfg.cascade_steps)):
         torch.manual_seed(ctx.seed * 1000 + step)
         for m in modules:
             m.reset_parameters()
         ctx.log(f"sanity: maps with the layers down to {name} randomised")
-        maps = _maps(randomised, x, y, methods, cfg)
+        maps = _maps(randomised, x, y, methods, cfg, black=black)
         for m in methods:
             cascade[m].append(dict(randomised_to=name, rank_corr=rank_correlation(reference[m], maps[m])))
     ctx.log("sanity: maps of the net trained on shuffled labels")
-    shuffled_maps = _maps(shuffled, x, y, methods, cfg)
+    shuffled_maps = _maps(shuffled, x, y, methods, cfg, black=black)
     labels = {m: rank_correlation(reference[m], shuffled_maps[m]) for m in methods}
     return cascade, labels
 
 
+def _subset(pair: Any, n: int) -> Any:
+    from cnnlab.data.bundle import TensorPair
+
+    idx = torch.from_numpy(scored_indices(pair.y.numpy(), n))
+    return TensorPair(pair.x[idx], pair.y[idx])
+
+
 def _shuffled_labels(data: Any, seed: int) -> Any:
+    """``data`` with its train and val labels permuted: the val labels too, so the best epoch of the
+    net trained on random labels is selected on random labels (true val labels would pick the epoch that
+    happened to generalise best, leaking the real task into the randomised net)."""
     gen = torch.Generator().manual_seed(seed)
-    y = data.train.y[torch.randperm(len(data.train.y), generator=gen)]
-    return dataclasses.replace(data, train=dataclasses.replace(data.train, y=y),
-                               notes=data.notes + ("train labels shuffled (Adebayo et al. 2018 data randomisation)",))
+    shuffle = lambda pair: dataclasses.replace(pair, y=pair.y[torch.randperm(len(pair.y), generator=gen)])  # noqa: E731
+    return dataclasses.replace(data, train=shuffle(data.train), val=shuffle(data.val),
+                               notes=data.notes + ("train and val labels shuffled (Adebayo et al. 2018 data "
+                                                   "randomisation)",))
 
 
 @register_experiment(
@@ -210,32 +250,38 @@ def _shuffled_labels(data: Any, seed: int) -> Any:
 )
 def run(ctx: ExperimentContext, cfg: LocalisationConfig) -> Outcome:
     from cnnlab.data.canvas import canvas_boxes
-    from cnnlab.data.bundle import TensorPair
     from cnnlab.inspect import METHODS, cam_head
 
     if cfg.data != "mnist-canvas":
         raise ConfigError(f"localisation needs the boxes of mnist-canvas; {cfg.data!r} has none")
     data = ctx.load_data(cfg.data, input_size=(1, cfg.size, cfg.size), **dict(cfg.data_options))
+    # Subsets (tiny scale) are class-stratified too: every split of mnist-canvas is ordered by class.
     if cfg.train_images is not None:
-        data = dataclasses.replace(data, train=TensorPair(data.train.x[: cfg.train_images],
-                                                          data.train.y[: cfg.train_images]))  # fmt: skip
+        data = dataclasses.replace(data, train=_subset(data.train, cfg.train_images))
+    if cfg.val_images is not None:
+        data = dataclasses.replace(data, val=_subset(data.val, cfg.val_images))
     options = dict(cfg.model_options)
     fit = ctx.train(cfg.model, lambda: ctx.create_model(cfg.model, data, **options), data, cfg.train,
-                    key={"model": cfg.model, "train_images": cfg.train_images, **options})  # fmt: skip
+                    key={"model": cfg.model, "train_images": cfg.train_images, "val_images": cfg.val_images,
+                         **options})  # fmt: skip
     shuffled_data = _shuffled_labels(data, ctx.seed + 1)
     shuffled_fit = ctx.train(f"{cfg.model} (shuffled labels)", lambda: ctx.create_model(cfg.model, data, **options),
                              shuffled_data, cfg.train, key={"model": cfg.model, "shuffled": True, **options})
     model, shuffled = fit.model.eval(), shuffled_fit.model.eval()  # CPU: captum and the maps run there
 
+    # Everything the measures choose reads val: the black used for deletion, occlusion and the IG
+    # baseline; the trained nets' best epochs (fit selects on val). Test is scored once, below.
+    black = float(data.val.x.amin())
     n = min(cfg.eval_images, len(data.test))
-    x, y = data.test.x[:n], data.test.y[:n]
-    boxes = canvas_boxes("test", size=data.input_size[1])[:n]
+    picked = scored_indices(data.test.y.numpy(), n)
+    x, y = data.test.x[picked], data.test.y[picked]
+    boxes = canvas_boxes("test", size=data.input_size[1])[picked]
     chance = float(np.mean((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / data.input_size[1] ** 2)
     cam_head(model, tuple(x.shape[1:]))  # the net must end in GAP (ConfigError otherwise)
     methods = list(METHODS)
     ctx.log(f"attribution maps of {n} test canvases, {len(methods)} methods")
-    maps = _maps(model, x, y, methods, cfg)
-    fill = float(data.test.x.amin())  # black, in the normalisation
+    maps = _maps(model, x, y, methods, cfg, black=black)
+    fill = black
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).numpy()
     rows = []
@@ -250,15 +296,16 @@ def run(ctx: ExperimentContext, cfg: LocalisationConfig) -> Outcome:
 
     k = min(cfg.sanity_images, n)
     cascade, label_corr = _sanity(ctx, model, shuffled, x[:k], y[:k], {m: maps[m][:k] for m in methods},
-                                  methods, cfg)  # fmt: skip
+                                  methods, cfg, black)  # fmt: skip
     for r in rows:
         r["cascade"] = cascade[r["method"]]
         r["rank_corr_all_random"] = cascade[r["method"]][-1]["rank_corr"]
         r["rank_corr_shuffled_labels"] = label_corr[r["method"]]
-    return _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, random_auc, n, k)
+    counts = np.bincount(y.numpy(), minlength=data.num_classes).tolist()
+    return _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, random_auc, n, k, counts)
 
 
-def _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, random_auc, n, k) -> Outcome:  # noqa: ANN001
+def _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, random_auc, n, k, counts) -> Outcome:  # noqa: ANN001
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
     by = {r["method"]: r for r in rows}
     independent = [r["method"] for r in rows if r["rank_corr_all_random"] >= cfg.faithful_below]
@@ -298,10 +345,15 @@ def _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, rand
         f"place{'' if cfg.size == 64 else f', resized to {cfg.size}x{cfg.size}'}); the boxes are the digits' ink boxes "
         "(scaled alike) and are never shown to the network.",
         f"Network: `{cfg.model}` {dict(cfg.model_options) or ''} (ends in global average pooling and one linear "
-        f"layer), trained with {cfg.train.describe()}, seed {ctx.seed}: test accuracy {100 * fit.test_acc:.1f}%. "
-        f"The same net trained on shuffled labels: test accuracy {100 * shuffled_fit.test_acc:.1f}%.",
-        f"Maps for the true class of the first {n} test canvases; every method's map is non-negative (|.| over "
-        "channels for gradients; occlusion's logit drop; Grad-CAM/CAM upsampled from the last stage).",
+        f"layer), trained with {cfg.train.describe()}, seed {ctx.seed}, best epoch selected on the "
+        f"{len(data.val.y):,} val canvases (val accuracy {100 * fit.val_acc:.1f}%): test accuracy "
+        f"{100 * fit.test_acc:.1f}%. The same net trained on shuffled train and val labels: test accuracy "
+        f"{100 * shuffled_fit.test_acc:.1f}%.",
+        f"Maps for the true class of {n} test canvases chosen stratified by class with a fixed seed ({SCORE_SEED}; "
+        f"per class {counts}; the test split is ordered by class, so its first images would all be zeros); the "
+        f"sanity checks use the first {k} of them. Every method's map is non-negative (|.| over channels for "
+        "gradients; occlusion's logit drop; Grad-CAM/CAM upsampled from the last stage). The black pixel (deletion "
+        "fill, occlusion square, integrated gradients' baseline) is read off the val split.",
         f"Deletion: accuracy after blacking out the top {', '.join(pct(f) for f in cfg.deletion)} of pixels; the area "
         "is the curve's mean height (lower: the map found the evidence).",
         "Sanity (Adebayo et al. 2018): Spearman rank correlation of each image's map with the trained net's, after "
@@ -314,9 +366,11 @@ def _outcome(ctx, cfg, data, fit, shuffled_fit, rows, chance, random_curve, rand
         "net's after randomising every layer): " + (", ".join(independent) if independent else "none") + ".",
     ]
     if ctx.scale == "tiny":
-        notes.append("tiny scale: a tiny net trained for one epoch on 256 canvases; the numbers only test the plumbing.")
+        notes.append(f"tiny scale: a tiny net trained for one epoch on {len(data.train.y)} canvases, {n} canvases "
+                     "scored, the cascade in coarse steps; the numbers only test the plumbing.")
     results = {
-        "model": cfg.model, "network_test_acc": float(fit.test_acc), "shuffled_test_acc": float(shuffled_fit.test_acc),
+        "model": cfg.model, "network_test_acc": float(fit.test_acc), "network_val_acc": float(fit.val_acc),
+        "shuffled_test_acc": float(shuffled_fit.test_acc), "scored_per_class": counts, "score_seed": SCORE_SEED,
         "chance": chance, "deletion_fractions": list(cfg.deletion), "random_deletion": random_curve,
         "random_deletion_auc": random_auc, "methods": rows, "localising": localise, "weight_independent": independent,
     }  # fmt: skip

@@ -114,11 +114,14 @@ def cam(model: nn.Module, x: Tensor, target: Tensor) -> np.ndarray:
 
 
 def attribute(model: nn.Module, x: Tensor, target: Tensor, *, method: str, layer: str | None = None,
-              smooth_samples: int = 16, ig_steps: int = 32, window: int | None = None) -> np.ndarray:
+              smooth_samples: int = 16, ig_steps: int = 32, window: int | None = None,
+              black: float | None = None) -> np.ndarray:
     """The ``method`` map (N, H, W) of ``x`` (N, C, H, W) for the classes ``target`` (N,).
 
     ``layer`` is Grad-CAM's layer (default: the last ``feature_info`` stage with maps larger than 1x1); ``window`` the side of
-    the occlusion square (default H/8, stride half of it).
+    the occlusion square (default H/8, stride half of it); ``black`` the value of a black pixel in the input's
+    normalisation, for integrated gradients' baseline and occlusion's square (default: the minimum of ``x``; an
+    experiment passes the one it read off its validation split).
     """
     if method not in METHODS:
         from cnnlab.models.registry import closest_names
@@ -134,13 +137,13 @@ def attribute(model: nn.Module, x: Tensor, target: Tensor, *, method: str, layer
     was_training = model.training
     model.eval()
     try:
-        out = _captum(model, x, target, method, layer, smooth_samples, ig_steps, window)
+        out = _captum(model, x, target, method, layer, smooth_samples, ig_steps, window, black)
     finally:
         model.train(was_training)
     return out.detach().float().cpu().numpy()
 
 
-def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window) -> Tensor:  # noqa: ANN001
+def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window, black=None) -> Tensor:  # noqa: ANN001
     import captum.attr as ca
 
     x = x.clone().requires_grad_(True)
@@ -153,7 +156,8 @@ def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window) -
                             abs=True).amax(1)  # fmt: skip
     if method == "integrated_gradients":
         ig = ca.IntegratedGradients(model)
-        return ig.attribute(x, baselines=black_baseline(x.detach()), target=target, n_steps=ig_steps,
+        base = black_baseline(x.detach()) if black is None else torch.full_like(x.detach(), black)
+        return ig.attribute(x, baselines=base, target=target, n_steps=ig_steps,
                             internal_batch_size=max(1, 512 // max(1, x.shape[0])) * x.shape[0]).abs().sum(1)
     if method in ("guided_backprop", "deconvolution"):
         clone = non_inplace_copy(model).eval()
@@ -166,7 +170,7 @@ def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window) -
         stride = max(1, side // 2)
         occ = ca.Occlusion(model).attribute(
             x, sliding_window_shapes=(c, side, side), strides=(c, stride, stride),
-            baselines=float(x.detach().amin()), target=target, perturbations_per_eval=64,
+            baselines=float(x.detach().amin()) if black is None else float(black), target=target, perturbations_per_eval=64,
         )  # fmt: skip
         return occ.sum(1).clamp_min(0)  # the occlusion's drop of the logit; a rise is not evidence
     # gradcam

@@ -49,7 +49,8 @@ def tidy_axes(fig: Figure) -> None:
             continue
         lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 0]
         for ln in lines:
-            if ln.get_marker() in (None, "None", "", " ") and len(ln.get_xdata()) <= 2:
+            if (ln.get_marker() in (None, "None", "", " ") and len(ln.get_xdata()) <= 2
+                    and ln.get_transform() == ax.transData):  # not axhline/axvline: reference lines, no markers
                 ln.set_marker("o")
         if "epoch" in ax.get_xlabel().lower():
             xs = sorted({round(float(x)) for ln in lines for x in ln.get_xdata() if x == x})
@@ -61,7 +62,8 @@ def tidy_axes(fig: Figure) -> None:
         if "%" in ax.get_ylabel() and ax.get_yscale() == "linear":
             lo, hi = ax.get_ylim()
             ax.set_ylim(max(lo, -2.0), min(hi, 102.0))
-        if any(isinstance(c, BarContainer) for c in ax.containers) and ax.get_yscale() == "linear":
+        if any(isinstance(c, BarContainer) and getattr(c, "orientation", "vertical") != "horizontal"
+               for c in ax.containers) and ax.get_yscale() == "linear":  # barh: its y axis holds names, not values
             lo, hi = ax.get_ylim()
             if lo > 0 or lo < 0 <= min((b.get_height() for c in ax.containers if isinstance(c, BarContainer)
                                         for b in c), default=0):

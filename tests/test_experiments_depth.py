@@ -111,6 +111,8 @@ def test_degradation_records_train_and_test_error_per_epoch(tiny_runs):
     for m in results["models"].values():
         assert len(m["train_error"]) == len(m["test_error"]) == results["epochs"] == 2
         assert all(0.0 <= e <= 1.0 for e in m["train_error"] + m["test_error"])
+        # The reported epoch is the engine's val-selected one: the lowest val error (first on a tie).
+        assert len(m["val_error"]) == 2 and m["best_epoch"] == 1 + m["val_error"].index(min(m["val_error"]))
     # Depth and parameters come from the analyzer: 6n+2 weight layers, plain and residual nets equal.
     assert results["models"]["plain56"]["depth"] == results["models"]["resnet56"]["depth"] == 56
     assert results["models"]["plain20"]["params"] == results["models"]["resnet20"]["params"]

@@ -139,8 +139,12 @@ def test_transfer_table_has_four_cells_with_every_method_and_a_winner(tiny_runs)
     for key, cell in table.items():
         assert set(cell["methods"]) == set(METHODS)
         accs = {m: v["acc"] for m, v in cell["methods"].items()}
-        assert all(0.0 <= a <= 1.0 for a in accs.values())
-        assert cell["winner"] == pick_winner(accs) and accs[cell["winner"]] == max(accs.values())
+        vals = {m: v["val"] for m, v in cell["methods"].items()}
+        assert all(0.0 <= a <= 1.0 for a in (*accs.values(), *vals.values()))
+        # The winner is chosen on the validation split, never on the test accuracies.
+        assert cell["winner"] == pick_winner(vals) and vals[cell["winner"]] == max(vals.values())
+        assert cell["prescribed_gap"] == pytest.approx(vals[cell["winner"]] - vals[cell["prescribed"]])
+        assert cell["val_size"] > 0
         assert cell["prescribed"] == PRESCRIBED[(cell["similarity"], cell["amount"])]
     cfg = get_experiment("transfer").config("tiny")
     assert table["similar/little"]["train_size"] == cfg.little * len(cfg.similar_classes)
@@ -151,10 +155,36 @@ def test_batchnorm_and_vgg_depth_cover_the_grid_and_the_columns(tiny_runs):
     bn, _ = tiny_runs["batchnorm"]
     lrs = list(get_experiment("batchnorm").config("tiny").lrs)
     assert sorted((r["batch_norm"], r["lr"]) for r in bn["runs"]) == sorted(itertools.product((False, True), lrs))
+    for key, flag in (("without_bn", False), ("with_bn", True)):  # the best rate is the lowest *val* error
+        rows = [r for r in bn["runs"] if r["batch_norm"] == flag]
+        best = min(rows, key=lambda r: (r["val_error"], r["lr"]))
+        assert bn[key]["best_lr"] == best["lr"] and bn[key]["best_test_error"] == best["test_error"]
     vgg, _ = tiny_runs["vgg-depth"]
     depths = {name: c["depth"] for name, c in vgg["columns"].items()}
     # Simonyan & Zisserman, Table 1: 11, 11, 13, 16, 16 and 19 weight layers (from the analyzer).
     assert depths == {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+
+
+def test_batchnorm_selects_the_rate_on_val_even_where_test_disagrees():
+    # Constructed grid: on val the best rate is 0.1; on test 0.01 would look best. The summary must
+    # pick 0.1, call the rates under the threshold by their val error, and only report 0.1's test error.
+    from cnnlab.experiments.batchnorm import lr_summary
+
+    runs = [dict(batch_norm=True, lr=0.01, val_error=0.08, test_error=0.01, first_epoch_error=0.5),
+            dict(batch_norm=True, lr=0.1, val_error=0.02, test_error=0.09, first_epoch_error=0.3),
+            dict(batch_norm=True, lr=1.0, val_error=0.2, test_error=0.03, first_epoch_error=0.9),
+            dict(batch_norm=False, lr=0.1, val_error=0.01, test_error=0.5, first_epoch_error=0.1)]  # fmt: skip
+    s = lr_summary(runs, batch_norm=True, good_error=0.1)
+    assert s["best_lr"] == 0.1 and s["best_error"] == 0.02 and s["best_test_error"] == 0.09
+    assert s["good_lrs"] == [0.01, 0.1] and s["max_good_lr"] == 0.1  # 1.0's test error (3%) does not count
+    assert s["best_first_epoch_error"] == 0.3
+
+
+def test_ensemble_best_member_is_chosen_on_val(tiny_runs):
+    results, _ = tiny_runs["ensemble"]
+    vals = results["member_val_acc"]
+    assert len(vals) == len(results["member_acc"])
+    assert vals[results["best_member"]] == max(vals)
 
 
 def test_small_filters_measures_the_lectures_numbers(tiny_runs):

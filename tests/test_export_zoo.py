@@ -29,7 +29,9 @@ TOL = 1e-4
 # One per family and per distinct layer pattern; every other zoo net is in the slow test.
 FAST = {"lenet5", "lenet5_relu", "alexnet", "alexnet_2012", "zfnet", "vgg_a_lrn", "vgg_c", "vgg11_bn",
         "googlenet", "googlenet_2014", "nin_cifar", "fractalnet_cifar", "resnet18", "resnet50",
-        "resnext50_32x4d", "se_resnet50", "plain18", "resnet20", "plain20", "se_resnet20"}
+        "resnext50_32x4d", "se_resnet50", "plain18", "resnet20", "plain20", "se_resnet20",
+        # dense prediction and generative nets: per-pixel logits, [0, 1] pixels
+        "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv"}
 SLOW = sorted(set(list_models()) - FAST)
 
 def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
@@ -49,6 +51,8 @@ def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
         return {"widths": widths}, (3, 64, 64)
     if info.family == "googlenet":
         return {}, (3, 64, 64)
+    if info.family in ("fcn", "dilated") and size[1] >= 224:  # VGG-16 backbones at 1/16 of their widths
+        return {"width": 1 / 16}, (3, 64, 64)
     return {}, size
 
 
@@ -71,6 +75,10 @@ def _check(name: str, tmp_path) -> None:
     model = create_model(name, num_classes=10, **config).eval()  # GoogLeNet: eval mode, aux heads unused
     if name in DAMPED:
         _damp_residuals(model)
+    with torch.no_grad():  # FCN's score layers start at zero (the paper's init): give them weights to compare
+        for p in model.parameters():
+            if p.dim() > 1 and not p.any():
+                p.normal_(0.0, 0.01)
     prep = Preprocessing(model=name, input_size=size, mean=(0.5,) * size[0], std=(0.25,) * size[0],
                          class_names=tuple(f"c{i}" for i in range(10)), model_config=config)
     path = export_onnx(model, tmp_path / f"{name}.onnx", preprocessing=prep, dynamic_batch=True)

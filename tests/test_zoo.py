@@ -4,7 +4,8 @@ is checked here without family-specific code (except the cheap configurations in
 Every model, with a non-default ``num_classes`` where it matters:
 - builds under ``torch.device("meta")`` (all tensors meta, parameters fp32) and as a real fp32 CPU
   module, without changing the default dtype (fp32) or device (CPU);
-- ``forward`` returns a Tensor of shape (2, num_classes) in train and in eval mode, and
+- ``forward`` returns a Tensor of shape (2, num_classes) in train and in eval mode ((2, num_classes,
+  H, W) per-pixel logits for models registered with ``task="segmentation"``), and
   ``forward_train`` a ModelOutput whose auxiliary logits have that shape and one weight each;
 - builds and runs with a non-default ``in_chans``;
 - traces with ``torch.fx.symbolic_trace``, and the traced module computes what the model computes;
@@ -53,6 +54,8 @@ CHEAP: dict[str, dict] = {
     "plain": dict(widths=(8, 16, 32, 64)),
     "senet": dict(widths=(8, 16, 32, 64)),
     "resnext": dict(widths=(16, 32, 64, 128)),
+    "fcn": dict(width=1 / 16),  # VGG-16 convs of 4-32 maps, FC6/FC7 of 256
+    "dilated": dict(width=1 / 16),
 }
 
 
@@ -104,12 +107,26 @@ def _input(name: str, *, batch: int = 2, in_chans: int | None = None) -> Tensor:
     return torch.empty(shape, device="meta")
 
 
-def _check_output(out: ModelOutput, num_classes: int) -> None:
+def _logits_shape(name: str, num_classes: int) -> tuple[int, ...]:
+    """(2, K) for a classifier; (2, K, H, W) per-pixel logits at the input's size for segmentation."""
+    if model_info(name).task == "segmentation":
+        return (2, num_classes, *model_info(name).input_size[1:])
+    return (2, num_classes)
+
+
+def _target(name: str, num_classes: int, *, device: str = "cpu") -> Tensor:
+    shape = _logits_shape(name, num_classes)[:1] + _logits_shape(name, num_classes)[2:]
+    if device == "meta":
+        return torch.zeros(shape, dtype=torch.long, device="meta")
+    return torch.randint(0, num_classes, shape, generator=torch.Generator().manual_seed(0))
+
+
+def _check_output(out: ModelOutput, name: str, num_classes: int) -> None:
     assert isinstance(out, ModelOutput)
-    assert type(out.logits) is Tensor and tuple(out.logits.shape) == (2, num_classes)
+    assert type(out.logits) is Tensor and tuple(out.logits.shape) == _logits_shape(name, num_classes)
     assert len(out.aux_logits) == len(out.aux_weights)
     for aux in out.aux_logits:
-        assert type(aux) is Tensor and tuple(aux.shape) == (2, num_classes)
+        assert type(aux) is Tensor and tuple(aux.shape) == _logits_shape(name, num_classes)
 
 
 def _loss(out: ModelOutput, target: Tensor) -> Tensor:
@@ -156,7 +173,7 @@ def test_forward_returns_logits_in_train_and_eval(name: str) -> None:
             logits = model(x)
             # One return type whatever the mode (no GoogLeNet-style tuple in training).
             assert type(logits) is Tensor, f"forward returned {type(logits).__name__} (training={training})"
-            assert tuple(logits.shape) == (2, num_classes)
+            assert tuple(logits.shape) == _logits_shape(name, num_classes)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -164,7 +181,7 @@ def test_non_default_in_chans(name: str) -> None:
     in_chans = 1 if model_info(name).in_chans != 1 else 3
     model = _build(name, in_chans=in_chans).eval()
     with torch.no_grad():
-        assert tuple(model(_input(name, in_chans=in_chans)).shape) == (2, model_info(name).num_classes)
+        assert tuple(model(_input(name, in_chans=in_chans)).shape) == _logits_shape(name, model_info(name).num_classes)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -175,7 +192,7 @@ def test_fx_symbolic_trace(name: str) -> None:
         got = traced(x)
         if name in REAL:
             torch.testing.assert_close(got, model(x), rtol=0, atol=0)
-    assert tuple(got.shape) == (2, _num_classes(name))
+    assert tuple(got.shape) == _logits_shape(name, _num_classes(name))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -208,7 +225,9 @@ def test_feature_info(name: str) -> None:
         assert out.shape[1] == info["num_chs"], f"{info['module']}: {out.shape[1]} channels, says {info['num_chs']}"
         # ``reduction`` is the product of strides so far; valid convolutions may shrink the map
         # further, but a map larger than side / reduction means the claimed reduction is too big.
-        assert out.shape[-1] <= math.ceil(x.shape[-1] / info["reduction"]) + 1, (
+        # FCN's conv1_1 pads by 100 (Long et al. 2015): its maps are larger by design, and it says so
+        side = x.shape[-1] + 2 * info.get("input_padding", 0)
+        assert out.shape[-1] <= math.ceil(side / info["reduction"]) + 1, (
             f"{info['module']}: {out.shape[-1]}x{out.shape[-1]} map from {x.shape[-1]}, "
             f"says reduction {info['reduction']}"
         )
@@ -218,9 +237,9 @@ def test_feature_info(name: str) -> None:
 def test_backward_gives_every_parameter_a_finite_gradient(name: str) -> None:
     model, x, num_classes = _shared(name).train(), _input(name), _num_classes(name)
     model.zero_grad(set_to_none=True)
-    target = torch.randint(0, num_classes, (2,), generator=torch.Generator().manual_seed(0))
+    target = _target(name, num_classes)
     out = model.forward_train(x)
-    _check_output(out, num_classes)
+    _check_output(out, name, num_classes)
     _loss(out, target).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} gets no gradient"
@@ -233,8 +252,8 @@ def test_meta_backward_reaches_every_parameter(name: str) -> None:
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes).train()
     out = model.forward_train(_input(name))
-    _check_output(out, num_classes)
-    _loss(out, torch.zeros(2, dtype=torch.long, device="meta")).backward()
+    _check_output(out, name, num_classes)
+    _loss(out, _target(name, num_classes, device="meta")).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient for {missing[:5]}"
 

@@ -71,14 +71,21 @@ def transposed_conv_field(f: AxisField, *, kernel: int, stride: int = 1, padding
                           dilation: int = 1) -> AxisField:
     """The field after a transposed convolution (upsampling by ``stride``).
 
-    Output unit ``o`` reads input units ``i`` with ``o = i s + t d - p`` for taps ``t``: at most
-    ``ceil(k_eff / s)`` input units, so ``rf`` grows by ``(ceil(k_eff / s) - 1) * jump`` and the jump
-    shrinks by ``s``. This is the largest field over output units (it varies with ``o mod s``).
+    Output unit ``o`` reads input units ``i = (o + p - t d) / s`` for the taps ``t`` where that is a
+    whole number: which taps depends on ``o mod s``. For each phase the taps ``t_min..t_max`` reach
+    ``(t_max - t_min) d / s + 1`` input units; ``rf`` grows by the largest of these, less one, times
+    ``jump`` (exact: the widest field over the output units), and the jump shrinks by ``s``. ``start``
+    is the centre of the fields averaged over the phases. (With ``d = 1`` the largest reach is
+    ``ceil(k / s)``; a dilation sharing a factor with the stride can leave each phase one tap.)
     """
     if f.jump is None:
         return f
     span = dilation * (kernel - 1)
-    units = math.ceil((span + 1) / stride)
+    units = 1
+    for phase in range(stride):
+        taps = [t for t in range(kernel) if (phase - t * dilation) % stride == 0]
+        if taps:
+            units = max(units, (taps[-1] - taps[0]) * dilation // stride + 1)
     return AxisField(rf=f.rf + (units - 1) * f.jump, jump=f.jump / stride,
                      start=f.start + (padding - span / 2) / stride * f.jump)
 

@@ -223,12 +223,12 @@ def run(args: argparse.Namespace) -> int:
         is_main = D.current().is_main
     finally:
         D.shutdown()
-    if is_main and result.out_dir is not None and "acc" not in result.test:  # reconstruction, vae, ...
-        monitor = result.config["selection"]["monitor"]
-        test = ", ".join(f"{k} {v:.4f}" for k, v in result.test.items() if isinstance(v, float))
+    if is_main and result.out_dir is not None and "acc" not in result.test:  # e.g. segmentation: the task's metrics
+        monitor = result.config.get("task", {}).get("monitor", next(iter(result.val), "loss"))
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in result.test.items() if not k.startswith("iou_"))
         print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
-              f"selected on val ({monitor} {result.val.get(monitor, float('nan')):.4f}); test: {test}; "
-              f"{result.seconds:.1f} s; run folder {result.out_dir}")
+              f"selected on val ({monitor} {result.val.get(monitor, float('nan')):.4f}); test {shown}; "
+              f"{result.seconds:.1f} s, {result.images_per_second:.0f} img/s; run folder {result.out_dir}")
     elif is_main and result.out_dir is not None:
         print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
               f"selected on val (accuracy {100 * result.val_acc:.2f}%); its test accuracy "
@@ -304,6 +304,8 @@ def run_eval(args: argparse.Namespace) -> int:
     model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
                          **model_config)
     load_report = _load(model, weights, args.sha256, strict=args.strict)
+    if info.task == "segmentation":  # per-pixel masks: the FCN metrics
+        return _eval_segmentation(args, model, model_name, data, weights)
     _check_eval_options(args, model, model_name, data.name)
     pad = None
     if doc and args.tta == "10crop":
@@ -342,6 +344,24 @@ def run_eval(args: argparse.Namespace) -> int:
         line(f"MC dropout ({args.dropout_samples} samples)", report["mc_dropout"])
     _print_per_class(report["per_class"])
     print("wrote " + ", ".join(report["files"]))
+    return 0
+
+
+def _eval_segmentation(args: argparse.Namespace, model, model_name: str, data, weights: Path) -> int:
+    from cnnlab.training.segmentation import evaluate_segmentation
+
+    if args.tta != "none" or args.dropout_samples:
+        raise ConfigError(f"{model_name} is a segmentation model: --tta and --dropout-samples apply to classifiers")
+    metrics = evaluate_segmentation(model, data.test, batch_size=args.batch_size, device=args.device,
+                                    class_names=data.class_names)
+    if args.format == "json":
+        print(json.dumps({"model": model_name, "data": data.name, "weights": str(weights),
+                          "test_images": len(data.test), "standard": metrics}, indent=2))
+        return 0
+    print(f"{model_name} on {data.name} ({len(data.test):,} test images), weights {weights}")
+    print("  " + "  ".join(f"{k} {100 * metrics[k]:.2f}%" for k in ("miou", "pixel_acc", "mean_acc", "fwiou")))
+    print("  per-class IoU: " + ", ".join(f"{k[4:]} {100 * v:.1f}%" for k, v in metrics.items()
+                                          if k.startswith("iou_") and v == v))
     return 0
 
 

@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=_positive_int, default=8, help="top-patches per unit (default 8)")
     p.add_argument("--count", type=_positive_int, default=4, help="images shown (default 4)")
     p.add_argument("--images", type=_positive_int, default=1000, help="images searched/embedded (default 1000)")
-    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p.add_argument("--seed", type=_nonneg_int, default=0,
+                   help="seed of an untrained model's weights and of t-SNE (default 0)")
     p.add_argument("--sha256", help="expected sha256 of --weights")
     p.add_argument("--out", default="viz", help="folder for the PNGs (default ./viz)")
     p.set_defaults(func=run)

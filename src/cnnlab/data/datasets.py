@@ -11,6 +11,8 @@
     imagefolder:PATH  your images, PATH/<class>/ or PATH/{train,val}/    a folder
     synthetic         random learnable tensors of any shape (speed tests) nothing
     mnist-canvas      mnist-5k digits pasted on a 64x64 canvas, with boxes nothing
+    mnist-seg         64x64 canvases of 2-3 mnist-5k digits, per-pixel labels nothing
+    voc2012           Pascal VOC 2012 segmentation (21 classes, 255 void) files or --download
 """
 
 from __future__ import annotations
@@ -64,8 +66,12 @@ _DATASETS: dict[str, DatasetInfo] = {
                     ("shape", "num_classes", "n", "n_train", "n_test"), False),  # fmt: skip
         DatasetInfo("mnist-canvas", "mnist-5k digits at random places on a 64x64 canvas, with boxes, "
                     "3,500/500/1,000", (), False),  # fmt: skip
+        DatasetInfo("mnist-seg", "segmentation: canvases of 2-3 mnist-5k digits, 11 pixel classes",
+                    ("n_train", "n_val", "n_test", "size"), False),  # fmt: skip
+        DatasetInfo("voc2012", "segmentation: Pascal VOC 2012, 21 classes, 255 void (torchvision files)", (), True),
     )
 }
+SEGMENTATION_SETS = ("mnist-seg", "voc2012")  # masks (N, H, W) as labels: cnnlab.data.segmentation
 _BAD_FILES = ("strict", "skip")
 
 
@@ -89,7 +95,8 @@ def _canonical(name: str) -> str:
         return "imagefolder:" + name[len("imagefolder:") :]
     key = name.lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "mnist5k": "mnist-5k", "cifar-10": "cifar10",
-           "cifar-100": "cifar100", "mnistcanvas": "mnist-canvas"}.get(key, key)  # fmt: skip
+           "cifar-100": "cifar100", "mnistcanvas": "mnist-canvas",
+           "mnistseg": "mnist-seg", "voc": "voc2012"}.get(key, key)  # fmt: skip
     if key not in _DATASETS or key == "imagefolder:PATH":
         close = difflib.get_close_matches(key, list(_DATASETS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -135,6 +142,11 @@ def load_dataset(
     if unknown:
         allowed = ", ".join(info.options + ("max_gib",))
         raise ConfigError(f"data set {info.name!r} has no option {unknown[0]!r} (options: {allowed})")
+    if key in SEGMENTATION_SETS:  # masks, and a fixed validation split of their own
+        from cnnlab.data.segmentation import load_segmentation
+
+        return load_segmentation(key, root=Path(root).expanduser(), download=download, input_size=size,
+                                 bad_files=bad_files, **options)
     raw = _read_raw(key, root=Path(root).expanduser(), download=download, size=size, seed=seed,
                     bad_files=bad_files, max_gib=max_gib, options=options)
     (train_x, train_y), (val_x, val_y), val_note = _val_split(key, raw, val_fraction)
@@ -167,6 +179,8 @@ def _read_raw(key: str, *, root: Path, download: bool, size, seed: int, bad_file
         return embedded.load_digits(input_size=size, **options)
     if key == "synthetic":
         return embedded.load_synthetic(seed=seed, input_size=size, max_gib=max_gib, **options)
+    if key == "mnist-canvas":
+        return canvas.load_mnist_canvas()
     loader: Callable[..., RawData] = torchvision_sets.LOADERS[key]
     return loader(root=root, download=download, **options)
 

@@ -14,14 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Table, TrainSpec, register_experiment
 from cnnlab.experiments.surgery import remove_layers
 from cnnlab.viz.experiment_plots import plot_ablation
 
@@ -142,8 +135,7 @@ def he_init(model: nn.Module) -> nn.Module:
     plot=plot_ablation,
 )
 def run(ctx: ExperimentContext, cfg: AblationConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, input_size=cfg.input_size, **dict(cfg.data_options))
-    options = dict(cfg.model_options)
+    data, options = ctx.open_config(cfg)
     variants: list[dict[str, Any]] = []
     for label, removed, paper_drop in VARIANTS:
         modules = tuple(m for layer in removed for m in LAYER_MODULES[layer])
@@ -228,7 +220,5 @@ def run(ctx: ExperimentContext, cfg: AblationConfig) -> Outcome:
         )
     if data.name.startswith("mnist") or data.name == "digits":
         notes.append("Digits are easy: even the shallowest variant may do well, which shrinks every difference.")
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images, a 1/16-width net and one epoch; the numbers only test the plumbing.")
     return Outcome(results={"model": cfg.model, "variants": variants}, criteria=criteria, tables=[table],
                    setup=setup, notes=notes)  # fmt: skip

@@ -18,15 +18,8 @@ from matplotlib.figure import Figure
 
 from cnnlab.data.augment import tta_views
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
+from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
 from cnnlab.experiments.dropout import NO_OTHER_REGULARISER
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
 from cnnlab.experiments.tools import ADAM, accuracy, mean_std, predict_proba, seed_list, seeded
@@ -160,8 +153,7 @@ def plot_augmentation(results: dict, out_dir: Path) -> list[Plot]:
     plot=plot_augmentation,
 )
 def run(ctx: ExperimentContext, cfg: AugmentationConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
-    options = dict(cfg.model_options)
+    data, options = ctx.open_config(cfg)
     fill = tuple(-m / s for m, s in zip(data.mean, data.std))  # raw black, as the training crops pad
     variants: dict[str, dict[str, Any]] = {}
     for key, label, spec in (("none", "no augmentation", cfg.plain), ("crops", "random crops", cfg.augmented)):
@@ -244,7 +236,5 @@ def run(ctx: ExperimentContext, cfg: AugmentationConfig) -> Outcome:
     if not cfg.tta_flip:
         notes.append("No mirroring, in training or at test time: digits are not mirror-symmetric (a mirrored 2, "
                      "3, 4, 5, 7 or 9 is not a digit of its class), so flips would add wrong examples.")
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images and one epoch; the numbers only test the plumbing.")
     return Outcome(results={"variants": variants, "model": cfg.model, "tta_views": n_views}, criteria=criteria,
                    tables=[table], setup=setup, notes=notes)  # fmt: skip

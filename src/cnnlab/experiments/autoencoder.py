@@ -200,7 +200,7 @@ def plot_autoencoder(results: dict, out_dir: Path) -> list[Plot]:
     plot=plot_autoencoder,
 )
 def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
+    data, _ = ctx.open_config(cfg)
     c, h, w = data.input_size
     ae_cfg = AutoencoderConfig(in_chans=c, channels=cfg.channels, num_classes=data.num_classes)
 
@@ -322,8 +322,6 @@ def run(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig) -> Outcome:
         "The autoencoder sees the training images that the classifiers later get labels for (as in the lecture's "
         "setting: unlabelled data, then a few labels); it never sees the test images.",
     ]
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images, a tiny net and a few updates; the numbers only test the plumbing.")
     return Outcome(
         results={
             "autoencoder": {"history": history, "test_mse": test_mse, "mean_image_mse": baseline, "seconds": seconds,

@@ -20,15 +20,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
+from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
 from cnnlab.experiments.tools import MeasureEachEpoch, mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
@@ -201,7 +194,7 @@ def plot_dropout(results: dict, out_dir: Path) -> list[Plot]:
     plot=plot_dropout,
 )
 def run(ctx: ExperimentContext, cfg: DropoutConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
+    data, _ = ctx.open_config(cfg)
     c, h, w = data.input_size
 
     def net(p: float, seed: int) -> nn.Module:
@@ -320,8 +313,6 @@ def run(ctx: ExperimentContext, cfg: DropoutConfig) -> Outcome:
     if data.name.startswith("mnist") or data.name == "digits":
         notes.append("On digits a convolutional trunk already generalises well, so the gap is small in absolute "
                      "terms; the comparison is of two small numbers and is repeated over seeds.")
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images, a tiny net and two epochs; the numbers only test the plumbing.")
     return Outcome(
         results={"variants": variants, "mc_samples": mc, "weight_scaling_acc": weight_scaling["acc"],
                  "epochs": cfg.train.epochs},

@@ -45,6 +45,7 @@ from cnnlab.viz.report import Plot
 __all__ = [
     "SCALES",
     "SEEDS_DIR",
+    "TINY_NOTE",
     "Criterion",
     "Table",
     "Plot",  # re-exported from cnnlab.viz.report
@@ -72,6 +73,10 @@ __all__ = [
 # quick: the embedded mnist-5k data, under 10 minutes on the project's 2-core CPU.
 # full: the paper's setting (CIFAR-10, the paper's recipe), meant for a GPU.
 SCALES = ("tiny", "quick", "full")
+
+# The note every tiny-scale report gets (its config, in results.json, says what it ran).
+TINY_NOTE = ("tiny scale: random images, narrow networks and a few updates (see `config`); the numbers only "
+             "test the plumbing.")
 
 # Where the lecture decks live, as the reports cite them ("lecture 004 (seeds/004_....txt)").
 SEEDS_DIR = "seeds"
@@ -233,6 +238,7 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.dropout_conv",
     "cnnlab.experiments.batchnorm_more",
     "cnnlab.experiments.localisation",
+    "cnnlab.experiments.dense",  # fcn-skips, dilation (issue 16)
 ]
 
 
@@ -402,6 +408,14 @@ class ExperimentContext:
                                                 input_size=input_size, seed=self.seed, **options)  # fmt: skip
         return self.cache.data[key]
 
+    def open_config(self, cfg: Any) -> tuple[Any, dict[str, Any]]:
+        """The opening lines every experiment shares: ``(data, model options)`` of a scale's config --
+        ``cfg.data`` loaded with ``cfg.data_options`` (and at ``cfg.input_size`` where the config has
+        one), and ``cfg.model_options`` (if any) as a dict for :meth:`create_model`."""
+        data = self.load_data(cfg.data, input_size=getattr(cfg, "input_size", None),
+                              **dict(getattr(cfg, "data_options", ())))  # fmt: skip
+        return data, dict(getattr(cfg, "model_options", ()))
+
     # -- models ------------------------------------------------------------------------------------
 
     def create_model(self, name: str, data: Any, **config: Any) -> nn.Module:
@@ -420,6 +434,7 @@ class ExperimentContext:
         *,
         key: Mapping[str, Any] | None = None,
         callbacks: Sequence[Any] = (),
+        task: str | None = None,
     ) -> Any:
         """Train ``build()`` on ``data`` with ``cnnlab.training.fit``; returns its ``FitResult``.
 
@@ -447,10 +462,7 @@ class ExperimentContext:
         if cache_key in self.cache.fits and not callbacks:
             result = self.cache.fits[cache_key]
             self.log(f"reusing {label}, already trained in this run")
-            self.trained.append(
-                dict(label=label, data=data.name, spec=spec.describe(), test_acc=float(result.test_acc),
-                     train_acc=float(result.train_acc), seconds=0.0, reused=True)
-            )  # fmt: skip
+            self.trained.append(_trained_row(label, data, spec, result, reused=True))
             return result
         model = build()
         self.log(f"training {label} ({_count_params(model):,} params) on {data.name}: {spec.describe()}")
@@ -458,15 +470,13 @@ class ExperimentContext:
             model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
             overrides=dict(spec.overrides) or None, precision=self.precision, device=self.device,
             seed=self.seed, progress=self.progress, out_dir=None, test_every_epoch=True, callbacks=tuple(callbacks),
+            task=task,
         )  # fmt: skip
-        self.log(f"trained {label}: test acc {result.test_acc:.4f}, train acc {result.train_acc:.4f} "
-                 f"in {result.seconds:.1f}s")  # fmt: skip
+        self.log(f"trained {label}: val acc {result.val_acc:.4f} (epoch {result.best_epoch}, selected), test acc "
+                 f"{result.test_acc:.4f}, train acc {result.train_acc:.4f} in {result.seconds:.1f}s")  # fmt: skip
         if not callbacks:
             self.cache.fits[cache_key] = result
-        self.trained.append(
-            dict(label=label, data=data.name, spec=spec.describe(), test_acc=float(result.test_acc),
-                 train_acc=float(result.train_acc), seconds=float(result.seconds), reused=False)
-        )  # fmt: skip
+        self.trained.append(_trained_row(label, data, spec, result, reused=False))
         return result
 
     def evaluate(self, model: nn.Module, pair: Any, **options: Any) -> dict[str, float]:
@@ -488,6 +498,13 @@ class ExperimentContext:
 
         total = analyze(model, tuple(input_size)).total
         return {"params": int(total.params), "macs": int(total.macs), "depth": int(total.depth)}
+
+
+def _trained_row(label: str, data: Any, spec: TrainSpec, result: Any, *, reused: bool) -> dict[str, Any]:
+    """One entry of results.json's ``trained``: the val-selected epoch, its val and test accuracy."""
+    return dict(label=label, data=data.name, spec=spec.describe(), best_epoch=int(result.best_epoch),
+                val_acc=float(result.val_acc), test_acc=float(result.test_acc), train_acc=float(result.train_acc),
+                seconds=0.0 if reused else float(result.seconds), reused=reused)  # fmt: skip
 
 
 def _freeze(value: Any) -> Any:
@@ -604,6 +621,8 @@ def run_experiment(
     t0 = time.perf_counter()
     ctx.log(f"scale {scale}, data {cfg.data}, seed {seed}")
     outcome = exp.run(ctx, cfg)
+    if scale == "tiny":
+        outcome.notes.append(TINY_NOTE)
     context = f"at {scale} scale on {cfg.data}"
     criteria_met, verdict = verdict_from(outcome.criteria, context=context)
     reproduced = criteria_met

@@ -15,23 +15,9 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.features import (
-    TRANSFORMS,
-    background_fill,
-    capture,
-    model_device,
-    stage_names,
-    transform_batch,
-)
-from cnnlab.experiments.framework import (
-    DIGITS_OVERRIDES,
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
+from cnnlab.experiments.features import TRANSFORMS, background_fill, capture, model_device, stage_names, transform_batch
+from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
+from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
 from cnnlab.viz.experiment_plots import plot_invariance
 
 __all__ = ["InvarianceConfig", "SCALES", "run", "feature_distances", "pooled_name"]
@@ -164,8 +150,7 @@ def feature_distances(
     plot=plot_invariance,
 )
 def run(ctx: ExperimentContext, cfg: InvarianceConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
-    options = dict(cfg.model_options)
+    data, options = ctx.open_config(cfg)
     fit = ctx.train(cfg.model, lambda: ctx.create_model(cfg.model, data, **options), data, cfg.train,
                     key={"model": cfg.model, **options})  # fmt: skip
     model = ctx.to_device(fit.model)
@@ -255,8 +240,6 @@ def run(ctx: ExperimentContext, cfg: InvarianceConfig) -> Outcome:
         "Zeiler & Fergus measure layers 1 and 7 of their ImageNet network on five images; here every stage "
         f"of `{cfg.model}` is measured on {n} images.",
     ]
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images and a narrow network trained briefly; the numbers only test the plumbing.")
     results = {"model": cfg.model, "images": n, "layers": layers, "transforms": transforms, "summary": summary,
                "network_test_acc": float(fit.test_acc)}  # fmt: skip
     return Outcome(results=results, criteria=criteria, tables=tables, setup=setup, notes=notes)

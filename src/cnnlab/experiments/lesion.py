@@ -16,22 +16,10 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import (
-    DIGITS_OVERRIDES,
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
-from cnnlab.experiments.surgery import (
-    delete_blocks,
-    gradient_by_path_length,
-    path_length_distribution,
-    plain_blocks,
-    residual_blocks,
-)
+from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
+from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
+from cnnlab.experiments.surgery import delete_blocks, gradient_by_path_length, path_length_distribution
+from cnnlab.experiments.surgery import plain_blocks, residual_blocks
 from cnnlab.viz.experiment_plots import plot_lesion
 
 __all__ = ["LesionConfig", "SCALES", "run"]
@@ -121,8 +109,7 @@ def _acc(ctx: ExperimentContext, model: torch.nn.Module, pair: Any) -> float:
     plot=plot_lesion,
 )
 def run(ctx: ExperimentContext, cfg: LesionConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
-    options = dict(cfg.model_options)
+    data, options = ctx.open_config(cfg)
     chance = 1.0 / data.num_classes
     test = data.test
 
@@ -294,8 +281,6 @@ def run(ctx: ExperimentContext, cfg: LesionConfig) -> Outcome:
         "Batch-norm layers after a deleted block keep the running statistics they learnt with it: "
         "nothing is re-estimated or retrained after a lesion.",
     ]
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images and narrow networks trained briefly; the numbers only test the plumbing.")
     results = {
         "chance_acc": chance,
         "residual": dict(

@@ -15,15 +15,8 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy, stage_names
-from cnnlab.experiments.framework import (
-    DIGITS_OVERRIDES,
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
+from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
+from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
 from cnnlab.viz.experiment_plots import plot_probes
 
 __all__ = ["ProbesConfig", "SCALES", "run"]
@@ -101,8 +94,7 @@ def _restrict(data: Any, classes: tuple[int, ...]) -> Any:
     plot=plot_probes,
 )
 def run(ctx: ExperimentContext, cfg: ProbesConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
-    options = dict(cfg.model_options)
+    data, options = ctx.open_config(cfg)
     classes = tuple(range(data.num_classes)) if cfg.train_classes is None else tuple(cfg.train_classes)
     bad = [c for c in classes if not 0 <= c < data.num_classes]
     if bad:
@@ -198,8 +190,6 @@ def run(ctx: ExperimentContext, cfg: ProbesConfig) -> Outcome:
         "channels and a larger receptive field deeper, even with random weights); training adds "
         f"{100 * (last['trained_acc'] - last['random_acc']):.1f} points at the last stage."
     )
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images and a narrow network trained briefly; the numbers only test the plumbing.")
     results = {
         "model": cfg.model, "train_classes": list(classes), "held_out_classes": list(held_out),
         "network_test_acc": float(fit.test_acc), "stages": rows, "pixels_acc": pixels_acc,

@@ -16,15 +16,8 @@ import torch
 from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
+from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
 from cnnlab.experiments.nets import BLOCKS, FilterStackConfig, FilterStackNet, filter_block
 from cnnlab.experiments.tools import ADAM, mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
@@ -123,7 +116,7 @@ def plot_small_filters(results: dict, out_dir: Path) -> list[Plot]:
 def run(ctx: ExperimentContext, cfg: SmallFiltersConfig) -> Outcome:
     from cnnlab.analysis import analyze
 
-    data = ctx.load_data(cfg.data, **dict(cfg.data_options))
+    data, _ = ctx.open_config(cfg)
     c = cfg.width
     nets: dict[str, dict[str, Any]] = {}
     for kind in BLOCKS:
@@ -209,6 +202,4 @@ def run(ctx: ExperimentContext, cfg: SmallFiltersConfig) -> Outcome:
         f"Differences in accuracy on digits are small; the verdict uses the mean over {cfg.seeds} seeds and the "
         "table gives the spread.",
     ]
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images, 4-channel blocks and one epoch; the numbers only test the plumbing.")
     return Outcome(results={"nets": nets, "width": c}, criteria=criteria, tables=[table], setup=setup, notes=notes)

@@ -16,15 +16,8 @@ from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.batchnorm import VGG_DIGITS_OVERRIDES
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    TrainSpec,
-    register_experiment,
-)
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
+from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
@@ -137,8 +130,7 @@ def plot_vgg_depth(results: dict, out_dir: Path) -> list[Plot]:
     plot=plot_vgg_depth,
 )
 def run(ctx: ExperimentContext, cfg: VGGDepthConfig) -> Outcome:
-    data = ctx.load_data(cfg.data, input_size=cfg.input_size, **dict(cfg.data_options))
-    options = dict(cfg.model_options)
+    data, options = ctx.open_config(cfg)
     columns: dict[str, dict[str, Any]] = {}
     for col, model in COLUMNS.items():
         errors, train_errors = [], []
@@ -221,8 +213,6 @@ def run(ctx: ExperimentContext, cfg: VGGDepthConfig) -> Outcome:
         notes.append(f"The training error rises with depth as well ({100 * train_slope:+.3f} points per layer across "
                      "A, B, D, E): within this budget the deeper columns under-fit, an optimisation limit (the "
                      "degradation of plain deep nets that ResNets address, lecture 004) rather than over-fitting.")
-    if ctx.scale == "tiny":
-        notes.append("tiny scale: random images, 1/16-width nets and one epoch; the numbers only test the plumbing.")
     return Outcome(results={"columns": columns, "depth_slope": slope, "train_error_depth_slope": train_slope,
                             "batch_norm": cfg.batch_norm},
                    criteria=criteria, tables=[table], setup=setup, notes=notes)  # fmt: skip

@@ -13,6 +13,7 @@ from cnnlab.training.recipes import Recipe, get_recipe, list_recipes
 from cnnlab.training.run import TrainSpec, spec_from_config, train
 from cnnlab.training.trainer import RunOptions
 from cnnlab.training import generative  # noqa: E402,F401  (registers the "reconstruction" and "vae" tasks)
+from cnnlab.training import segmentation  # noqa: F401,E402  (registers the "segmentation" task)
 
 __all__ = [
     "FitResult",

@@ -421,6 +421,7 @@ def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, res
     cbs += list(task_callbacks(out) if task_callbacks is not None else ())
     cbs += list(extra)
     if out is not None and main:
+        cbs += list(getattr(trainer.task, "run_callbacks", lambda out: ())(out))  # e.g. segmentation's overlay.png
         cbs.append(RunFiles(out, name=config["model"]["name"], data_name=trainer.data.name))
     return cbs
 

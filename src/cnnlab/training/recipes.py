@@ -214,17 +214,26 @@ register_recipe(Recipe(
     # mini-batch SGD with Nesterov momentum and a cosine decay (many more updates per second than
     # per-sample SGD, no Hessian estimate), label smoothing, and small random shifts, the cheapest of
     # the paper's distortions (§III-C: "planar affine transformations", 0.95% -> 0.8% error).
-    # Tuned on mnist-5k's 1,000 test digits (seeds 0/1/2: 98.5/98.6/98.7%; without label smoothing
-    # 98.1%; Adam at 2e-3 98.2-98.6%; 20 epochs 98.3-98.6%).
+    # Tuned on mnist-5k's VALIDATION split only (400 digits held out of the 4,000 training digits;
+    # the 1,000 test digits were not looked at for any choice): `cnnlab train lenet5 --threads 1
+    # --set ...`, best val accuracy of each run (seeds 0/1/2 where given; one val digit = 0.25 points):
+    #   this recipe (lr 0.05, batch 64, 30 epochs, smoothing 0.1, shifts 2): 98.00/98.25/97.75 (mean 98.00)
+    #   lr 0.03: 98.00/97.75/97.25 (97.67)     lr 0.1: 97.25/98.00     lr 0.1 + weight decay 5e-4: 97.75
+    #   no label smoothing: 97.00/97.50        label smoothing 0.2: 97.25
+    #   20 epochs: 96.75    batch 128: 97.75    shifts of 1 px: 97.50    shifts of 3 px: 97.25
+    # Most gaps are within the noise of 400 digits (a standard error of about 0.7 points), so the grid
+    # says "nothing here beats these values", not that each is an optimum. The values were first set on
+    # the test digits, before the engine had a validation split; this val grid kept every one of them.
+    # The README gives the test accuracy measured afterwards, once, for seeds 0, 1 and 2.
     optimizer="sgd",
-    lr=0.05,  # tuned (0.1 gave 97.8%); the paper: 5e-4 per sample
+    lr=0.05,  # tuned on val (0.03 and 0.1 lower, above); the paper: 5e-4 per sample
     momentum=0.9,
     nesterov=True,
-    weight_decay=0.0,  # the paper uses none; 5e-4 did not help here
-    batch_size=64,  # tuned (128: 97.9%); the paper: 1
-    epochs=30,  # fits in a minute on 2 cores; the paper: 20 passes over 60,000 digits
+    weight_decay=0.0,  # the paper uses none; 5e-4 did not help on val (with lr 0.1)
+    batch_size=64,  # tuned on val (128: 97.75%); the paper: 1
+    epochs=30,  # fits in a minute on 2 cores (20: 96.75% on val); the paper: 20 passes over 60,000 digits
     schedule="cosine",  # the paper: a hand-set decreasing sequence, 5e-4 ... 1e-5
-    label_smoothing=0.1,  # departure (Szegedy et al. 2016): +0.4 points on 4,000 digits
+    label_smoothing=0.1,  # departure (Szegedy et al. 2016): +0.9 points on val over none (2 seeds)
     translate=2,  # departure: random shifts of up to 2 px (the paper's distortions were affine)
 ))
 
@@ -356,4 +365,35 @@ register_recipe(Recipe(
     batch_size=100,  # §5: "minibatches of size M = 100"
     epochs=40,  # the paper trains for ~1e8 samples on 50,000 digits; minutes on mnist-5k's train split here
     schedule="cosine",
+))
+
+register_recipe(Recipe(
+    name="fcn",
+    source="Long, Shelhamer & Darrell 2015 §4.3 (optimization) and the released voc-fcn solvers",
+    optimizer="sgd",
+    lr=1e-4,  # §4.3: "fixed learning rates of 10^-3, 10^-4, and 5^-5 for FCN-AlexNet, FCN-VGG16, and FCN-GoogLeNet"
+    momentum=0.9,  # §4.3: "momentum of 0.9"
+    weight_decay=5e-4,  # §4.3: "weight decay of 5^-4 or 2^-4"
+    batch_size=20,  # §4.3: "minibatch size of 20 images"
+    # The paper gives time ("three days" for FCN-32s), not epochs; the authors' later released solvers
+    # run 100,000 one-image updates over SBD's 8,498 training images, about 12 epochs.
+    epochs=12,
+    schedule="constant",  # §4.3: fixed learning rate
+    flip=True,  # departure: §4.3 found mirroring and jittering gave "no noticeable improvement", but cheap
+))
+
+register_recipe(Recipe(
+    name="fcn_digits",
+    source="cnnlab: a from-scratch CPU recipe for the small mnist-seg nets, not a paper's (not tuned)",
+    # FCN's own recipe (SGD at 1e-4 from ImageNet VGG weights, days on a GPU) does not fit a CPU run
+    # from scratch; Adam with a cosine decay, with batch normalisation in the nets. Not tuned: the only
+    # measurement is the README's run: test mean IU 0.709 after 12 epochs (about 5 s an epoch, idle).
+    optimizer="adam",
+    lr=3e-3,  # a common Adam rate for small BN nets; not tuned on mnist-seg
+    momentum=0.9,  # Adam's beta1
+    weight_decay=0.0,
+    batch_size=16,  # small batches: more updates per second of CPU (32: background only after 63 updates)
+    epochs=12,
+    schedule="cosine",
+    eval_batch_size=200,
 ))

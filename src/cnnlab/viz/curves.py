@@ -68,10 +68,15 @@ def plot_training_curves(
         history = read_metrics(history)
     epochs = [float(row.get("epoch", i + 1)) for i, row in enumerate(history)]
     marker = "o" if len(epochs) <= 12 else None  # a 1-epoch run is a point, not an invisible line
-    splits = [s for s in _SPLITS if any(row.get(f"{s[0]}_acc") is not None for row in history)]
+    # classification plots 1 - top-1 accuracy; a segmentation run (no accuracy column) 1 - mean IU
+    metric, metric_label = ("acc", "top-1 error (%)")
+    if history and not any(k.endswith("_acc") and k[: -len("_acc")] in ("train", "val", "test") for k in history[0]):
+        if any(k.endswith("_miou") for k in history[0]):
+            metric, metric_label = ("miou", "1 - mean IU (%)")
+    splits = [s for s in _SPLITS if any(row.get(f"{s[0]}_{metric}") is not None for row in history)]
     fig = Figure(figsize=(10, 4))
     ax_loss, ax_err = fig.subplots(1, 2)
-    for ax, key, label, error in ((ax_loss, "loss", "loss", False), (ax_err, "acc", "top-1 error (%)", True)):
+    for ax, key, label, error in ((ax_loss, "loss", "loss", False), (ax_err, metric, metric_label, True)):
         for split, style, lw, color, name in splits:
             ax.plot(epochs, _series(history, f"{split}_{key}", error=error), style, lw=lw, color=color, label=name,
                     marker=marker, markersize=4)
@@ -84,7 +89,7 @@ def plot_training_curves(
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     # A log axis when the values span more than a decade, so the last epochs' small differences show.
-    for ax, key, error in ((ax_loss, "loss", False), (ax_err, "acc", True)):
+    for ax, key, error in ((ax_loss, "loss", False), (ax_err, metric, True)):
         values = [v for split in splits for v in _series(history, f"{split[0]}_{key}", error=error) if v == v and v > 0]
         if values and max(values) / min(values) > 10:
             ax.set_yscale("log")

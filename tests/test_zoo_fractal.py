@@ -212,3 +212,83 @@ def test_config_errors_name_the_field(config: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         with torch.device("meta"):
             create_model("fractalnet_cifar", **config)
+
+
+# --- batch norm under drop-path: the train/eval gap and its remedy ---------------------------------
+# The experiment fractal-droppath (quick scale) saw a net trained with drop-path evaluate at 46% after
+# 91% in training mode. The cause is not a departure from the paper (the joins average the surviving
+# inputs, draws are per mini-batch, eval runs all paths, as in the authors' Caffe FractalJoin layer):
+# the variance of a join's mean falls with the number of inputs it averages, so the running statistics
+# gathered under drop-path (one column alone on half of the batches) over-estimate the variance that
+# every layer reading a join sees at test time, and eval mode shrinks the activations layer after layer.
+
+
+def _bn_reading_join(net: FractalNet) -> nn.BatchNorm2d:
+    """The first BN of column 0 in block 1: its convolution reads block 0's output, a join of all columns."""
+    return net.blocks[1].columns[0][0].bn
+
+
+def _drop_path_statistics(net: FractalNet, x: Tensor, steps: int = 20) -> None:
+    """Running statistics as training collects them (train mode, drop-path on), without weight updates."""
+    torch.manual_seed(2)
+    net.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            net(x[torch.randint(len(x), (32,))])
+
+
+def test_drop_path_statistics_overestimate_join_variance_and_recalibration_fixes_eval() -> None:
+    from cnnlab.training import recalibrate_batchnorm
+
+    net = _tiny(columns=3, dropout=(0.0, 0.0))  # no dropout: the reference below runs in training mode
+    x = _input(n=256)
+    _drop_path_statistics(net, x)
+    # reference: every path on (no drop-path) and BN normalising with the statistics of x itself
+    ref_net = _tiny(columns=3, dropout=(0.0, 0.0), drop_path_local=0.0, global_drop_ratio=0.0)
+    ref_net.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        reference = ref_net.train()(x)
+        stale = net.eval()(x)
+    stale_var = _bn_reading_join(net).running_var.clone()
+    # conv(x) of block 0's column 0 reads the raw input, the same in every forward: no mismatch there
+    first = net.blocks[0].columns[0][0].conv(x).var(dim=(0, 2, 3))
+    assert torch.allclose(net.blocks[0].columns[0][0].bn.running_var, first, rtol=0.15)
+    recalibrate_batchnorm(net, x, batch_size=len(x))  # one batch: the exact statistics of x
+    with torch.no_grad():
+        fixed = net(x)
+    assert not net.training
+    # the statistics of the layer reading the all-column join, computed by hand from the block input
+    block_out = net.pools[0](net.blocks[0](x)).detach()
+    conv_out = net.blocks[1].columns[0][0].conv(block_out).detach()
+    bn = _bn_reading_join(net)
+    assert torch.allclose(bn.running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-3, atol=1e-4)
+    assert torch.allclose(bn.running_var, conv_out.var(dim=(0, 2, 3)), rtol=1e-3)
+    # drop-path statistics over-estimate that variance (a mean of fewer columns varies more) ...
+    var_ratio = float((stale_var / bn.running_var).median())
+    assert var_ratio > 1.2, var_ratio
+    # ... and evaluation with them drifts from the all-path network; recalibrated, it matches
+    # (up to BN's unbiased running variance against the biased batch variance: n = 256*4*4)
+    err = lambda out: float((out - reference).norm() / reference.norm())  # noqa: E731
+    assert err(stale) > 0.2, err(stale)
+    assert err(fixed) < 0.01, err(fixed)
+
+
+def test_recalibrate_batchnorm_per_column_and_errors() -> None:
+    from cnnlab import ConfigError as CE
+    from cnnlab.training import recalibrate_batchnorm
+
+    net = _tiny(columns=3)
+    x = _input(n=64)
+    _drop_path_statistics(net, x, steps=5)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    recalibrate_batchnorm(net, x, forward=lambda z: net.forward_column(z, 0), batch_size=16)
+    after = net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # column 0 alone reaches only column 0's BN layers; the others keep their statistics, and the
+    # weights and momenta are untouched
+    assert changed and all(".columns.0." in k and "running" in k or "num_batches" in k for k in changed)
+    assert all(m.momentum == 0.1 for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+    with pytest.raises(CE, match="batch_size"):
+        recalibrate_batchnorm(net, x, batch_size=0)
+    with pytest.raises(CE, match="no images"):
+        recalibrate_batchnorm(net, x[:0])

@@ -7,6 +7,7 @@ checkpoints, and runs from a specification (what ``cnnlab train`` calls).
     result = fit(model, bundle, RunSpec(get_recipe("resnet_cifar"), RunOptions(epochs=10)))
 """
 
+from cnnlab.training.batchnorm import recalibrate_batchnorm
 from cnnlab.training.engine import FitResult, RunSpec, evaluate, evaluate_mc_dropout, fit
 from cnnlab.training.recipes import Recipe, get_recipe, list_recipes
 from cnnlab.training.run import TrainSpec, spec_from_config, train
@@ -25,6 +26,7 @@ __all__ = [
     "fit",
     "get_recipe",
     "list_recipes",
+    "recalibrate_batchnorm",
     "spec_from_config",
     "train",
 ]

@@ -16,6 +16,14 @@ Parameters: C = 3 gives 33,724,618 (33.7M) for 10 classes, where Table 1 prints 
 generator (gustavla/fractalnet) builds the same layer list, and an independent PyTorch reproduction
 (khanrc/pt.fractalnet, exp-note) also counts 33.7M and reports the same mismatch with the paper; we
 found no layer list that gives 38.6M. C = 4 with these widths has 76.1M.
+
+Batch norm under drop-path: a join averages its surviving inputs, and a mean of fewer columns varies
+more, so the running statistics collected in training (one column alone on half of the batches) are
+larger than the variance of the all-column joins evaluated at test time (1.3-2x at the layers reading
+a join in ``tests/test_zoo_fractal.py`` and on mnist-5k), and a net trained briefly with drop-path
+evaluates far below its training accuracy. The model follows the paper and the authors' Caffe code
+here; re-estimate the statistics with the evaluated forward before testing
+(:func:`cnnlab.training.recalibrate_batchnorm`), as the ``fractal-droppath`` experiment does.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ DILATION_CLAIM = ("Dilated convolutions enlarge the receptive field exponentiall
                   "number of parameters and without losing resolution; a context module built from them raises "
                   "the accuracy of dense prediction over the same network without dilation.")
 PLAIN = (1,) * 7
-TINY_DATA = (("n_train", 16), ("n_val", 4), ("n_test", 4))
+TINY_DATA = (("n_train", 8), ("n_val", 2), ("n_test", 2), ("size", 32))  # plumbing: 32x32, one update an epoch
 
 
 @dataclass(frozen=True)

@@ -282,8 +282,8 @@ def run_dilation(ctx: ExperimentContext, cfg: DilationConfig) -> Outcome:
              f"upsampling) with dilations {CONTEXT_DILATIONS} and {PLAIN}" + (f", {options}" if options else "")
              + f"; each trained with {cfg.train.describe()}, seed {ctx.seed}, selected on val mean IU.",
              "Receptive fields: cnnlab's analyzer (exact for convolutions, tested against gradient support)."]
-    notes = ["Yu & Koltun put the context module on the 21 class scores of a VGG front end; here it runs on 32 "
-             "feature maps after a small stem, so that a CPU trains it in minutes."]
+    notes = ["Yu & Koltun put the context module on the 21 class scores of a VGG front end; here it runs on "
+             f"{options.get('width', 32)} feature maps after a small stem, so that a CPU trains it in minutes."]
     if ctx.scale == "tiny":
         notes.append("tiny scale: a few canvases and one epoch; the numbers only test the plumbing.")
     results = {"runs": runs, "fields": fields, "lecture_fields": lecture, "examples": examples,

@@ -14,7 +14,6 @@ from cnnlab import create_model
 from cnnlab.data.augment import Augment
 from cnnlab.data.datasets import load_dataset
 from cnnlab.errors import ConfigError
-from cnnlab.training import fit
 from cnnlab.training.seg_metrics import confusion_matrix, segmentation_scores
 from cnnlab.training.segmentation import SegmentationTask, evaluate_segmentation
 from cnnlab.training.tasks import get_task
@@ -88,13 +87,70 @@ def test_augment_batch_moves_masks_with_their_images(data):
         assert torch.equal(ya[i], y[i].flip(-1) if flipped else y[i])
 
 
-def test_a_run_folder_has_miou_and_an_overlay(data, tmp_path):
+def test_a_cli_run_has_miou_an_overlay_and_predict_writes_its_mask_png(data, tmp_path):
+    """One `cnnlab train` run (a single training keeps the suite fast): its folder's results.json (strict
+    JSON, test mean IU as ``evaluate_segmentation`` computes it) and overlay.png; then `cnnlab predict
+    IMAGE --run DIR` writes a palette PNG of class indices equal to the model's argmax on the canvas
+    normalised with the data's statistics, and never overwrites it."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.cli import main
+    from cnnlab.data.segmentation import load_mnist_seg
+    from cnnlab.models.weights import load_weights
+
+    run = tmp_path / "run"
+    sizes = [f"--data-set={k}={v}" for k, v in SMALL.items()]
+    assert main(["train", "fcn_digits", "--data", "mnist-seg", *sizes, "--model-set", "width=0.25", "--epochs", "1",
+                 "--batch-size", "8", "--precision", "fp32", "--no-progress", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["task"]["name"] == "segmentation"
+    assert (run / "overlay.png").stat().st_size > 5000
+    model = create_model("fcn_digits", width=0.25)
+    load_weights(model, run / "model.safetensors")
+    # strict JSON: a class absent from the split and never predicted has no IU, written null (not NaN)
+    record = json.loads((run / "results.json").read_text(), parse_constant=pytest.fail)
+    reference = evaluate_segmentation(model, data.test, class_names=data.class_names)
+    assert record["test_miou"] == pytest.approx(reference["miou"])
+    undefined = [k for k, v in reference.items() if k.startswith("iou_") and v != v]
+    assert undefined and all(record[f"test_{k}"] is None for k in undefined)  # 6 canvases lack some digits
+    assert all(0 <= record[f"test_{k}"] <= 1 for k, v in reference.items() if k.startswith("iou_") and v == v)
+
+    canvas = load_mnist_seg(**SMALL).test[0][0, 0].numpy()  # uint8 64x64, as read
+    Image.fromarray(canvas).save(tmp_path / "canvas.png")
+    argv = ["predict", str(tmp_path / "canvas.png"), "--run", str(run), "--masks-dir", str(tmp_path / "m")]
+    assert main(argv) == 0
+    with Image.open(tmp_path / "m" / "canvas.mask.png") as img:
+        assert img.mode == "P" and img.size == (64, 64)
+        mask = torch.from_numpy(np.asarray(img).astype(np.int64))
+    x = (torch.from_numpy(canvas).float() / 255 - data.mean[0]) / data.std[0]
+    with torch.no_grad():
+        expected = model.eval()(x[None, None]).argmax(1)[0]
+    assert torch.equal(mask, expected)
+    before = (tmp_path / "m" / "canvas.mask.png").read_bytes()
+    assert main(argv) == 2 and (tmp_path / "m" / "canvas.mask.png").read_bytes() == before
+
+
+def test_dilated_nets_train_bf16_in_nchw_where_channels_last_is_broken():
+    """The engine's departure for dilated convolutions on a bf16 CPU (see engine._without_broken_kernels):
+    NCHW is chosen only for a model with a dilated conv and only when the layout is "auto"; and in NCHW
+    bf16 the gradients of a dilated conv agree with fp32 autograd (channels_last gave NaN here)."""
+    from cnnlab.training.device import Precision
+    from cnnlab.training.engine import _without_broken_kernels
+
+    cpu = torch.device("cpu")
+    bf16 = Precision("bf16", True, "test")
+    assert not _without_broken_kernels(bf16, create_model("dilated_digits", width=8), cpu, "auto").channels_last
+    assert _without_broken_kernels(bf16, create_model("fcn_digits", width=0.25), cpu, "auto").channels_last
+    assert _without_broken_kernels(bf16, create_model("dilated_digits", width=8), cpu, "channels_last").channels_last
     torch.manual_seed(0)
-    net = create_model("fcn_digits", width=0.25)
-    result = fit(net, data, "fcn_digits", epochs=1, batch_size=8, precision="fp32", progress=False,
-                 out_dir=tmp_path / "run", model_name="fcn_digits")
-    assert result.config["task"]["name"] == "segmentation"
-    record = json.loads((tmp_path / "run" / "results.json").read_text().replace("NaN", "null"))
-    assert (tmp_path / "run" / "overlay.png").stat().st_size > 5000
-    assert record["test_miou"] == pytest.approx(evaluate_segmentation(result.model, data.test,
-                                                                      class_names=data.class_names)["miou"])
+    conv = torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2)
+    x = torch.rand(4, 8, 16, 16)
+    grads = []
+    for bf in (False, True):
+        conv.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf):
+            y = conv(x)
+        y.float().square().sum().backward()
+        grads.append(conv.weight.grad.clone())
+    assert torch.isfinite(grads[1]).all()
+    torch.testing.assert_close(grads[1], grads[0], rtol=0.05, atol=0.05 * grads[0].abs().max().item())

@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     b.set_defaults(func=run_bench)
 
-    p = sub.add_parser("predict", help="top-k classes of image files with a trained model",
+    p = sub.add_parser("predict", help="top-k classes (segmentation: a mask PNG) of image files with a trained model",
                        description="Top-k classes with probabilities for each image file (any format PIL "
                                    "reads), preprocessed as the run's data was. --backend auto picks the "
                                    "fastest backend whose answers agree with fp32 here, and caches the choice "
@@ -82,6 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=PREDICT_BACKENDS, default="auto",
                    help="auto (default): the fastest backend that agrees with fp32 here; or force one")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the run folder's inference/ cache")
+    p.add_argument("--masks-dir", default=".", metavar="DIR",
+                   help="segmentation models: where <image stem>.mask.png goes (default: the current folder)")
     p.set_defaults(func=run_predict)
 
 
@@ -153,12 +155,19 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cnnlab.export.predictor import Predictor
+    from cnnlab.export.predictor import Predictor, is_segmentation, write_masks
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise ConfigError(f"image {missing[0]}: no such file")
     src = _load(args, positional=None)
+    if is_segmentation(src):
+        masks = write_masks(src, args.images, out_dir=args.masks_dir)
+        if args.format == "json":
+            print(json.dumps({"model": src.name, "masks": {str(i): str(m) for i, m in zip(args.images, masks)}}, indent=2))
+        else:
+            print("\n".join(f"{i} -> {m}" for i, m in zip(args.images, masks)))
+        return 0
     log = (lambda msg: print(f"cnnlab predict: {msg}", file=sys.stderr)) if args.format == "table" else None
     predictor = Predictor(src, backend=args.backend, cache=not args.no_cache, log=log)
     predictions = predictor.predict(args.images, top_k=args.top_k)

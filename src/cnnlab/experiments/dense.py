@@ -29,7 +29,7 @@ DILATION_CLAIM = ("Dilated convolutions enlarge the receptive field exponentiall
                   "number of parameters and without losing resolution; a context module built from them raises "
                   "the accuracy of dense prediction over the same network without dilation.")
 PLAIN = (1,) * 7
-TINY_DATA = (("n_train", 16), ("n_val", 4), ("n_test", 4))
+TINY_DATA = (("n_train", 8), ("n_val", 2), ("n_test", 2), ("size", 32))  # plumbing: 32x32, one update an epoch
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,8 @@ def run_dilation(ctx: ExperimentContext, cfg: DilationConfig) -> Outcome:
              f"upsampling) with dilations {CONTEXT_DILATIONS} and {PLAIN}" + (f", {options}" if options else "")
              + f"; each trained with {cfg.train.describe()}, seed {ctx.seed}, selected on val mean IU.",
              "Receptive fields: cnnlab's analyzer (exact for convolutions, tested against gradient support)."]
-    notes = ["Yu & Koltun put the context module on the 21 class scores of a VGG front end; here it runs on 32 "
-             "feature maps after a small stem, so that a CPU trains it in minutes."]
+    notes = ["Yu & Koltun put the context module on the 21 class scores of a VGG front end; here it runs on "
+             f"{options.get('width', 32)} feature maps after a small stem, so that a CPU trains it in minutes."]
     if ctx.scale == "tiny":
         notes.append("tiny scale: a few canvases and one epoch; the numbers only test the plumbing.")
     results = {"runs": runs, "fields": fields, "lecture_fields": lecture, "examples": examples,

@@ -472,8 +472,7 @@ class ExperimentContext:
             seed=self.seed, progress=self.progress, out_dir=None, test_every_epoch=True, callbacks=tuple(callbacks),
             task=task,
         )  # fmt: skip
-        self.log(f"trained {label}: val acc {result.val_acc:.4f} (epoch {result.best_epoch}, selected), test acc "
-                 f"{result.test_acc:.4f}, train acc {result.train_acc:.4f} in {result.seconds:.1f}s")  # fmt: skip
+        self.log(f"trained {label}: {_headline(result)} in {result.seconds:.1f}s")
         if not callbacks:
             self.cache.fits[cache_key] = result
         self.trained.append(_trained_row(label, data, spec, result, reused=False))
@@ -552,6 +551,20 @@ def versions() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def _headline(result: Any) -> str:
+    """The log line's metrics: accuracy for a classifier, else the task's own (mean IU for segmentation)."""
+    if "acc" in result.test:
+        return (f"val acc {result.val_acc:.4f} (epoch {result.best_epoch}, selected), test acc "
+                f"{result.test_acc:.4f}, train acc {result.train_acc:.4f}")
+    task = result.config.get("task") if isinstance(result.config, Mapping) else None
+    key = task.get("monitor") if isinstance(task, Mapping) else None  # config.json's task.describe()
+    key = key if key in result.test else next(iter(result.test), None)
+    if key is None:
+        return "no test metrics"
+    train = result.history[-1].get(f"train_{key}") if result.history else None
+    return f"test {key} {float(result.test[key]):.4f}" + (f", train {key} {float(train):.4f}" if train is not None else "")
 
 
 def to_jsonable(value: Any) -> Any:

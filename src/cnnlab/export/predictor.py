@@ -39,7 +39,7 @@ from cnnlab.export.backends import BACKENDS, Backend, machine_info, make_backend
 from cnnlab.export.bench import compare_outputs
 from cnnlab.export.source import InferenceModel, load_model
 
-__all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT"]
+__all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT", "is_segmentation", "write_masks"]
 
 BF16_AGREEMENT = 0.99  # bf16 may flip near-ties: at most 1 in 100 check images
 FP32_AGREEMENT = 0.995  # fp32 paths differ only by summation order
@@ -259,3 +259,53 @@ class Predictor:
     def __repr__(self) -> str:
         return f"Predictor({self.source.name}, backend={self.backend.name!r})"
 
+
+
+# ---------------------------------------------------------------------------------- segmentation
+
+
+def is_segmentation(source: InferenceModel) -> bool:
+    """Whether ``source`` predicts per-pixel classes: its run trained it as segmentation, or (no run)
+    the zoo registers it so."""
+    task = (source.config or {}).get("task")
+    if isinstance(task, dict) and task.get("name"):
+        return task["name"] == "segmentation"
+    from cnnlab.models.registry import model_info
+
+    try:
+        return model_info(source.name).task == "segmentation"
+    except Exception:  # noqa: BLE001 (a model outside the zoo: classification, as the Predictor assumes)
+        return False
+
+
+def write_masks(source: InferenceModel, images: Sequence[str | os.PathLike], *, out_dir: str | os.PathLike,
+                batch_size: int = 16) -> list[Path]:
+    """For each image file, ``<out_dir>/<stem>.mask.png``: the predicted class of every pixel (at the
+    model's input size) as a palette PNG whose pixel values are the class indices and whose colours are
+    VOC's. Eager fp32 (the backend choice of :class:`Predictor` compares top-1 classes, not masks).
+    Existing files are never overwritten: ConfigError naming the first one, before anything is written."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.atomic import atomic_write
+    from cnnlab.viz.segmentation import voc_palette
+
+    out = Path(out_dir)
+    targets = [out / f"{Path(p).stem}.mask.png" for p in images]
+    clash = next((t for t in targets if t.exists()), None) or next(
+        (t for i, t in enumerate(targets) if t in targets[:i]), None)
+    if clash is not None:
+        raise ConfigError(f"{clash}: exists or is named twice (image stems must differ); not overwritten")
+    x = source.preprocessing.load_images([Path(p) for p in images])
+    with torch.no_grad():
+        masks = torch.cat([source.model(x[i:i + batch_size]).float().argmax(1) for i in range(0, len(x), batch_size)])
+    out.mkdir(parents=True, exist_ok=True)
+    palette = voc_palette().flatten().tolist()
+    for target, mask in zip(targets, masks):
+        img = Image.fromarray(mask.numpy().astype(np.uint8), mode="P")
+        img.putpalette(palette)
+        with tempfile.SpooledTemporaryFile() as buf:
+            img.save(buf, format="PNG")
+            buf.seek(0)
+            atomic_write(target, buf.read())
+    return targets

@@ -316,7 +316,10 @@ class RunFiles(Callback):
 
 
 def results_record(result, *, name: str, data_name: str, task) -> dict:
-    """What results.json holds: val at the selected epoch, test on the selected and the last weights."""
+    """What results.json holds: val at the selected epoch, test on the selected and the last weights.
+
+    A metric that is not defined is written ``null`` (JSON has no NaN): e.g. the IU of a class that a
+    split neither contains nor predicts, or ``train_acc`` of a task without accuracy."""
     record = {"model": name, "data": data_name, "task": task.name, "epochs": len(result.history),
               "best_epoch": result.best_epoch, "selected_on": f"val_{task.monitor} ({task.mode})",
               "stopped_early": result.stopped_early}
@@ -325,4 +328,4 @@ def results_record(result, *, name: str, data_name: str, task) -> dict:
     record.update({f"test_{k}_last": v for k, v in result.test_last.items()})
     record.update({"train_acc": result.train_acc, "seconds": result.seconds,
                    "images_per_second": result.images_per_second, "steps": result.steps})
-    return record
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}

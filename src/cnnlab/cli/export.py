@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
+from cnnlab.cli.train import _positive_int  # one parser of positive integers for every command
 
 EXPORT_EPILOG = """\
 examples:
@@ -17,16 +18,6 @@ examples:
 The file's metadata holds the preprocessing (input size, mean/std, class names): ONNX metadata_props
 key "cnnlab.preprocessing"; .pt2 extra file "cnnlab_preprocessing.json".
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _source_args(p: argparse.ArgumentParser, *, positional: bool) -> None:

@@ -6,16 +6,7 @@ import argparse
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from cnnlab.cli.train import _positive_int  # one parser of positive integers for every command
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from cnnlab import results as R
 from cnnlab.analysis import analyze
+from cnnlab.experiments.surgery import path_length_distribution
 from cnnlab.foundations.separable import compose_kernels
 from cnnlab.models import create_model
 from cnnlab.training.recipes import get_recipe
@@ -203,6 +204,36 @@ def resnet110_modules() -> tuple[int, int]:
     return len(blocks), (per_block.pop() if len(per_block) == 1 else -1)
 
 
+def conv_kernel_sizes(name: str) -> dict[int, int]:
+    """How many convolutions of each kernel size a net has (shortcut projections included)."""
+    sizes: dict[int, int] = {}
+    for m in _meta(name).modules():
+        if isinstance(m, nn.Conv2d):
+            sizes[m.kernel_size[0]] = sizes.get(m.kernel_size[0], 0) + 1
+    return sizes
+
+
+def resnet34_stage_steps() -> set[tuple[float, float]]:
+    """(spatial size ratio, filter ratio) from each stage of resnet34 to the next (analyzer outputs)."""
+    rows = {r.name: r.output_shape[1:] for r in analyze("resnet34").fold(1).layers}
+    stages = [rows[f"layer{i}"] for i in (1, 2, 3, 4)]
+    return {(a[1] / b[1], b[0] / a[0]) for a, b in zip(stages, stages[1:])}
+
+
+def deleting_a_block_removes_half_the_paths(n: int = 54) -> tuple[int, float]:
+    """(paths, share of them through one given block) for n residual blocks: a path through block i
+    takes its residual branch, so the share is the mean path length over n (Veit et al. Fig. 2)."""
+    counts = path_length_distribution(n)
+    through_one = sum(k * c for k, c in enumerate(counts)) / n
+    return sum(counts), through_one / sum(counts)
+
+
+def one_by_one_reduction(h: int = 28, c1: int = 192, c2: int = 16) -> tuple:
+    """Lecture 004: C2 filters of 1x1xC1 map HxWxC1 to HxWxC2 (analyzer: output, weights)."""
+    a = analyze(nn.Conv2d(c1, c2, 1, bias=False), (c1, h, h))
+    return tuple(a.layers[0].output_shape[1:]), a.total.weights
+
+
 def separable_degrees_of_freedom() -> tuple[int, int]:
     """(parameters, Jacobian rank) of the map (3x1 column, 1x3 row) -> 3x3 kernel: lecture 001's
     "9 coefficients, but only 6 degrees of freedom"."""
@@ -334,12 +365,20 @@ CASES: tuple[Case, ...] = (
     Case("000", 474, "2 layers of 3x3 replaced with single 5x5", ((5, 18), (5, 25)), "analyzer receptive field "
          "and weights (in units of C^2) of two stacked 3x3 convolutions and of one 5x5", two_3x3_against_one_5x5,
          ((5, 18), (5, 25))),
+    Case("000", 552, "Deeper VGG: 56 Plain Network", 56, "analyzer depth of plain56", lambda: depth("plain56"), 56),
+    Case("000", 556, "Plain nets: stacking 3x3 conv layers", {3: 55}, "kernel sizes of plain56's convolutions",
+         lambda: conv_kernel_sizes("plain56"), {3: 55}, agree=lambda lecture, ours: set(ours) == {3}),
     Case("000", 558, "56-layer net has higher training error and test error than 20-layers net", (56, 20),
          "analyzer depth of plain56 and plain20", lambda: (depth("plain56"), depth("plain20")), (56, 20)),
     Case("000", 582, "VGG, 16/19 layers, 2014", (16, 19), "analyzer depth of vgg16 and vgg19",
          lambda: (depth("vgg16"), depth("vgg19")), (16, 19)),
     Case("000", 656, "(for ResNet-50/101/152)", {"Bottleneck"}, "block classes of resnet50, resnet101, resnet152",
          lambda: residual_block_types("resnet50", "resnet101", "resnet152"), {"Bottleneck"}),
+    Case("000", 674, "All 3x3 conv (almost)", "3x3 (almost)", "kernel sizes of resnet34's convolutions: 32 of 3x3, "
+         "the 7x7 stem and three 1x1 projections", lambda: conv_kernel_sizes("resnet34"), {7: 1, 3: 32, 1: 3},
+         agree=lambda lecture, ours: ours[3] / sum(ours.values()) > 0.8),  # "almost": 32 of 36
+    Case("000", 676, "Spatial size/2 => #filters x2", {(2.0, 2.0)}, "resnet34 (analyzer): spatial ratio and "
+         "filter ratio from each stage to the next", resnet34_stage_steps, {(2.0, 2.0)}),
     Case("000", 693, "13 weight layers", (13, 16, 16, 19),
          "analyzer depth of vgg_b, vgg_c, vgg_d, vgg_e", lambda: tuple(depth(n) for n in VGG_COLUMNS[2:]),
          (13, 16, 16, 19)),
@@ -361,6 +400,11 @@ CASES: tuple[Case, ...] = (
          lambda: count("vgg16", "Conv2d"), 13,
          why="VGG-16 has 13 convolutional + 3 fully-connected layers: 16 is its weight-layer count",
          explain=lambda: depth("vgg16")),
+    Case("001", 563, "2014: VGG 16 conv. layers", 16, "as line 551", lambda: count("vgg16", "Conv2d"), 13,
+         why="as line 551: 13 convolutional + 3 fully-connected = 16 weight layers",
+         explain=lambda: depth("vgg16")),
+    Case("001", 572, "Small convolutional kernels: only 3x3", True, "every Conv2d of vgg16 is 3x3/1 pad 1 (and "
+         "every max pool 2x2/2)", vgg_only_3x3_s1_p1_and_2x2_s2, True),
     Case("001", 577, "Increased depth (5 -> 16/19 layers)", (5, 16, 19), "AlexNet's Conv2d layers; VGG-16 and "
          "VGG-19 depths", lambda: (count("alexnet_2012", "Conv2d"), depth("vgg16"), depth("vgg19")), (5, 16, 19),
          why="mixes counts: AlexNet's 5 is its convolutional layers (depth 8), VGG's 16/19 its weight layers "
@@ -376,12 +420,21 @@ CASES: tuple[Case, ...] = (
     Case("001", 609, "2016: ResNet >100 conv. layers", 100, "Conv2d layers of resnet101 and resnet152 "
          "(shortcut projections included)", lambda: (count("resnet101", "Conv2d"), count("resnet152", "Conv2d")),
          (104, 155), agree=lambda lecture, ours: min(ours) > lecture),
+    Case("001", 615, "2016: ResNet > 100 conv. layers", 100, "as line 609",
+         lambda: (count("resnet101", "Conv2d"), count("resnet152", "Conv2d")), (104, 155),
+         agree=lambda lecture, ours: min(ours) > lecture),
     Case("001", 621, "7x7 conv, 64, /2", ((64, 7, 2, 2), ((64, 1), (128, 2), (256, 2), (512, 2)), {2},
                                          [(512, 1000)]),
          "resnet34: stem (maps, kernel, stride, pool stride), each stage's first conv (maps, stride), 3x3 convs "
          "per block, FC layers", resnet34_design,
          ((64, 7, 2, 2), ((64, 1), (128, 2), (256, 2), (512, 2)), {2}, [(512, 1000)])),
     # ---- lecture 002 (Cornell CS5670): case studies
+    Case("002", 128, "How much dropout? Around $p = 0.5$", 0.5, "dropout rates of alexnet_2012 and vgg16 "
+         "(PyTorch's p is the drop probability)", lambda: {*dropout_rates("alexnet_2012"), *dropout_rates("vgg16")}.pop()
+         if len({*dropout_rates("alexnet_2012"), *dropout_rates("vgg16")}) == 1 else -1, 0.5),
+    Case("002", 152, "p = 0.5 # probability of keeping a unit active", 0.5, "keep probability 1 - p of "
+         "alexnet_2012's dropout (the slide's p keeps, PyTorch's p drops: equal at 0.5)",
+         lambda: 1 - dropout_rates("alexnet_2012")[0], 0.5),
     Case("002", 520, "Conv filters were 5x5, applied at stride 1", (5, 1), "lenet5 C1's receptive field and "
          "jump (analyzer)", lambda: lenet5_windows()[0], (5, 1)),
     Case("002", 521, "Subsampling (Pooling) layers were 2x2 applied at stride 2", (2, 2), "lenet5 S2's window "
@@ -402,6 +455,7 @@ CASES: tuple[Case, ...] = (
          lambda: (depth("vgg16"), depth("vgg19")), (16, 19)),
     Case("002", 808, "Only 3x3 CONV stride 1, pad 1", True, "every Conv2d of vgg16 is 3x3/1 pad 1 and every "
          "max pool 2x2/2", vgg_only_3x3_s1_p1_and_2x2_s2, True),
+    Case("002", 809, "and 2x2 MAX POOL stride 2", True, "as line 808", vgg_only_3x3_s1_p1_and_2x2_s2, True),
     Case("002", 1001, "Most memory is in early CONV", "most (> 0.5)", "vgg16 analyzer: share of the activations (input "
          "included) in the four CONV layers at 224x224 and 112x112", vgg16_early_conv_memory_share, 0.631,
          agree=lambda lecture, ours: ours > 0.5),
@@ -413,6 +467,8 @@ CASES: tuple[Case, ...] = (
              _analysis("vgg19").total.activations, _analysis("vgg16").total.activations), (16_567_272, 15_262_696),
          agree=lambda lecture, ours: ours[0] > ours[1] and 0 < R.headline_top1("vgg19")[1]
          - R.headline_top1("vgg16")[1] < 1),
+    Case("002", 1092, "152-layer model for ImageNet", 152, "analyzer depth of resnet152", lambda: depth("resnet152"),
+         152),
     Case("002", 1112, "56-layer model performs worse", 56, "analyzer depth of plain56",
          lambda: depth("plain56"), 56),
     Case("002", 1160, "Every residual block has two 3x3 conv layers", {2}, "3x3 convolutions per block of resnet34",
@@ -446,6 +502,8 @@ CASES: tuple[Case, ...] = (
          lambda: googlenet_2014_output("avgpool"), (1, 1, 1024)),
     Case("004", 158, "1×1×1000", (1000,), "googlenet_2014's fc output (analyzer, H x W x C)",
          lambda: googlenet_2014_output("fc"), (1000,)),
+    Case("004", 106, "output  $H \\times W \\times C_2$", ((16, 28, 28), 3072), "analyzer on a 1x1 convolution, "
+         "192 -> 16 maps at 28x28 (output C x H x W, weights C1 x C2)", one_by_one_reduction, ((16, 28, 28), 3072)),
     Case("004", 157, "dropout (40%)", [0.4], "googlenet_2014's dropout before the linear layer",
          lambda: dropout_rates("googlenet_2014"), [0.4]),
     Case("004", 179, "with 20-layer and 56-layer", (20, 56), "analyzer depth of plain20 and plain56",
@@ -454,6 +512,9 @@ CASES: tuple[Case, ...] = (
          "resnet110: residual blocks and 3x3 convs per block (paths of 10-34 layers = 5-17 blocks)",
          resnet110_modules, (54, 2), agree=lambda lecture, ours: 2 * ours[0] + 2 == lecture[0]
          and ours[1] == lecture[1]),
+    Case("004", 312, "is equivalent to zeroing half of the paths", 0.5, "cnnlab's path counts for resnet110's 54 "
+         "blocks: share of the 2^54 paths that go through one given block", deleting_a_block_removes_half_the_paths,
+         (2**54, 0.5), agree=lambda lecture, ours: ours[1] == lecture),
     Case("004", 361, "Other variants: ResNet-50/101/152", (50, 101, 152), "analyzer depth of resnet50/101/152",
          lambda: tuple(depth(f"resnet{d}") for d in (50, 101, 152)), (50, 101, 152)),
     Case("004", 247, "One of the 64 filters:", True, "a 64 -> 64 convolution whose filter i is the 3x3 identity "
@@ -510,6 +571,23 @@ def test_quoted_published_figures_are_on_the_cited_lines(q: R.QuotedFigure):
     deck, line = q.lecture.split(":")
     text = _deck_lines(deck)[int(line) - 1]
     assert re.search(rf"(?<![\d.]){re.escape(f'{q.error:g}')}(?![\d])", text), (q, text)
+
+
+def test_lecture_003_filters_equal_the_decks_matrices():
+    """Lecture 003 lines 72-78: cnnlab.foundations' LECTURE_FILTERS against the deck's LaTeX matrices."""
+    from cnnlab.foundations.filters import LECTURE_FILTERS
+
+    lines = _deck_lines("003")
+    names = {72: "identity", 73: "edge (diagonal)", 74: "edge (4-neighbour)", 75: "edge (8-neighbour)",
+             76: "sharpen", 77: "box blur", 78: "gaussian blur"}
+    for line, name in names.items():
+        text = lines[line - 1]
+        body = re.search(r"\\begin\{bmatrix\}(.*)\\end\{bmatrix\}", text).group(1)
+        matrix = np.array([[float(v) for v in row.split("&")] for row in body.split("\\\\")])
+        scale = re.search(r"\\frac\{1\}\{(\d+)\}", text)
+        if scale:
+            matrix = matrix / float(scale.group(1))
+        np.testing.assert_array_equal(LECTURE_FILTERS[name], matrix, err_msg=name)
 
 
 # ------------------------------------------------------------------------------- the document

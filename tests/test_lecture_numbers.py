@@ -502,16 +502,17 @@ CASES: tuple[Case, ...] = (
          lambda: googlenet_2014_output("avgpool"), (1, 1, 1024)),
     Case("004", 158, "1×1×1000", (1000,), "googlenet_2014's fc output (analyzer, H x W x C)",
          lambda: googlenet_2014_output("fc"), (1000,)),
-    Case("004", 106, "output  $H \\times W \\times C_2$", ((16, 28, 28), 3072), "analyzer on a 1x1 convolution, "
-         "192 -> 16 maps at 28x28 (output C x H x W, weights C1 x C2)", one_by_one_reduction, ((16, 28, 28), 3072)),
+    Case("004", 106, "output  $H \\times W \\times C_2$", "H x W x C2 from C2 filters of 1x1xC1", "analyzer on a "
+         "1x1 convolution, 192 -> 16 maps at 28x28 (output C x H x W, weights)", one_by_one_reduction,
+         ((16, 28, 28), 3072), agree=lambda lecture, ours: ours == ((16, 28, 28), 192 * 16)),
     Case("004", 157, "dropout (40%)", [0.4], "googlenet_2014's dropout before the linear layer",
          lambda: dropout_rates("googlenet_2014"), [0.4]),
     Case("004", 179, "with 20-layer and 56-layer", (20, 56), "analyzer depth of plain20 and plain56",
          lambda: (depth("plain20"), depth("plain56")), (20, 56)),
-    Case("004", 228, "Most gradient of 110-layers network comes from paths that are 10-34 layers deep", (110, 2),
+    Case("004", 228, "Most gradient of 110-layers network comes from paths that are 10-34 layers deep",
+         "110 layers; paths of 10-34 layers",
          "resnet110: residual blocks and 3x3 convs per block (paths of 10-34 layers = 5-17 blocks)",
-         resnet110_modules, (54, 2), agree=lambda lecture, ours: 2 * ours[0] + 2 == lecture[0]
-         and ours[1] == lecture[1]),
+         resnet110_modules, (54, 2), agree=lambda lecture, ours: (2 * ours[0] + 2, ours[1]) == (110, 2)),
     Case("004", 312, "is equivalent to zeroing half of the paths", 0.5, "cnnlab's path counts for resnet110's 54 "
          "blocks: share of the 2^54 paths that go through one given block", deleting_a_block_removes_half_the_paths,
          (2**54, 0.5), agree=lambda lecture, ours: ours[1] == lecture),

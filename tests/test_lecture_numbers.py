@@ -429,9 +429,9 @@ CASES: tuple[Case, ...] = (
          "per block, FC layers", resnet34_design,
          ((64, 7, 2, 2), ((64, 1), (128, 2), (256, 2), (512, 2)), {2}, [(512, 1000)])),
     # ---- lecture 002 (Cornell CS5670): case studies
-    Case("002", 128, "How much dropout? Around $p = 0.5$", 0.5, "dropout rates of alexnet_2012 and vgg16 "
-         "(PyTorch's p is the drop probability)", lambda: {*dropout_rates("alexnet_2012"), *dropout_rates("vgg16")}.pop()
-         if len({*dropout_rates("alexnet_2012"), *dropout_rates("vgg16")}) == 1 else -1, 0.5),
+    Case("002", 128, "How much dropout? Around $p = 0.5$", {0.5}, "dropout rates of alexnet_2012 and vgg16 "
+         "(PyTorch's p is the drop probability)",
+         lambda: {*dropout_rates("alexnet_2012"), *dropout_rates("vgg16")}, {0.5}),
     Case("002", 152, "p = 0.5 # probability of keeping a unit active", 0.5, "keep probability 1 - p of "
          "alexnet_2012's dropout (the slide's p keeps, PyTorch's p drops: equal at 0.5)",
          lambda: 1 - dropout_rates("alexnet_2012")[0], 0.5),
@@ -459,8 +459,8 @@ CASES: tuple[Case, ...] = (
     Case("002", 1001, "Most memory is in early CONV", "most (> 0.5)", "vgg16 analyzer: share of the activations (input "
          "included) in the four CONV layers at 224x224 and 112x112", vgg16_early_conv_memory_share, 0.631,
          agree=lambda lecture, ours: ours > 0.5),
-    Case("002", 1003, "Most params are in late FC", "most (> 0.5)", "vgg16 analyzer: share of the weights in the three FC "
-         "layers", vgg16_fc_weight_share, 0.894, agree=lambda lecture, ours: ours > 0.5),
+    Case("002", 1003, "Most params are in late FC", "most (> 0.5)", "vgg16 analyzer: share of the weights in "
+         "the three FC layers", vgg16_fc_weight_share, 0.894, agree=lambda lecture, ours: ours > 0.5),
     Case("002", 1074, "VGG19 only slightly better, more memory", "VGG-19: more memory, slightly better",
          "analyzer activations (values per image) of vgg19 and vgg16; torchvision's top-1 of each (72.376 against "
          "71.592: +0.8 points)", lambda: (

@@ -141,7 +141,7 @@ ILSVRC_WINNERS: tuple[ILSVRCWinner, ...] = (
                  "Russakovsky et al., IJCV 2015 (the bar chart of lecture 002; not in the seeds' text)"),
     ILSVRCWinner(2011, "XRCE", "Fisher vectors + SVM (not a CNN)", 25.8,
                  "Russakovsky et al., IJCV 2015 (the bar chart of lecture 002; not in the seeds' text)"),
-    ILSVRCWinner(2012, "SuperVision", "AlexNet, 7-CNN ensemble", 16.4, "lecture 001 ('2012: AlexNet ... Error: 16.4%'); "
+    ILSVRCWinner(2012, "SuperVision", "AlexNet, 5-CNN ensemble", 16.4, "lecture 001 ('2012: AlexNet ... Error: 16.4%'); "
                  "lecture 002 ('16.4% -> 11.7%')", "16.4% is Table 2's 5-CNN entry (test); the 7-CNN entry pre-trained on "
                  "ImageNet Fall 2011 scored 15.3% (lecture 002's '7 CNN ensemble: 18.2% -> 15.4%' is its val figure)"),
     ILSVRCWinner(2013, "Clarifai", "ZFNet ensemble", 11.7, "lecture 002 ('11.7% top 5 error in ILSVRC'13')"),

@@ -564,7 +564,14 @@ def test_resnet152_about_64m_is_no_resnet152_count():
     # binary units do not give it either: 60.2M parameters are 57.4 Mi; 64 Mi would be 67.1M
     assert round(c["parameters"] / MiB, 1) == 57.4 and round(64 * MiB / 1e6, 1) == 67.1
     # fp32 bytes: 240.8 MB / 229.6 MiB; no factor of 64 in sight
-    assert round(c["parameters"] * 4 / 1e6, 1) == 240.8
+    assert round(c["parameters"] * 4 / 1e6, 1) == 240.8 and round(c["parameters"] * 4 / MiB, 1) == 229.6
+    # a Caffe model's blobs: conv weights (no biases), BatchNorm mean/var/scale factor, Scale gamma/beta, FC
+    # weight and bias: the same count as PyTorch's state_dict (num_batches_tracked stands for the factor)
+    bns = [m for m in _meta("resnet152").modules() if isinstance(m, nn.BatchNorm2d)]
+    caffe = c["weights"] + 1000 + 4 * sum(b.num_features for b in bns) + len(bns)
+    assert caffe == c["state_dict / Caffe blobs"]
+    # 64M would need about 1,600 more classes on the 2048-wide FC
+    assert round((63.5e6 - c["parameters"]) / 2049, -2) == 1600
 
 
 @pytest.mark.parametrize("q", R.LECTURE_QUOTED, ids=lambda q: q.lecture)

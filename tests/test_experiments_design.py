@@ -469,3 +469,42 @@ def test_full_scale_configs_build(name):
             assert net(torch.empty(1, *size)).shape == (1, 10)
     if name == "transfer":
         assert cfg.different in list_datasets()
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 20: the multi-seed verdict rules of dropout, batchnorm, augmentation and ensemble
+# ---------------------------------------------------------------------------------------------
+
+
+def test_weight_scaling_closeness_is_an_equivalence_decided_at_two_standard_errors():
+    from cnnlab.experiments.dropout import within_tolerance
+
+    # differences +0.001, +0.002, 0.000: mean 0.001, SE 0.00058; interval [-0.00015, 0.00215] inside +-0.005
+    assert within_tolerance([0.981, 0.982, 0.980], [0.980, 0.980, 0.980], tolerance=0.005).verdict == "met"
+    # differences 0.010, 0.012, 0.011: wholly outside +-0.005 -> not met
+    assert within_tolerance([0.990, 0.992, 0.991], [0.980, 0.980, 0.980], tolerance=0.005).verdict == "not met"
+    # differences -0.008, +0.006, +0.001: mean -0.0003, SE 0.0041, interval [-0.0085, 0.0079] straddles the band
+    c = within_tolerance([0.972, 0.986, 0.981], [0.980, 0.980, 0.980], tolerance=0.005)
+    assert c.verdict == "within noise" and c.difference == pytest.approx(-0.0003333, abs=1e-6)
+    # a large difference in the other direction is "not met" too (closeness has no sign)
+    assert within_tolerance([0.96, 0.96], [0.98, 0.98], tolerance=0.005).verdict == "not met"
+
+
+def test_ensemble_replicates_are_disjoint_sets_of_seeds():
+    from cnnlab.experiments.ensemble import member_seeds
+
+    sets = [member_seeds(5, e, 7) for e in range(3)]
+    assert sets[0] == list(range(5, 12))  # the first ensemble is the single-ensemble experiment's
+    assert sorted(s for ss in sets for s in ss) == list(range(5, 26))
+
+
+@pytest.mark.parametrize("name", ["dropout", "batchnorm", "augmentation", "ensemble"])
+def test_multiseed_experiments_refuse_fewer_than_two_seeds(name):
+    import dataclasses
+
+    from cnnlab.errors import ConfigError
+
+    cfg = get_experiment(name).config("quick")
+    assert cfg.seeds >= 3 and get_experiment(name).config("tiny").seeds == 2
+    with pytest.raises(ConfigError, match=f"{name}: seeds"):
+        dataclasses.replace(cfg, seeds=1)

@@ -127,13 +127,15 @@ def plot_augmentation(results: dict, out_dir: Path) -> list[Plot]:
     a1, a2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     bars = [("no augmentation", "none", "test_acc"), ("no augmentation + TTA", "none", "tta_acc"),
             ("crops", "crops", "test_acc"), ("crops + TTA", "crops", "tta_acc")]  # fmt: skip
-    for i, (label, key, field) in enumerate(bars):
-        vals = [100 * v for v in variants[key][field]]
-        a1.bar(i, sum(vals) / len(vals), color=f"C{i}", alpha=0.7)
-        a1.plot([i] * len(vals), vals, "ko", ms=3)
+    per_seed = [[100 * variants[key][field][s] for _, key, field in bars] for s in range(len(variants["none"]["test_acc"]))]
+    for vals in per_seed:  # one grey line per seed: the comparisons are paired
+        a1.plot(range(len(bars)), vals, "-", color="0.6", lw=0.8, zorder=1)
+    for i in range(len(bars)):
+        vals = [v[i] for v in per_seed]
+        a1.plot([i] * len(vals), vals, "o", color=f"C{i}", ms=5, zorder=2)
+        a1.plot([i], [sum(vals) / len(vals)], "_", color="k", ms=24, mew=2.5, zorder=3)
     a1.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=12, fontsize=8)
-    lo = min(100 * min(variants[k][f]) for _, k, f in bars)
-    a1.set(ylabel="test accuracy (%)", ylim=(max(0.0, lo - 1.0), 100.0), title="Test accuracy (bars: mean; dots: seeds)")
+    a1.set(ylabel="test accuracy (%)", title="Test accuracy (dots: seeds, joined per seed; bars: means)")
     for i, (key, v) in enumerate(variants.items()):
         for r, hist in enumerate(v["test_error_curves"]):
             a2.plot(range(1, len(hist) + 1), [100 * e for e in hist], "-", color=f"C{2 * i}", lw=1.5,
@@ -144,7 +146,8 @@ def plot_augmentation(results: dict, out_dir: Path) -> list[Plot]:
     a2.legend(fontsize=8)
     return [Plot(save_figure(fig, out_dir, "augmentation.png"),
                  "Test accuracy without and with training augmentation, each also with test-time augmentation "
-                 "(TTA), and the test error per epoch (one line per seed).")]
+                 "(TTA), a grey line joining each seed's four values, and the test error per epoch (one line per "
+                 "seed).")]
 
 
 @register_experiment(

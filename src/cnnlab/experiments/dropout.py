@@ -225,7 +225,7 @@ def run(ctx: ExperimentContext, cfg: DropoutConfig) -> Outcome:
         variants[name], fitted = train_variant(ctx, cfg, data, p=p, name=name)
         if p:
             models = fitted
-    test_time = [test_time_rules(ctx, cfg, data, m, seed=s) for m, s in zip(models, seed_list(ctx, cfg.seeds))]
+    test_time = [measure_test_time_rules(ctx, cfg, data, m, seed=s) for m, s in zip(models, seed_list(ctx, cfg.seeds))]
     comparisons = dropout_comparisons(variants, test_time, close=cfg.close)
     results = {"variants": variants, "test_time": test_time, "mc_samples": test_time[0]["mc"],
                "weight_scaling_acc": test_time[0]["weight_scaling_acc"], "epochs": cfg.train.epochs,
@@ -277,7 +277,7 @@ def train_variant(ctx: ExperimentContext, cfg: DropoutConfig, data: Any, *, p: f
     return variant, models
 
 
-def test_time_rules(ctx: ExperimentContext, cfg: DropoutConfig, data: Any, model: nn.Module, *,
+def measure_test_time_rules(ctx: ExperimentContext, cfg: DropoutConfig, data: Any, model: nn.Module, *,
                     seed: int) -> dict[str, Any]:
     """On one trained dropout network: weight scaling (all units) against K sampled masks."""
     model = ctx.to_device(model)

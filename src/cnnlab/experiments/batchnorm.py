@@ -115,7 +115,7 @@ def plot_batchnorm(results: dict, out_dir: Path) -> list[Plot]:
     error at each seed's val-selected rate; (2) training loss per epoch at each rate (the run's seed)."""
     runs = results["runs"]
     plots = []
-    fig = Figure(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(10.0, 4.2))
     ax = fig.add_subplot()
     for i, bn in enumerate((False, True)):
         rows = [r for r in runs if r["batch_norm"] == bn]
@@ -135,7 +135,7 @@ def plot_batchnorm(results: dict, out_dir: Path) -> list[Plot]:
     ax.set_xscale("log")
     ax.set(xlabel="learning rate", ylabel="error (%)", ylim=(0, 100), title="Validation error per learning rate")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the axes: off the points
     plots.append(Plot(save_figure(fig, out_dir, "batchnorm_lr.png"),
                       "Validation error (of each run's val-selected epoch) at each learning rate, with and "
                       "without batch normalisation, a dot per seed and the line through their means (a diverged "

@@ -205,7 +205,7 @@ def within_tolerance(a: list[float], b: list[float], *, tolerance: float, thresh
         verdict = "not met"
     else:
         verdict = "within noise"
-    return dataclasses.replace(c, verdict=verdict)
+    return dataclasses.replace(c, verdict=verdict, expect=f"within +-{tolerance:g}")  # no direction: a band
 
 
 @register_experiment(

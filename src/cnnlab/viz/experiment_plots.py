@@ -83,6 +83,12 @@ def _has_finite_data(ax) -> bool:  # noqa: ANN001
     return bool(ax.patches or ax.collections or ax.images or ax.texts)
 
 
+def _over_seeds(results: Mapping[str, Any]) -> str:
+    """", means over N seeds" where the results hold several seeds' runs, else nothing."""
+    seeds = results.get("seeds")
+    return f", means over {len(seeds)} seeds" if isinstance(seeds, list) and len(seeds) > 1 else ""
+
+
 def _pct(values: Sequence[float | None]) -> list[float]:
     return [float("nan") if v is None else 100.0 * v for v in values]
 
@@ -113,7 +119,7 @@ def plot_degradation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
         ax.grid(alpha=0.3)
         ax.legend()
         file = save_figure(fig, out_dir, f"degradation_{family}.png")
-        caption = f"{title}: training error (dashed) and test error (bold) per epoch."
+        caption = f"{title}: training error (dashed) and test error (bold) per epoch" + _over_seeds(results) + "."
         plots.append(Plot(file=file, caption=caption))
 
     # The four networks side by side: training error on the left, test error on the right.
@@ -131,7 +137,7 @@ def plot_degradation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
         ax.legend()
     plots.append(Plot(save_figure(fig, out_dir, "degradation_all.png"),
                       "All four networks: (a) training error and (b) test error per epoch (plain dashed, "
-                      "residual solid, deeper nets thicker)."))
+                      "residual solid, deeper nets thicker)" + _over_seeds(results) + "."))
     return plots
 
 

@@ -109,10 +109,12 @@ SCALES = {
 
 def plot_degradation_seeds(results: dict, out_dir: Path) -> list[Plot]:
     """He et al.'s curves (means over seeds) and the final training error of each network per seed."""
-    models = results["models"].values()
-    arms = {m["label"]: m["final_train_error"] for m in sorted(models, key=lambda m: (m["residual"], m["depth"]))}
+    models = sorted(results["models"].values(), key=lambda m: m["depth"])
+    groups = {f"{family}: training error after the last epoch": {m["label"]: m["final_train_error"] for m in models
+                                                                 if m["residual"] == residual}
+              for family, residual in (("plain nets", False), ("ResNets", True))}  # fmt: skip
     return [*plot_degradation(results, out_dir),
-            plot_arms({"training error after the last epoch": arms}, out_dir, "degradation_final.png",
+            plot_arms(groups, out_dir, "degradation_final.png",
                       ylabel="training error (%)",
                       caption="Final training error of each network, one dot per seed (the same seeds for the "
                       "four); the criteria compare these values paired by seed.")]

@@ -202,8 +202,8 @@ def _delete_k(ctx: ExperimentContext, cfg: LesionConfig, model: torch.nn.Module,
     gen, n, rows = ctx.generator(1), len(names), []
     for k in range(1, n + 1):
         draws = 1 if k == n else min(cfg.delete_k_draws, math.comb(n, k))
-        accs = [_acc(ctx, delete_blocks(model, [names[i] for i in sorted(torch.randperm(n, generator=gen)[:k].tolist())]),
-                     test) for _ in range(draws)]  # fmt: skip
+        chosen = [[names[i] for i in sorted(torch.randperm(n, generator=gen)[:k].tolist())] for _ in range(draws)]
+        accs = [_acc(ctx, delete_blocks(model, names_k), test) for names_k in chosen]
         rows.append(dict(k=k, mean_acc=statistics.fmean(accs), std_acc=statistics.pstdev(accs), draws=len(accs)))
     return rows
 
@@ -211,7 +211,8 @@ def _delete_k(ctx: ExperimentContext, cfg: LesionConfig, model: torch.nn.Module,
 def summarise(raw: dict[str, Any], chance: float) -> dict[str, float]:
     """The per-seed numbers the criteria compare, from one seed's measurements."""
     base, n = raw["baseline_acc"], raw["num_blocks"]
-    drop = lambda rows: statistics.fmean(base - r["acc"] for r in rows) if rows else float("nan")  # noqa: E731
+    nan = float("nan")
+    drop = lambda rows: statistics.fmean(base - r["acc"] for r in rows) if rows else nan  # noqa: E731
     curve = [base] + [r["mean_acc"] for r in raw["delete_k"]]
     steps = [a - b for a, b in zip(curve, curve[1:])]  # positive = accuracy lost by one more deletion
     total = curve[0] - curve[-1]
@@ -219,23 +220,24 @@ def summarise(raw: dict[str, Any], chance: float) -> dict[str, float]:
     # is that this mass sits at lengths shorter than those of the typical path (n / 2).
     mass = [r["paths"] * r["mean_grad_norm"] for r in raw["path_lengths"]]
     reorder = raw["reorder"]
-    one_swap = [r["acc"] for r in reorder if r["swaps"] == 1]
+    one_swap = statistics.fmean(r["acc"] for r in reorder if r["swaps"] == 1) if reorder else nan
+    plain = [r["acc"] for r in raw["plain_delete"]]
     same = sorted(r["residual_over_shortcut"] for r in raw["norms"] if not r["downsampling"])
     return dict(
         baseline_acc=base,
         mean_drop_non_downsampling=drop([r for r in raw["delete_one"] if not r["downsampling"]]),
         mean_drop_downsampling=drop([r for r in raw["delete_one"] if r["downsampling"]]),
         plain_baseline_acc=raw["plain_baseline_acc"],
-        plain_mean_acc_after_delete=statistics.fmean(r["acc"] for r in raw["plain_delete"]) if raw["plain_delete"] else float("nan"),
+        plain_mean_acc_after_delete=statistics.fmean(plain) if plain else nan,
         largest_step=max(steps), total_decline=total,
         # A decline that never happens (total <= 0) counts as the least smooth: all of it in one step.
         largest_step_fraction=max(steps) / total if total > 0 else 1.0,
         gradient_weighted_mean_length=sum(r["k"] * w for r, w in zip(raw["path_lengths"], mass)) / sum(mass),
-        reorder_tau_acc_r=correlation([r["tau"] for r in reorder], [r["acc"] for r in reorder]) if len(reorder) > 1 else 0.0,
-        one_swap_acc=statistics.fmean(one_swap) if one_swap else float("nan"),
+        reorder_tau_acc_r=correlation([r["tau"] for r in reorder], [r["acc"] for r in reorder]) if reorder else 0.0,
+        one_swap_acc=one_swap,
         # The share of the way to chance that one swap loses (1: all of it, or nothing to lose).
-        one_swap_loss_fraction=(base - statistics.fmean(one_swap)) / (base - chance) if one_swap and base > chance else 1.0,
-        median_residual_ratio=same[len(same) // 2] if same else float("nan"),
+        one_swap_loss_fraction=(base - one_swap) / (base - chance) if reorder and base > chance else 1.0,
+        median_residual_ratio=same[len(same) // 2] if same else nan,
         half_length=n / 2,
     )  # fmt: skip
 
@@ -264,8 +266,8 @@ def lesion_criteria(cfg: LesionConfig, seeds: Sequence[dict[str, float]], *, n: 
     return [
         bound_criterion(f"deleting one non-downsampling residual block costs on average at most "
                         f"{pp(cfg.max_mean_drop_one)} of test accuracy",
-                        f"deleting one of {cfg.residual}'s non-downsampling blocks cost {pp(mean('mean_drop_non_downsampling'))} "
-                        f"on average (from {100 * mean('baseline_acc'):.1f}%)",
+                        f"deleting one of {cfg.residual}'s non-downsampling blocks cost "
+                        f"{pp(mean('mean_drop_non_downsampling'))} on average (from {100 * mean('baseline_acc'):.1f}%)",
                         col("mean_drop_non_downsampling"), cfg.max_mean_drop_one, expect="less"),
         seed_criterion("deleting a downsampling residual block costs more than deleting another block",
                        f"downsampling blocks cost {pp(mean('mean_drop_downsampling'))} on average against "
@@ -274,8 +276,8 @@ def lesion_criteria(cfg: LesionConfig, seeds: Sequence[dict[str, float]], *, n: 
         bound_criterion(f"deleting one block of the plain net brings it within {pp(cfg.near_chance_margin)} of chance "
                         f"({100 * chance:.1f}%) on average",
                         f"the plain net fell from {100 * mean('plain_baseline_acc'):.1f}% to "
-                        f"{100 * mean('plain_mean_acc_after_delete'):.1f}% on average", col("plain_mean_acc_after_delete"),
-                        chance + cfg.near_chance_margin, expect="less"),
+                        f"{100 * mean('plain_mean_acc_after_delete'):.1f}% on average",
+                        col("plain_mean_acc_after_delete"), chance + cfg.near_chance_margin, expect="less"),
         bound_criterion(f"accuracy declines smoothly with the number k of deleted blocks: no single extra deletion "
                         f"causes more than {cfg.max_step_fraction:.0%} of the total decline from k=0 to k={n}",
                         f"the largest single step lost {pp(mean('largest_step'))} of a total decline of "
@@ -290,8 +292,9 @@ def lesion_criteria(cfg: LesionConfig, seeds: Sequence[dict[str, float]], *, n: 
                         "each seed above 0)", f"r(tau, accuracy) = {mean('reorder_tau_acc_r'):.2f} on average",
                         col("reorder_tau_acc_r"), 0.0, expect="greater", scale=1.0, unit=""),
         bound_criterion("re-ordering blocks by one swap loses less than half of the way from the intact accuracy to "
-                        "chance", f"one swap {100 * mean('one_swap_acc'):.1f}% against {100 * mean('baseline_acc'):.1f}% "
-                        f"intact, a fraction {mean('one_swap_loss_fraction'):.2f} of the way to chance",
+                        "chance", f"one swap {100 * mean('one_swap_acc'):.1f}% against "
+                        f"{100 * mean('baseline_acc'):.1f}% intact, a fraction {mean('one_swap_loss_fraction'):.2f} "
+                        "of the way to chance",
                         col("one_swap_loss_fraction"), 0.5, expect="less", scale=1.0, unit=""),
         bound_criterion(f"residual branches learn small corrections: the median over non-downsampling blocks of "
                         f"||F(x)|| / ||shortcut(x)|| is below {cfg.max_residual_ratio:g}",
@@ -305,88 +308,94 @@ def lesion_criteria(cfg: LesionConfig, seeds: Sequence[dict[str, float]], *, n: 
 # ---------------------------------------------------------------------------------------------
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    return mean_std(values) if len(values) > 1 else (float(values[0]), 0.0)
+def _over_seeds(per_seed: list[dict[str, Any]], rows_key: str, value: str, keep: Sequence[str]) -> list[dict[str, Any]]:
+    """``per_seed[*][rows_key]`` (the same rows for every seed) merged: the ``keep`` fields of the first
+    seed's rows, ``value`` as the mean over seeds, its standard deviation over seeds and the values."""
+    merged = []
+    for i, row in enumerate(per_seed[0][rows_key]):
+        values = [float(s[rows_key][i][value]) for s in per_seed]
+        mean, sd = mean_std(values)
+        merged.append({**{k: row[k] for k in keep}, value: mean, f"{value}_sd": sd, f"{value}_seeds": values})
+    return merged
 
 
 def _results(cfg: LesionConfig, per_seed: list[dict[str, Any]], chance: float, seeds: list[int]) -> dict[str, Any]:
     """Means over seeds under the keys the plots and tests read, and every seed's numbers."""
-    s0, summaries = per_seed[0], [s["summary"] for s in per_seed]
-    avg = lambda key: statistics.fmean(s[key] for s in summaries)  # noqa: E731
-
-    def over(rows_key: str, i: int, key: str) -> list[float]:
-        return [s[rows_key][i][key] for s in per_seed]
-
-    delete_one = [dict(block=r["block"], downsampling=r["downsampling"], acc=statistics.fmean(over("delete_one", i, "acc")),
-                       acc_seeds=over("delete_one", i, "acc")) for i, r in enumerate(s0["delete_one"])]
-    plain_delete = [dict(layer=r["layer"], position=r["position"], acc=statistics.fmean(over("plain_delete", i, "acc")),
-                         acc_seeds=over("plain_delete", i, "acc")) for i, r in enumerate(s0["plain_delete"])]
+    s0 = per_seed[0]
+    avg = lambda key: statistics.fmean(s["summary"][key] for s in per_seed)  # noqa: E731
     # The spread shown for k deletions and for the gradients is over seeds (of each seed's mean).
-    delete_k = [dict(k=r["k"], mean_acc=_mean_sd(over("delete_k", i, "mean_acc"))[0],
-                     std_acc=_mean_sd(over("delete_k", i, "mean_acc"))[1], draws=r["draws"], seeds=len(per_seed))
-                for i, r in enumerate(s0["delete_k"])]
-    path_lengths = [dict(k=r["k"], paths=r["paths"], mean_grad_norm=_mean_sd(over("path_lengths", i, "mean_grad_norm"))[0],
-                         std_grad_norm=_mean_sd(over("path_lengths", i, "mean_grad_norm"))[1], draws=r["draws"])
-                    for i, r in enumerate(s0["path_lengths"])]
-    norms = [dict(block=r["block"], downsampling=r["downsampling"],
-                  residual_over_shortcut=statistics.fmean(over("norms", i, "residual_over_shortcut")),
-                  residual_over_input=statistics.fmean(over("norms", i, "residual_over_input")),
-                  residual_over_shortcut_seeds=over("norms", i, "residual_over_shortcut"))
-             for i, r in enumerate(s0["norms"])]
+    delete_k = [{**r, "std_acc": r.pop("mean_acc_sd"), "seeds": len(per_seed)}
+                for r in _over_seeds(per_seed, "delete_k", "mean_acc", ("k", "draws"))]
+    path_lengths = [{**r, "std_grad_norm": r.pop("mean_grad_norm_sd")}
+                    for r in _over_seeds(per_seed, "path_lengths", "mean_grad_norm", ("k", "paths", "draws"))]
+    norms = _over_seeds(per_seed, "norms", "residual_over_shortcut", ("block", "downsampling"))
+    for r, over_input in zip(norms, _over_seeds(per_seed, "norms", "residual_over_input", ())):
+        r["residual_over_input"] = over_input["residual_over_input"]
+    residual = dict(
+        model=cfg.residual, label=cfg.residual, baseline_acc=avg("baseline_acc"), num_blocks=s0["num_blocks"],
+        delete_one=_over_seeds(per_seed, "delete_one", "acc", ("block", "downsampling")), delete_k=delete_k,
+        path_lengths=path_lengths, gradient_weighted_mean_length=avg("gradient_weighted_mean_length"),
+        mean_drop_non_downsampling=avg("mean_drop_non_downsampling"),
+        mean_drop_downsampling=avg("mean_drop_downsampling"),
+    )  # fmt: skip
+    plain = dict(model=cfg.plain, label=cfg.plain, baseline_acc=avg("plain_baseline_acc"),
+                 delete_one=_over_seeds(per_seed, "plain_delete", "acc", ("layer", "position")),
+                 skipped=s0["plain_skipped"], mean_acc_after_delete=avg("plain_mean_acc_after_delete"))  # fmt: skip
     return {
-        "chance_acc": chance,
-        "seeds": seeds,
-        "residual": dict(
-            model=cfg.residual, label=cfg.residual, baseline_acc=avg("baseline_acc"), num_blocks=s0["num_blocks"],
-            delete_one=delete_one, delete_k=delete_k, path_lengths=path_lengths,
-            gradient_weighted_mean_length=avg("gradient_weighted_mean_length"),
-            mean_drop_non_downsampling=avg("mean_drop_non_downsampling"), mean_drop_downsampling=avg("mean_drop_downsampling"),
-        ),
-        "plain": dict(model=cfg.plain, label=cfg.plain, baseline_acc=avg("plain_baseline_acc"), delete_one=plain_delete,
-                      skipped=s0["plain_skipped"], mean_acc_after_delete=avg("plain_mean_acc_after_delete")),
-        "reorder": [dict(seed=s["seed"], **r) for s in per_seed for r in s["reorder"]],
-        "residual_norms": norms,
+        "chance_acc": chance, "seeds": seeds, "residual": residual, "plain": plain,
+        "reorder": [dict(seed=s["seed"], **r) for s in per_seed for r in s["reorder"]], "residual_norms": norms,
         "per_seed": [{"seed": s["seed"], **s["summary"]} for s in per_seed],
     }  # fmt: skip
+
+
+def _pcts(values: Sequence[float]) -> str:
+    return ", ".join(f"{100 * v:.1f}" for v in values)
 
 
 def _tables(cfg: LesionConfig, results: dict[str, Any]) -> list[Table]:
     res, plain, k = results["residual"], results["plain"], len(results["seeds"])
     r2 = lambda v: round(100 * v, 2)  # noqa: E731
-    seeds = lambda vs: ", ".join(f"{100 * v:.1f}" for v in vs)  # noqa: E731
+    plain_rows = sorted(plain["delete_one"] + plain["skipped"], key=lambda r: r["position"])
     return [
         Table(title=f"Deleting one block of {cfg.residual} (mean over {k} seeds; intact {r2(res['baseline_acc'])}%)",
               columns=("block", "downsampling", "test acc (%)", "drop (points)", "per seed (%)"),
-              rows=tuple((r["block"], r["downsampling"], r2(r["acc"]), r2(res["baseline_acc"] - r["acc"]), seeds(r["acc_seeds"]))
-                         for r in res["delete_one"])),
+              rows=tuple((r["block"], r["downsampling"], r2(r["acc"]), r2(res["baseline_acc"] - r["acc"]),
+                          _pcts(r["acc_seeds"])) for r in res["delete_one"])),
         Table(title=f"Deleting one block of {cfg.plain} (mean over {k} seeds; intact {r2(plain['baseline_acc'])}%)",
               columns=("block", "test acc (%)", "drop (points)", "per seed (%)"),
-              rows=tuple((r["layer"], r2(r["acc"]), r2(plain["baseline_acc"] - r["acc"]), seeds(r["acc_seeds"])) if "acc" in r
-                         else (r["layer"], None, f"not deleted: {r['reason']}", "")
-                         for r in sorted(plain["delete_one"] + plain["skipped"], key=lambda r: r["position"]))),
-        Table(title=f"Deleting k random blocks of {cfg.residual}", columns=("k", "mean test acc (%)", "std over seeds (points)",
-                                                                         "draws per seed"),
+              rows=tuple((r["layer"], r2(r["acc"]), r2(plain["baseline_acc"] - r["acc"]), _pcts(r["acc_seeds"]))
+                         if "acc" in r else (r["layer"], None, f"not deleted: {r['reason']}", "") for r in plain_rows)),
+        Table(title=f"Deleting k random blocks of {cfg.residual}",
+              columns=("k", "mean test acc (%)", "std over seeds (points)", "draws per seed"),
               rows=tuple((r["k"], r2(r["mean_acc"]), r2(r["std_acc"]), r["draws"]) for r in res["delete_k"])),
         Table(title="Paths of each length and the gradient they carry to the first block (mean over seeds)",
               columns=("path length k", "paths C(n,k)", "mean gradient norm", "std over seeds", "paths x gradient"),
               rows=tuple((r["k"], r["paths"], r["mean_grad_norm"], r["std_grad_norm"], r["paths"] * r["mean_grad_norm"])
                          for r in res["path_lengths"])),
-        Table(title="Re-ordering blocks (Veit et al. Fig. 5b), every seed", columns=("seed", "swaps", "Kendall's tau", "test acc (%)"),
+        Table(title="Re-ordering blocks (Veit et al. Fig. 5b), every seed",
+              columns=("seed", "swaps", "Kendall's tau", "test acc (%)"),
               rows=tuple((r["seed"], r["swaps"], round(r["tau"], 3), r2(r["acc"])) for r in results["reorder"])),
         Table(title="Size of each residual branch on test images (mean over seeds)",
               columns=("block", "downsampling", "||F(x)|| / ||shortcut(x)||", "per seed", "||F(x)|| / ||x||"),
               rows=tuple((r["block"], r["downsampling"], round(r["residual_over_shortcut"], 3),
-                          ", ".join(f"{v:.2f}" for v in r["residual_over_shortcut_seeds"]), round(r["residual_over_input"], 3))
-                         for r in results["residual_norms"])),
-        Table(title="Per seed: the numbers the criteria compare", columns=("seed", "intact (%)", "drop, one block (points)",
-              "drop, downsampling (points)", "plain after a deletion (%)", "largest step / decline",
-              "gradient-weighted length", "r(tau, acc)", "one swap: share of the way to chance", "median ||F|| / ||shortcut||"),
-              rows=tuple((s["seed"], r2(s["baseline_acc"]), r2(s["mean_drop_non_downsampling"]), r2(s["mean_drop_downsampling"]),
-                          r2(s["plain_mean_acc_after_delete"]), round(s["largest_step_fraction"], 3),
-                          round(s["gradient_weighted_mean_length"], 2), round(s["reorder_tau_acc_r"], 3),
-                          round(s["one_swap_loss_fraction"], 3), round(s["median_residual_ratio"], 3))
-                         for s in results["per_seed"])),
+                          ", ".join(f"{v:.2f}" for v in r["residual_over_shortcut_seeds"]),
+                          round(r["residual_over_input"], 3)) for r in results["residual_norms"])),
+        _per_seed_table(results["per_seed"]),
     ]  # fmt: skip
+
+
+def _per_seed_table(per_seed: list[dict[str, Any]]) -> Table:
+    columns = {"intact (%)": "baseline_acc", "drop, one block (points)": "mean_drop_non_downsampling",
+               "drop, downsampling block (points)": "mean_drop_downsampling",
+               "plain net after a deletion (%)": "plain_mean_acc_after_delete",
+               "largest step / decline": "largest_step_fraction",
+               "gradient-weighted length": "gradient_weighted_mean_length",
+               "r(tau, acc)": "reorder_tau_acc_r", "one swap: share of the way to chance": "one_swap_loss_fraction",
+               "median ||F|| / ||shortcut||": "median_residual_ratio"}  # fmt: skip
+    percent = {"baseline_acc", "mean_drop_non_downsampling", "mean_drop_downsampling", "plain_mean_acc_after_delete"}
+    return Table(title="Per seed: the numbers the criteria compare", columns=("seed", *columns),
+                 rows=tuple((s["seed"], *(round(100 * s[k], 2) if k in percent else round(s[k], 3)
+                                          for k in columns.values())) for s in per_seed))  # fmt: skip
 
 
 def _setup(ctx: ExperimentContext, cfg: LesionConfig, data: Any, options: dict[str, Any], n: int, gb: int) -> list[str]:

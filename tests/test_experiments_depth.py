@@ -108,11 +108,22 @@ def test_tiny_run_writes_results_report_and_plots(tiny_runs, name):
 def test_degradation_records_train_and_test_error_per_epoch(tiny_runs):
     results, _ = tiny_runs["degradation"]
     assert set(results["models"]) == {"plain20", "plain56", "resnet20", "resnet56"}
+    assert results["seeds"] == [0, 1]
     for m in results["models"].values():
         assert len(m["train_error"]) == len(m["test_error"]) == results["epochs"] == 2
         assert all(0.0 <= e <= 1.0 for e in m["train_error"] + m["test_error"])
-        # The reported epoch is the engine's val-selected one: the lowest val error (first on a tie).
-        assert len(m["val_error"]) == 2 and m["best_epoch"] == 1 + m["val_error"].index(min(m["val_error"]))
+        assert [s["seed"] for s in m["per_seed"]] == [0, 1]
+        for s in m["per_seed"]:
+            # The reported epoch is the engine's val-selected one: the lowest val error (first on a tie).
+            assert len(s["val_error"]) == 2 and s["best_epoch"] == 1 + s["val_error"].index(min(s["val_error"]))
+        # The plotted curve is the mean of the seeds'; the criteria use each seed's last epoch.
+        assert m["train_error"][-1] == pytest.approx(sum(s["train_error"][-1] for s in m["per_seed"]) / 2)
+        assert m["final_train_error"] == [s["train_error"][-1] for s in m["per_seed"]]
+    # The verdict's comparisons are paired by seed: plain-56 minus plain-20, per seed.
+    plain = results["plain_deep_vs_shallow"]
+    assert plain["a"] == results["models"]["plain56"]["final_train_error"] and plain["paired"]
+    assert plain["difference"] == pytest.approx(
+        sum(results["models"]["plain56"]["final_train_error"]) / 2 - sum(results["models"]["plain20"]["final_train_error"]) / 2)
     # Depth and parameters come from the analyzer: 6n+2 weight layers, plain and residual nets equal.
     assert results["models"]["plain56"]["depth"] == results["models"]["resnet56"]["depth"] == 56
     assert results["models"]["plain20"]["params"] == results["models"]["resnet20"]["params"]
@@ -140,7 +151,8 @@ def test_lesion_results_have_the_issue_keys(tiny_runs):
 def test_shared_cache_reuses_trained_networks(tiny_runs):
     lesion, _ = tiny_runs["lesion"]
     invariance, _ = tiny_runs["invariance"]
-    assert [t["reused"] for t in lesion["trained"]] == [True, True]  # ResNet-20 and plain-20 from degradation
+    # ResNet-20 and plain-20 of both seeds, from degradation
+    assert [t["reused"] for t in lesion["trained"]] == [True] * 4
     assert [t["reused"] for t in invariance["trained"]] == [True]
 
 
@@ -367,3 +379,113 @@ def test_lesion_reorders_blocks_and_measures_residual_norms(tiny_runs):
     assert all(r["residual_over_shortcut"] > 0 for r in results["residual_norms"])
     descriptions = " ".join(c["description"] for c in results["criteria"])
     assert "Kendall's tau" in descriptions and "small corrections" in descriptions
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 20: multi-seed verdicts of degradation and lesion
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["degradation", "lesion"])
+def test_seeds_below_two_is_a_config_error_naming_the_experiment(name):
+    import dataclasses
+
+    from cnnlab.errors import ConfigError
+
+    for bad in (1, 0, 2.0, True):
+        with pytest.raises(ConfigError, match=f"^{name}: seeds"):
+            dataclasses.replace(get_experiment(name).config("tiny"), seeds=bad)
+    assert get_experiment(name).config("quick").seeds >= 3
+
+
+def test_lesion_quick_trains_the_nets_of_degradation_quick():
+    # `cnnlab experiment all` trains ResNet-20 and plain-20 once for both: same data, size and spec.
+    les, deg = get_experiment("lesion").config("quick"), get_experiment("degradation").config("quick")
+    assert (les.data, les.input_size, les.train, les.model_options) == (deg.data, deg.input_size, deg.train,
+                                                                        deg.model_options)
+    assert les.residual in deg.residual and les.plain in deg.plain
+
+
+def test_lesion_bound_criterion_on_crafted_numbers():
+    from cnnlab.experiments.lesion import bound_criterion
+
+    # drops of 15-17 points against a bound of 5: far beyond 2 standard errors the wrong way
+    c = bound_criterion("at most 5 points", "drop", [0.15, 0.16, 0.17], 0.05, expect="less")
+    assert not c.passed and c.status == "" and "+11.00 +- 0.58 points" in c.finding
+    # 0.2 +- 0.5 around a bound of 1: within noise, said so, not passed
+    c = bound_criterion("ratio below 1", "ratio", [0.2, 1.5, 0.9], 1.0, expect="less", scale=1.0, unit="")
+    assert not c.passed and c.status == "within noise"
+    # a gradient-weighted length of ~2.5 blocks against n/2 = 4.5: met
+    c = bound_criterion("below n/2", "length", [2.4, 2.6, 2.5], 4.5, expect="less", scale=1.0, unit=" blocks")
+    assert c.passed and "-2.00 +- 0.06 blocks" in c.finding
+    # correlations expected above 0
+    assert bound_criterion("r > 0", "r", [0.8, 0.9, 0.7], 0.0, expect="greater", scale=1.0, unit="").passed
+
+
+def test_lesion_summary_of_one_seed_on_crafted_measurements():
+    from cnnlab.experiments.lesion import summarise
+
+    raw = dict(
+        num_blocks=3, baseline_acc=0.9, plain_baseline_acc=0.8,
+        delete_one=[dict(acc=0.8, downsampling=False), dict(acc=0.5, downsampling=True), dict(acc=0.7, downsampling=False)],
+        plain_delete=[dict(acc=0.1), dict(acc=0.2)],
+        delete_k=[dict(k=1, mean_acc=0.7), dict(k=2, mean_acc=0.4), dict(k=3, mean_acc=0.3)],
+        # paths C(3, k) = 1, 3, 3, 1 carrying 4, 2, 1, 1: mass 4, 6, 3, 1, mean length (0 + 6 + 6 + 3) / 14
+        path_lengths=[dict(k=k, paths=p, mean_grad_norm=g) for k, p, g in zip(range(4), (1, 3, 3, 1), (4, 2, 1, 1))],
+        reorder=[dict(swaps=1, tau=0.6, acc=0.7), dict(swaps=1, tau=0.8, acc=0.8), dict(swaps=2, tau=0.2, acc=0.4)],
+        norms=[dict(residual_over_shortcut=v, downsampling=d) for v, d in ((0.3, False), (2.0, True), (0.5, False))],
+    )  # fmt: skip
+    s = summarise(raw, chance=0.1)
+    assert s["mean_drop_non_downsampling"] == pytest.approx(0.15) and s["mean_drop_downsampling"] == pytest.approx(0.4)
+    assert s["plain_mean_acc_after_delete"] == pytest.approx(0.15)
+    assert s["largest_step"] == pytest.approx(0.3) and s["total_decline"] == pytest.approx(0.6)
+    assert s["largest_step_fraction"] == pytest.approx(0.5)
+    assert s["gradient_weighted_mean_length"] == pytest.approx(15 / 14)
+    assert s["one_swap_acc"] == pytest.approx(0.75) and s["one_swap_loss_fraction"] == pytest.approx(0.15 / 0.8)
+    assert s["reorder_tau_acc_r"] > 0.9 and s["median_residual_ratio"] == 0.5  # of the two same-shape blocks: upper
+    # no decline at all counts as the least smooth (the whole decline in one step), not as a division by 0
+    flat = dict(raw, delete_k=[dict(k=k, mean_acc=0.9) for k in (1, 2, 3)])
+    assert summarise(flat, chance=0.1)["largest_step_fraction"] == 1.0
+
+
+def test_degradation_comparisons_on_crafted_errors():
+    from cnnlab.experiments.degradation import degradation_criteria, depth_comparisons
+
+    cfg = get_experiment("degradation").config("quick")
+    models = {
+        "plain20": dict(final_train_error=[0.013, 0.015, 0.011], mean_final_train_error=0.013),
+        "plain56": dict(final_train_error=[0.40, 0.35, 0.42], mean_final_train_error=0.39),
+        "resnet20": dict(final_train_error=[0.007, 0.008, 0.006], mean_final_train_error=0.007),
+        "resnet56": dict(final_train_error=[0.03, 0.002, 0.011], mean_final_train_error=0.0143),
+    }
+    comp = depth_comparisons(models, cfg)
+    assert comp["plain_deep_vs_shallow"].verdict == "met"
+    assert comp["residual_deep_vs_shallow"].verdict == "within noise"  # +0.7 +- 0.8 points
+    assert comp["plain_gap_vs_residual_gap"].verdict == "met"
+    assert comp["plain_gap_vs_residual_gap"].a == pytest.approx((0.387, 0.335, 0.409))
+    crit = degradation_criteria(models, cfg, comp)
+    assert [c.passed for c in crit] == [True, False, True] and crit[1].status == "within noise"
+
+
+def test_train_zoo_arm_gives_each_seed_its_own_initialisation(monkeypatch):
+    from cnnlab.data import load_dataset
+    from cnnlab.experiments import ExperimentContext
+    from cnnlab.experiments.framework import TrainSpec
+    from cnnlab.experiments.multiseed import train_zoo_arm
+
+    built = []
+
+    def fake_train(self, label, build, data, spec, *, key=None, **_):  # records what would be trained
+        built.append((self.seed, label, key, build()))
+        return built[-1]
+
+    monkeypatch.setattr(ExperimentContext, "train", fake_train)
+    ctx = ExperimentContext(experiment="x", scale="tiny", seed=5, progress=False)
+    data = load_dataset("synthetic", shape=(1, 16, 16), n=16, seed=5)
+    train_zoo_arm(ctx, "net", "resnet20", data, TrainSpec(recipe="resnet_cifar"), seeds=3, options={"widths": (4, 8, 16)})
+    assert [(s, lbl, k) for s, lbl, k, _ in built] == [(s, f"net (seed {s})", {"model": "resnet20", "widths": (4, 8, 16)})
+                                                      for s in (5, 6, 7)]
+    weights = [m.conv1.weight for *_, m in built]
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+    # the first seed's network is the run's own: what ctx.create_model builds
+    assert torch.equal(weights[0], ctx.create_model("resnet20", data, widths=(4, 8, 16)).conv1.weight)

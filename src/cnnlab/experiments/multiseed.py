@@ -21,7 +21,7 @@ from cnnlab.experiments.framework import ExperimentContext, Plot, TrainSpec
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 
-__all__ = ["train_arm", "arm_row", "plot_arms"]
+__all__ = ["train_arm", "train_zoo_arm", "arm_row", "plot_arms"]
 
 
 def train_arm(
@@ -83,3 +83,30 @@ def plot_arms(
     fig.suptitle("dots: seeds; bars: mean +- 2 standard errors of each arm\n(the verdicts use the paired "
                  "per-seed differences, whose spread is usually smaller)", fontsize=8)
     return Plot(save_figure(fig, out_dir, file), caption)
+
+
+def train_zoo_arm(
+    ctx: ExperimentContext,
+    label: str,
+    model: str,
+    data: Any,
+    spec: TrainSpec,
+    *,
+    seeds: int,
+    options: Mapping[str, Any] | None = None,
+) -> list[Any]:
+    """The zoo's ``model`` (with ``options``) trained once per seed; the FitResults, in seed order.
+
+    Unlike ``train_arm(ctx, ..., lambda: ctx.create_model(...))``, whose builder re-seeds from the
+    run's seed so that every seed starts from the same weights, each seed's network here is built by
+    ``seeded(ctx, seed).create_model``: its own initialisation, its own data order. The cache key is
+    ``{"model": model, **options}`` and the seed, so the first seed's network is the one a
+    single-seed experiment asking for the same model trains (and shares through the cache).
+    """
+    options = dict(options or {})
+    fits = []
+    for seed in seed_list(ctx, seeds):
+        sub = seeded(ctx, seed)
+        fits.append(sub.train(f"{label} (seed {seed})", lambda sub=sub: sub.create_model(model, data, **options),
+                              data, spec, key={"model": model, **options}))  # fmt: skip
+    return fits

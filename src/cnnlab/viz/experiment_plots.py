@@ -83,6 +83,12 @@ def _has_finite_data(ax) -> bool:  # noqa: ANN001
     return bool(ax.patches or ax.collections or ax.images or ax.texts)
 
 
+def _over_seeds(results: Mapping[str, Any]) -> str:
+    """", means over N seeds" where the results hold several seeds' runs, else nothing."""
+    seeds = results.get("seeds")
+    return f", means over {len(seeds)} seeds" if isinstance(seeds, list) and len(seeds) > 1 else ""
+
+
 def _pct(values: Sequence[float | None]) -> list[float]:
     return [float("nan") if v is None else 100.0 * v for v in values]
 
@@ -113,7 +119,7 @@ def plot_degradation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
         ax.grid(alpha=0.3)
         ax.legend()
         file = save_figure(fig, out_dir, f"degradation_{family}.png")
-        caption = f"{title}: training error (dashed) and test error (bold) per epoch."
+        caption = f"{title}: training error (dashed) and test error (bold) per epoch" + _over_seeds(results) + "."
         plots.append(Plot(file=file, caption=caption))
 
     # The four networks side by side: training error on the left, test error on the right.
@@ -131,7 +137,7 @@ def plot_degradation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
         ax.legend()
     plots.append(Plot(save_figure(fig, out_dir, "degradation_all.png"),
                       "All four networks: (a) training error and (b) test error per epoch (plain dashed, "
-                      "residual solid, deeper nets thicker)."))
+                      "residual solid, deeper nets thicker)" + _over_seeds(results) + "."))
     return plots
 
 
@@ -171,7 +177,8 @@ def plot_lesion(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     ax.legend(fontsize=8, loc="center right")
     plots.append(Plot(save_figure(fig, out_dir, "lesion_delete_one.png"),
                       "Test accuracy after deleting one block (residual: keep the shortcut; plain: "
-                      "identity, only for blocks that keep the shape). Squares mark downsampling blocks."))
+                      "identity, only for blocks that keep the shape)" + _over_seeds(results)
+                      + ". Squares mark downsampling blocks."))
 
     # Fig. 5a: deleting k random blocks.
     fig = Figure(figsize=(6.0, 4.2))
@@ -186,8 +193,9 @@ def plot_lesion(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
            title=f"{res['label']}: deleting k random blocks")
     ax.grid(alpha=0.3)
     ax.legend()
+    spread = "seeds (of each seed's mean over random draws)" if len(results.get("seeds", [])) > 1 else "random draws"
     plots.append(Plot(save_figure(fig, out_dir, "lesion_delete_k.png"),
-                      "Mean test accuracy (and standard deviation over random draws) after deleting k "
+                      f"Mean test accuracy (and standard deviation over {spread}) after deleting k "
                       "random residual blocks."))
 
     # Fig. 6: path-length distribution and gradient per path length.
@@ -210,8 +218,47 @@ def plot_lesion(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     plots.append(Plot(save_figure(fig, out_dir, "lesion_path_lengths.png"),
                       "(a) Number of paths of each length, C(n, k); (b) gradient magnitude reaching the "
                       "first block through paths of length k (mean and spread over sampled paths, log "
-                      "scale); (c) their product: how much gradient paths of each length carry in all."))
+                      "scale); (c) their product: how much gradient paths of each length carry in all"
+                      + _over_seeds(results) + "."))
+    if results.get("reorder") or results.get("residual_norms"):
+        plots.append(_plot_lesion_reorder_norms(results, out_dir))
     return plots
+
+
+def _plot_lesion_reorder_norms(results: Mapping[str, Any], out_dir: Path) -> Plot:
+    """Veit et al. Fig. 5b (accuracy against Kendall's tau after re-ordering) and the size of each
+    residual branch against its shortcut, one colour per seed."""
+    fig = Figure(figsize=(11.0, 4.0))
+    a1, a2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    res, reorder, norms = results["residual"], results.get("reorder", []), results.get("residual_norms", [])
+    intact = {s["seed"]: s["baseline_acc"] for s in results.get("per_seed", [])}
+    seeds = sorted({r.get("seed", 0) for r in reorder})
+    for i, seed in enumerate(seeds):
+        rows = [r for r in reorder if r.get("seed", 0) == seed]
+        a1.plot([r["tau"] for r in rows], _pct([r["acc"] for r in rows]), "o", color=f"C{i}", alpha=0.7,
+                label=f"seed {seed}")
+        a1.plot([1.0], [100 * intact.get(seed, res["baseline_acc"])], "*", color=f"C{i}", ms=13, mec="k")
+    a1.plot([], [], "*", color="0.6", mec="k", ms=13, label="original order (tau = 1)")
+    a1.axhline(100 * results["chance_acc"], color="gray", ls="--", lw=1, label="chance")
+    a1.set(xlabel="Kendall's tau to the original order", ylabel="test accuracy (%)", ylim=(0, 102),
+           title="(a) re-ordering blocks (Veit et al. Fig. 5b)")
+    a1.legend(fontsize=7)
+    xs = list(range(len(norms)))
+    a2.bar(xs, [r["residual_over_shortcut"] for r in norms],
+           color=["C3" if r["downsampling"] else "C0" for r in norms], alpha=0.6)
+    for x, r in zip(xs, norms):
+        vals = r.get("residual_over_shortcut_seeds", [])
+        a2.plot([x] * len(vals), vals, "k.", ms=4)
+    a2.axhline(1.0, color="gray", ls="--", lw=1)
+    a2.set_xticks(xs, [r["block"] for r in norms], rotation=45, ha="right", fontsize=8)
+    a2.set(ylabel="||F(x)|| / ||shortcut(x)||", title="(b) residual branch against shortcut (red: downsampling)")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    return Plot(save_figure(fig, out_dir, "lesion_reorder_norms.png"),
+                "(a) Test accuracy after re-ordering the blocks by random swaps of compatible blocks, against "
+                "Kendall's tau between the new and the original order (one colour per seed); (b) per block, the norm "
+                "of the residual branch's output over the shortcut's on test images (bars: mean over seeds; dots: seeds; "
+                "dashed: equal size).")
 
 
 # ---------------------------------------------------------------------------------------------

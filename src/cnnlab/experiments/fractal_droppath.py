@@ -42,7 +42,7 @@ from cnnlab.experiments.framework import (
     register_experiment,
     seed_criterion,
 )
-from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm
+from cnnlab.experiments.multiseed import arm_row, plot_arms, train_zoo_arm
 from cnnlab.experiments.tools import mean_std
 from cnnlab.training import recalibrate_batchnorm
 
@@ -135,9 +135,8 @@ def run(ctx: ExperimentContext, cfg: FractalDropPathConfig) -> Outcome:
                 "no_drop_path": dict(drop_path_local=0.0, global_drop_ratio=0.0)}
     arms: dict[str, dict[str, Any]] = {}
     for arm, dp in arms_cfg.items():
-        build = lambda dp=dp: ctx.create_model("fractalnet_cifar", data, **base, **dp)  # noqa: E731
-        fits = train_arm(ctx, f"fractalnet {arm}", build, data, cfg.train, seeds=cfg.seeds,
-                         key={"model": "fractalnet_cifar", **base, **dp})  # fmt: skip
+        fits = train_zoo_arm(ctx, f"fractalnet {arm}", "fractalnet_cifar", data, cfg.train, seeds=cfg.seeds,
+                             options={**base, **dp})  # fmt: skip
         arms[arm] = evaluate_arm(ctx, fits, data, columns=cfg.columns, recalibrate=cfg.recalibrate_bn)
     criteria, extra = fractal_criteria(arms, columns=cfg.columns, near=cfg.near)
     rows = []

@@ -37,7 +37,9 @@ def train_arm(
     """``build()`` trained once per seed (``ctx.seed``, ``ctx.seed + 1``, ...); the FitResults.
 
     ``build`` is called under ``torch.manual_seed(seed)``, so arms built from the same seed start
-    from the same random stream.
+    from the same random stream. ``build`` must not re-seed: ``ctx.create_model`` does (from the
+    run's seed, so every seed would start from the same weights); train zoo models with
+    :func:`train_zoo_arm`.
     """
     fits = []
     for seed in seed_list(ctx, seeds):

@@ -26,7 +26,7 @@ from cnnlab.experiments.framework import (
     register_experiment,
     seed_criterion,
 )
-from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm
+from cnnlab.experiments.multiseed import arm_row, plot_arms, train_zoo_arm
 from cnnlab.results import RESNET34_SHORTCUTS, RESNET34_SHORTCUTS_SOURCE
 
 __all__ = ["ShortcutsConfig", "SCALES", "run"]
@@ -94,8 +94,8 @@ def run(ctx: ExperimentContext, cfg: ShortcutsConfig) -> Outcome:
     for opt in OPTIONS:
         build = lambda opt=opt: ctx.create_model(cfg.model, data, shortcut=opt, **options)  # noqa: E731
         size = ctx.analyze(build(), data.input_size)
-        fits = train_arm(ctx, f"{cfg.model} option {opt}", build, data, cfg.train, seeds=cfg.seeds,
-                         key={"model": cfg.model, "shortcut": opt, **options})  # fmt: skip
+        fits = train_zoo_arm(ctx, f"{cfg.model} option {opt}", cfg.model, data, cfg.train, seeds=cfg.seeds,
+                             options={"shortcut": opt, **options})  # fmt: skip
         rows[opt] = arm_row([f.test_acc for f in fits], train_acc=[float(f.train_acc) for f in fits], **size)
     plain = ctx.analyze(ctx.create_model(cfg.model, data, shortcut="none", **options), data.input_size)
     a, b, c = (rows[o] for o in OPTIONS)

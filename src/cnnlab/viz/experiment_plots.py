@@ -224,17 +224,22 @@ def plot_ablation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     fig = Figure(figsize=(8.0, 4.2))
     ax = fig.add_subplot()
     names = [v["name"] for v in variants]
-    accs = _pct([v["test_acc"] for v in variants])
-    bars = ax.bar(range(len(names)), accs, color=[f"C{i}" for i in range(len(names))])
+    # test_acc is one value per seed (a single float in results written before issue 20)
+    seeds = [v["test_acc"] if isinstance(v["test_acc"], list) else [v["test_acc"]] for v in variants]
+    accs = _pct([sum(s) / len(s) for s in seeds])
+    bars = ax.bar(range(len(names)), accs, color=[f"C{i}" for i in range(len(names))], alpha=0.8)
+    for i, s in enumerate(seeds):
+        ax.plot([i] * len(s), _pct(s), "o", color="k", ms=4, alpha=0.6)
     for bar, v in zip(bars, variants):
         ax.annotate(f"{v['params'] / 1e6:.2f}M params", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
-    lo = max(0.0, min(accs) - 10)
+    lo = max(0.0, min(min(_pct(s)) for s in seeds) - 10)
     ax.set(ylabel="test accuracy (%)", ylim=(lo, 100.5), title="Removing layers of an AlexNet-style network")
     ax.grid(alpha=0.3, axis="y")
     return [Plot(save_figure(fig, out_dir, "ablation.png"),
-                 "Test accuracy of each variant, retrained from scratch; labels give its parameters.")]
+                 "Test accuracy of each variant, retrained from scratch: bars the mean over seeds, dots single "
+                 "seeds; labels give its parameters.")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def run(ctx: ExperimentContext, cfg: VGGDepthConfig) -> Outcome:
     results = {"columns": columns, "depth_slope": compared["depth_slope"], "train_error_depth_slope": train_slope,
                "batch_norm": cfg.batch_norm, "lrn_margin": cfg.lrn_margin,
                "comparisons": {k: vars(v) for k, v in compared.items() if isinstance(v, SeedComparison)},
-               "depth_slopes": compared["depth_slopes"], "train_error_depth_slopes": compared["train_error_depth_slopes"]}
+               **{k: compared[k] for k in ("depth_slopes", "train_error_depth_slopes")}}
     return Outcome(results=results, criteria=criteria, tables=[_table(columns, cfg.seeds)],
                    setup=_setup(ctx, cfg, data, options),
                    notes=_notes(cfg, data, options, compared["depth_slope"], train_slope))  # fmt: skip

@@ -97,11 +97,12 @@ def plot_small_filters(results: dict, out_dir: Path) -> list[Plot]:
         axes[2].errorbar([i], [100 * nets[n]["mean_acc"]], yerr=[100 * nets[n]["std_acc"]], fmt="_", ms=30,
                          mew=2.5, capsize=6, color="k")
     axes[2].set_xticks(range(len(names)), names)
-    axes[2].set(ylabel="test accuracy (%)", title="Accuracy (dots: seeds; bar: mean +- std)")
+    axes[2].set(ylabel="test accuracy (%)")
+    axes[2].set_title("Test accuracy\n(dots: seeds; bars: mean +- std)", fontsize=10)
     if "accuracy" in results:  # the paired comparison the verdict is decided on
         cmp = results["accuracy"]
-        axes[2].set_xlabel(f"3x3 - 7x7: {100 * cmp['difference']:+.2f} +- {100 * cmp['stderr']:.2f} points "
-                           f"(paired SE): {cmp['verdict']}", fontsize=8)
+        axes[2].set_xlabel(f"3x3 - 7x7: {100 * cmp['difference']:+.2f} +- {100 * cmp['stderr']:.2f} points\n"
+                           f"(paired standard error): {cmp['verdict']}", fontsize=8)
     for a in axes:
         a.grid(alpha=0.3, axis="y")
     return [Plot(save_figure(fig, out_dir, "small_filters.png"),

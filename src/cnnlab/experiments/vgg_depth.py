@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.batchnorm import VGG_DIGITS_OVERRIDES
@@ -110,8 +111,9 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 def plot_vgg_depth(results: dict, out_dir: Path) -> list[Plot]:
     cols = results["columns"]
-    fig = Figure(figsize=(7.0, 4.3))
-    ax = fig.add_subplot()
+    paired = "comparisons" in results  # results written before issue 20 have no per-seed comparisons
+    fig = Figure(figsize=(11.5 if paired else 7.0, 4.3))
+    ax = fig.add_subplot(1, 2 if paired else 1, 1)
     shift = {"A-LRN": 0.3, "C": -0.3}  # columns that share a depth with another are drawn beside it
     for name, c in cols.items():
         color = "C3" if name == "A-LRN" else "C1" if name == "C" else "C0"
@@ -122,12 +124,47 @@ def plot_vgg_depth(results: dict, out_dir: Path) -> list[Plot]:
     series = [cols[n] for n in DEPTH_SERIES if n in cols]
     ax.plot([c["depth"] for c in series], [100 * c["mean_error"] for c in series], "-", color="C0", lw=1,
             label="A, B, D, E (3x3 only, no LRN)")
-    ax.set(xlabel="weight layers (A-LRN and C drawn beside A and D)", ylabel="test error (%)", title=f"VGG columns on {results['data']} (mean +- std over seeds)")
-    ax.grid(alpha=0.3)
+    ax.set_yscale("log")  # one column's bad seeds would otherwise flatten the others' differences
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set(xlabel="weight layers (A-LRN and C drawn beside A and D)", ylabel="test error (%, log scale)",
+           title=f"VGG columns on {results['data']} (mean +- std over seeds)")
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    if paired:
+        _plot_verdicts(fig.add_subplot(1, 2, 2), results["comparisons"], lrn_margin=results.get("lrn_margin", 0.0))
     return [Plot(save_figure(fig, out_dir, "vgg_depth.png"),
-                 "Test error of each VGG column against its number of weight layers: squares are the mean over "
-                 "seeds with their standard deviation, dots single seeds; A-LRN in red, C (1x1) in orange.")]
+                 "Left: test error of each VGG column against its number of weight layers (log scale): squares "
+                 "are the mean over seeds with their standard deviation, dots single seeds; A-LRN in red, C (1x1) "
+                 "in orange. Right: what the verdicts are decided on, per seed (dots) with the mean +- 2 standard "
+                 "errors: the slope of error against depth, and the paired differences A-LRN - A and C - D.")]
+
+
+def _plot_verdicts(ax: Any, comparisons: dict, *, lrn_margin: float) -> None:
+    """The per-seed quantities of the three criteria, each with its mean +- 2 standard errors. The LRN
+    criterion is "A-LRN - A stays above -margin" (LRN's gain below the margin): its verdict is
+    ``lrn_gain``'s and the margin is drawn dashed."""
+    panels = (("depth", "slope across A, B, D, E\n(points per layer)"), ("lrn_vs_a", "A-LRN - A\n(points)"),
+              ("c_vs_d", "C - D\n(points)"))  # fmt: skip
+    for i, (key, label) in enumerate(panels):
+        cmp = comparisons[key]
+        values = [100 * (x - y) for x, y in zip(cmp["a"], cmp["b"])]
+        ax.plot([i] * len(values), values, "o", color=f"C{i}", alpha=0.6)
+        ax.errorbar([i], [100 * cmp["difference"]], yerr=[200 * cmp["stderr"]], fmt="_", ms=26, mew=2.5, capsize=6,
+                    color="k")
+        verdict = comparisons["lrn_gain"]["verdict"] if key == "lrn_vs_a" else cmp["verdict"]
+        ax.annotate(verdict, (i, 100 * cmp["difference"]), textcoords="offset points", xytext=(14, 0),
+                    fontsize=8, va="center")
+        if key == "lrn_vs_a":
+            ax.hlines(-100 * lrn_margin, i - 0.3, i + 0.3, colors="C3", linestyles="--", lw=1.5)
+            ax.annotate(f"margin: LRN helps by\n{100 * lrn_margin:g} points", (i - 0.3, -100 * lrn_margin),
+                        textcoords="offset points", xytext=(-4, 0), ha="right", va="center", fontsize=7, color="C3")
+    ax.axhline(0.0, color="0.5", lw=1)
+    ax.set_xticks(range(len(panels)), [label for _, label in panels], fontsize=8)
+    ax.set_xlim(-0.5, len(panels) - 0.2)
+    ax.set(ylabel="per seed (error points)", title="The verdicts: per seed, mean +- 2 SE")
+    ax.grid(alpha=0.3, axis="y")
 
 
 @register_experiment(

@@ -169,6 +169,11 @@ def test_ablation_params_and_rebuilt_layers(tiny_runs):
     assert v["full network"]["params"] - v["without fc6, fc7"]["params"] == removed
     assert v["without fc6, fc7"]["rebuilt"] == ["classifier.fc8"]
     assert v["without conv3, conv4"]["rebuilt"] == ["features.conv5"]
+    # Issue 20: each variant over the same 2 seeds; its cost paired per seed.
+    full = v["full network"]["test_acc"]
+    assert len(full) == 2 and all(len(x["test_acc"]) == 2 for x in v.values())
+    assert v["without fc7"]["drops"] == pytest.approx([f - a for f, a in zip(full, v["without fc7"]["test_acc"])])
+    assert set(results["comparisons"]) == {"fc7", "fc6_fc7", "conv3_conv4_extra"}
 
 
 def test_probes_and_invariance_cover_every_stage(tiny_runs):

@@ -168,6 +168,11 @@ def test_batchnorm_and_vgg_depth_cover_the_grid_and_the_columns(tiny_runs):
     depths = {name: c["depth"] for name, c in vgg["columns"].items()}
     # Simonyan & Zisserman, Table 1: 11, 11, 13, 16, 16 and 19 weight layers (from the analyzer).
     assert depths == {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+    # Issue 20: every column over the same seeds, the verdicts from the per-seed values.
+    assert all(len(c["test_error"]) == 2 for c in vgg["columns"].values())
+    assert len(vgg["depth_slopes"]) == 2 and set(vgg["comparisons"]) == {"depth", "lrn_gain", "lrn_vs_a", "c_vs_d"}
+    c_vs_d = vgg["comparisons"]["c_vs_d"]
+    assert c_vs_d["difference"] == pytest.approx(vgg["columns"]["C"]["mean_error"] - vgg["columns"]["D"]["mean_error"])
 
 
 def test_batchnorm_selects_the_rate_on_val_even_where_test_disagrees():
@@ -217,6 +222,9 @@ def test_small_filters_measures_the_lectures_numbers(tiny_runs):
     assert s["block_rf"] == b["block_rf"] == [7, 7]
     assert s["block_weights"] == 27 * c * c and b["block_weights"] == 49 * c * c  # lecture 002
     assert s["relus_per_block"] == 3 and b["relus_per_block"] == 1
+    acc = results["accuracy"]  # issue 20: paired over the same seeds
+    assert len(s["test_acc"]) == len(b["test_acc"]) == 2 and acc["paired"]
+    assert acc["difference"] == pytest.approx(s["mean_acc"] - b["mean_acc"])
 
 
 def test_ensemble_reports_every_k_and_augmentation_every_variant(tiny_runs):

@@ -15,7 +15,9 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Table, TrainSpec, register_experiment
+from cnnlab.experiments.multiseed import arm_row, train_arm
 from cnnlab.experiments.surgery import remove_layers
+from cnnlab.experiments.tools import against_margin, margin_criterion, seed_list
 from cnnlab.viz.experiment_plots import plot_ablation
 
 __all__ = ["AblationConfig", "SCALES", "VARIANTS", "LAYER_MODULES", "QUICK_OVERRIDES", "he_init", "run"]
@@ -54,14 +56,18 @@ class AblationConfig:
     model_options: tuple[tuple[str, Any], ...] = ()
     data_options: tuple[tuple[str, Any], ...] = ()
     he_init: bool = False  # re-initialise every variant with He et al. 2015 (see he_init)
-    # Thresholds of the criteria, in accuracy points.
-    small_fc7: float = 0.02  # "costs little": removing fc7
+    seeds: int = 3  # every variant trained with the same seeds; costs are paired per seed
+    # Margins of the criteria, as fractions of accuracy; each is decided on the per-seed costs, beyond
+    # 2 standard errors (tools.against_margin).
+    small_fc7: float = 0.02  # "costs little": removing fc7 costs less than this
     small_fc67: float = 0.06  # removing fc6 and fc7 (the lecture: 5.7%)
-    large_extra: float = 0.02  # removing conv3, conv4 on top of fc6, fc7 must cost at least this much more
+    large_extra: float = 0.02  # removing conv3, conv4 on top of fc6, fc7 must cost more than this more
 
     def __post_init__(self) -> None:
         if len(self.input_size) != 3:
             raise ConfigError(f"ablation: input_size must be (C, H, W), got {self.input_size!r}")
+        if not isinstance(self.seeds, int) or self.seeds < 2:
+            raise ConfigError(f"ablation: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
 
 
 # What the quick scale changes in Krizhevsky's recipe (`alexnet`) so that five BN-free AlexNets train
@@ -87,6 +93,7 @@ SCALES = {
         train=TrainSpec(recipe="alexnet", epochs=1, batch_size=32, lr=1e-3, overrides=QUICK_OVERRIDES),
         model_options=(("width", 0.0625), ("pool_size", 1)),
         he_init=True,
+        seeds=2,
     ),
     # The paper's AlexNet at a quarter of its width (conv 24-64-96-96-64, FC 1024) on the mnist-5k
     # digits resized to 99x99: after CONV1 11x11/4 and three 3x3/2 pools, the last map is 2x2.
@@ -97,6 +104,7 @@ SCALES = {
         train=TrainSpec(recipe="alexnet", epochs=10, batch_size=64, lr=1e-3, overrides=QUICK_OVERRIDES),
         model_options=(("width", 0.25), ("pool_size", 2)),
         he_init=True,
+        seeds=3,
     ),
     # Zeiler & Fergus train on ImageNet, which this lab cannot download. The closest it can: the
     # full-width net and Krizhevsky's recipe on CIFAR-10 upsampled to 131x131 (at 227x227 the 60,000
@@ -136,71 +144,107 @@ def he_init(model: nn.Module) -> nn.Module:
 )
 def run(ctx: ExperimentContext, cfg: AblationConfig) -> Outcome:
     data, options = ctx.open_config(cfg)
-    variants: list[dict[str, Any]] = []
-    for label, removed, paper_drop in VARIANTS:
-        modules = tuple(m for layer in removed for m in LAYER_MODULES[layer])
+    variants = [_train_variant(ctx, cfg, data, options, label, removed, paper_drop)
+                for label, removed, paper_drop in VARIANTS]  # fmt: skip
+    add_costs(variants)
+    criteria, comparisons = _criteria(cfg, variants)
+    return Outcome(results={"model": cfg.model, "variants": variants, "comparisons": comparisons},
+                   criteria=criteria, tables=[_table(cfg, variants)], setup=_setup(ctx, cfg, data, options),
+                   notes=_notes(ctx, cfg, data))  # fmt: skip
 
-        def build(modules: tuple[str, ...] = modules) -> Any:
-            full = ctx.create_model(cfg.model, data, **options)
-            net = remove_layers(full, modules, input_size=data.input_size)[0] if modules else full
-            return he_init(net) if cfg.he_init else net
 
-        fit = ctx.train(f"{cfg.model} {label}", build, data, cfg.train,
-                        key={"model": cfg.model, "removed": removed, "he_init": cfg.he_init, **options})
-        rebuilt = remove_layers(ctx.create_model(cfg.model, data, **options), modules, input_size=data.input_size)[1]
-        size = ctx.analyze(fit.model, data.input_size)
-        variants.append(dict(
-            name=label, removed=list(removed), rebuilt=rebuilt, params=size["params"], macs=size["macs"],
-            depth=size["depth"], test_acc=float(fit.test_acc), train_acc=float(fit.train_acc),
-            paper_top5_drop=paper_drop,
-        ))  # fmt: skip
+def _train_variant(ctx: ExperimentContext, cfg: AblationConfig, data: Any, options: dict[str, Any], label: str,
+                   removed: tuple[str, ...], paper_drop: float | None) -> dict[str, Any]:
+    """One variant (the layers ``removed``) trained from scratch once per seed; its size from the analyzer."""
+    from cnnlab.models import create_model
 
+    modules = tuple(m for layer in removed for m in LAYER_MODULES[layer])
+
+    def full() -> nn.Module:
+        return create_model(cfg.model, num_classes=data.num_classes, in_chans=data.input_size[0], **options)
+
+    def build() -> nn.Module:  # train_arm seeds the global generator first, as ctx.create_model would
+        net = full()
+        net = remove_layers(net, modules, input_size=data.input_size)[0] if modules else net
+        return he_init(net) if cfg.he_init else net
+
+    fits = train_arm(ctx, f"{cfg.model} {label}", build, data, cfg.train, seeds=cfg.seeds,
+                     key={"model": cfg.model, "removed": removed, "he_init": cfg.he_init, **options})  # fmt: skip
+    rebuilt = remove_layers(full(), modules, input_size=data.input_size)[1]
+    size = ctx.analyze(fits[0].model, data.input_size)
+    return dict(name=label, removed=list(removed), rebuilt=rebuilt, params=size["params"], macs=size["macs"],
+                depth=size["depth"], paper_top5_drop=paper_drop,
+                **arm_row([float(f.test_acc) for f in fits], train_acc=[float(f.train_acc) for f in fits]))
+
+
+def add_costs(variants: list[dict[str, Any]]) -> None:
+    """Each variant's cost against the full network (the first), per seed (``drops``: paired, the
+    same seed's full net minus the variant) and its mean (``drop``), and the parameters removed."""
     full = variants[0]
     for v in variants:
-        v["drop"] = full["test_acc"] - v["test_acc"]
+        v["drops"] = [f - a for f, a in zip(full["test_acc"], v["test_acc"])]
+        v["drop"] = sum(v["drops"]) / len(v["drops"])
         v["params_removed"] = full["params"] - v["params"]
+
+
+def _criteria(cfg: AblationConfig, variants: list[dict[str, Any]]) -> tuple[list[Criterion], dict[str, Any]]:
+    full = variants[0]
     by = {v["name"]: v for v in variants}
-    no7, no67, no34, no3467 = (by[name] for name, _, _ in VARIANTS[1:])
-    pp = lambda v: f"{100 * v:.1f} points"  # noqa: E731
+    no7, no67, _, no3467 = (by[name] for name, _, _ in VARIANTS[1:])
+    extra = [a - b for a, b in zip(no3467["drops"], no67["drops"])]  # the cost of conv3, conv4 on top
+    compared = {"fc7": against_margin(no7["drops"], cfg.small_fc7, expect="less"),
+                "fc6_fc7": against_margin(no67["drops"], cfg.small_fc67, expect="less"),
+                "conv3_conv4_extra": against_margin(extra, cfg.large_extra, expect="greater")}  # fmt: skip
     share = lambda v: f"{100 * v['params_removed'] / full['params']:.0f}% of the parameters"  # noqa: E731
+    pct = lambda v: f"{100 * v['mean_acc']:.2f}%"  # noqa: E731
     criteria = [
-        Criterion(
-            description=f"removing fc7 costs at most {pp(cfg.small_fc7)} of test accuracy",
-            finding=f"removing fc7 ({share(no7)}) cost {pp(no7['drop'])}",
-            passed=no7["drop"] <= cfg.small_fc7,
-        ),
-        Criterion(
-            description=f"removing fc6 and fc7 costs at most {pp(cfg.small_fc67)} although they hold most "
-            "of the parameters (over half)",
-            finding=f"removing fc6 and fc7 ({share(no67)}) cost {pp(no67['drop'])}",
-            passed=no67["drop"] <= cfg.small_fc67 and no67["params_removed"] > 0.5 * full["params"],
-        ),
-        Criterion(
-            description=f"also removing conv3 and conv4 costs at least {pp(cfg.large_extra)} more than "
-            "removing fc6 and fc7 alone",
-            finding=f"removing conv3, conv4, fc6 and fc7 cost {pp(no3467['drop'])} against "
-            f"{pp(no67['drop'])} for fc6 and fc7",
-            passed=no3467["drop"] - no67["drop"] >= cfg.large_extra,
-        ),
-    ]
-    table = Table(
-        title=f"Variants of {cfg.model}, each trained from scratch with the same recipe",
-        columns=("variant", "weight layers", "params", "MACs / image", "test acc (%)", "drop (points)",
-                 "train acc (%)", "lecture's top-5 drop (ImageNet, %)"),
-        rows=tuple((v["name"], v["depth"], v["params"], v["macs"], round(100 * v["test_acc"], 2),
-                    round(100 * v["drop"], 2), round(100 * v["train_acc"], 2), v["paper_top5_drop"])
-                   for v in variants),
+        margin_criterion("removing fc7 costs little: its cost in test accuracy (per seed, against the full net) "
+                         "is below the margin", f"without fc7 ({share(no7)}) {pct(no7)} against {pct(full)}; cost",
+                         compared["fc7"]),
+        Criterion(description="fc6 and fc7 hold over half of the parameters (analyzer)",
+                  finding=f"removing fc6 and fc7 removes {no67['params_removed']:,} of {full['params']:,} parameters "
+                  f"({share(no67)})", passed=no67["params_removed"] > 0.5 * full["params"]),
+        margin_criterion("removing fc6 and fc7 costs little: its cost is below the margin",
+                         f"without fc6, fc7 {pct(no67)} against {pct(full)}; cost", compared["fc6_fc7"]),
+        margin_criterion("also removing conv3 and conv4 costs a lot more than removing fc6 and fc7 alone: the "
+                         "extra cost (per seed) is above the margin",
+                         f"without conv3, conv4, fc6, fc7 {pct(no3467)} against {pct(no67)} without fc6, fc7; "
+                         "extra cost", compared["conv3_conv4_extra"]),
+    ]  # fmt: skip
+    return criteria, {k: vars(c) for k, c in compared.items()}
+
+
+def _table(cfg: AblationConfig, variants: list[dict[str, Any]]) -> Table:
+    return Table(
+        title=f"Variants of {cfg.model}, each trained from scratch with the same recipe ({cfg.seeds} seeds)",
+        columns=("variant", "weight layers", "params", "MACs / image", "test acc (%)", "std", "per seed (%)",
+                 "drop (points)", "train acc (%)", "lecture's top-5 drop (ImageNet, %)"),
+        rows=tuple((v["name"], v["depth"], v["params"], v["macs"], round(100 * v["mean_acc"], 2),
+                    round(100 * v["std_acc"], 2), ", ".join(f"{100 * a:.1f}" for a in v["test_acc"]),
+                    round(100 * v["drop"], 2), round(100 * sum(v["train_acc"]) / len(v["train_acc"]), 2),
+                    v["paper_top5_drop"]) for v in variants),
     )  # fmt: skip
-    setup = [
+
+
+def _setup(ctx: ExperimentContext, cfg: AblationConfig, data: Any, options: dict[str, Any]) -> list[str]:
+    return [
         f"Data: `{data.name}` resized to {'x'.join(map(str, data.input_size))}, {len(data.train.y):,} "
         f"training and {len(data.test.y):,} test images.",
         f"Network: `{cfg.model}` from the zoo" + (f" with {options}" if options else "") + "; a variant "
         "replaces the removed layers (with their ReLU, and dropout for FC layers) by the identity and "
         "rebuilds the next layer to read what it now receives (conv5 after conv3/conv4 go, fc8 after "
         "fc6/fc7 go).",
-        f"Training: every variant from scratch, {cfg.train.describe()}, seed {ctx.seed}.",
+        f"Training: every variant from scratch, {cfg.train.describe()}, seeds "
+        f"{', '.join(map(str, seed_list(ctx, cfg.seeds)))} (the same for every variant: same initialisation "
+        "stream and data order); the epoch is selected on the validation split and the test split read once.",
+        "Verdicts: a variant's cost is, per seed, the full net's test accuracy minus the variant's; each "
+        "criterion compares the mean cost with its margin and is met or not met only when the two differ by "
+        "more than 2 standard errors of the per-seed costs, otherwise it is within noise.",
         "Parameters, MACs and weight layers come from `cnnlab.analysis.analyze`.",
     ]
+
+
+def _notes(ctx: ExperimentContext, cfg: AblationConfig, data: Any) -> list[str]:
     notes = [
         "Zeiler & Fergus ablate their ImageNet re-implementation and report top-5 error; this run reports "
         f"top-1 accuracy on {data.name}, so the lecture's figures are for orientation, not comparison.",
@@ -208,7 +252,7 @@ def run(ctx: ExperimentContext, cfg: AblationConfig) -> Outcome:
     if ctx.scale != "full":
         notes.append(
             "The network is AlexNet at reduced width and input (see the options above) so that five "
-            "trainings fit the CPU budget."
+            "trainings per seed fit the CPU budget."
         )
     if cfg.he_init:
         notes.append(
@@ -220,5 +264,4 @@ def run(ctx: ExperimentContext, cfg: AblationConfig) -> Outcome:
         )
     if data.name.startswith("mnist") or data.name == "digits":
         notes.append("Digits are easy: even the shallowest variant may do well, which shrinks every difference.")
-    return Outcome(results={"model": cfg.model, "variants": variants}, criteria=criteria, tables=[table],
-                   setup=setup, notes=notes)  # fmt: skip
+    return notes

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cnnlab.experiments.framework import ExperimentContext
+from cnnlab.experiments.framework import Criterion, ExperimentContext, SeedComparison, compare_seeds
 
-__all__ = ["ADAM", "seeded", "seed_list", "predict_proba", "accuracy", "MeasureEachEpoch", "mean_std", "restrict"]
+__all__ = ["ADAM", "seeded", "seed_list", "predict_proba", "accuracy", "MeasureEachEpoch", "mean_std", "restrict",
+           "against_margin", "margin_criterion"]
 
 # The optimiser these experiments were set up with on the `lenet` recipe (Adam at 2e-3, beta1 0.9, no
 # weight decay, no label smoothing), pinned as overrides. It was chosen while the experiments were
@@ -155,4 +156,32 @@ def restrict(data: Any, *, classes: Sequence[int] | None = None, per_class: int 
         num_classes=len(kept),
         class_names=tuple(data.class_names[c] for c in kept),
         notes=(*data.notes, f"classes {kept}" + (f", {per_class} training samples per class" if per_class else "")),
+    )
+
+
+def against_margin(values: Sequence[float], margin: float, *, expect: str) -> SeedComparison:
+    """Per-seed values of one quantity (a lesion's cost, an arm's gain) against a fixed ``margin``:
+    :func:`compare_seeds` with a constant second arm, so the difference is ``mean - margin`` and its
+    standard error that of the values. "met" only if the mean lies beyond the margin on the
+    ``expect`` side ("less": below it) by more than 2 standard errors, "not met" if it lies beyond it
+    on the other side by as much, "within noise" otherwise. For claims with a size ("costs little",
+    "does not help"), where a plain comparison with 0 would call any real but small effect contrary."""
+    return compare_seeds(values, [float(margin)] * len(values), expect=expect)
+
+
+def margin_criterion(description: str, finding: str, comparison: SeedComparison, *,
+                     scale: float = 100.0, unit: str = " points") -> Criterion:
+    """A :class:`Criterion` decided by ``comparison`` from :func:`against_margin`; the finding gives
+    the quantity's mean and standard error and the margin (not their difference)."""
+    margin = comparison.b[0]
+    mean = comparison.difference + margin
+    n = len(comparison.a)
+    side = "below" if comparison.expect == "less" else "above"
+    return Criterion(
+        description=f"{description} ({side} {scale * margin:g}{unit} by more than {comparison.threshold:g} "
+        "standard errors over seeds)",
+        finding=f"{finding}: {scale * mean:+.2f} +- {scale * comparison.stderr:.2f}{unit} (standard error, {n} "
+        f"seeds) against {scale * margin:g}{unit}",
+        passed=comparison.verdict == "met",
+        status="within noise" if comparison.verdict == "within noise" else "",
     )

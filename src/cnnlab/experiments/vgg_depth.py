@@ -8,17 +8,20 @@ depth, A-LRN against A, C (1x1 convolutions) against D (3x3).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.batchnorm import VGG_DIGITS_OVERRIDES
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
-from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison
+from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.multiseed import train_arm
+from cnnlab.experiments.tools import against_margin, margin_criterion, mean_std, seed_list
 from cnnlab.viz.experiment_plots import save_figure
 
 __all__ = ["VGGDepthConfig", "COLUMNS", "SCALES", "run", "plot_vgg_depth"]
@@ -46,10 +49,16 @@ class VGGDepthConfig:
     model_options: tuple[tuple[str, Any], ...] = ()
     batch_norm: bool = False
     data_options: tuple[tuple[str, Any], ...] = ()
+    # "LRN does not improve": met when LRN's gain (A's error minus A-LRN's, per seed) is below this
+    # by more than 2 standard errors. Paper: A-LRN 29.7% against A 29.6% (Table 3), no gain at all;
+    # half a point is 5 of the 1,000 test digits, about the seed spread of one column at quick scale.
+    lrn_margin: float = 0.005
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 1:
-            raise ConfigError(f"vgg-depth: seeds must be a positive integer, got {self.seeds!r}")
+        if not isinstance(self.seeds, int) or self.seeds < 2:
+            raise ConfigError(f"vgg-depth: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        if not 0 <= self.lrn_margin < 1:
+            raise ConfigError(f"vgg-depth: lrn_margin must be a fraction in [0, 1), got {self.lrn_margin!r}")
         if any(k == "batch_norm" for k, _ in self.model_options):
             raise ConfigError("vgg-depth: give batch_norm as its own field, not in model_options")
 
@@ -60,7 +69,7 @@ SCALES = {
         data_options=(("shape", (1, 32, 32)), ("n", 32)),
         input_size=(1, 32, 32),
         train=TrainSpec(recipe="vgg", epochs=1, batch_size=32, lr=0.1, overrides=VGG_DIGITS_OVERRIDES),
-        seeds=1,
+        seeds=2,
         model_options=(("width", 0.0625), ("fc_width", 16), ("pool_size", 1)),
         batch_norm=True,
     ),
@@ -74,7 +83,9 @@ SCALES = {
         data="mnist-5k",
         input_size=(1, 32, 32),
         train=TrainSpec(recipe="vgg", epochs=4, batch_size=64, lr=0.1, overrides=VGG_DIGITS_OVERRIDES),
-        seeds=2,
+        # Five seeds: 3 took 142 s of CPU on one thread (18 nets), and E's error varies by several
+        # points from seed to seed.
+        seeds=5,
         model_options=(("width", 0.125), ("fc_width", 128), ("pool_size", 1)),
         batch_norm=True,
     ),
@@ -91,7 +102,7 @@ SCALES = {
 }
 
 
-def _slope(xs: list[float], ys: list[float]) -> float:
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of ys against xs."""
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
@@ -100,8 +111,9 @@ def _slope(xs: list[float], ys: list[float]) -> float:
 
 def plot_vgg_depth(results: dict, out_dir: Path) -> list[Plot]:
     cols = results["columns"]
-    fig = Figure(figsize=(7.0, 4.3))
-    ax = fig.add_subplot()
+    paired = "comparisons" in results  # results written before issue 20 have no per-seed comparisons
+    fig = Figure(figsize=(11.5 if paired else 7.0, 4.3))
+    ax = fig.add_subplot(1, 2 if paired else 1, 1)
     shift = {"A-LRN": 0.3, "C": -0.3}  # columns that share a depth with another are drawn beside it
     for name, c in cols.items():
         color = "C3" if name == "A-LRN" else "C1" if name == "C" else "C0"
@@ -112,12 +124,47 @@ def plot_vgg_depth(results: dict, out_dir: Path) -> list[Plot]:
     series = [cols[n] for n in DEPTH_SERIES if n in cols]
     ax.plot([c["depth"] for c in series], [100 * c["mean_error"] for c in series], "-", color="C0", lw=1,
             label="A, B, D, E (3x3 only, no LRN)")
-    ax.set(xlabel="weight layers (A-LRN and C drawn beside A and D)", ylabel="test error (%)", title=f"VGG columns on {results['data']} (mean +- std over seeds)")
-    ax.grid(alpha=0.3)
+    ax.set_yscale("log")  # one column's bad seeds would otherwise flatten the others' differences
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set(xlabel="weight layers (A-LRN and C drawn beside A and D)", ylabel="test error (%, log scale)",
+           title=f"VGG columns on {results['data']} (mean +- std over seeds)")
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    if paired:
+        _plot_verdicts(fig.add_subplot(1, 2, 2), results["comparisons"], lrn_margin=results.get("lrn_margin", 0.0))
     return [Plot(save_figure(fig, out_dir, "vgg_depth.png"),
-                 "Test error of each VGG column against its number of weight layers: squares are the mean over "
-                 "seeds with their standard deviation, dots single seeds; A-LRN in red, C (1x1) in orange.")]
+                 "Left: test error of each VGG column against its number of weight layers (log scale): squares "
+                 "are the mean over seeds with their standard deviation, dots single seeds; A-LRN in red, C (1x1) "
+                 "in orange. Right: what the verdicts are decided on, per seed (dots) with the mean +- 2 standard "
+                 "errors: the slope of error against depth, and the paired differences A-LRN - A and C - D.")]
+
+
+def _plot_verdicts(ax: Any, comparisons: dict, *, lrn_margin: float) -> None:
+    """The per-seed quantities of the three criteria, each with its mean +- 2 standard errors. The LRN
+    criterion is "A-LRN - A stays above -margin" (LRN's gain below the margin): its verdict is
+    ``lrn_gain``'s and the margin is drawn dashed."""
+    panels = (("depth", "slope across A, B, D, E\n(points per layer)"), ("lrn_vs_a", "A-LRN - A\n(points)"),
+              ("c_vs_d", "C - D\n(points)"))  # fmt: skip
+    for i, (key, label) in enumerate(panels):
+        cmp = comparisons[key]
+        values = [100 * (x - y) for x, y in zip(cmp["a"], cmp["b"])]
+        ax.plot([i] * len(values), values, "o", color=f"C{i}", alpha=0.6)
+        ax.errorbar([i], [100 * cmp["difference"]], yerr=[200 * cmp["stderr"]], fmt="_", ms=26, mew=2.5, capsize=6,
+                    color="k")
+        verdict = comparisons["lrn_gain"]["verdict"] if key == "lrn_vs_a" else cmp["verdict"]
+        ax.annotate(verdict, (i, 100 * cmp["difference"]), textcoords="offset points", xytext=(14, 0),
+                    fontsize=8, va="center")
+        if key == "lrn_vs_a":
+            ax.hlines(-100 * lrn_margin, i - 0.3, i + 0.3, colors="C3", linestyles="--", lw=1.5)
+            ax.annotate(f"margin: LRN helps by\n{100 * lrn_margin:g} points", (i - 0.3, -100 * lrn_margin),
+                        textcoords="offset points", xytext=(-4, 0), ha="right", va="center", fontsize=7, color="C3")
+    ax.axhline(0.0, color="0.5", lw=1)
+    ax.set_xticks(range(len(panels)), [label for _, label in panels], fontsize=8)
+    ax.set_xlim(-0.5, len(panels) - 0.2)
+    ax.set(ylabel="per seed (error points)", title="The verdicts: per seed, mean +- 2 SE")
+    ax.grid(alpha=0.3, axis="y")
 
 
 @register_experiment(
@@ -131,60 +178,96 @@ def plot_vgg_depth(results: dict, out_dir: Path) -> list[Plot]:
 )
 def run(ctx: ExperimentContext, cfg: VGGDepthConfig) -> Outcome:
     data, options = ctx.open_config(cfg)
-    columns: dict[str, dict[str, Any]] = {}
-    for col, model in COLUMNS.items():
-        errors, train_errors = [], []
-        fit = None
-        for seed in seed_list(ctx, cfg.seeds):
-            sctx = seeded(ctx, seed)
-            fit = sctx.train(f"VGG-{col} (seed {seed})",
-                             lambda sctx=sctx, model=model: sctx.create_model(model, data, batch_norm=cfg.batch_norm, **options),
-                             data, cfg.train, key={"model": model, "batch_norm": cfg.batch_norm, **options})  # fmt: skip
-            errors.append(1.0 - float(fit.test_acc))
-            train_errors.append(1.0 - float(fit.train_acc))
-        size = ctx.analyze(fit.model, data.input_size)
-        mean, std = mean_std(errors)
-        columns[col] = dict(model=model, depth=size["depth"], params=size["params"], macs=size["macs"],
-                            test_error=errors, train_error=train_errors, mean_error=mean, std_error=std,
-                            paper_top1_error=PAPER_TOP1[col])  # fmt: skip
+    columns = {col: _train_column(ctx, cfg, data, options, col) for col in COLUMNS}
+    compared = compare_columns(columns, lrn_margin=cfg.lrn_margin)
+    criteria = _criteria(columns, compared)
+    train_slope = compared["train_error_depth_slope"]
+    results = {"columns": columns, "depth_slope": compared["depth_slope"], "train_error_depth_slope": train_slope,
+               "batch_norm": cfg.batch_norm, "lrn_margin": cfg.lrn_margin,
+               "comparisons": {k: vars(v) for k, v in compared.items() if isinstance(v, SeedComparison)},
+               **{k: compared[k] for k in ("depth_slopes", "train_error_depth_slopes")}}
+    return Outcome(results=results, criteria=criteria, tables=[_table(columns, cfg.seeds)],
+                   setup=_setup(ctx, cfg, data, options),
+                   notes=_notes(cfg, data, options, compared["depth_slope"], train_slope))  # fmt: skip
 
-    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+
+def _train_column(ctx: ExperimentContext, cfg: VGGDepthConfig, data: Any, options: dict[str, Any],
+                  col: str) -> dict[str, Any]:
+    """One column trained once per seed (the same seeds for every column): its errors and size."""
+    from cnnlab.models import create_model
+
+    model = COLUMNS[col]
+
+    def build() -> Any:  # train_arm seeds the global generator first, as ctx.create_model would
+        return create_model(model, num_classes=data.num_classes, in_chans=data.input_size[0],
+                            batch_norm=cfg.batch_norm, **options)  # fmt: skip
+
+    fits = train_arm(ctx, f"VGG-{col}", build, data, cfg.train, seeds=cfg.seeds,
+                     key={"model": model, "batch_norm": cfg.batch_norm, **options})  # fmt: skip
+    errors = [1.0 - float(f.test_acc) for f in fits]
+    size = ctx.analyze(fits[0].model, data.input_size)
+    mean, std = mean_std(errors)
+    return dict(model=model, depth=size["depth"], params=size["params"], macs=size["macs"], test_error=errors,
+                train_error=[1.0 - float(f.train_acc) for f in fits], mean_error=mean, std_error=std,
+                paper_top1_error=PAPER_TOP1[col])  # fmt: skip
+
+
+def compare_columns(columns: dict[str, dict[str, Any]], *, lrn_margin: float) -> dict[str, Any]:
+    """The per-seed quantities the criteria decide on (all paired: column ``i``-th value is seed ``i``):
+    the slope of test error against depth across A, B, D, E per seed (against 0), LRN's gain over A
+    (against ``lrn_margin``), A-LRN against A and C against D."""
     depths = [columns[n]["depth"] for n in DEPTH_SERIES]
-    slope = _slope(depths, [columns[n]["mean_error"] for n in DEPTH_SERIES])
-    train_slope = _slope(depths, [mean_std(columns[n]["train_error"])[0] for n in DEPTH_SERIES])
-    a, alrn, c, d = columns["A"], columns["A-LRN"], columns["C"], columns["D"]
-    noise = max(a["std_error"], alrn["std_error"])
-    seeds_note = f" (mean of {cfg.seeds} seeds)" if cfg.seeds > 1 else ""
-    criteria = [
-        Criterion(
-            description="across the 3x3 columns without LRN (A, B, D, E: 11 to 19 weight layers) the mean test "
-            "error falls with depth: least-squares slope below 0" + seeds_note,
-            finding=f"slope {100 * slope:+.3f} points per layer; errors "
-            + ", ".join(f"{n} ({columns[n]['depth']}) {pct(columns[n]['mean_error'])}" for n in DEPTH_SERIES),
-            passed=slope < 0,
-        ),
-        Criterion(
-            description="LRN does not help: A-LRN's mean error is not lower than A's by more than the larger "
-            "seed standard deviation of the two" + seeds_note,
-            finding=f"A-LRN {pct(alrn['mean_error'])} against A {pct(a['mean_error'])} (seed std {pct(noise)})",
-            passed=alrn["mean_error"] >= a["mean_error"] - noise,
-        ),
-        Criterion(
-            description="C (three 1x1 layers) has a higher mean error than D (3x3 in their place)" + seeds_note,
-            finding=f"C {pct(c['mean_error'])} against D {pct(d['mean_error'])}",
-            passed=c["mean_error"] > d["mean_error"],
-        ),
-    ]
-    table = Table(
-        title="Columns of Simonyan & Zisserman's Table 1 at reduced width, same recipe" + seeds_note,
+    n_seeds = len(columns["A"]["test_error"])
+    slopes = [_slope(depths, [columns[n]["test_error"][i] for n in DEPTH_SERIES]) for i in range(n_seeds)]
+    train_slopes = [_slope(depths, [columns[n]["train_error"][i] for n in DEPTH_SERIES]) for i in range(n_seeds)]
+    a, alrn = columns["A"]["test_error"], columns["A-LRN"]["test_error"]
+    lrn_gain = [x - y for x, y in zip(a, alrn)]  # > 0: LRN lowered the error
+    return {
+        "depth_slopes": slopes,
+        "train_error_depth_slopes": train_slopes,
+        "depth_slope": mean_std(slopes)[0],
+        "train_error_depth_slope": mean_std(train_slopes)[0],
+        "depth": compare_seeds(slopes, [0.0] * n_seeds, expect="less"),
+        "lrn_gain": against_margin(lrn_gain, lrn_margin, expect="less"),
+        "lrn_vs_a": compare_seeds(alrn, a, expect="greater"),
+        "c_vs_d": compare_seeds(columns["C"]["test_error"], columns["D"]["test_error"], expect="greater"),
+    }
+
+
+def _criteria(columns: dict[str, dict[str, Any]], compared: dict[str, Any]) -> list[Criterion]:
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    a, alrn, c, d = (columns[n] for n in ("A", "A-LRN", "C", "D"))
+    lrn_vs_a = compared["lrn_vs_a"]
+    return [
+        seed_criterion(
+            "across the 3x3 columns without LRN (A, B, D, E: 11 to 19 weight layers) the test error falls with "
+            "depth: the least-squares slope of error against weight layers, per seed, is below 0",
+            "mean errors " + ", ".join(f"{n} ({columns[n]['depth']}) {pct(columns[n]['mean_error'])}"
+                                       for n in DEPTH_SERIES) + "; slope",
+            compared["depth"], unit=" points per layer"),
+        margin_criterion(
+            "LRN does not help: LRN's gain (A's test error minus A-LRN's, per seed) is below the margin",
+            f"A-LRN {pct(alrn['mean_error'])} against A {pct(a['mean_error'])} (A-LRN - A "
+            f"{lrn_vs_a.describe(verdict=False)}, {lrn_vs_a.verdict}); gain", compared["lrn_gain"]),
+        seed_criterion("C (three 1x1 layers) has a higher test error than D (3x3 in their place)",
+                       f"C {pct(c['mean_error'])} against D {pct(d['mean_error'])}", compared["c_vs_d"]),
+    ]  # fmt: skip
+
+
+def _table(columns: dict[str, dict[str, Any]], seeds: int) -> Table:
+    return Table(
+        title=f"Columns of Simonyan & Zisserman's Table 1 at reduced width, same recipe ({seeds} seeds)",
         columns=("column", "zoo model", "weight layers", "params", "MACs / image", "test error (%)", "std",
                  "per seed (%)", "train error (%)", "paper top-1 error, ImageNet (%)"),
         rows=tuple((n, v["model"], v["depth"], v["params"], v["macs"], round(100 * v["mean_error"], 2),
                     round(100 * v["std_error"], 2), ", ".join(f"{100 * e:.2f}" for e in v["test_error"]),
                     round(100 * mean_std(v["train_error"])[0], 2), v["paper_top1_error"]) for n, v in columns.items()),
     )  # fmt: skip
+
+
+def _setup(ctx: ExperimentContext, cfg: VGGDepthConfig, data: Any, options: dict[str, Any]) -> list[str]:
     width = options.get("width", 1.0)
-    setup = [
+    return [
         f"Data: `{data.name}` at {'x'.join(map(str, data.input_size))}, {len(data.train.y):,} training and "
         f"{len(data.test.y):,} test images.",
         f"Networks: the zoo's `{'`, `'.join(COLUMNS.values())}` with {options}"
@@ -192,9 +275,17 @@ def run(ctx: ExperimentContext, cfg: VGGDepthConfig) -> Outcome:
         + f". Width {width:g} of the paper's" + (" (reduced for the CPU)" if width < 1 else "") + "; depth, "
         "parameters and MACs from `cnnlab.analysis.analyze`.",
         f"Training: the same for every column, {cfg.train.describe()}; seeds "
-        f"{', '.join(map(str, seed_list(ctx, cfg.seeds)))}.",
+        f"{', '.join(map(str, seed_list(ctx, cfg.seeds)))}, the same for every column (same initialisation "
+        "stream and data order); the epoch is selected on the validation split and the test split read once.",
+        "Verdicts: per-seed (paired) differences and per-seed depth slopes, their mean and standard error; a "
+        "criterion is met or not met only beyond 2 standard errors, otherwise it is within noise. 'LRN does not "
+        f"help' is met when LRN's gain is below {100 * cfg.lrn_margin:g} points by more than 2 standard errors.",
         "Training error is the engine's running error over the last epoch (augmentation and dropout on).",
     ]
+
+
+def _notes(cfg: VGGDepthConfig, data: Any, options: dict[str, Any], slope: float, train_slope: float) -> list[str]:
+    width = options.get("width", 1.0)
     notes = [
         "The paper reports ImageNet top-1 error at 224x224 after 74 epochs; the table repeats its figures "
         "(single-scale evaluation, Table 3) for orientation only.",
@@ -208,11 +299,10 @@ def run(ctx: ExperimentContext, cfg: VGGDepthConfig) -> Outcome:
                      f"{options.get('fc_width', 'the scaled')} units) so that the six columns train on a CPU.")
     if data.name.startswith("mnist") or data.name == "digits":
         notes.append("Digits are easy: every column reaches a low error and the differences are of the order of "
-                     "the seed noise, which the table shows per seed.")
+                     "the seed noise, which the table shows per seed and the verdicts weigh.")
     if slope > 0 and train_slope > 0:
         notes.append(f"The training error rises with depth as well ({100 * train_slope:+.3f} points per layer across "
-                     "A, B, D, E): within this budget the deeper columns under-fit, an optimisation limit (the "
-                     "degradation of plain deep nets that ResNets address, lecture 004) rather than over-fitting.")
-    return Outcome(results={"columns": columns, "depth_slope": slope, "train_error_depth_slope": train_slope,
-                            "batch_norm": cfg.batch_norm},
-                   criteria=criteria, tables=[table], setup=setup, notes=notes)  # fmt: skip
+                     "A, B, D, E, mean of the per-seed slopes): within this budget the deeper columns under-fit, an "
+                     "optimisation limit (the degradation of plain deep nets that ResNets address, lecture 004) "
+                     "rather than over-fitting.")
+    return notes

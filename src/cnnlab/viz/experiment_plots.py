@@ -268,20 +268,27 @@ def _plot_lesion_reorder_norms(results: Mapping[str, Any], out_dir: Path) -> Plo
 
 def plot_ablation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     variants = results["variants"]
-    fig = Figure(figsize=(8.0, 4.2))
+    fig = Figure(figsize=(8.0, 4.4))
     ax = fig.add_subplot()
     names = [v["name"] for v in variants]
-    accs = _pct([v["test_acc"] for v in variants])
-    bars = ax.bar(range(len(names)), accs, color=[f"C{i}" for i in range(len(names))])
-    for bar, v in zip(bars, variants):
-        ax.annotate(f"{v['params'] / 1e6:.2f}M params", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
-    lo = max(0.0, min(accs) - 10)
-    ax.set(ylabel="test accuracy (%)", ylim=(lo, 100.5), title="Removing layers of an AlexNet-style network")
+    # test_acc is one value per seed (a single float in results written before issue 20). Points, not
+    # bars: the variants differ by a point or two near 98%, invisible on bars drawn from 0.
+    seeds = [v["test_acc"] if isinstance(v["test_acc"], list) else [v["test_acc"]] for v in variants]
+    for i, s in enumerate(seeds):
+        vals = _pct(s)
+        mean = sum(vals) / len(vals)
+        se = (sum((x - mean) ** 2 for x in vals) / (len(vals) - 1) / len(vals)) ** 0.5 if len(vals) > 1 else 0.0
+        ax.plot([i] * len(vals), vals, "o", color=f"C{i}", alpha=0.6)
+        ax.errorbar([i], [mean], yerr=[2 * se], fmt="_", ms=26, mew=2.5, capsize=6, color="k")
+    ax.set_xticks(range(len(names)), [f"{n}\n{v['params'] / 1e6:.2f}M params" for n, v in zip(names, variants)],
+                  rotation=15, fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set(ylabel="test accuracy (%)", title="Removing layers of an AlexNet-style network")
     ax.grid(alpha=0.3, axis="y")
     return [Plot(save_figure(fig, out_dir, "ablation.png"),
-                 "Test accuracy of each variant, retrained from scratch; labels give its parameters.")]
+                 "Test accuracy of each variant, retrained from scratch: dots single seeds, bars the mean over "
+                 "seeds +- 2 standard errors (the verdicts use the paired per-seed costs); the labels give each "
+                 "variant's parameters.")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -159,8 +159,8 @@ def _criteria(rows: list[dict], tolerance: float) -> tuple[list[Criterion], dict
             b["trained_per_seed"], a["trained_per_seed"], tolerance=tolerance)
         criteria.append(seed_criterion(
             f"{b['stage']}'s probe loses at most {100 * tolerance:g} point(s) against {a['stage']}'s (trained classes)",
-            f"{pct(b['trained_acc'])} at {b['stage']} vs {pct(a['trained_acc'])} at {a['stage']}; the difference "
-            f"below includes the {100 * tolerance:g}-point allowance", comp))  # fmt: skip
+            f"{pct(b['trained_acc'])} at {b['stage']} vs {pct(a['trained_acc'])} at {a['stage']}, plus the "
+            f"{100 * tolerance:g}-point allowance", comp))  # fmt: skip
     if first["heldout_per_seed"]:
         comparisons["heldout_last_vs_first"] = compare_seeds(last["heldout_per_seed"], first["heldout_per_seed"])
         criteria.append(seed_criterion(

@@ -375,6 +375,9 @@ def _setup_and_notes(ctx: ExperimentContext, cfg: TransferConfig, source: Any, d
         "The lecture's source is ImageNet (1.2M images) and its targets are other image sets; this scale transfers "
         f"from {len(source.train.y):,} images, so the source network's features are far less general than an "
         "ImageNet network's.",
+        f"The {100 * cfg.tie:g}-point allowance: the lecture's choice counts as right when it is within "
+        f"{100 * cfg.tie:g} point(s) of the method chosen on val, since methods that close are equally good choices "
+        "at this scale.",
         f"The 'top layer' is the last hidden layer (`{cfg.top}`). Trained on {len(cfg.source_classes)} classes only, it "
         "is specialised to them, whereas the top layer of an ImageNet network is trained to separate 1,000 classes; "
         "an earlier stage keeps more general features here.",

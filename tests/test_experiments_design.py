@@ -158,12 +158,17 @@ def test_transfer_table_has_four_cells_with_every_method_and_a_winner(tiny_runs)
 
 def test_batchnorm_and_vgg_depth_cover_the_grid_and_the_columns(tiny_runs):
     bn, _ = tiny_runs["batchnorm"]
-    lrs = list(get_experiment("batchnorm").config("tiny").lrs)
-    assert sorted((r["batch_norm"], r["lr"]) for r in bn["runs"]) == sorted(itertools.product((False, True), lrs))
-    for key, flag in (("without_bn", False), ("with_bn", True)):  # the best rate is the lowest *val* error
-        rows = [r for r in bn["runs"] if r["batch_norm"] == flag]
-        best = min(rows, key=lambda r: (r["val_error"], r["lr"]))
-        assert bn[key]["best_lr"] == best["lr"] and bn[key]["best_test_error"] == best["test_error"]
+    cfg = get_experiment("batchnorm").config("tiny")
+    seeds = list(range(cfg.seeds))
+    assert sorted((r["seed"], r["batch_norm"], r["lr"]) for r in bn["runs"]) == \
+        sorted(itertools.product(seeds, (False, True), cfg.lrs))
+    assert [s["seed"] for s in bn["per_seed"]] == seeds
+    for s in bn["per_seed"]:  # per seed, each network's best rate is its lowest *val* error
+        for key, flag in (("without_bn", False), ("with_bn", True)):
+            rows = [r for r in bn["runs"] if r["batch_norm"] == flag and r["seed"] == s["seed"]]
+            best = min(rows, key=lambda r: (r["val_error"], r["lr"]))
+            assert s[key]["best_lr"] == best["lr"] and s[key]["best_test_error"] == best["test_error"]
+    assert len(bn["comparisons"]["first_epoch_error"]["a"]) == cfg.seeds
     vgg, _ = tiny_runs["vgg-depth"]
     depths = {name: c["depth"] for name, c in vgg["columns"].items()}
     # Simonyan & Zisserman, Table 1: 11, 11, 13, 16, 16 and 19 weight layers (from the analyzer).
@@ -185,11 +190,29 @@ def test_batchnorm_selects_the_rate_on_val_even_where_test_disagrees():
     assert s["best_first_epoch_error"] == 0.3
 
 
+def test_batchnorm_compares_grid_positions_per_seed_with_none_below_the_grid():
+    # Per seed: BN trains up to 0.3 / 0.1 / 0.3, the plain net at 0.01 / none / 0.03. In grid steps
+    # (0.003 = 0): BN 4, 3, 4; plain 1, -1 (none: one step below the grid), 2; differences 3, 4, 2.
+    from cnnlab.experiments.batchnorm import LOG_GRID, batchnorm_comparisons, grid_step
+
+    assert grid_step(None, LOG_GRID) == -1 and grid_step(0.003, LOG_GRID) == 0 and grid_step(1.0, LOG_GRID) == 5
+    per_seed = [{"with_bn": {"max_good_lr": b, "best_first_epoch_error": fb},
+                 "without_bn": {"max_good_lr": p, "best_first_epoch_error": fp}}
+                for b, p, fb, fp in ((0.3, 0.01, 0.10, 0.80), (0.1, None, 0.12, 0.90), (0.3, 0.03, 0.11, 0.05))]
+    c = batchnorm_comparisons(per_seed, LOG_GRID)
+    assert c["max_good_step"].a == (4, 3, 4) and c["max_good_step"].b == (1, -1, 2)
+    assert c["max_good_step"].difference == pytest.approx(3.0) and c["max_good_step"].verdict == "met"
+    # epoch-1 errors -0.70, -0.78, +0.06: mean -0.47, SE 0.27: within 2 SE, so "within noise"
+    assert c["first_epoch_error"].verdict == "within noise"
+
+
 def test_ensemble_best_member_is_chosen_on_val(tiny_runs):
     results, _ = tiny_runs["ensemble"]
-    vals = results["member_val_acc"]
-    assert len(vals) == len(results["member_acc"])
-    assert vals[results["best_member"]] == max(vals)
+    for ens in results["ensembles"]:
+        vals = ens["member_val_acc"]
+        assert len(vals) == len(ens["member_acc"])
+        assert vals[ens["best_member"]] == max(vals)
+        assert ens["best_member_acc"] == ens["member_acc"][ens["best_member"]]
 
 
 def test_small_filters_measures_the_lectures_numbers(tiny_runs):
@@ -203,15 +226,28 @@ def test_small_filters_measures_the_lectures_numbers(tiny_runs):
 
 def test_ensemble_reports_every_k_and_augmentation_every_variant(tiny_runs):
     results, _ = tiny_runs["ensemble"]
-    members = get_experiment("ensemble").config("tiny").members
-    assert [r["k"] for r in results["curve"]] == list(range(1, members + 1))
-    assert len(results["member_acc"]) == members
-    assert results["curve"][0]["mean_acc"] == pytest.approx(sum(results["member_acc"]) / members)
+    cfg = get_experiment("ensemble").config("tiny")
+    members = cfg.members
+    assert len(results["ensembles"]) == cfg.seeds
+    seen: set[int] = set()
+    for ens in results["ensembles"]:
+        assert [r["k"] for r in ens["curve"]] == list(range(1, members + 1))
+        assert len(ens["member_acc"]) == members
+        assert ens["curve"][0]["mean_acc"] == pytest.approx(sum(ens["member_acc"]) / members)
+        assert ens["ensemble_acc"] == ens["curve"][-1]["mean_acc"]
+        assert not seen & set(ens["seeds"])  # disjoint ensembles: no network is shared
+        seen |= set(ens["seeds"])
+    comp = results["comparisons"]["vs_mean_member"]
+    assert comp["a"] == [e["ensemble_acc"] for e in results["ensembles"]]
+    assert comp["b"] == [e["single_acc"] for e in results["ensembles"]]
     aug, _ = tiny_runs["augmentation"]
     seeds = get_experiment("augmentation").config("tiny").seeds
     for v in aug["variants"].values():
         assert len(v["test_acc"]) == len(v["tta_acc"]) == len(v["gap"]) == seeds
         assert v["gap"][0] == pytest.approx(v["train_acc"][0] - v["test_acc"][0])
+    gap = aug["comparisons"]["gap"]  # paired per seed: crops' gap against no augmentation's
+    assert gap["a"] == aug["variants"]["crops"]["gap"] and gap["b"] == aug["variants"]["none"]["gap"]
+    assert gap["paired"] and gap["expect"] == "less"
     assert aug["tta_views"] == 5  # digits-like one-channel data: crops without mirrors
 
 
@@ -478,3 +514,42 @@ def test_full_scale_configs_build(name):
             assert net(torch.empty(1, *size)).shape == (1, 10)
     if name == "transfer":
         assert cfg.different in list_datasets()
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 20: the multi-seed verdict rules of dropout, batchnorm, augmentation and ensemble
+# ---------------------------------------------------------------------------------------------
+
+
+def test_weight_scaling_closeness_is_an_equivalence_decided_at_two_standard_errors():
+    from cnnlab.experiments.dropout import within_tolerance
+
+    # differences +0.001, +0.002, 0.000: mean 0.001, SE 0.00058; interval [-0.00015, 0.00215] inside +-0.005
+    assert within_tolerance([0.981, 0.982, 0.980], [0.980, 0.980, 0.980], tolerance=0.005).verdict == "met"
+    # differences 0.010, 0.012, 0.011: wholly outside +-0.005 -> not met
+    assert within_tolerance([0.990, 0.992, 0.991], [0.980, 0.980, 0.980], tolerance=0.005).verdict == "not met"
+    # differences -0.008, +0.006, +0.001: mean -0.0003, SE 0.0041, interval [-0.0085, 0.0079] straddles the band
+    c = within_tolerance([0.972, 0.986, 0.981], [0.980, 0.980, 0.980], tolerance=0.005)
+    assert c.verdict == "within noise" and c.difference == pytest.approx(-0.0003333, abs=1e-6)
+    # a large difference in the other direction is "not met" too (closeness has no sign)
+    assert within_tolerance([0.96, 0.96], [0.98, 0.98], tolerance=0.005).verdict == "not met"
+
+
+def test_ensemble_replicates_are_disjoint_sets_of_seeds():
+    from cnnlab.experiments.ensemble import member_seeds
+
+    sets = [member_seeds(5, e, 7) for e in range(3)]
+    assert sets[0] == list(range(5, 12))  # the first ensemble is the single-ensemble experiment's
+    assert sorted(s for ss in sets for s in ss) == list(range(5, 26))
+
+
+@pytest.mark.parametrize("name", ["dropout", "batchnorm", "augmentation", "ensemble"])
+def test_multiseed_experiments_refuse_fewer_than_two_seeds(name):
+    import dataclasses
+
+    from cnnlab.errors import ConfigError
+
+    cfg = get_experiment(name).config("quick")
+    assert cfg.seeds >= 3 and get_experiment(name).config("tiny").seeds == 2
+    with pytest.raises(ConfigError, match=f"{name}: seeds"):
+        dataclasses.replace(cfg, seeds=1)

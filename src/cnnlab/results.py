@@ -27,6 +27,8 @@ __all__ = [
     "CifarResult",
     "RESNET34_SHORTCUTS",
     "NO_PAPER_FIGURE",
+    "QuotedFigure",
+    "LECTURE_QUOTED",
     "published_for",
     "headline_top1",
 ]
@@ -139,7 +141,7 @@ ILSVRC_WINNERS: tuple[ILSVRCWinner, ...] = (
                  "Russakovsky et al., IJCV 2015 (the bar chart of lecture 002; not in the seeds' text)"),
     ILSVRCWinner(2011, "XRCE", "Fisher vectors + SVM (not a CNN)", 25.8,
                  "Russakovsky et al., IJCV 2015 (the bar chart of lecture 002; not in the seeds' text)"),
-    ILSVRCWinner(2012, "SuperVision", "AlexNet, 7-CNN ensemble", 16.4, "lecture 001 ('2012: AlexNet ... Error: 16.4%'); "
+    ILSVRCWinner(2012, "SuperVision", "AlexNet, 5-CNN ensemble", 16.4, "lecture 001 ('2012: AlexNet ... Error: 16.4%'); "
                  "lecture 002 ('16.4% -> 11.7%')", "16.4% is Table 2's 5-CNN entry (test); the 7-CNN entry pre-trained on "
                  "ImageNet Fall 2011 scored 15.3% (lecture 002's '7 CNN ensemble: 18.2% -> 15.4%' is its val figure)"),
     ILSVRCWinner(2013, "Clarifai", "ZFNet ensemble", 11.7, "lecture 002 ('11.7% top 5 error in ILSVRC'13')"),
@@ -174,6 +176,42 @@ CIFAR10_SOURCE = HE_2016_T6
 # increasing dimensions, identity elsewhere; C: projections everywhere.
 RESNET34_SHORTCUTS: dict[str, tuple[float, float]] = {"A": (25.03, 7.76), "B": (24.52, 7.46), "C": (24.19, 7.40)}
 RESNET34_SHORTCUTS_SOURCE = HE_2016_T3
+
+
+@dataclass(frozen=True)
+class QuotedFigure:
+    """A published error rate that a lecture quotes and that is not one zoo model's ImageNet result
+    (ensembles, localisation, other papers' rows, other data sets)."""
+
+    what: str
+    error: float  # %, as published
+    metric: str  # "top-5 error, val", ...
+    source: str  # the table it comes from
+    lecture: str  # "deck:line" where the lecture quotes it (tests/test_lecture_numbers.py checks the line)
+
+
+# Figures the lectures quote beside the per-model results above (the audit of docs/lecture-numbers.md).
+LECTURE_QUOTED: tuple[QuotedFigure, ...] = (
+    QuotedFigure("Zeiler & Fergus's replication of Krizhevsky et al., 1 convnet", 18.1, "top-5 error, val",
+                 ZEILER_2014, "000:295"),
+    QuotedFigure("AlexNet, 7 CNNs (2 pre-trained on ImageNet Fall 2011)", 15.4, "top-5 error, val",
+                 KRIZHEVSKY_2012 + " (15.3 on test)", "002:760"),
+    QuotedFigure("VGG ILSVRC-2014 submission, 7 nets", 7.3, "top-5 error, test",
+                 "Simonyan & Zisserman, ICLR 2015, Table 7", "000:468"),
+    QuotedFigure("VGG ILSVRC-2014 localisation (first place)", 25.3, "localisation error, test",
+                 "Simonyan & Zisserman, ICLR 2015, Table 10 / Appendix A", "000:468"),
+    QuotedFigure("VGG, 1 net (multi-crop & dense)", 7.1, "top-5 error, val (7.0 on test)",
+                 "Simonyan & Zisserman, ICLR 2015, Table 7", "000:469"),
+    QuotedFigure("GoogLeNet, 1 net", 7.9, "top-5 error, test",
+                 "Simonyan & Zisserman, ICLR 2015, Table 7 (from Szegedy et al. 2015, Table 3)", "000:469"),
+    QuotedFigure("VGG-16, 10-crop testing", 28.07, "top-1 error, val", HE_2016_T3, "003:252"),
+    QuotedFigure("VGG-16, 10-crop testing", 9.33, "top-5 error, val", HE_2016_T3, "003:252"),
+    QuotedFigure("GoogLeNet, 10-crop testing", 9.15, "top-5 error, val", HE_2016_T3, "003:253"),
+    QuotedFigure("PReLU-net, 10-crop testing", 24.27, "top-1 error, val", HE_2016_T3, "003:254"),
+    QuotedFigure("PReLU-net, 10-crop testing", 7.38, "top-5 error, val", HE_2016_T3, "003:254"),
+    QuotedFigure("FractalNet, CIFAR-100 with augmentation", 22.85, "test error",
+                 "Larsson, Maire & Shakhnarovich, arXiv:1605.07648 (abstract, as lecture 000 quotes it)", "000:790"),
+)
 
 
 # ImageNet zoo models with no figure in their paper, and why (the tests require a reason for each).

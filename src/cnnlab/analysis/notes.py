@@ -13,6 +13,11 @@ MODEL_NOTES: dict[str, tuple[str, ...]] = {
         "Lecture 000's 'AlexNet 8 layers, 62M parameters' counts the net without the paper's two GPU towers: "
         "`--config two_towers=false` has 62,378,344 parameters (62.4M); the paper's grouped net (this one) has "
         "60,965,224 (61.0M), which the paper and lecture 004 round to '60M' / '60 million'.",
+        "The paper's '650,000 neurons' (lectures 000 and 004) is a round figure: the outputs of the 5 conv and 3 FC "
+        "layers at 227x227 number 659,272.",
+        "Lecture 000's Zeiler & Fergus ablations: without FC7 the net loses 16,781,312 parameters (4096 x 4096 = "
+        "2^24 weights + biases, 16.8M; the slide's 'Drop 16 million' truncates it); without FC6 and FC7 (FC8 then "
+        "reads the 9,216 pooled values) 49,414,144 ('~50 million').",
     ),
     "resnet152": (
         "Lecture 000 says both 'ResNet 152 layers, 60M parameters' and 'About 64M parameters'. The paper's net "
@@ -33,6 +38,20 @@ MODEL_NOTES: dict[str, tuple[str, ...]] = {
         "the other rows round the widths' figure to the nearest million (4b 87.9M -> 88M, 4d 118.5M -> 119M).",
     ),
 }
+MODEL_NOTES["vgg16"] = MODEL_NOTES["vgg_d"] = (
+    "He et al.'s 'VGG-16/19 nets (15.3/19.6 billion FLOPs)' (lecture 000) count differently: VGG-16's 15.3 is its "
+    "convolutional layers alone (15.35G multiply-adds; the whole net 15.47G), VGG-19's 19.6 the whole net (19.63G; "
+    "its convolutional layers 19.51G).",
+    "Lecture 002's 'TOTAL memory: 24M * 4 bytes ~ 96MB / image' is not the sum of its own rows: they add up to "
+    "15,237,608 values (61.0 MB); the total here adds the 25,088 values of the 7x7 adaptive average pool.",
+    "Lecture 001's 'VGG 16 conv. layers' counts weight layers: 13 convolutional + 3 fully connected.",
+)
+MODEL_NOTES["vgg19"] = MODEL_NOTES["vgg_e"] = (MODEL_NOTES["vgg16"][0],)
+MODEL_NOTES["lenet5"] = (
+    "Lecture 002's '[CONV-POOL-CONV-POOL-FC-FC]' names C5 (a 5x5 convolution on 5x5 maps, so a 1x1 output: fully "
+    "connected in effect) and F6 as its two FC layers and leaves out the output layer (RBF units in the paper, "
+    "linear here).",
+)
 MODEL_NOTES["googlenet"] = (
     "torchvision's GoogLeNet (this model) is the paper's architecture with batch norm and 3x3 '5x5' branches; "
     "for the paper's layer and parameter counts ('22 layers', '27 layers', '5M weights') see "

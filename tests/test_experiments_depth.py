@@ -67,6 +67,36 @@ def tiny_runs(tmp_path_factory, one_thread):
 
 
 # ---------------------------------------------------------------------------------------------
+# Multi-seed verdict rules (issue 20)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_probes_tolerance_rule_on_crafted_numbers():
+    from cnnlab.experiments.probes import no_worse_than
+
+    prev = [0.980, 0.984, 0.982]
+    # A consistent loss of half a point is within the 1-point allowance: met.
+    assert no_worse_than([0.975, 0.979, 0.977], prev, tolerance=0.01).verdict == "met"
+    # A consistent loss of three points exceeds it: not met.
+    assert no_worse_than([0.950, 0.954, 0.952], prev, tolerance=0.01).verdict == "not met"
+    # A loss whose seeds scatter around the allowance (-0.2, -2.4, -0.4 points): within noise.
+    assert no_worse_than([0.978, 0.960, 0.978], prev, tolerance=0.01).verdict == "within noise"
+    # Without a tolerance it is compare_seeds itself.
+    assert no_worse_than([0.990, 0.994, 0.992], prev, tolerance=0.0).difference == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("name", ["probes", "invariance"])
+def test_seeds_below_two_are_refused_naming_the_experiment(name):
+    import dataclasses
+
+    from cnnlab.errors import ConfigError
+
+    cfg = get_experiment(name).config("tiny")
+    with pytest.raises(ConfigError, match=f"{name}: seeds"):
+        dataclasses.replace(cfg, seeds=1)
+
+
+# ---------------------------------------------------------------------------------------------
 # End to end at tiny scale: files and formats
 # ---------------------------------------------------------------------------------------------
 
@@ -153,7 +183,9 @@ def test_shared_cache_reuses_trained_networks(tiny_runs):
     invariance, _ = tiny_runs["invariance"]
     # ResNet-20 and plain-20 of both seeds, from degradation
     assert [t["reused"] for t in lesion["trained"]] == [True] * 4
-    assert [t["reused"] for t in invariance["trained"]] == [True]
+    # invariance trains one ResNet-20 per seed: the run's seed is degradation's network, reused.
+    assert [t["reused"] for t in invariance["trained"]][0] is True
+    assert len(invariance["trained"]) == get_experiment("invariance").config("tiny").seeds
 
 
 def test_ablation_params_and_rebuilt_layers(tiny_runs):
@@ -181,7 +213,17 @@ def test_probes_and_invariance_cover_every_stage(tiny_runs):
     assert [s["stage"] for s in probes["stages"]] == ["layer1", "layer2", "layer3"]
     assert probes["held_out_classes"] == [5, 6, 7, 8, 9]
     assert all(0.0 <= s[k] <= 1.0 for s in probes["stages"] for k in ("trained_acc", "heldout_acc", "random_acc"))
+    seeds = get_experiment("probes").config("tiny").seeds
+    for s in probes["stages"]:  # one network per seed, each probed; the row holds their mean
+        assert len(s["trained_per_seed"]) == len(s["heldout_per_seed"]) == len(s["random_per_seed"]) == seeds
+        assert s["trained_acc"] == pytest.approx(sum(s["trained_per_seed"]) / seeds)
+    assert set(probes["comparisons"]) == {"last_vs_first", "layer2_vs_layer1", "layer3_vs_layer2",
+                                          "heldout_last_vs_first"}
     inv, _ = tiny_runs["invariance"]
+    for kind, summ in inv["summary"].items():
+        assert len(summ["first_layer_distance_per_seed"]) == get_experiment("invariance").config("tiny").seeds
+        assert summ["first_layer_distance"] == pytest.approx(sum(summ["first_layer_distance_per_seed"]) / 2), kind
+    assert len(inv["criteria"]) == 4  # translation and scale by layer; rotation against each of them
     assert inv["layers"] == ["layer1", "layer2", "layer3", "layer3 (avg-pooled)"]
     for kind, t in inv["transforms"].items():
         i = t["magnitudes"].index(t["identity"])

@@ -39,7 +39,7 @@ from cnnlab.experiments.nets import (
     replace_head,
 )
 from cnnlab.experiments.tools import MeasureEachEpoch, predict_proba, restrict, seeded
-from cnnlab.experiments.transfer import CELLS, METHODS, PRESCRIBED, pick_winner
+from cnnlab.experiments.transfer import CELLS, METHODS, PRESCRIBED, pick_winner, prescribed_against_winner
 
 NAMES = ("dropout", "batchnorm", "vgg-depth", "small-filters", "augmentation", "ensemble", "transfer",
          "autoencoder-pretrain")  # fmt: skip
@@ -148,6 +148,11 @@ def test_transfer_table_has_four_cells_with_every_method_and_a_winner(tiny_runs)
         assert cell["prescribed"] == PRESCRIBED[(cell["similarity"], cell["amount"])]
     cfg = get_experiment("transfer").config("tiny")
     assert table["similar/little"]["train_size"] == cfg.little * len(cfg.similar_classes)
+    for cell in table.values():  # every method on every seed's draw; the verdicts compare them paired
+        assert all(len(v["per_seed"]) == len(v["val_per_seed"]) == cfg.seeds for v in cell["methods"].values())
+        assert cell["prescribed_vs_winner"]["verdict"] in ("met", "not met", "within noise")
+    assert len(results["source_test_acc_per_seed"]) == cfg.seeds  # one source network per seed
+    assert len(results["criteria"]) == 6
     assert table["different/lots"]["per_class"] == cfg.lots
 
 
@@ -262,6 +267,46 @@ def test_autoencoder_results_and_reconstructions(tiny_runs):
     assert torch.tensor(rec["original"]).shape == (cfg.show, 1, 16, 16)
     assert results["autoencoder"]["mean_image_mse"] > 0
     assert set(results["classifiers"]) == {str(n) for n in cfg.per_class}
+    assert len(results["autoencoder"]["test_mse_per_seed"]) == cfg.seeds  # one autoencoder per seed
+    for v in results["classifiers"].values():
+        assert all(len(v[k]["per_seed"]) == cfg.seeds for k in ("scratch", "pretrained", "frozen_linear"))
+    first = results["comparisons"][f"pretrained_vs_scratch_{cfg.per_class[0]}"]
+    few = results["classifiers"][str(cfg.per_class[0])]
+    assert first["difference"] == pytest.approx(few["pretrained"]["acc"] - few["scratch"]["acc"])
+
+
+def test_transfer_prescribed_rule_on_crafted_numbers():
+    def cell(val: dict, test: dict) -> dict:
+        return {m: {"val": val.get(m, 0.1), "per_seed": test.get(m, [0.1, 0.1, 0.1])} for m in METHODS}
+
+    # The prescribed method wins on val: met, whatever the test split says.
+    winner, comp = prescribed_against_winner(cell({"linear_top": 0.9}, {"linear_top": [0.5, 0.6, 0.7]}),
+                                             "linear_top", tie=0.01)
+    assert winner == "linear_top" and comp.verdict == "met" and comp.difference == pytest.approx(0.01)
+    # Another method wins on val and beats it on test by 5 points on every draw: not met.
+    val = {"linear_top": 0.80, "linear_early": 0.85}
+    winner, comp = prescribed_against_winner(
+        cell(val, {"linear_top": [0.80, 0.81, 0.79], "linear_early": [0.85, 0.86, 0.84]}), "linear_top", tie=0.01)
+    assert winner == "linear_early" and comp.verdict == "not met"
+    # ... or by half a point on test, inside the 1-point allowance: met (the winner is chosen on val only).
+    _, comp = prescribed_against_winner(
+        cell(val, {"linear_top": [0.800, 0.810, 0.790], "linear_early": [0.805, 0.815, 0.795]}), "linear_top", tie=0.01)
+    assert comp.verdict == "met"
+    # ... or by 2 points on one draw and none on the others: within noise.
+    _, comp = prescribed_against_winner(
+        cell(val, {"linear_top": [0.80, 0.81, 0.79], "linear_early": [0.82, 0.80, 0.78]}), "linear_top", tie=0.01)
+    assert comp.verdict == "within noise"
+
+
+@pytest.mark.parametrize("name", ["transfer", "autoencoder-pretrain"])
+def test_seeds_below_two_are_refused_naming_the_experiment(name):
+    import dataclasses
+
+    from cnnlab.errors import ConfigError
+
+    cfg = get_experiment(name).config("tiny")
+    with pytest.raises(ConfigError, match=f"{name}: seeds"):
+        dataclasses.replace(cfg, seeds=1)
 
 
 def test_a_diverging_rate_is_recorded_not_raised(tmp_path, monkeypatch, one_thread):

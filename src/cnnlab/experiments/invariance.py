@@ -17,7 +17,8 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import TRANSFORMS, background_fill, capture, model_device, stage_names, transform_batch
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
-from cnnlab.experiments.framework import Table, TrainSpec, register_experiment
+from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_invariance
 
 __all__ = ["InvarianceConfig", "SCALES", "run", "feature_distances", "pooled_name"]
@@ -37,6 +38,7 @@ class InvarianceConfig:
     scale: tuple[float, ...]  # scale factors
     rotation: tuple[float, ...]  # angles in degrees
     images: int = 500  # test images transformed
+    seeds: int = 3  # networks trained (one per seed), each measured on the same images
     model_options: tuple[tuple[str, Any], ...] = ()
     data_options: tuple[tuple[str, Any], ...] = ()
 
@@ -47,6 +49,8 @@ class InvarianceConfig:
                 raise ConfigError(f"invariance: {kind} must list at least two magnitudes in increasing order")
         if any(s <= 0 for s in self.scale):
             raise ConfigError(f"invariance: scale factors must be positive, got {self.scale!r}")
+        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
+            raise ConfigError(f"invariance: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
         if not isinstance(self.images, int) or self.images < 1:
             raise ConfigError(f"invariance: images must be a positive integer, got {self.images!r}")
 
@@ -61,6 +65,7 @@ SCALES = {
         scale=(0.8, 1.0, 1.2),
         rotation=(0, 90, 180),
         images=16,
+        seeds=2,
         model_options=(("widths", (4, 8, 16)),),
     ),
     # 28x28 digits: shifts up to 8 pixels (Zeiler & Fergus: up to 60 of 224), scale 0.6-1.4 (their
@@ -140,6 +145,100 @@ def feature_distances(
     return out
 
 
+def _measure_one_seed(ctx: ExperimentContext, cfg: InvarianceConfig, data: Any, options: dict,
+                      x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """One network trained with ``ctx.seed`` (the best-validation epoch kept), measured under every
+    transformation: ``{"test_acc", "stages", "transforms": {kind: feature_distances(...)}}``."""
+    fit = ctx.train(cfg.model, lambda: ctx.create_model(cfg.model, data, **options), data, cfg.train,
+                    key={"model": cfg.model, **options})  # fmt: skip
+    model = ctx.to_device(fit.model)
+    stages = stage_names(model)
+    fill = background_fill(data.mean, data.std)
+    transforms = {}
+    for kind in TRANSFORMS:
+        mags = [float(m) for m in getattr(cfg, kind)]
+        ctx.log(f"{kind}: {len(mags)} magnitudes x {len(y)} images")
+        transforms[kind] = feature_distances(model, x, y, stages, kind, mags, fill=fill)
+    return {"test_acc": float(fit.test_acc), "stages": stages, "transforms": transforms}
+
+
+def _mean_curves(cfg: InvarianceConfig, per_seed: list[dict], layers: list[str]) -> dict[str, Any]:
+    """Per transformation: magnitudes and the curves of :func:`feature_distances` averaged over seeds."""
+    mean = lambda lists: [statistics.fmean(v) for v in zip(*lists)]  # noqa: E731
+    out = {}
+    for kind, (unit, identity) in TRANSFORMS.items():
+        runs = [p["transforms"][kind] for p in per_seed]
+        out[kind] = dict(unit=unit, identity=identity, magnitudes=[float(m) for m in getattr(cfg, kind)],
+                         distance={l: mean([r["distance"][l] for r in runs]) for l in layers},
+                         **{k: mean([r[k] for r in runs]) for k in ("true_prob", "prob_change", "accuracy")})
+    return out
+
+
+def _summaries(cfg: InvarianceConfig, per_seed: list[dict], layers: list[str]) -> dict[str, dict[str, Any]]:
+    """Per transformation, the mean over the non-identity magnitudes of the first and last layers'
+    distances, of the change of P(true class) and of the accuracy: per seed, and their mean."""
+    keys = {"first_layer_distance": ("distance", layers[0]), "last_layer_distance": ("distance", layers[-1]),
+            "mean_prob_change": ("prob_change", None), "mean_accuracy": ("accuracy", None)}
+    summary: dict[str, dict[str, Any]] = {}
+    for kind, (_, identity) in TRANSFORMS.items():
+        mags = [float(m) for m in getattr(cfg, kind)]
+        summary[kind] = {}
+        for key, (field, layer) in keys.items():
+            vals = []
+            for p in per_seed:
+                curve = p["transforms"][kind][field]
+                curve = curve[layer] if layer is not None else curve
+                vals.append(statistics.fmean(v for m, v in zip(mags, curve) if m != identity))
+            summary[kind][key], summary[kind][f"{key}_per_seed"] = mean_std(vals)[0], vals
+    return summary
+
+
+def _criteria(summary: dict, first: str, last: str) -> tuple[list[Criterion], dict[str, Any]]:
+    f3 = lambda v: f"{v:.3f}"  # noqa: E731
+    s = summary
+    comps = {f"{k}_last_vs_first": compare_seeds(s[k]["last_layer_distance_per_seed"],
+                                                 s[k]["first_layer_distance_per_seed"], expect="less")
+             for k in ("translation", "scale")}  # fmt: skip
+    criteria = [
+        seed_criterion(f"{kind}: the top features (last stage, average-pooled) change less than the first stage's "
+                       "(normalised distance, mean over the non-identity magnitudes)",
+                       f"{kind} moved {first} by {f3(s[kind]['first_layer_distance'])} and {last} by "
+                       f"{f3(s[kind]['last_layer_distance'])}", comps[f"{kind}_last_vs_first"], scale=1.0, unit="")
+        for kind in ("translation", "scale")
+    ]  # fmt: skip
+    for other in ("translation", "scale"):
+        comp = comps[f"rotation_vs_{other}"] = compare_seeds(s["rotation"]["mean_prob_change_per_seed"],
+                                                             s[other]["mean_prob_change_per_seed"])
+        criteria.append(seed_criterion(
+            f"the output is less stable under rotation than under {other}: the mean change of the true class's "
+            "probability is larger", f"the true class's probability changed by {f3(s['rotation']['mean_prob_change'])} "
+            f"under rotation and {f3(s[other]['mean_prob_change'])} under {other}", comp, unit=" points of probability"))
+    return criteria, {k: vars(c) for k, c in comps.items()}
+
+
+def _tables(transforms: dict, summary: dict, layers: list[str], seeds: int) -> list[Table]:
+    def off_identity(t: dict, values: list[float]) -> float:
+        return statistics.fmean(v for m, v in zip(t["magnitudes"], values) if m != t["identity"])
+
+    tables = [Table(
+        title=f"Mean over the non-identity magnitudes (and over {seeds} seeds)",
+        columns=("transformation", "range", *(f"distance {l}" for l in layers), "|change| of P(true class)",
+                 "accuracy (%)"),
+        rows=tuple((kind, f"{t['magnitudes'][0]:g} to {t['magnitudes'][-1]:g} {t['unit']}",
+                    *(round(off_identity(t, t["distance"][l]), 4) for l in layers),
+                    round(summary[kind]["mean_prob_change"], 4), round(100 * summary[kind]["mean_accuracy"], 2))
+                   for kind, t in transforms.items()),
+    )]  # fmt: skip
+    for kind, t in transforms.items():
+        tables.append(Table(
+            title=f"{kind.capitalize()} ({t['unit']}), mean over {seeds} seeds",
+            columns=("magnitude", *(f"distance {l}" for l in layers), "P(true class)", "accuracy (%)"),
+            rows=tuple((m, *(round(t["distance"][l][i], 4) for l in layers), round(t["true_prob"][i], 4),
+                        round(100 * t["accuracy"][i], 2)) for i, m in enumerate(t["magnitudes"])),
+        ))  # fmt: skip
+    return tables
+
+
 @register_experiment(
     name="invariance",
     title="Invariance: deeper layers change less under translation and scaling, not under rotation",
@@ -151,78 +250,21 @@ def feature_distances(
 )
 def run(ctx: ExperimentContext, cfg: InvarianceConfig) -> Outcome:
     data, options = ctx.open_config(cfg)
-    fit = ctx.train(cfg.model, lambda: ctx.create_model(cfg.model, data, **options), data, cfg.train,
-                    key={"model": cfg.model, **options})  # fmt: skip
-    model = ctx.to_device(fit.model)
-    stages = stage_names(model)
-    layers = [*stages, pooled_name(stages)]  # every curve of the plots, shallow to deep
     n = min(cfg.images, len(data.test.y))
     x, y = data.test.x[:n], data.test.y[:n]
-    fill = background_fill(data.mean, data.std)
-    transforms: dict[str, Any] = {}
-    for kind, (unit, identity) in TRANSFORMS.items():
-        mags = [float(m) for m in getattr(cfg, kind)]
-        ctx.log(f"{kind}: {len(mags)} magnitudes x {n} images")
-        measured = feature_distances(model, x, y, stages, kind, mags, fill=fill)
-        transforms[kind] = dict(unit=unit, identity=identity, magnitudes=mags, **measured)
-
-    def mean_off_identity(kind: str, values: list[float]) -> float:
-        t = transforms[kind]
-        return statistics.fmean(v for m, v in zip(t["magnitudes"], values) if m != t["identity"])
-
-    first, last = layers[0], layers[-1]
-    summary = {
-        kind: dict(
-            first_layer_distance=mean_off_identity(kind, t["distance"][first]),
-            last_layer_distance=mean_off_identity(kind, t["distance"][last]),
-            mean_prob_change=mean_off_identity(kind, t["prob_change"]),
-            mean_accuracy=mean_off_identity(kind, t["accuracy"]),
-        )
-        for kind, t in transforms.items()
-    }
-    f3 = lambda v: f"{v:.3f}"  # noqa: E731
-    criteria = [
-        Criterion(
-            description=f"{kind}: the top features (last stage, average-pooled) change less than the first "
-            "stage's (normalised distance, mean over the non-identity magnitudes)",
-            finding=f"{kind} moved {first} by {f3(summary[kind]['first_layer_distance'])} and {last} by "
-            f"{f3(summary[kind]['last_layer_distance'])}",
-            passed=summary[kind]["last_layer_distance"] < summary[kind]["first_layer_distance"],
-        )
-        for kind in ("translation", "scale")
-    ]
-    rot, tr, sc = (summary[k]["mean_prob_change"] for k in ("rotation", "translation", "scale"))
-    criteria.append(Criterion(
-        description="the output is less stable under rotation than under translation and scaling: the mean "
-        "change of the true class's probability is largest for rotation",
-        finding=f"the true class's probability changed by {f3(rot)} under rotation, {f3(tr)} under translation "
-        f"and {f3(sc)} under scaling",
-        passed=rot > tr and rot > sc,
-    ))  # fmt: skip
-    tables = [
-        Table(
-            title="Mean over the non-identity magnitudes",
-            columns=("transformation", "range", *(f"distance {l}" for l in layers), "|change| of P(true class)",
-                     "accuracy (%)"),
-            rows=tuple(
-                (kind, f"{t['magnitudes'][0]:g} to {t['magnitudes'][-1]:g} {t['unit']}",
-                 *(round(mean_off_identity(kind, t["distance"][l]), 4) for l in layers),
-                 round(summary[kind]["mean_prob_change"], 4), round(100 * summary[kind]["mean_accuracy"], 2))
-                for kind, t in transforms.items()
-            ),
-        ),
-    ]  # fmt: skip
-    for kind, t in transforms.items():
-        tables.append(Table(
-            title=f"{kind.capitalize()} ({t['unit']})",
-            columns=("magnitude", *(f"distance {l}" for l in layers), "P(true class)", "accuracy (%)"),
-            rows=tuple((m, *(round(t["distance"][l][i], 4) for l in layers), round(t["true_prob"][i], 4),
-                        round(100 * t["accuracy"][i], 2)) for i, m in enumerate(t["magnitudes"])),
-        ))  # fmt: skip
+    seeds = seed_list(ctx, cfg.seeds)
+    per_seed = [_measure_one_seed(seeded(ctx, s), cfg, data, options, x, y) for s in seeds]
+    stages = per_seed[0]["stages"]
+    layers = [*stages, pooled_name(stages)]  # every curve of the plots, shallow to deep
+    transforms = _mean_curves(cfg, per_seed, layers)
+    summary = _summaries(cfg, per_seed, layers)
+    criteria, comparisons = _criteria(summary, layers[0], layers[-1])
+    net_accs = [p["test_acc"] for p in per_seed]
     setup = [
         f"Data: the first {n} test images of `{data.name}` ({'x'.join(map(str, data.input_size))}).",
         f"Network: `{cfg.model}`" + (f" with {options}" if options else "") + f", trained with "
-        f"{cfg.train.describe()}, seed {ctx.seed} (test accuracy {100 * fit.test_acc:.2f}%).",
+        f"{cfg.train.describe()} (the best-validation epoch kept), once per seed {', '.join(map(str, seeds))} "
+        f"(test accuracy {', '.join(f'{100 * a:.2f}%' for a in net_accs)}).",
         "Transformations (torchvision affine on the normalised images, uncovered pixels filled with black): "
         "vertical translation by whole pixels (nearest), scaling about the centre and rotation (bilinear).",
         f"Layers: the stages of `feature_info` ({', '.join(stages)}) and the last stage averaged over space "
@@ -230,16 +272,19 @@ def run(ctx: ExperimentContext, cfg: InvarianceConfig) -> Outcome:
         "||f(Tx) - f(x)|| / ||f(x)|| on the flattened feature maps, averaged over images.",
         "Output: the softmax probability of the true class, its mean absolute change against the "
         "untransformed image, and accuracy.",
+        "Verdicts: every quantity is measured on each seed's network; the criteria compare the mean paired "
+        "(per-seed) difference with its standard error (2 standard errors to decide); curves and tables show "
+        "means over seeds.",
     ]
     notes = [
         "Zeiler & Fergus measure layers 1 and 7 of their ImageNet network on five images; here every stage "
-        f"of `{cfg.model}` is measured on {n} images.",
-        "Digits are not rotation-symmetric and some rotations turn one digit into another (6 and 9), so a "
-        "drop of the output under rotation is expected rather than a failure of the network.",
-    ] if data.name.startswith("mnist") else [
-        "Zeiler & Fergus measure layers 1 and 7 of their ImageNet network on five images; here every stage "
-        f"of `{cfg.model}` is measured on {n} images.",
+        f"of `{cfg.model}` is measured on {n} images, for {cfg.seeds} independently trained networks.",
     ]
+    if data.name.startswith("mnist"):
+        notes.append("Digits are not rotation-symmetric and some rotations turn one digit into another (6 and 9), "
+                     "so a drop of the output under rotation is expected rather than a failure of the network.")
     results = {"model": cfg.model, "images": n, "layers": layers, "transforms": transforms, "summary": summary,
-               "network_test_acc": float(fit.test_acc)}  # fmt: skip
-    return Outcome(results=results, criteria=criteria, tables=tables, setup=setup, notes=notes)
+               "network_test_acc": mean_std(net_accs)[0], "network_test_acc_per_seed": net_accs,
+               "comparisons": comparisons, "seeds": cfg.seeds}  # fmt: skip
+    return Outcome(results=results, criteria=criteria, tables=_tables(transforms, summary, layers, cfg.seeds),
+                   setup=setup, notes=notes)  # fmt: skip

@@ -308,7 +308,11 @@ def plot_probes(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     ):
         vals = [s.get(key) for s in stages]
         if any(v is not None for v in vals):
-            ax.plot(xs, _pct(vals), style, label=label)
+            line = ax.plot(xs, _pct(vals), style, label=label)[0]
+            seeds = [s.get(key.replace("_acc", "_per_seed")) or [] for s in stages]  # multi-seed runs: one dot per seed
+            for x, per_seed in zip(xs, seeds):
+                if len(per_seed) > 1:
+                    ax.plot([x] * len(per_seed), _pct(per_seed), ".", color=line.get_color(), alpha=0.5)
     if results.get("pixels_acc") is not None:
         ax.axhline(100 * results["pixels_acc"], color="gray", ls=":", label="raw pixels")
     ax.set_xticks(xs, [f"{s['stage']}\n({s['num_chs']} ch)" for s in stages], fontsize=8)
@@ -318,7 +322,7 @@ def plot_probes(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     ax.legend(fontsize=8)
     return [Plot(save_figure(fig, out_dir, "probes.png"),
                  "Test accuracy of a linear classifier (logistic regression) on the globally average-pooled "
-                 "features of each stage of the frozen network.")]
+                 "features of each stage of the frozen network (lines: mean over seeds; dots: each seed's network).")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from cnnlab.experiments.lesion_extra import correlation, reorder_study, residual
 from cnnlab.experiments.multiseed import train_zoo_arm
 from cnnlab.experiments.surgery import delete_blocks, gradient_by_path_length, path_length_distribution
 from cnnlab.experiments.surgery import plain_blocks, residual_blocks
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
+from cnnlab.experiments.tools import against_margin, mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_lesion
 
 __all__ = ["LesionConfig", "SCALES", "run"]
@@ -252,7 +252,7 @@ def bound_criterion(description: str, finding: str, values: Sequence[float], bou
     """A per-seed quantity against the claim's ``bound``: met when the mean over seeds is beyond the
     bound in the ``expect`` direction ("less": below it) by more than 2 standard errors of the
     per-seed values, not met when it is on the other side by as much, within noise otherwise."""
-    comparison = compare_seeds(list(values), [bound] * len(values), expect=expect)
+    comparison = against_margin(values, bound, expect=expect)
     shown = ", ".join(f"{scale * v:.2f}" for v in values)
     return seed_criterion(description, f"{finding} (per seed {shown}); mean minus the bound", comparison,
                           scale=scale, unit=unit)

@@ -75,8 +75,10 @@ def test_collection_index_links_every_page_and_sorts(tmp_path):
     (exp / "results.json").write_text(json.dumps(
         {"experiment": "probes", "title": "Linear probes", "claim": "deeper features are more separable",
          "scale": "tiny", "seed": 0, "data": "synthetic", "reproduced": "not measured", "verdict": "Not measured.",
-         "criteria": [{"name": "rises", "passed": True, "detail": "0.4 -> 0.6"}], "tables": [], "plots": [],
-         "setup": ["x"], "source": "lecture 001", "paper": "Alain & Bengio 2016", "command": "cnnlab experiment probes",
+         "criteria": [{"description": "accuracy rises with depth", "finding": "0.4 -> 0.6", "passed": True, "status": ""},
+                      {"description": "layer3 beats layer2", "finding": "+0.1 +- 0.3 points", "passed": False,
+                       "status": "within noise"}], "tables": [], "plots": [],
+         "setup": ["Data: `mnist-5k` <b>at</b> 28x28"], "source": "lecture 001", "paper": "Alain & Bengio 2016", "command": "cnnlab experiment probes",
          "seconds": 3.0}))
     written = write_report(root)
     index = written[0].read_text()
@@ -84,7 +86,13 @@ def test_collection_index_links_every_page_and_sorts(tmp_path):
     for href in ("a/report.html", "b/report.html", "experiments/probes-tiny/report.html"):
         assert f'href="{href}"' in index
     assert "unfinished" in index and "not measured" in index and "table class=\"sortable\"" in index
-    assert (exp / "report.html").read_text().count("Linear probes") >= 1
+    page = (exp / "report.html").read_text()
+    assert page.count("Linear probes") >= 1
+    # each criterion shows its rule, what was measured, and whether it was met, or within noise
+    assert "accuracy rises with depth" in page and "0.4 -&gt; 0.6" in page and "+0.1 +- 0.3 points" in page
+    assert '<td class="pass">yes</td>' in page and '<td class="noise">within noise</td>' in page
+    # markdown code spans of the setup become <code>; anything else in it stays text
+    assert "Data: <code>mnist-5k</code> &lt;b&gt;at&lt;/b&gt; 28x28" in page
 
 
 def test_report_cli_errors(tmp_path, capsys):

@@ -9,6 +9,7 @@ split (the engine's per-epoch test numbers are only logged).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,9 @@ def plot_arms(
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("dots: seeds; bars: mean +- 2 standard errors of each arm\n(the verdicts use the paired "
-                 "per-seed differences, whose spread is usually smaller)", fontsize=8)
+    note = ("dots: seeds; bars: mean +- 2 standard errors of each arm (the verdicts use the paired per-seed "
+            "differences, whose spread is usually smaller)")
+    fig.suptitle(textwrap.fill(note, width=int(16 * fig.get_figwidth())), fontsize=8)  # ~16 characters an inch
     return Plot(save_figure(fig, out_dir, file), caption)
 
 

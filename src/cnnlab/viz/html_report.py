@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,19 @@ _RESULT_LABELS = (("val_acc", "validation accuracy (selected epoch)"), ("best_ep
 def _env():
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    return Environment(loader=PackageLoader("cnnlab.viz", "templates"),
-                       autoescape=select_autoescape(("html", "j2")), undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+    env = Environment(loader=PackageLoader("cnnlab.viz", "templates"),
+                      autoescape=select_autoescape(("html", "j2")), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+    env.filters["code_spans"] = _code_spans
+    return env
+
+
+def _code_spans(text: Any):
+    """Escape ``text`` and show its markdown `code` spans (the experiments' setup and notes use
+    them) as <code>: the same sentences read in report.md and on the page."""
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`<>]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 def _common(source: Path, title: str, *, sortable: bool) -> dict[str, Any]:
@@ -329,7 +340,7 @@ def render_run(folder: str | os.PathLike) -> str:
 
 
 def render_experiment(folder: str | os.PathLike) -> str:
-    from cnnlab.viz.report import format_cell
+    from cnnlab.viz.report import criterion_met, format_cell
 
     folder = Path(folder)
     r = _json(folder / "results.json")
@@ -341,9 +352,8 @@ def render_experiment(folder: str | os.PathLike) -> str:
     tables = [{"title": t.get("title", ""), "columns": t.get("columns", []),
                "rows": [[format_cell(c) for c in row] for row in t.get("rows", [])]}
               for t in r.get("tables") or [] if isinstance(t, Mapping)]
-    criteria = [{"name": c.get("name", ""), "passed": bool(c.get("passed")),
-                 "detail": c.get("detail") or c.get("measured") or c.get("description") or ""}
-                for c in r.get("criteria") or [] if isinstance(c, Mapping)]
+    criteria = [{"name": c.get("description", ""), "detail": c.get("finding", ""), "passed": bool(c.get("passed")),
+                 "met": criterion_met(c)} for c in r.get("criteria") or [] if isinstance(c, Mapping)]
     defaults = {k: r.get(k, "") for k in ("title", "experiment", "scale", "seed", "data", "claim", "source", "paper",
                                           "verdict", "command")}
     view = {**defaults, "setup": r.get("setup") or [], "notes": r.get("notes") or []}

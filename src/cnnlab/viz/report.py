@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Plot", "render_report", "markdown_table", "format_cell"]
+__all__ = ["Plot", "render_report", "markdown_table", "format_cell", "criterion_met"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ def format_cell(value: Any) -> str:
     if value is None:
         return "-"
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def criterion_met(criterion: Mapping[str, Any]) -> str:
+    """The "met" cell of a criterion from results.json: "yes", "no", or "within noise" when a
+    multi-seed comparison could not tell the arms apart (its ``status``)."""
+    if criterion.get("passed"):
+        return "yes"
+    return str(criterion.get("status") or "no")
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -97,7 +105,7 @@ def render_report(results: Mapping[str, Any]) -> str:
         "",
         markdown_table(
             ("criterion", "measured", "met"),
-            [(c["description"], c["finding"], bool(c["passed"])) for c in r["criteria"]],
+            [(c["description"], c["finding"], criterion_met(c)) for c in r["criteria"]],
         ),
         "",
     ]

@@ -19,6 +19,7 @@ is skipped and counted in the notes (``bad_files="skip"``).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,133 @@ class _BadFiles:
         self.found.append(f"{path} ({str(err).removeprefix(f'{path}: ')})")
 
 
+@dataclass
+class _Layout:
+    """What a folder holds: its items per split, a description, and where the held-out images are."""
+
+    train: list[tuple[Path, str]]
+    test: list[tuple[Path, str]]  # empty: split off the training images
+    val: list[tuple[Path, str]]  # the official val/ of a train/ val/ test/ layout, else empty
+    description: str
+    test_dir: Path | None
+    class_root: Path  # the folder whose sub-folders are the classes
+    val_dir: Path | None = None
+
+
+def _find_layout(folder: Path, name: str) -> _Layout:
+    """Which of the module docstring's three layouts ``folder`` has; a DatasetError when half of one."""
+    subdirs = {p.name: p for p in _class_dirs(folder)}
+    train_dir = subdirs.get("train")
+    val_dir = next((subdirs[v] for v in _VAL_NAMES if v in subdirs), None)
+    split_dirs = [subdirs[n] for n in ("train", *_VAL_NAMES) if n in subdirs]
+    if (train_dir is None or val_dir is None) and any(_class_dirs(d) for d in split_dirs):
+        # train/<class>/... alone (or val/<class>/... alone) is half of the split layout, not a class
+        # named "train": reading it as one class would train to a meaningless 100%.
+        have = ", ".join(f"{d.name}/" for d in split_dirs)
+        need = "val/ (or test/)" if train_dir is not None else "train/"
+        raise DatasetError(
+            f"{name}: {folder} has {have} with class folders but no {need} folder; add {folder}/{need.split()[0]}"
+            f"<class>/<image> ..., or give imagefolder:{split_dirs[0]} to split it 80/20"
+        )
+    if train_dir is not None and "val" in subdirs and "test" in subdirs:
+        layout = _Layout(_scan(train_dir), _scan(subdirs["test"]), _scan(subdirs["val"]),
+                         "train/, val/ and test/ folders", subdirs["test"], train_dir, subdirs["val"])  # fmt: skip
+        if not layout.val:
+            raise DatasetError(f"{name}: no images found in {subdirs['val']}")
+    elif train_dir is not None and val_dir is not None:
+        layout = _Layout(_scan(train_dir), _scan(val_dir), [], f"{train_dir.name}/ and {val_dir.name}/ folders",
+                         val_dir, train_dir)  # fmt: skip
+    else:
+        layout = _Layout(_scan(folder), [], [], "one folder of classes", None, folder)
+    if not layout.train:
+        raise DatasetError(
+            f"{name}: no images found in {folder} (expected {folder}/<class>/<image> or "
+            f"{folder}/train/<class>/<image> with {folder}/val/<class>/<image>)"
+        )
+    if layout.test_dir is not None and not layout.test:
+        raise DatasetError(f"{name}: no images found in {layout.test_dir}")
+    return layout
+
+
+def _class_names(layout: _Layout, name: str) -> tuple[str, ...]:
+    """The sorted class folders of the training split; a DatasetError for an empty class folder or a
+    held-out class with no training folder."""
+    class_names = tuple(sorted({c for _, c in layout.train}))
+    empty = [d for d in _class_dirs(layout.class_root) if d.name not in class_names]
+    if empty:
+        raise DatasetError(
+            f"{name}: class folder(s) with no images: {', '.join(str(d) for d in empty[:_MAX_LISTED])}; "
+            "add images or remove the folder"
+        )
+    unknown = sorted({c for _, c in layout.test + layout.val} - set(class_names))
+    if unknown:
+        raise DatasetError(f"{name}: {layout.test_dir.parent} has val/test classes with no training folder: "
+                           f"{', '.join(unknown)}")
+    return class_names
+
+
+def _target_size(
+    sizes: dict[Path, tuple[int, int]], input_size: tuple[int, int, int] | None, *, name: str, folder: Path,
+    max_gib: float,
+) -> tuple[int, tuple[int, int], str]:
+    """(channels, (height, width), a note): the model's input size, or the most common image size;
+    a DatasetError when the decoded images would not fit in ``max_gib``."""
+    if input_size is not None:
+        channels, size = input_size[0], (input_size[1], input_size[2])
+        size_note = f"resized to the model's {size[0]}x{size[1]}"
+    else:
+        if not sizes:
+            raise DatasetError(f"{name}: no readable images in {folder}")
+        channels, size = 3, Counter(sizes.values()).most_common(1)[0][0]
+        size_note = f"resized to the most common size {size[0]}x{size[1]}"
+    gib = len(sizes) * channels * size[0] * size[1] * 4 / 2**30  # as float32, after adaptation
+    if gib > max_gib:
+        raise DatasetError(
+            f"{name}: {len(sizes):,} images at {channels}x{size[0]}x{size[1]} need {gib:.1f} GiB in memory, "
+            f"more than max_gib={max_gib:g}; use a smaller input size or raise max_gib"
+        )
+    return channels, size, size_note
+
+
+def _decode(
+    items: list[tuple[Path, str]], sizes: dict[Path, tuple[int, int]], bad: _BadFiles, *,
+    channels: int, size: tuple[int, int], class_names: tuple[str, ...],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full decode of the readable ``items`` (finds truncated files), straight to ``size``."""
+    x = np.empty((len(items), channels, *size), dtype=np.uint8)
+    y = np.empty(len(items), dtype=np.int64)
+    n = 0
+    for path_i, cls in items:
+        if path_i not in sizes:
+            continue  # already counted as bad
+        try:
+            x[n] = decode_image(path_i, mode="L" if channels == 1 else "RGB", size=size)
+        except DatasetError as err:
+            bad.handle(err, path_i)
+            continue
+        y[n] = class_names.index(cls)
+        n += 1
+    return torch.from_numpy(x[:n]), torch.from_numpy(y[:n])
+
+
+def _check_readable(ty: torch.Tensor, class_names: tuple[str, ...], bad: _BadFiles, *, name: str,
+                    folder: Path) -> None:
+    """Readable training images, at least two class folders, and at least two classes with a readable image."""
+    if len(ty) == 0:
+        raise DatasetError(f"{name}: no readable images in {folder} ({len(bad.found)} bad files skipped)")
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{name}: only one class ({class_names[0]!r}) in {folder}; a classifier needs at least two "
+            f"class folders ({folder}/<class>/<image>)"
+        )
+    unreadable = [c for i, c in enumerate(class_names) if not bool((ty == i).any())]
+    if len(unreadable) > len(class_names) - 2:
+        raise DatasetError(
+            f"{name}: fewer than two classes with a readable image (every image of {', '.join(unreadable)} was "
+            f"bad and skipped: {len(bad.found)} bad files)"
+        )
+
+
 def load_imagefolder(
     path: str | Path,
     *,
@@ -76,125 +204,40 @@ def load_imagefolder(
         raise ConfigError(f"{name}: test_fraction must be in (0, 1), got {test_fraction!r}")
     if not folder.is_dir():
         raise DatasetError(f"{name}: {folder} is not a folder")
-    subdirs = {p.name: p for p in _class_dirs(folder)}
-    train_dir = subdirs.get("train")
-    val_dir = next((subdirs[v] for v in _VAL_NAMES if v in subdirs), None)
-    split_dirs = [subdirs[n] for n in ("train", *_VAL_NAMES) if n in subdirs]
-    if (train_dir is None or val_dir is None) and any(_class_dirs(d) for d in split_dirs):
-        # train/<class>/... alone (or val/<class>/... alone) is half of the split layout, not a class
-        # named "train": reading it as one class would train to a meaningless 100%.
-        have = ", ".join(f"{d.name}/" for d in split_dirs)
-        need = "val/ (or test/)" if train_dir is not None else "train/"
-        raise DatasetError(
-            f"{name}: {folder} has {have} with class folders but no {need} folder; add {folder}/{need.split()[0]}"
-            f"<class>/<image> ..., or give imagefolder:{split_dirs[0]} to split it 80/20"
-        )
-    official_val: list[tuple[Path, str]] = []
-    if train_dir is not None and "val" in subdirs and "test" in subdirs:
-        train_items, official_val, val_items = _scan(train_dir), _scan(subdirs["val"]), _scan(subdirs["test"])
-        val_dir = subdirs["test"]
-        layout = "train/, val/ and test/ folders"
-        if not official_val:
-            raise DatasetError(f"{name}: no images found in {subdirs['val']}")
-    elif train_dir is not None and val_dir is not None:
-        train_items, val_items = _scan(train_dir), _scan(val_dir)
-        layout = f"{train_dir.name}/ and {val_dir.name}/ folders"
-    else:
-        train_items, val_items = _scan(folder), []
-        layout = "one folder of classes"
-    if not train_items:
-        raise DatasetError(
-            f"{name}: no images found in {folder} (expected {folder}/<class>/<image> or "
-            f"{folder}/train/<class>/<image> with {folder}/val/<class>/<image>)"
-        )
-    if val_dir is not None and train_dir is not None and not val_items:
-        raise DatasetError(f"{name}: no images found in {val_dir}")
-    class_names = tuple(sorted({c for _, c in train_items}))
-    empty = [d for d in _class_dirs(train_dir if train_dir is not None and val_dir is not None else folder)
-             if d.name not in class_names]
-    if empty:
-        raise DatasetError(
-            f"{name}: class folder(s) with no images: {', '.join(str(d) for d in empty[:_MAX_LISTED])}; "
-            "add images or remove the folder"
-        )
-    unknown = sorted({c for _, c in val_items + official_val} - set(class_names))
-    if unknown:
-        raise DatasetError(f"{name}: {val_dir.parent} has val/test classes with no training folder: "
-                           f"{', '.join(unknown)}")
+    layout = _find_layout(folder, name)
+    class_names = _class_names(layout, name)
 
     bad = _BadFiles(bad_files)
     # First pass: headers only (cheap), to find empty and non-image files and the common size.
     sizes: dict[Path, tuple[int, int]] = {}
-    for path_i, _ in train_items + official_val + val_items:
+    for path_i, _ in layout.train + layout.val + layout.test:
         try:
             w, h = open_image(path_i)
             sizes[path_i] = (h, w)
         except DatasetError as err:
             bad.handle(err, path_i)
-    if input_size is not None:
-        channels, size = input_size[0], (input_size[1], input_size[2])
-        size_note = f"resized to the model's {size[0]}x{size[1]}"
-    else:
-        if not sizes:
-            raise DatasetError(f"{name}: no readable images in {folder}")
-        channels, size = 3, Counter(sizes.values()).most_common(1)[0][0]
-        size_note = f"resized to the most common size {size[0]}x{size[1]}"
-    mode = "L" if channels == 1 else "RGB"
-    gib = len(sizes) * channels * size[0] * size[1] * 4 / 2**30  # as float32, after adaptation
-    if gib > max_gib:
-        raise DatasetError(
-            f"{name}: {len(sizes):,} images at {channels}x{size[0]}x{size[1]} need {gib:.1f} GiB in memory, "
-            f"more than max_gib={max_gib:g}; use a smaller input size or raise max_gib"
-        )
-
-    # Second pass: full decode (finds truncated files), straight to the target size.
-    def decode(items: list[tuple[Path, str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.empty((len(items), channels, *size), dtype=np.uint8)
-        y = np.empty(len(items), dtype=np.int64)
-        n = 0
-        for path_i, cls in items:
-            if path_i not in sizes:
-                continue  # already counted as bad
-            try:
-                x[n] = decode_image(path_i, mode=mode, size=size)
-            except DatasetError as err:
-                bad.handle(err, path_i)
-                continue
-            y[n] = class_names.index(cls)
-            n += 1
-        return torch.from_numpy(x[:n]), torch.from_numpy(y[:n])
-
-    tx, ty = decode(train_items)
-    vx, vy = decode(val_items)
-    ox, oy = decode(official_val) if official_val else (None, None)
+    channels, size, size_note = _target_size(sizes, input_size, name=name, folder=folder, max_gib=max_gib)
+    decode = lambda items: _decode(items, sizes, bad, channels=channels, size=size, class_names=class_names)  # noqa: E731
+    tx, ty = decode(layout.train)
+    vx, vy = decode(layout.test)
+    ox, oy = decode(layout.val) if layout.val else (None, None)
     if oy is not None and len(oy) == 0:
-        raise DatasetError(f"{name}: no readable images in {subdirs['val']} ({len(bad.found)} bad files skipped)")
-    if len(ty) == 0:
-        raise DatasetError(f"{name}: no readable images in {folder} ({len(bad.found)} bad files skipped)")
-    if len(class_names) < 2:
-        raise DatasetError(
-            f"{name}: only one class ({class_names[0]!r}) in {folder}; a classifier needs at least two "
-            f"class folders ({folder}/<class>/<image>)"
-        )
-    unreadable = [c for i, c in enumerate(class_names) if not bool((ty == i).any())]
-    if len(unreadable) > len(class_names) - 2:
-        raise DatasetError(
-            f"{name}: fewer than two classes with a readable image (every image of {', '.join(unreadable)} was "
-            f"bad and skipped: {len(bad.found)} bad files)"
-        )
-    if not val_items:
+        raise DatasetError(f"{name}: no readable images in {layout.val_dir} ({len(bad.found)} bad files skipped)")
+    _check_readable(ty, class_names, bad, name=name, folder=folder)
+    described = layout.description
+    if not layout.test:
         train_idx, test_idx = stratified_split(ty.numpy(), test_fraction=test_fraction, seed=IMAGEFOLDER_SPLIT_SEED)
         tx, ty, vx, vy = tx[train_idx], ty[train_idx], tx[test_idx], ty[test_idx]
-        layout += (
+        described += (
             f", split stratified {1 - test_fraction:.0%}/{test_fraction:.0%} with the fixed seed "
             f"{IMAGEFOLDER_SPLIT_SEED}"
         )
     elif len(vy) == 0:
-        raise DatasetError(f"{name}: no readable images in {val_dir} ({len(bad.found)} bad files skipped)")
+        raise DatasetError(f"{name}: no readable images in {layout.test_dir} ({len(bad.found)} bad files skipped)")
     n_val = f" / {len(oy):,} val" if oy is not None else ""
     notes = [
-        f"{name}: {len(ty):,} train{n_val} / {len(vy):,} test images in {len(class_names)} classes from {layout}; "
-        f"{'grey' if channels == 1 else 'RGB'}, {size_note} (PIL bilinear)"
+        f"{name}: {len(ty):,} train{n_val} / {len(vy):,} test images in {len(class_names)} classes from "
+        f"{described}; {'grey' if channels == 1 else 'RGB'}, {size_note} (PIL bilinear)"
     ]
     if bad.found:
         listed = "; ".join(bad.found[:_MAX_LISTED])

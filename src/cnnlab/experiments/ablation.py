@@ -15,6 +15,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Table, TrainSpec, register_experiment
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.multiseed import arm_row, train_arm
 from cnnlab.experiments.surgery import remove_layers
 from cnnlab.experiments.tools import against_margin, margin_criterion, seed_list
@@ -66,8 +67,7 @@ class AblationConfig:
     def __post_init__(self) -> None:
         if len(self.input_size) != 3:
             raise ConfigError(f"ablation: input_size must be (C, H, W), got {self.input_size!r}")
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"ablation: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("ablation", self.seeds)
 
 
 # What the quick scale changes in Krizhevsky's recipe (`alexnet`) so that five BN-free AlexNets train

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from cnnlab.data.augment import tta_views
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table, TrainSpec
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.dropout import NO_OTHER_REGULARISER
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
@@ -53,9 +54,7 @@ class AugmentationConfig:
             raise ConfigError("augmentation: plain and augmented must share the recipe and the epochs")
         if not isinstance(self.crop_padding, int) or self.crop_padding < 1:
             raise ConfigError(f"augmentation: crop_padding must be a positive integer, got {self.crop_padding!r}")
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"augmentation: seeds must be an integer >= 2 (the verdicts compare seeds), "
-                              f"got {self.seeds!r}")
+        require_seeds("augmentation", self.seeds)
 
 
 # The lenet recipe (Adam, cosine) with its 2-px shifts replaced: none at all, or random 2-px crops.

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
 from cnnlab.experiments.framework import (
+    require_seeds,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -66,9 +67,7 @@ class AutoencoderPretrainConfig:
     def __post_init__(self) -> None:
         if not self.per_class or any(not isinstance(n, int) or n < 1 for n in self.per_class):
             raise ConfigError(f"autoencoder-pretrain: per_class must be positive integers, got {self.per_class!r}")
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"autoencoder-pretrain: seeds must be an integer >= 2 (verdicts compare seeds), "
-                              f"got {self.seeds!r}")
+        require_seeds("autoencoder-pretrain", self.seeds)
         for field in ("updates", "show"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
@@ -51,8 +52,7 @@ class BatchNormConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"batchnorm: seeds must be an integer >= 2 (the verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("batchnorm", self.seeds)
         if len(self.lrs) < 2 or any(not lr > 0 for lr in self.lrs) or list(self.lrs) != sorted(set(self.lrs)):
             raise ConfigError(f"batchnorm: lrs must be at least two increasing positive rates, got {self.lrs!r}")
         if self.train.lr is not None:

@@ -20,6 +20,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.claims_nets import DropoutHeadConfig, DropoutHeadNet, VGGStackConfig, VGGStackNet
 from cnnlab.experiments.framework import (
+    require_seeds,
     ExperimentContext,
     Outcome,
     Plot,
@@ -54,8 +55,7 @@ class BatchNormMoreConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"batchnorm-more: seeds must be an integer >= 2, got {self.seeds!r}")
+        require_seeds("batchnorm-more", self.seeds)
         if len(self.init_gains) < 2 or any(g <= 0 for g in self.init_gains):
             raise ConfigError(f"batchnorm-more: init_gains must be two or more positive scales, got {self.init_gains!r}")
 

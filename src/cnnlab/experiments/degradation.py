@@ -17,6 +17,7 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome, Plot
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import SeedComparison, Table, TrainSpec, compare_seeds, register_experiment
 from cnnlab.experiments.framework import seed_criterion
 from cnnlab.experiments.multiseed import plot_arms, train_zoo_arm
@@ -45,8 +46,7 @@ class DegradationConfig:
     seeds: int = 3  # every network trained once per seed; criteria compare the seeds paired
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"degradation: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("degradation", self.seeds)
         for field in ("plain", "residual"):
             pair = getattr(self, field)
             if len(pair) != 2 or _depth(pair[0]) >= _depth(pair[1]):

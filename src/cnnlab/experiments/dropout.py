@@ -27,6 +27,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
 from cnnlab.experiments.tools import MeasureEachEpoch, mean_std, seed_list, seeded
@@ -62,8 +63,7 @@ class DropoutConfig:
         ks = self.mc_ks
         if not ks or any(not isinstance(k, int) or k < 1 for k in ks) or list(ks) != sorted(set(ks)):
             raise ConfigError(f"dropout: mc_ks must be increasing positive integers, got {self.mc_ks!r}")
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"dropout: seeds must be an integer >= 2 (the verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("dropout", self.seeds)
         if not isinstance(self.tracked_seeds, int) or not 1 <= self.tracked_seeds <= self.seeds:
             raise ConfigError(f"dropout: tracked_seeds must be in 1..seeds, got {self.tracked_seeds!r}")
         if not self.close >= 0:

@@ -18,6 +18,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.claims_nets import DropoutHeadConfig, DropoutHeadNet
 from cnnlab.experiments.framework import (
+    require_seeds,
     ExperimentContext,
     Outcome,
     Plot,
@@ -50,8 +51,7 @@ class DropoutConvConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"dropout-conv: seeds must be an integer >= 2, got {self.seeds!r}")
+        require_seeds("dropout-conv", self.seeds)
         if not 0 < self.p < 1:
             raise ConfigError(f"dropout-conv: p must be in (0, 1), got {self.p!r}")
 

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.tools import ADAM, accuracy, mean_std, predict_proba, seeded
 from cnnlab.viz.experiment_plots import save_figure
@@ -56,8 +57,7 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.members, int) or self.members < 2:
             raise ConfigError(f"ensemble: members must be an integer >= 2, got {self.members!r}")
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"ensemble: seeds (disjoint ensembles) must be an integer >= 2, got {self.seeds!r}")
+        require_seeds("ensemble", self.seeds, what="seeds (disjoint ensembles)")
         if not isinstance(self.subsets, int) or self.subsets < 1:
             raise ConfigError(f"ensemble: subsets must be a positive integer, got {self.subsets!r}")
 

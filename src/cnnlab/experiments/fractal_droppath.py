@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import (
+    require_seeds,
     DIGITS_OVERRIDES,
     Criterion,
     ExperimentContext,
@@ -81,8 +82,7 @@ class FractalDropPathConfig:
     recalibrate_bn: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"fractal-droppath: seeds must be an integer >= 2, got {self.seeds!r}")
+        require_seeds("fractal-droppath", self.seeds)
         if not 0 < self.near < 1:
             raise ConfigError(f"fractal-droppath: near must be a fraction in (0, 1), got {self.near!r}")
 

@@ -66,6 +66,7 @@ __all__ = [
     "summarize",
     "SeedComparison",
     "compare_seeds",
+    "require_seeds",
     "seed_criterion",
 ]
 
@@ -751,6 +752,13 @@ class SeedComparison:
         n = f"{len(self.a)} " if self.paired else ""
         return (f"{scale * self.difference:+.2f} +- {scale * self.stderr:.2f}{unit} (standard error, {n}{kind}; "
                 f"decided at {self.threshold:g} SE)" + (f": {self.verdict}" if verdict else ""))
+
+
+def require_seeds(experiment: str, seeds: Any, *, what: str = "seeds") -> None:
+    """A ConfigError naming ``experiment`` unless ``seeds`` is an integer >= 2 (a verdict over seeds
+    needs a standard error, so at least two)."""
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 2:
+        raise ConfigError(f"{experiment}: {what} must be an integer >= 2 (the verdicts compare seeds), got {seeds!r}")
 
 
 def compare_seeds(

@@ -17,6 +17,7 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import TRANSFORMS, background_fill, capture, model_device, stage_names, transform_batch
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_invariance
@@ -49,8 +50,7 @@ class InvarianceConfig:
                 raise ConfigError(f"invariance: {kind} must list at least two magnitudes in increasing order")
         if any(s <= 0 for s in self.scale):
             raise ConfigError(f"invariance: scale factors must be positive, got {self.scale!r}")
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"invariance: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("invariance", self.seeds)
         if not isinstance(self.images, int) or self.images < 1:
             raise ConfigError(f"invariance: images must be a positive integer, got {self.images!r}")
 

@@ -21,6 +21,7 @@ import torch
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.lesion_extra import correlation, reorder_study, residual_norms
 from cnnlab.experiments.multiseed import train_zoo_arm
@@ -62,8 +63,7 @@ class LesionConfig:
     max_residual_ratio: float = 1.0  # "small corrections": median ||F(x)|| / ||shortcut(x)|| below this
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"lesion: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("lesion", self.seeds)
         for field in ("delete_k_draws", "grad_draws", "grad_batch", "reorder_swaps", "reorder_draws"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -16,6 +16,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy, stage_names
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome, SeedComparison
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_probes
@@ -41,8 +42,7 @@ class ProbesConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"probes: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("probes", self.seeds)
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"probes: tolerance must be in [0, 1), got {self.tolerance!r}")
         if self.train_classes is not None and len(set(self.train_classes)) < 2:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import (
+    require_seeds,
     DIGITS_OVERRIDES,
     Criterion,
     ExperimentContext,
@@ -50,8 +50,7 @@ class ShortcutsConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"shortcuts: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("shortcuts", self.seeds)
 
 
 SCALES = {

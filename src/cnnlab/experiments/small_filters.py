@@ -14,8 +14,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.multiseed import arm_row, train_arm
 from cnnlab.experiments.nets import BLOCKS, FilterStackConfig, FilterStackNet, filter_block
@@ -43,8 +43,7 @@ class SmallFiltersConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"small-filters: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("small-filters", self.seeds)
         FilterStackConfig(width=self.width, stages=self.stages, batch_norm=self.batch_norm)  # validates them
 
 

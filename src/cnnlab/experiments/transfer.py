@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.nets import FrozenExcept, replace_head
 from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
@@ -94,8 +95,7 @@ class TransferConfig:
             raise ConfigError("transfer: finetune.batch_size must be given (epochs are derived from it)")
         if not isinstance(self.little_batch_size, int) or self.little_batch_size < 1:
             raise ConfigError(f"transfer: little_batch_size must be a positive integer, got {self.little_batch_size!r}")
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 2:
-            raise ConfigError(f"transfer: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("transfer", self.seeds)
 
 
 # LeNet-5's stages: c1 (6 maps, 28x28), c3 (16 maps, 10x10), c5 (120), f6 (84), fc (the classes).

@@ -19,6 +19,7 @@ from matplotlib.ticker import ScalarFormatter
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.batchnorm import VGG_DIGITS_OVERRIDES
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison
+from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
 from cnnlab.experiments.multiseed import train_arm
 from cnnlab.experiments.tools import against_margin, margin_criterion, mean_std, seed_list
@@ -55,8 +56,7 @@ class VGGDepthConfig:
     lrn_margin: float = 0.005
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"vgg-depth: seeds must be an integer >= 2 (verdicts compare seeds), got {self.seeds!r}")
+        require_seeds("vgg-depth", self.seeds)
         if not 0 <= self.lrn_margin < 1:
             raise ConfigError(f"vgg-depth: lrn_margin must be a fraction in [0, 1), got {self.lrn_margin!r}")
         if any(k == "batch_norm" for k, _ in self.model_options):

@@ -24,6 +24,7 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.claims_nets import VGG_BLOCKS, VGGStackConfig, VGGStackNet, rescale_center
 from cnnlab.experiments.framework import (
+    require_seeds,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -58,8 +59,7 @@ class VGGFiltersConfig:
     data_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ConfigError(f"vgg-filters: seeds must be an integer >= 2, got {self.seeds!r}")
+        require_seeds("vgg-filters", self.seeds)
         if not (len(self.jitter) == 2 and 1.0 <= self.jitter[0] <= self.jitter[1]):
             raise ConfigError(f"vgg-filters: jitter must be (min, max) with 1 <= min <= max, got {self.jitter!r}")
 

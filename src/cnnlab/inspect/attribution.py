@@ -163,7 +163,9 @@ def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window, b
         clone = non_inplace_copy(model).eval()
         _warn_functional_relu(clone, x)
         cls = ca.GuidedBackprop if method == "guided_backprop" else ca.Deconvolution
-        return cls(clone).attribute(x, target=target).abs().sum(1)
+        with warnings.catch_warnings():  # captum announces the ReLU backward hooks it sets and removes: expected
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
+            return cls(clone).attribute(x, target=target).abs().sum(1)
     if method == "occlusion":
         c, h, w = x.shape[1:]
         side = window or max(2, round(h / 8))

@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
 from cnnlab.experiments.framework import (
-    require_seeds,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -33,6 +32,7 @@ from cnnlab.experiments.framework import (
     TrainSpec,
     compare_seeds,
     register_experiment,
+    require_seeds,
     seed_criterion,
 )
 from cnnlab.experiments.nets import AutoencoderConfig, EncoderClassifier

@@ -20,7 +20,6 @@ from typing import Any
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.claims_nets import DropoutHeadConfig, DropoutHeadNet, VGGStackConfig, VGGStackNet
 from cnnlab.experiments.framework import (
-    require_seeds,
     ExperimentContext,
     Outcome,
     Plot,
@@ -28,6 +27,7 @@ from cnnlab.experiments.framework import (
     TrainSpec,
     compare_seeds,
     register_experiment,
+    require_seeds,
     seed_criterion,
 )
 from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm

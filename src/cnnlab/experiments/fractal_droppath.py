@@ -31,9 +31,8 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import (
-    require_seeds,
-    DIGITS_OVERRIDES,
     Criterion,
+    DIGITS_OVERRIDES,
     ExperimentContext,
     Outcome,
     Plot,
@@ -41,6 +40,7 @@ from cnnlab.experiments.framework import (
     TrainSpec,
     compare_seeds,
     register_experiment,
+    require_seeds,
     seed_criterion,
 )
 from cnnlab.experiments.multiseed import arm_row, plot_arms, train_zoo_arm

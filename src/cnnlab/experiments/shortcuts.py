@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.experiments.framework import (
-    require_seeds,
-    DIGITS_OVERRIDES,
     Criterion,
+    DIGITS_OVERRIDES,
     ExperimentContext,
     Outcome,
     Plot,
@@ -24,6 +23,7 @@ from cnnlab.experiments.framework import (
     TrainSpec,
     compare_seeds,
     register_experiment,
+    require_seeds,
     seed_criterion,
 )
 from cnnlab.experiments.multiseed import arm_row, plot_arms, train_zoo_arm

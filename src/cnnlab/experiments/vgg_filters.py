@@ -24,7 +24,6 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.claims_nets import VGG_BLOCKS, VGGStackConfig, VGGStackNet, rescale_center
 from cnnlab.experiments.framework import (
-    require_seeds,
     Criterion,
     ExperimentContext,
     Outcome,
@@ -33,6 +32,7 @@ from cnnlab.experiments.framework import (
     TrainSpec,
     compare_seeds,
     register_experiment,
+    require_seeds,
     seed_criterion,
 )
 from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm

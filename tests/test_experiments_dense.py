@@ -87,8 +87,9 @@ def test_fcn_skips_verdicts_on_crafted_numbers():
 def test_each_seed_trains_its_own_initialisation_on_the_segmentation_task(monkeypatch):
     from cnnlab.data import load_dataset
     from cnnlab.experiments import ExperimentContext
-    from cnnlab.experiments.dense import TINY_DATA, _train_seeds
+    from cnnlab.experiments.dense import TINY_DATA
     from cnnlab.experiments.framework import TrainSpec
+    from cnnlab.experiments.multiseed import train_zoo_arm
 
     built = []
 
@@ -99,8 +100,8 @@ def test_each_seed_trains_its_own_initialisation_on_the_segmentation_task(monkey
     monkeypatch.setattr(ExperimentContext, "train", fake_train)
     ctx = ExperimentContext(experiment="x", scale="tiny", seed=3, progress=False)
     data = load_dataset("mnist-seg", **dict(TINY_DATA))
-    _train_seeds(ctx, "net", "fcn_digits", data, TrainSpec(recipe="fcn_digits"), seeds=3,
-                 options={"width": 0.25, "skips": "8s"}, key={"model": "fcn_digits"})
+    train_zoo_arm(ctx, "net", "fcn_digits", data, TrainSpec(recipe="fcn_digits"), seeds=3,
+                  options={"width": 0.25, "skips": "8s"}, task="segmentation")
     assert [(s, lbl, t) for s, lbl, t, _ in built] == [(s, f"net (seed {s})", "segmentation") for s in (3, 4, 5)]
     weights = [next(m.parameters()) for *_, m in built]
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])

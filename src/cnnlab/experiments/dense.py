@@ -34,8 +34,8 @@ from cnnlab.experiments.framework import (
     require_seeds,
     seed_criterion,
 )
-from cnnlab.experiments.multiseed import plot_arms
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
+from cnnlab.experiments.multiseed import plot_arms, train_zoo_arm
+from cnnlab.experiments.tools import mean_std, seed_list
 
 __all__ = ["SkipsConfig", "DilationConfig", "SKIPS_SCALES", "DILATION_SCALES", "boundary_accuracy"]
 
@@ -129,20 +129,6 @@ def _examples(data: Any, n: int) -> dict[str, Any]:
     return {"image": data.test.x[:n, 0].tolist(), "truth": data.test.y[:n].tolist()}
 
 
-def _train_seeds(ctx: ExperimentContext, label: str, model: str, data: Any, spec: TrainSpec, *, seeds: int,
-                 options: dict[str, Any], key: dict[str, Any]) -> list[Any]:
-    """The zoo's ``model`` trained for segmentation once per seed, each seed's network from its own
-    initialisation (``seeded(ctx, seed).create_model``: ``ctx.create_model`` re-seeds from the run's
-    seed, so every seed would start from the same weights); the FitResults in seed order. The first
-    seed is the run's, so its network is the one the single-seed experiment trained."""
-    fits = []
-    for seed in seed_list(ctx, seeds):
-        sub = seeded(ctx, seed)
-        fits.append(sub.train(f"{label} (seed {seed})", lambda sub=sub: sub.create_model(model, data, **options),
-                              data, spec, key=key, task="segmentation"))  # fmt: skip
-    return fits
-
-
 def _arm(ctx: ExperimentContext, seed_rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """One arm for results.json: ``extra``, the per-seed rows under ``seeds``, and the means over seeds
     of their val/test metrics (``val``, ``test``) and of any other per-seed number (``boundary_acc``)."""
@@ -186,8 +172,8 @@ def _skips_arms(ctx: ExperimentContext, cfg: SkipsConfig, data: Any, names: dict
     runs, examples = [], _examples(data, cfg.examples)
     for v in cfg.variants:
         extra = {} if cfg.model == "fcn_vgg16" else {"skips": v}
-        fits = _train_seeds(ctx, f"{names[v]} {v}", names[v], data, cfg.train, seeds=cfg.seeds,
-                            options={**options, **extra}, key={"model": names[v], "variant": v, **options})
+        fits = train_zoo_arm(ctx, f"{names[v]} {v}", names[v], data, cfg.train, seeds=cfg.seeds,
+                             options={**options, **extra}, task="segmentation")
         seed_rows = []
         for seed, fit in zip(seed_list(ctx, cfg.seeds), fits):
             pred = _predict(fit.model, data.test.x, ctx.compute_device)
@@ -318,9 +304,8 @@ def _dilation_arms(ctx: ExperimentContext, cfg: DilationConfig, data: Any) -> tu
     options = dict(cfg.model_options)
     runs, examples = [], _examples(data, cfg.examples)
     for label, dilations in (("dilated", CONTEXT_DILATIONS), ("plain", PLAIN)):
-        fits = _train_seeds(ctx, f"{cfg.model} {label}", cfg.model, data, cfg.train, seeds=cfg.seeds,
-                            options={"dilations": dilations, **options},
-                            key={"model": cfg.model, "dilations": dilations, **options})  # fmt: skip
+        fits = train_zoo_arm(ctx, f"{cfg.model} {label}", cfg.model, data, cfg.train, seeds=cfg.seeds,
+                             options={"dilations": dilations, **options}, task="segmentation")
         info = ctx.analyze(fits[0].model, data.input_size)
         rf = next(r for r in analyze(fits[0].model, tuple(data.input_size)).layers if r.name.endswith("ctx_fc8")).receptive_field[0]
         seed_rows = [dict(seed=s, **_metrics(f)) for s, f in zip(seed_list(ctx, cfg.seeds), fits)]

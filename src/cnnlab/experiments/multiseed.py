@@ -98,8 +98,10 @@ def train_zoo_arm(
     *,
     seeds: int,
     options: Mapping[str, Any] | None = None,
+    task: str | None = None,
 ) -> list[Any]:
-    """The zoo's ``model`` (with ``options``) trained once per seed; the FitResults, in seed order.
+    """The zoo's ``model`` (with ``options``) trained once per seed, with ``task`` (None: the model's
+    registered task); the FitResults, in seed order.
 
     Unlike ``train_arm(ctx, ..., lambda: ctx.create_model(...))``, whose builder re-seeds from the
     run's seed so that every seed starts from the same weights, each seed's network here is built by
@@ -112,5 +114,5 @@ def train_zoo_arm(
     for seed in seed_list(ctx, seeds):
         sub = seeded(ctx, seed)
         fits.append(sub.train(f"{label} (seed {seed})", lambda sub=sub: sub.create_model(model, data, **options),
-                              data, spec, key={"model": model, **options}))  # fmt: skip
+                              data, spec, key={"model": model, **options}, task=task))  # fmt: skip
     return fits

@@ -67,19 +67,8 @@ class _PixelTask(Task):
         return (pixels > 0.5).float() if self.binarize else pixels
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        x = data.test.x[:2].to(device)
-        name = getattr(model, "cnnlab_name", None) or type(model).__name__
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(x)
-        except RuntimeError as err:
-            raise ConfigError(f"{name} cannot take {data.name}'s input of shape {tuple(data.input_size)} "
-                              f"({str(err).splitlines()[0][:200]})") from None
-        finally:
-            model.train(was_training)
+        out, name = self.probe(model, data)
+        x = data.test.x[:2]
         if not isinstance(out, Tensor) or out.shape != x.shape:
             shape = tuple(out.shape[1:]) if isinstance(out, Tensor) else type(out).__name__
             raise ConfigError(f"the {self.name} task needs a model that outputs an image of its input's shape "

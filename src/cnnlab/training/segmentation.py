@@ -53,18 +53,7 @@ class SegmentationTask(Task):
         self.stat_names = ("loss", "pixels") + tuple(f"cm_{i}_{j}" for i in range(k) for j in range(k))
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        name = getattr(model, "cnnlab_name", None) or type(model).__name__
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(data.test.x[:2].to(device))
-        except RuntimeError as err:
-            raise ConfigError(f"{name} cannot take {data.name}'s input of shape {tuple(data.input_size)} "
-                              f"({str(err).splitlines()[0][:200]})") from None
-        finally:
-            model.train(was_training)
+        out, name = self.probe(model, data)
         want = tuple(data.test.y.shape[1:])
         if out.ndim != 4 or tuple(out.shape[2:]) != want or out.shape[1] < data.num_classes:
             raise ConfigError(f"{name} gives outputs of shape {tuple(out.shape[1:])}; segmentation of {data.name} "

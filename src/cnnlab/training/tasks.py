@@ -85,6 +85,22 @@ class Task:
     def check(self, model: nn.Module, data: DataBundle) -> None:
         """Probe the model (on its device) with one forward pass; ConfigError if it cannot do this task."""
 
+    def probe(self, model: nn.Module, data: DataBundle) -> tuple[Any, str]:
+        """One eval-mode forward of two test images on the model's device, for ``check``: (the output,
+        the model's name); a ConfigError naming the model when it cannot take the data's input."""
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        name = getattr(model, "cnnlab_name", None) or type(model).__name__
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return model(data.test.x[:2].to(device)), name
+        except RuntimeError as err:
+            raise ConfigError(f"{name} cannot take {data.name}'s input of shape {tuple(data.input_size)} "
+                              f"({str(err).splitlines()[0][:200]})") from None
+        finally:
+            model.train(was_training)
+
     def augment_batch(self, augment, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return (augment(x, generator) if augment.enabled else x), y
 
@@ -155,20 +171,7 @@ class ClassificationTask(Task):
         self.num_classes = data.num_classes
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        x = data.test.x[:2].to(device)
-        name = getattr(model, "cnnlab_name", None) or type(model).__name__
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(x)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0][:200]
-            raise ConfigError(f"{name} cannot take {data.name}'s input of shape {tuple(data.input_size)} "
-                              f"({first})") from None
-        finally:
-            model.train(was_training)
+        out, name = self.probe(model, data)
         if out.ndim != 2 or out.shape[1] < data.num_classes:
             raise ConfigError(f"{name} gives {tuple(out.shape[1:])} outputs but {data.name} has "
                               f"{data.num_classes} classes")

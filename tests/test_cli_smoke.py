@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from cnnlab.cli import build_parser, main
+from cnnlab.cli import build_parser
+from cli_helpers import run_cli as _run
 
 BAD = "no-such-thing"
 
@@ -55,15 +56,6 @@ def _bad_option_cases() -> list[tuple[str, str, list[str]]]:
 
 def _positionals(sub: argparse.ArgumentParser) -> list[argparse.Action]:
     return [a for a in sub._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _one_line(rc: int, err: str, argv: list[str]) -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from cnnlab.cli import main
+from cli_helpers import run_cli as _run
 
 TINY = ["--data", "synthetic", "--data-set", "n_train=128", "--data-set", "n_test=32", "--epochs", "2",
         "--batch-size", "32", "--threads", "1", "--deterministic", "--precision", "fp32", "--no-progress"]
@@ -21,15 +21,6 @@ def _isolated(tmp_path, monkeypatch):
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse errors
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _assert_one_line_error(rc: int, err: str, *needles: str) -> None:

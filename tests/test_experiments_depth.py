@@ -12,11 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cnnlab import create_model
 from cnnlab.cli import main

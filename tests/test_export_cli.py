@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.cli import main
 from cnnlab.export import Predictor, load_model, load_pt2, read_onnx_metadata
 from cnnlab.models.registry import create_model
 from cnnlab.models.weights import save_weights
+from cli_helpers import one_line as _one_line_error, run_cli as _run
 
 
 @pytest.fixture(autouse=True)
@@ -22,23 +22,6 @@ def _isolated(tmp_path, monkeypatch):
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
-
-
-def _run(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse errors
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _one_line_error(rc, err, *needles):
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], err
 
 
 @pytest.fixture

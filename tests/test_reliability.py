@@ -31,6 +31,7 @@ from cnnlab.data.readers import read_idx
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DatasetError, WeightsError
 from cnnlab.models.weights import TMP_PREFIX, load_weights, save_weights
 from cnnlab.training import checkpoint as ck
+from cli_helpers import one_line, run_cli
 
 TINY = ["--data", "synthetic", "--data-set", "n_train=64", "--data-set", "n_test=16", "--epochs", "2",
         "--batch-size", "32", "--threads", "1", "--precision", "fp32", "--no-progress"]
@@ -55,24 +56,6 @@ def deadline(seconds: int = 20):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line(rc: int, err: str, *needles: str) -> str:
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
-    return lines[0]
 
 
 @pytest.fixture(autouse=True)

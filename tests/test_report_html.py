@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 
-import pytest
 import torch
 
 import cnnlab

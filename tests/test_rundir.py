@@ -22,6 +22,7 @@ from cnnlab import atomic
 from cnnlab.cli import main
 from cnnlab.training import engine
 from cnnlab.training.rundir import LOCK, RunDir, RunLockedError, holds_run
+from cli_helpers import one_line as _one_line, run_cli as _run
 
 # 128 synthetic images, 10% held out for val: 115 to train, 4 updates of (up to) 32 an epoch.
 TINY = ["--data", "synthetic", "--data-set", "n_train=128", "--data-set", "n_test=32", "--epochs", "2",
@@ -34,24 +35,6 @@ def _isolated(tmp_path, monkeypatch):
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _one_line(rc: int, err: str, *needles: str) -> str:
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
-    return lines[0]
 
 
 def _inject(monkeypatch, *cbs) -> None:

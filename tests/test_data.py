@@ -15,7 +15,8 @@ from cnnlab.data import DataBundle, TensorPair, dataset_info, list_datasets, loa
 from cnnlab.errors import ConfigError, DatasetError, UnknownNameError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_data_bad_files import cifar_batch, png_bytes, write_cifar10, write_mnist  # noqa: E402
+from test_data_bad_files import (cifar_batch, idx_digests, png_bytes, trusted_idx, write_cifar10,  # noqa: E402
+                                 write_mnist)
 
 
 def raw_pixels(pair: TensorPair, bundle: DataBundle, scale: float | None = 255.0) -> np.ndarray:
@@ -200,9 +201,10 @@ def test_subset_relabels_and_counts(mnist5k: DataBundle) -> None:
 
 
 def test_mnist_idx_files_gzipped_or_not(tmp_path: Path) -> None:
-    write_mnist(tmp_path / "plain")
-    write_mnist(tmp_path / "gz", gz=True)
-    a, b = load_dataset("mnist", root=tmp_path / "plain"), load_dataset("mnist", root=tmp_path / "gz")
+    digests = idx_digests(write_mnist(tmp_path / "plain"))
+    assert idx_digests(write_mnist(tmp_path / "gz", gz=True)) == digests  # the same content, gzipped
+    with trusted_idx(digests):
+        a, b = load_dataset("mnist", root=tmp_path / "plain"), load_dataset("mnist", root=tmp_path / "gz")
     assert len(a.train) + len(a.val) == 20 and a.test.x.shape == (10, 1, 28, 28)
     assert torch.equal(a.train.x, b.train.x)
     # 2 of each class: one to train, one to val; each split keeps the file order
@@ -328,5 +330,6 @@ def test_download_path_without_network(tmp_path: Path, monkeypatch: pytest.Monke
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(tv_utils, "download_url", offline)
-    with pytest.raises(DatasetError, match="could not download https://ossci-datasets"):
-        load_dataset("mnist", root=tmp_path / "offline", download=True)
+    with trusted_idx(dict(tvs.MNIST["sha256"])), \
+            pytest.raises(DatasetError, match="could not download https://ossci-datasets"):
+        load_dataset("mnist", root=tmp_path / "offline", download=True)  # not found on this machine either

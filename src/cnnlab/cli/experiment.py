@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", metavar="NAME", help="experiment name, `list`, or `all`")
     p.add_argument("--scale", choices=SCALES, default="quick",
-                   help="quick: mnist-5k, minutes on a CPU (default); full: the paper's setting, for a GPU; "
-                   "tiny: seconds, plumbing only")  # fmt: skip
+                   help="quick: mnist-5k, minutes on a CPU (default); standard: Fashion-MNIST or MNIST, under an "
+                   "hour on a CPU (the experiments that have it: `cnnlab experiment list`); full: the paper's "
+                   "setting, for a GPU; tiny: seconds, plumbing only")  # fmt: skip
     p.add_argument("--data", default=None, help="data set replacing the scale's (see cnnlab.data.list_datasets); "
                    "the scale's input size, if it sets one, is kept")
     p.add_argument("--data-root", default="data", help="where torchvision-backed data sets live (default ./data)")
@@ -40,7 +41,9 @@ def _list() -> int:
     for name in list_experiments():
         exp = get_experiment(name)
         print(f"{name:<12} {exp.title}")
-        print(textwrap.indent(f"{exp.paper}; lectures {', '.join(s.split('_')[0] for s in exp.lectures)}", " " * 13))
+        scales = ", ".join(s for s in SCALES if s in exp.scales)
+        lectures = ", ".join(s.split("_")[0] for s in exp.lectures)
+        print(textwrap.indent(f"{exp.paper}; lectures {lectures}; scales {scales}", " " * 13))
     return 0
 
 
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     names = list_experiments() if args.name == "all" else [get_experiment(args.name).name]
+    if args.name == "all":  # the standard scale exists for some experiments only
+        names = [n for n in names if args.scale in get_experiment(n).scales]
     root = Path(args.out) if args.name == "all" and args.out else Path("runs/experiments")
     if args.name == "all" and root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root} exists and is not a directory")

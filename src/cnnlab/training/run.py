@@ -356,11 +356,12 @@ def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_
 
 def _train(spec: TrainSpec, *, out_dir, resuming: bool, progress: bool, callbacks=()) -> FitResult:
     from cnnlab.data import load_dataset
+    from cnnlab.data.datasets import split_folder
     from cnnlab.models.registry import create_model, model_info
 
     info = model_info(spec.model)
     recipe = resolve_recipe(spec.recipe, model_name=spec.model, overrides=spec.overrides,
-                            batch_size=spec.batch_size, lr=spec.lr)
+                            batch_size=spec.batch_size, lr=spec.lr, data_name=split_folder(spec.data)[0])
     data = load_dataset(spec.data, root=spec.data_root, download=spec.download, input_size=info.input_size,
                         seed=spec.seed, bad_files=spec.bad_files, val_fraction=spec.val_fraction,
                         **spec.data_options)

@@ -100,7 +100,8 @@ def plot_pyramid(
     h0, w0 = gaussian[0].shape[:2]
     # every column at least a sixth of the first, so that the small levels' titles fit beside each other
     columns = [max(g.shape[1], w0 / 6) for g in gaussian]
-    fig_w = 11.0
+    # about one screen pixel per image pixel at the 120 dpi of the saved PNG (no blown-up pixels), within 6..11 in
+    fig_w = min(max(sum(columns) / 110, 6.0), 11.0)
     inch = fig_w / sum(columns)  # inches per pixel, the same in every panel
     fig = Figure(figsize=(fig_w, 2 * (h0 * inch + 0.5) + (0.4 if title else 0.0)))
     grid = fig.add_gridspec(2, n, width_ratios=columns)

@@ -1,8 +1,11 @@
 """Errors a user can fix. The CLI prints them on one line and exits with code 2.
 
 Every module of cnnlab raises these (or plain ``ValueError`` for bad arguments in the Python API),
-so that bad input never ends in a traceback on the command line.
+so that bad input never ends in a traceback on the command line. :func:`closest_names` finds the
+"did you mean" names that an :class:`UnknownNameError` lists.
 """
+
+import difflib
 
 
 class CnnlabError(Exception):
@@ -31,3 +34,10 @@ class CheckpointError(CnnlabError):
 
 class TrainingError(CnnlabError):
     """Training cannot go on (for example a NaN or infinite loss)."""
+
+
+def closest_names(name: str, names: list[str], n: int = 5) -> list[str]:
+    """The names in ``names`` closest to ``name`` (prefix matches first, then by similarity)."""
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    prefixed = [k for k in names if k.startswith(name) and k not in close]
+    return (prefixed + close)[:n]

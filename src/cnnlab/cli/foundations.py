@@ -1,11 +1,17 @@
-"""``cnnlab filters`` and ``cnnlab convolve``: hand-crafted filters applied to an image (lecture 003)."""
+"""``cnnlab filters``, ``cnnlab convolve`` and ``cnnlab pyramid``: hand-crafted filters applied to an image
+(lecture 003) and its Gaussian and Laplacian pyramids (lecture 001)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from cnnlab.errors import ConfigError
+
+IMAGE_HELP = ("an image file (any PIL format) or skimage:NAME, one of the photographs shipped with scikit-image "
+              "(skimage:chelsea, skimage:astronaut, skimage:camera, ...; a wrong NAME lists them all)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Filter a (grey) image with lecture 003's hand-crafted filters (identity, edge detectors, "
                     "sharpen, box and Gaussian blur), the derivative filters (Sobel, Prewitt, Laplacian, "
                     "Laplacian of Gaussian) or a Gabor bank, and save every response in one grid PNG.")
-    p.add_argument("image", metavar="IMAGE", help="an image file (any PIL format), read as grey")
+    p.add_argument("image", metavar="IMAGE", help=IMAGE_HELP + "; read as grey")
     p.add_argument("--bank", choices=BANKS, default="lecture", help="which filters (default: lecture)")
     p.add_argument("--out", default="filters", metavar="DIR",
                    help="folder for filters_<bank>.png (default: filters), or a file name ending in .png")
@@ -28,14 +34,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "convolve", help="convolve an image with a kernel given on the command line",
         description="Correlate each channel of IMAGE with KERNEL (zero padding, output the size of the input; "
                     "the CNN convention: the kernel is not flipped) and save the result as a PNG.")
-    c.add_argument("image", metavar="IMAGE", help="an image file (any PIL format); each channel is convolved")
+    c.add_argument("image", metavar="IMAGE", help=IMAGE_HELP + "; each channel is convolved")
     c.add_argument("--kernel", required=True, metavar="JSON", help="rows as JSON, e.g. '[[0,-1,0],[-1,5,-1],[0,-1,0]]'")
-    c.add_argument("--out", metavar="FILE.png", help="output file (default: IMAGE's name + _convolved.png, here)")
+    c.add_argument("--out", metavar="FILE.png", help="output file (default: IMAGE's name + _convolved.png, here: chelsea_convolved.png "
+                        "for skimage:chelsea)")
     c.add_argument("--grey", action="store_true", help="convert to grey first")
     c.add_argument("--boundary", choices=("zero", "reflect", "circular"), default="zero",
                    help="how pixels outside the image are filled (default zero)")
     c.add_argument("--force", action="store_true", help="replace an existing output file")
     c.set_defaults(func=run_convolve)
+
+    y = sub.add_parser(
+        "pyramid", help="draw an image's Gaussian and Laplacian pyramids",
+        description="Build the Gaussian pyramid of IMAGE (blur with Burt & Adelson's 5-tap binomial kernel, keep "
+                    "every other pixel) and its Laplacian pyramid (each level minus the expansion of the next, "
+                    "the coarsest level kept), check that the Laplacian pyramid reconstructs the image, and save "
+                    "both pyramids in one PNG.")
+    y.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    y.add_argument("--levels", type=int, default=4, metavar="N", help="number of levels, the image included (default 4)")
+    y.add_argument("--out", default="pyramid", metavar="DIR",
+                   help="folder for IMAGE's name + _pyramid.png (default: pyramid), or a file name ending in .png")
+    y.add_argument("--max-side", type=int, default=512, metavar="N", help="shrink larger images to N pixels (default 512)")
+    y.add_argument("--grey", action="store_true", help="convert to grey first")
+    y.add_argument("--force", action="store_true", help="replace an existing output file")
+    y.set_defaults(func=run_pyramid)
 
 
 def _check_new(path: Path, force: bool) -> None:
@@ -70,11 +92,11 @@ def run_filters(args: argparse.Namespace) -> int:
 
 
 def run_convolve(args: argparse.Namespace) -> int:
-    from cnnlab.foundations import apply_kernel, load_image, parse_kernel
+    from cnnlab.foundations import apply_kernel, image_stem, load_image, parse_kernel
     from cnnlab.viz.filters import save_image
 
     kernel = parse_kernel(args.kernel)
-    out = Path(args.out) if args.out else Path(f"{Path(args.image).stem}_convolved.png")
+    out = Path(args.out) if args.out else Path(f"{image_stem(args.image)}_convolved.png")
     _check_new(out, args.force)
     image = load_image(args.image, grey=args.grey)
     result = apply_kernel(image, kernel, boundary=args.boundary)
@@ -83,4 +105,31 @@ def run_convolve(args: argparse.Namespace) -> int:
     print(f"{kernel.shape[0]}x{kernel.shape[1]} kernel (sum {kernel.sum():g}) applied to {args.image} "
           f"({image.shape[1]}x{image.shape[0]}); values {result.min():.3f}..{result.max():.3f}, "
           f"{100 * clipped:.1f}% clipped to [0, 1]; saved to {out}")
+    return 0
+
+
+def run_pyramid(args: argparse.Namespace) -> int:
+    from cnnlab.foundations import gaussian_pyramid, image_stem, laplacian_pyramid, load_image, reconstruct_laplacian
+    from cnnlab.viz.filters import plot_pyramid
+
+    if args.levels < 2:
+        raise ConfigError(f"--levels must be at least 2 (the image and one coarser level), got {args.levels}")
+    if args.max_side < 8:
+        raise ConfigError(f"--max-side must be at least 8, got {args.max_side}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        out = out / f"{image_stem(args.image)}_pyramid.png"
+    _check_new(out, args.force)
+    image = load_image(args.image, grey=args.grey, max_side=args.max_side)
+    gauss = gaussian_pyramid(image, args.levels)
+    lap = laplacian_pyramid(image, args.levels)
+    error = float(np.abs(reconstruct_laplacian(lap) - image).max())
+    plot_pyramid(gauss, lap, out, title=f"{Path(args.image).name}: Gaussian pyramid (top), Laplacian pyramid (bottom)")
+    print(f"{'level':<6} {'size':>9} {'Laplacian level':<28} {'mean |L|':>8}")
+    for i, (g, band) in enumerate(zip(gauss, lap)):
+        what = f"G{i} - up(G{i + 1})" if i < len(lap) - 1 else f"G{i} (residual)"
+        print(f"{i:<6} {f'{g.shape[0]}x{g.shape[1]}':>9} {what:<28} {np.abs(band).mean():8.4f}")
+    if len(gauss) < args.levels:
+        print(f"stopped at {len(gauss)} levels: the last is one pixel high or wide")
+    print(f"the Laplacian pyramid reconstructs the image to {error:.1e} (largest pixel error); saved to {out}")
     return 0

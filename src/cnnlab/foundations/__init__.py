@@ -33,7 +33,7 @@ from cnnlab.foundations.filters import (
     log_kernel,
     reconstruct_laplacian,
 )
-from cnnlab.foundations.images import apply_kernel, load_image, parse_kernel
+from cnnlab.foundations.images import PHOTOS, SKIMAGE_PREFIX, apply_kernel, image_stem, load_image, parse_kernel
 from cnnlab.foundations.gradcheck import GradcheckResult, gradcheck
 from cnnlab.foundations.layers import (
     linear_backward,
@@ -66,7 +66,9 @@ __all__ = [
     "LECTURE_FILTERS",
     "LayerParams",
     "LocallyConnected2d",
+    "PHOTOS",
     "SGDConfig",
+    "SKIMAGE_PREFIX",
     "SeparableApprox",
     "TinyCNN",
     "TrainReport",
@@ -96,6 +98,7 @@ __all__ = [
     "gaussian_pyramid",
     "gradcheck",
     "im2col",
+    "image_stem",
     "kernel_rank",
     "laplacian_pyramid",
     "linear_backward",

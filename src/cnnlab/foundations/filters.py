@@ -144,29 +144,39 @@ def filter2d(image: np.ndarray, kernel: np.ndarray, *, boundary: str = "zero") -
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # Burt & Adelson's 5-tap generating kernel, a = 0.375
 
 
-def _blur(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
+def _blur(image: np.ndarray, taps: np.ndarray, boundary: str) -> np.ndarray:
+    if image.ndim == 3:  # colour: each channel on its own
+        return np.stack([_blur(image[..., c], taps, boundary) for c in range(image.shape[-1])], axis=-1)
     # separable: rows then columns (see separable.py for why that is allowed and cheaper)
-    out = filter2d(image, taps[None, :], boundary="reflect")
-    return filter2d(out, taps[:, None], boundary="reflect")
+    out = filter2d(image, taps[None, :], boundary=boundary)
+    return filter2d(out, taps[:, None], boundary=boundary)
 
 
-def pyr_down(image: np.ndarray) -> np.ndarray:
-    """Blur with the binomial kernel, then keep every other row and column."""
-    return _blur(image, _BINOMIAL)[::2, ::2]
+def pyr_down(image: np.ndarray, *, boundary: str = "reflect") -> np.ndarray:
+    """Blur with the binomial kernel, then keep every other row and column. (H, W) or (H, W, C).
+
+    ``boundary="circular"`` makes it commute with circular shifts by two pixels (see equivariance.py).
+    """
+    return _blur(image, _BINOMIAL, boundary)[::2, ::2]
 
 
-def pyr_up(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def pyr_up(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Insert zeros between samples up to ``shape`` and interpolate with twice the binomial kernel per axis."""
     up = np.zeros(shape)
     up[::2, ::2] = image[: (shape[0] + 1) // 2, : (shape[1] + 1) // 2]
-    return _blur(up, 2.0 * _BINOMIAL)
+    return _blur(up, 2.0 * _BINOMIAL, "reflect")
 
 
 def gaussian_pyramid(image: np.ndarray, levels: int = 4) -> list[np.ndarray]:
-    """``[G0 = image, G1, ...]``, each half the size of the previous."""
+    """``[G0 = image, G1, ...]``, each half the size of the previous (rounded up); (H, W) or (H, W, C).
+
+    Stops early when a level is one pixel high or wide.
+    """
+    if levels < 1:
+        raise ValueError(f"levels must be at least 1, got {levels}")
     pyramid = [np.asarray(image, dtype=np.float64)]
     for _ in range(levels - 1):
-        if min(pyramid[-1].shape) < 2:
+        if min(pyramid[-1].shape[:2]) < 2:
             break
         pyramid.append(pyr_down(pyramid[-1]))
     return pyramid

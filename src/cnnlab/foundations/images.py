@@ -1,5 +1,7 @@
-"""Reading an image and a kernel given by a user (for ``cnnlab filters`` / ``cnnlab convolve``).
+"""Reading an image and a kernel given by a user (for ``cnnlab filters`` / ``convolve`` / ``pyramid``).
 
+An image is a file (any format PIL reads) or ``skimage:NAME``, one of the photographs that
+scikit-image ships inside its package (:data:`PHOTOS`; nothing is downloaded).
 Bad input is a :class:`~cnnlab.errors.CnnlabError` naming the file or the argument.
 """
 
@@ -12,33 +14,91 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import ConfigError, DatasetError
+from cnnlab.errors import ConfigError, DatasetError, UnknownNameError, closest_names
 
-__all__ = ["load_image", "parse_kernel", "apply_kernel", "MAX_KERNEL"]
+__all__ = ["load_image", "image_stem", "parse_kernel", "apply_kernel", "MAX_KERNEL", "PHOTOS", "SKIMAGE_PREFIX"]
 
 MAX_KERNEL = 63  # a larger kernel is almost surely a typo, and would take minutes on a photo
 
+SKIMAGE_PREFIX = "skimage:"
 
-def load_image(path: str | os.PathLike, *, grey: bool = True, max_side: int | None = None) -> np.ndarray:
-    """An image file as float64 in [0, 1]: (H, W) grey (ITU-R 601 luma) or (H, W, 3) RGB.
+# The photographs in scikit-image's wheel, by the name of their loader in `skimage.data` (its own
+# descriptions, height x width). Its drawings, synthetic images and masks are left out.
+PHOTOS: dict[str, str] = {
+    "astronaut": "the astronaut Eileen Collins, 512x512 colour",
+    "brick": "a brick wall, 512x512 grey",
+    "camera": "the cameraman, 512x512 grey",
+    "chelsea": "Chelsea the cat, 300x451 colour",
+    "coffee": "a coffee cup, 400x600 colour",
+    "coins": "Greek coins from Pompeii, 303x384 grey",
+    "grass": "grass, 512x512 grey",
+    "gravel": "gravel, 512x512 grey",
+    "hubble_deep_field": "the Hubble eXtreme Deep Field, 872x1000 colour",
+    "immunohistochemistry": "immunohistochemical staining, 512x512 colour",
+    "moon": "the surface of the moon, 512x512 grey",
+    "page": "a scanned page, 191x384 grey",
+    "retina": "a human retina, 1411x1411 colour",
+    "rocket": "DSCOVR's launch on a Falcon 9, 427x640 colour",
+    "text": "photographed text, 172x448 grey",
+}
+
+
+def _photo(source: str):
+    """``skimage:NAME`` as a PIL image."""
+    from PIL import Image
+
+    name = source[len(SKIMAGE_PREFIX):]
+    if name not in PHOTOS:
+        close = closest_names(name, list(PHOTOS), n=3)
+        hint = f"; did you mean {', '.join(SKIMAGE_PREFIX + c for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown photograph {source!r}{hint} (scikit-image's photographs: "
+                               f"{', '.join(PHOTOS)})")
+    try:
+        import skimage.data
+    except ImportError:
+        raise DatasetError(f"{source} needs scikit-image, which is not installed: pip install scikit-image") from None
+    try:
+        pixels = getattr(skimage.data, name)()
+    except Exception as err:  # a scikit-image whose photograph must be downloaded, or has gone
+        raise DatasetError(f"cannot load {source} from scikit-image {skimage.__version__}: "
+                           f"{type(err).__name__}: {err}".splitlines()[0]) from None
+    return Image.fromarray(np.asarray(pixels, dtype=np.uint8))
+
+
+def image_stem(source: str | os.PathLike) -> str:
+    """The name to derive output file names from: ``chelsea`` for ``skimage:chelsea``, else the file's stem."""
+    text = os.fspath(source)
+    return text[len(SKIMAGE_PREFIX):] if text.startswith(SKIMAGE_PREFIX) else Path(text).stem
+
+
+def load_image(source: str | os.PathLike, *, grey: bool = True, max_side: int | None = None) -> np.ndarray:
+    """An image file or ``skimage:NAME`` as float64 in [0, 1]: (H, W) grey (ITU-R 601 luma) or (H, W, 3) RGB.
 
     ``max_side`` shrinks larger images (keeping the aspect ratio) so filtering stays quick.
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
+    if isinstance(source, str) and source.startswith(SKIMAGE_PREFIX):
+        return _to_array(_photo(source), grey=grey, max_side=max_side)
+    path = Path(source)
     if not path.is_file():
         raise DatasetError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
             im.load()
-            im = im.convert("L" if grey else "RGB")
-            if max_side and max(im.size) > max_side:
-                scale = max_side / max(im.size)
-                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
-            return np.asarray(im, dtype=np.float64) / 255.0
+            return _to_array(im, grey=grey, max_side=max_side)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
         raise DatasetError(f"cannot read image {path}: not an image file PIL can decode ({type(err).__name__})") from None
+
+
+def _to_array(im, *, grey: bool, max_side: int | None) -> np.ndarray:
+    from PIL import Image
+
+    im = im.convert("L" if grey else "RGB")
+    if max_side and max(im.size) > max_side:
+        scale = max_side / max(im.size)
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+    return np.asarray(im, dtype=np.float64) / 255.0
 
 
 def parse_kernel(text: str, *, flag: str = "--kernel") -> np.ndarray:

@@ -8,7 +8,6 @@ the closest registered names.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import os
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.errors import ConfigError, UnknownNameError, closest_names  # re-exported
 
 __all__ = [
     "ModelInfo",
@@ -89,13 +88,6 @@ def register_model(
         return builder
 
     return decorator
-
-
-def closest_names(name: str, names: list[str], n: int = 5) -> list[str]:
-    """The registered names closest to ``name`` (prefix matches first, then by similarity)."""
-    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
-    prefixed = [k for k in names if k.startswith(name) and k not in close]
-    return (prefixed + close)[:n]
 
 
 def _ensure_zoo_loaded() -> None:

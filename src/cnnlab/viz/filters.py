@@ -1,5 +1,6 @@
-"""Pictures of hand-crafted filters: a grid of filter responses (lecture 003's table, and more), and
-images written as PNGs. Drawn from arrays alone (the image, the kernels, their responses).
+"""Pictures of hand-crafted filters: a grid of filter responses (lecture 003's table, and more), the
+levels of a Gaussian and a Laplacian pyramid, and images written as PNGs. Drawn from arrays alone
+(the image, the kernels, their responses, the pyramid's levels).
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from cnnlab import atomic
 from cnnlab.viz.analysis_plots import _save
 
-__all__ = ["plot_filter_grid", "save_image", "display_range"]
+__all__ = ["plot_filter_grid", "plot_pyramid", "save_image", "display_range"]
 
 
 def display_range(kernel: np.ndarray, response: np.ndarray) -> tuple[np.ndarray, str]:
@@ -67,6 +68,62 @@ def plot_filter_grid(
         _kernel_inset(ax, kernels[name])
     if title:
         fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _show(ax, image: np.ndarray, title: str | None = None) -> None:
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(image, 0.0, 1.0))
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def plot_pyramid(
+    gaussian: Sequence[np.ndarray], laplacian: Sequence[np.ndarray], path: str | os.PathLike, *,
+    title: str | None = None,
+) -> Path:
+    """The Gaussian levels in the top row and the Laplacian levels below, all drawn at one scale (a
+    level half the size of the previous is drawn half as large).
+
+    A band-pass level is shown as mid-grey plus the band, scaled to its 99.5th percentile of
+    ``|band|`` (the gain is in its title), so that the finest detail and the coarsest are both visible.
+    """
+    from matplotlib.figure import Figure
+
+    n = len(gaussian)
+    if len(laplacian) != n:
+        raise ValueError(f"plot_pyramid: {n} Gaussian levels but {len(laplacian)} Laplacian levels")
+    h0, w0 = gaussian[0].shape[:2]
+    # every column at least a sixth of the first, so that the small levels' titles fit beside each other
+    columns = [max(g.shape[1], w0 / 6) for g in gaussian]
+    # about one screen pixel per image pixel at the 120 dpi of the saved PNG (no blown-up pixels), within 6..11 in
+    fig_w = min(max(sum(columns) / 110, 6.0), 11.0)
+    inch = fig_w / sum(columns)  # inches per pixel, the same in every panel
+    fig = Figure(figsize=(fig_w, 2 * (h0 * inch + 0.5) + (0.4 if title else 0.0)))
+    grid = fig.add_gridspec(2, n, width_ratios=columns)
+    for i, (g, band, col) in enumerate(zip(gaussian, laplacian, columns)):
+        h, w = g.shape[:2]
+        if i == n - 1:  # the coarsest level is kept as it is: the residual the bands are added to
+            shown, label = band, f"L{i} = G{i}\n(residual)" if n < 5 else f"L{i}"
+        else:
+            top = float(np.percentile(np.abs(band), 99.5)) or 1.0
+            shown = 0.5 + band / (2.0 * top)
+            label = f"L{i} = G{i} - up(G{i + 1})\nx{0.5 / top:.0f}, grey = 0" if i == 0 or n < 5 else f"L{i}\nx{0.5 / top:.0f}"
+        for row, (image, text) in enumerate(((g, f"G{i}\n{h}x{w}"), (shown, label))):
+            ax = fig.add_subplot(grid[row, i])
+            _show(ax, image)
+            pad = (col - w) / 2
+            ax.set_xlim(-0.5 - pad, w - 0.5 + pad)
+            # the Gaussian levels stand on one line, the Laplacian levels hang from the next
+            bottom = h - 0.5 if row == 0 else h0 - 0.5
+            ax.set_ylim(bottom, bottom - h0)
+            ax.text((w - 1) / 2, -0.5 - 0.02 * h0, text, ha="center", va="bottom", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -158,3 +158,13 @@ def test_name_with_folder_is_validated(tmp_path: Path) -> None:
         load_dataset(f"mnist-5k:{tmp_path}")
     with pytest.raises(ConfigError, match="DIR is empty"):
         load_dataset("mnist:")
+
+
+def test_resnet_cifar_nets_default_to_the_fashion_recipe_on_fashion_mnist() -> None:
+    from cnnlab.training.engine import resolve_recipe
+
+    assert resolve_recipe(None, model_name="resnet20").name == "resnet_cifar"  # He et al.'s 64k iterations
+    fashion = resolve_recipe(None, model_name="resnet20", data_name="fashion-mnist")
+    assert fashion.name == "resnet_fashion" and fashion.epochs == 15 and fashion.flip
+    assert resolve_recipe(None, model_name="lenet5", data_name="fashion-mnist").name == "lenet"
+    assert resolve_recipe("resnet_cifar", model_name="resnet20", data_name="fashion-mnist").name == "resnet_cifar"

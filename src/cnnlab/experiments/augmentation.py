@@ -297,5 +297,6 @@ def _setup(ctx: ExperimentContext, cfg: AugmentationConfig, data: Any, options: 
         + " (`cnnlab.data.augment.tta_views`).",
         "Gap: accuracy on the clean training set (eval mode, no augmentation) minus test accuracy.",
         f"Every comparison is paired over the {cfg.seeds} seeds (per-seed differences, their mean and standard "
-        "error); no selection: each run's final model is evaluated once on the test split.",
+        "error); each run keeps the weights of its epoch with the best validation accuracy, evaluated once on the "
+        "test split.",
     ]

@@ -171,8 +171,8 @@ def run(ctx: ExperimentContext, cfg: BatchNormMoreConfig) -> Outcome:
         "PyTorch's default (Kaiming-uniform) initialisation.",
         f"Dropout: `dropout-conv`'s FC-headed net ({list(cfg.dropout_widths)} channels, FC-512, FC-512), p = {cfg.p} "
         "before each hidden FC layer; BN after every convolution and hidden FC layer.",
-        f"Training: {cfg.train.describe()}; {cfg.seeds} seeds, the same for every arm; the final models are "
-        "evaluated once (no selection).",
+        f"Training: {cfg.train.describe()}; {cfg.seeds} seeds, the same for every arm; each run's "
+        "the weights of the epoch selected on validation accuracy are evaluated once on the test split.",
     ]
     notes = ["Adam adapts per-parameter step sizes, which already removes part of the dependence on the "
              "initialisation scale that plain SGD would show; the comparison is between nets trained alike."]

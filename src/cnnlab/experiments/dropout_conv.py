@@ -156,8 +156,8 @@ def run(ctx: ExperimentContext, cfg: DropoutConvConfig) -> Outcome:
         f"FC-{cfg.fc_width}, FC-classes, dropout p = {cfg.p} before the first two (AlexNet, VGG). Conv head: "
         f"conv3-128, conv1-classes, global average pool; dropout p = {cfg.p} after each pooled stage and "
         "before the 1x1 convolution (all-convolutional nets).",
-        f"Training: {cfg.train.describe()}; {cfg.seeds} seeds, the same for the four arms; the final models "
-        "are evaluated once (no selection); gains are paired per seed. Train accuracy: the final model on the "
+        f"Training: {cfg.train.describe()}; {cfg.seeds} seeds, the same for the four arms; each run's "
+        "the weights of the epoch selected on validation accuracy are evaluated once on the test split; gains are paired per seed. Train accuracy: the final model on the "
         "training split in evaluation mode (dropout off), so the gap measures over-fitting.",
     ]
     notes = [

@@ -184,8 +184,8 @@ def run(ctx: ExperimentContext, cfg: FractalDropPathConfig) -> Outcome:
         f"Network: `fractalnet_cifar` with C = {cfg.columns} columns, B = {len(cfg.channels)} blocks of "
         f"{list(cfg.channels)} channels, no dropout; trained with drop-path (local p = 0.15, global on 50% of "
         "the batches, the paper's mix) and without (both 0).",
-        f"Training: {cfg.train.describe()}; {cfg.seeds} seeds, the same for both arms; the final models are "
-        "evaluated once on the test split, whole and one column at a time (no selection).",
+        f"Training: {cfg.train.describe()}; {cfg.seeds} seeds, the same for both arms; each run's "
+        "the weights of the epoch selected on validation accuracy are evaluated once on the test split, whole and one column at a time.",
     ]
     if cfg.recalibrate_bn:
         n = cfg.recalibration_images

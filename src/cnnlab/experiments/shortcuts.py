@@ -139,8 +139,8 @@ def run(ctx: ExperimentContext, cfg: ShortcutsConfig) -> Outcome:
         f"Data: `{data.name}` at {'x'.join(map(str, data.input_size))}, {len(data.train.y):,} training and "
         f"{len(data.test.y):,} test images.",
         f"Network: `{cfg.model}`" + (f" with {options}" if options else "") + " with `shortcut=` A, B or C; "
-        f"trained with {cfg.train.describe()}, {cfg.seeds} seeds (the same for the three options); the final "
-        "model of each run is evaluated once on the test split (no selection).",
+        f"trained with {cfg.train.describe()}, {cfg.seeds} seeds (the same for the three options); each run's "
+        "the weights of the epoch selected on validation accuracy are evaluated once on the test split.",
         f"Verdicts: the mean paired difference over seeds must exceed 2 standard errors; published figures "
         f"from {RESNET34_SHORTCUTS_SOURCE}.",
     ]

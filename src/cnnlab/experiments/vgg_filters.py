@@ -164,7 +164,7 @@ def run(ctx: ExperimentContext, cfg: VGGFiltersConfig) -> Outcome:
         "each, a 2x2 max pool after each stage, global average pool, FC.",
         f"Training: {cfg.train.describe()}; the jittered arm adds VGG's scale jittering (each image magnified by "
         f"s ~ U{tuple(cfg.jitter)} and cropped at a random place). {cfg.seeds} seeds, the same for every arm; "
-        "the final models are evaluated once (no selection).",
+        "each run's the weights of the epoch selected on validation accuracy are evaluated once on the test split.",
         f"Rescaled test sets: every test image magnified or shrunk about its centre by "
         f"{', '.join(f'x{s:g}' for s in cfg.test_scales)} (bilinear; shrunk images padded with 0, the mean).",
     ]

@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -309,7 +310,14 @@ def test_the_run_prints_its_length_at_the_start_and_the_time_left_after_each_epo
     assert lines[0].startswith("lenet5 on synthetic: 2 epochs x 4 updates = 8 updates of batch 32")
     epoch_lines = [line for line in lines if line.startswith("epoch")]
     assert len(epoch_lines) == 2 and "left" in epoch_lines[0] and "left" not in epoch_lines[1]
+    assert "recipe lenet," in lines[0]
     assert "warning" not in err
+    # where each epoch's time went: its parts add up to the epoch's seconds
+    assert all(re.search(r"\(data [\d.]+s, updates [\d.]+s, eval [\d.]+s\)", line) for line in epoch_lines)
+    with open(tmp_path / "r" / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            parts = sum(float(row[k]) for k in ("data_seconds", "update_seconds", "eval_seconds"))
+            assert abs(parts - float(row["seconds"])) < 1e-6 and float(row["update_seconds"]) > 0
 
 
 def test_a_recipe_much_longer_than_the_data_warns_with_the_numbers(tmp_path, capsys):

@@ -116,7 +116,7 @@ class ProgressBar(Callback):
         head = f"{self.name} on {data.name}: " if self.name else ""
         print(f"{head}{r.epochs:,} epochs x {r.steps_per_epoch:,} updates = {r.total_steps:,} updates of batch "
               f"{trainer.recipe.batch_size} ({len(data.train):,} train / {len(data.val):,} val / "
-              f"{len(data.test):,} test images), {trainer.device} {trainer.prec.name}"
+              f"{len(data.test):,} test images), recipe {trainer.recipe.name}, {trainer.device} {trainer.prec.name}"
               + (f"; stopping after update {trainer.stop_at:,}" if trainer.stop_at < r.total_steps else "")
               + (f"; resumed after update {trainer.step:,}" if trainer.step else ""), flush=True)
         if trainer.options.epochs is None and r.epochs > LONG_RUN_EPOCHS:

@@ -609,3 +609,43 @@ def test_runs_and_report_do_not_hang_on_a_fifo_in_a_run_folder(unfinished_run, t
         rc, out, err = run_cli(["report", str(unfinished_run), "--out", str(tmp_path / "r.html")], capsys)
     assert rc == 0, err
     assert (tmp_path / "r.html").is_file()
+
+
+# ----------------------------------------------------------------------------- Reliability III (issue 28)
+# Hangs, unbounded reads, wrong answers reported as right, and links that run script, found by
+# crafting the files of a run folder (config.json, results.json, the inference/ cache, checkpoints).
+
+
+def _predict_run(root: Path, name: str = "r1", **data) -> Path:
+    """A finished run folder as predict reads it: lenet5 on 10 named classes; ``data`` changes config.json."""
+    run = root / name
+    run.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_weights(cnnlab.create_model("lenet5", num_classes=10), run / "model.safetensors")
+    config = {"cnnlab_run": 1, "spec": {"model": "lenet5", "data": "synthetic", "model_config": {}},
+              "data": {"name": "synthetic", "num_classes": 10, "input_size": [1, 32, 32], "mean": [0.1307],
+                       "std": [0.3081], "class_names": [f"digit-{i}" for i in range(10)], "notes": [], **data}}
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def _image(path: Path) -> Path:
+    from PIL import Image
+
+    arr = np.zeros((28, 28), np.uint8)
+    arr[6:22, 12:16] = 255
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_class_names_reach_the_terminal_escaped(tmp_path, capsys):
+    """Class names with terminal escapes were printed raw (and repainted the screen)."""
+    run = _predict_run(tmp_path, class_names=[f"\x1b[2J\x1b[Hdigit-{i}" for i in range(10)])
+    rc, out, err = run_cli(["predict", str(_image(tmp_path / "one.png")), "--run", str(run), "--backend", "eager",
+                            "--top-k", "10"], capsys)
+    assert rc == 0, err
+    assert "\x1b" not in out + err and "\\x1b[2J" in out

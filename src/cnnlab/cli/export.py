@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
+from cnnlab.terminal import for_terminal
 from cnnlab.cli.train import _positive_int  # one parser of positive integers for every command
 
 EXPORT_EPILOG = """\
@@ -167,10 +168,10 @@ def run_predict(args: argparse.Namespace) -> int:
                           "backend": predictor.backend.name, "choice": predictor.choice,
                           "predictions": [p.to_dict() for p in predictions]}, indent=2))
         return 0
-    print(f"{src.name}, backend {predictor.backend.name} ({predictor.choice.get('reason', '')})")
+    print(f"{src.name}, backend {predictor.backend.name} ({for_terminal(predictor.choice.get('reason', ''))})")
     for pred in predictions:
-        print(pred.file)
-        for name, index, prob in pred.top:
-            label = name if name == str(index) else f"{name} ({index})"
+        print(for_terminal(pred.file))
+        for name, index, prob in pred.top:  # class names come from the run's config.json: escaped
+            label = for_terminal(name) if name == str(index) else f"{for_terminal(name)} ({index})"
             print(f"  {100 * prob:6.2f}%  {label}")
     return 0

@@ -360,7 +360,9 @@ def _eval_segmentation(args: argparse.Namespace, model, model_name: str, data, w
         return 0
     print(f"{model_name} on {data.name} ({len(data.test):,} test images), weights {weights}")
     print("  " + "  ".join(f"{k} {100 * metrics[k]:.2f}%" for k in ("miou", "pixel_acc", "mean_acc", "fwiou")))
-    print("  per-class IoU: " + ", ".join(f"{k[4:]} {100 * v:.1f}%" for k, v in metrics.items()
+    from cnnlab.terminal import for_terminal  # class names come from the data: escaped
+
+    print("  per-class IoU: " + ", ".join(f"{for_terminal(k[4:])} {100 * v:.1f}%" for k, v in metrics.items()
                                           if k.startswith("iou_") and v == v))
     return 0
 
@@ -391,12 +393,14 @@ def _diagnose(model, data, out_dir: Path, *, mistakes: int, batch_size: int, tit
 
 
 def _print_per_class(rows: list[dict]) -> None:
+    from cnnlab.terminal import for_terminal  # class names are folder names or a run's config: escape them
+
     worst = sorted(rows, key=lambda r: (r["accuracy"] is None, r["accuracy"] if r["accuracy"] is not None else 0))
     shown = rows if len(rows) <= 20 else worst[:10]
     print("  per-class accuracy" + ("" if len(rows) <= 20 else " (the 10 worst classes)") + ":")
     for r in shown:
         acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:6.2f}%"
-        print(f"    {r['class']:<20} {acc}  ({r['correct']}/{r['images']})")
+        print(f"    {for_terminal(r['class']):<20} {acc}  ({r['correct']}/{r['images']})")
 
 
 def _load(model, path: Path, sha256: str | None, *, strict: bool = True):

@@ -649,3 +649,40 @@ def test_class_names_reach_the_terminal_escaped(tmp_path, capsys):
                             "--top-k", "10"], capsys)
     assert rc == 0, err
     assert "\x1b" not in out + err and "\\x1b[2J" in out
+
+
+def test_config_json_of_4_gib_is_refused_before_reading(tmp_path, capsys):
+    """config.json was read whole: a 4 GiB sparse file ended in MemoryError."""
+    run = _predict_run(tmp_path)
+    with open(run / "config.json", "r+b") as f:
+        f.truncate(4 << 30)
+    with deadline(30):
+        rc, _, err = run_cli(["predict", str(_image(tmp_path / "one.png")), "--run", str(run)], capsys)
+    one_line(rc, err, str(run / "config.json"), "bytes")
+
+
+def _deep(n: int = 100_000) -> str:
+    return "[" * n + "]" * n
+
+
+def test_deeply_nested_json_is_one_line_and_one_bad_run_does_not_break_the_listing(tmp_path, capsys):
+    """A deeply nested config.json or results.json gave RecursionError in predict, report and runs, and one
+    bad run broke the whole `cnnlab runs` listing."""
+    good = _predict_run(tmp_path, "good")
+    (good / "results.json").write_text(json.dumps({"model": "lenet5", "data": "synthetic", "test_acc": 0.5}))
+    bad_config = _predict_run(tmp_path, "bad-config")
+    (bad_config / "config.json").write_text('{"cnnlab_run": 1, "spec": ' + _deep() + "}")
+    bad_results = _predict_run(tmp_path, "bad-results")
+    (bad_results / "results.json").write_text('{"model": ' + _deep() + "}")
+    rc, out, err = run_cli(["runs", str(tmp_path), "--format", "json"], capsys)
+    assert rc == 0, err
+    rows = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert rows["good"]["state"] == "finished" and rows["good"]["test_acc"] == 0.5
+    assert rows["bad-config"]["state"] == rows["bad-results"]["state"] == "unreadable"
+    assert "nested too deeply" in rows["bad-config"]["problem"]
+    rc, out, err = run_cli(["runs", str(tmp_path)], capsys)
+    assert rc == 0 and "good" in out and "Traceback" not in err and "nested too deeply" in err, err
+    rc, _, err = run_cli(["predict", str(_image(tmp_path / "one.png")), "--run", str(bad_config)], capsys)
+    one_line(rc, err, str(bad_config / "config.json"), "nested too deeply")
+    rc, _, err = run_cli(["report", str(tmp_path), "--out", str(tmp_path / "index.html")], capsys)
+    assert rc == 0 and "Traceback" not in err, err

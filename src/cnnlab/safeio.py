@@ -12,6 +12,11 @@ Every reader of an outside file (weights, checkpoints and their manifest, data s
 
 :func:`describe_path` says what a path is, for messages ("does not exist", "is a directory", "is a
 FIFO (named pipe)"), so that "no such file" is never printed for something that exists.
+
+:func:`read_json` is the one reader of the JSON files a run, an experiment or a cache holds
+(``config.json``, ``results.json``, manifests): a regular file, at most ``max_bytes``, UTF-8, and
+nested at most ``max_depth`` deep, so that a crafted file gives one line instead of a
+``MemoryError`` or a ``RecursionError`` (in the parser, or later in code that walks the document).
 Like :mod:`cnnlab.errors` this module imports nothing else of the package.
 """
 
@@ -19,18 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cnnlab.errors import CnnlabError, ConfigError
 
-__all__ = ["open_regular", "read_regular", "describe_path", "check_output_path", "GiB", "MiB"]
+__all__ = ["open_regular", "read_regular", "read_json", "parse_json", "json_depth", "describe_path",
+           "check_output_path", "GiB", "MiB", "MAX_JSON_BYTES", "MAX_JSON_DEPTH"]
 
 MiB = 1 << 20
 GiB = 1 << 30
+MAX_JSON_BYTES = 16 * MiB  # a config.json is a few kB, a results.json a few hundred
+MAX_JSON_DEPTH = 64  # cnnlab writes documents 2-8 deep; 64 leaves room and stays far from the recursion limit
 
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # Windows has no FIFOs to block on
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -161,3 +170,50 @@ def check_output_path(path: str | os.PathLike, *, what: str, directory: bool, er
             return
         if vfs.f_flag & getattr(os, "ST_RDONLY", 1):
             raise error(f"{what} {path}: {target} is on a read-only file system")
+
+
+def json_depth(doc: Any, *, limit: int) -> int:
+    """How deeply ``doc`` nests (a scalar is 0, ``[1]`` is 1), counted without recursion; counting
+    stops once ``limit`` is passed, so the answer is at most ``limit + 1``."""
+    deepest, stack = 0, [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        stack.extend((child, depth) for child in node)
+    return deepest
+
+
+def parse_json(raw: bytes | str, *, where: str, error: type[CnnlabError], max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON document ``raw`` (read from ``where``); ``error`` on one line when it is not UTF-8, not
+    JSON, or nested more than ``max_depth`` deep."""
+    try:
+        doc = json.loads(raw)
+    except UnicodeDecodeError as err:
+        raise error(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{where}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except RecursionError:  # the parser's own limit, reached long before max_depth would be counted
+        raise error(f"{where}: JSON nested too deeply (more than {max_depth} levels); refusing to read it") from None
+    if json_depth(doc, limit=max_depth) > max_depth:
+        raise error(f"{where}: JSON nested too deeply (more than {max_depth} levels); refusing to read it")
+    return doc
+
+
+def read_json(
+    path: str | os.PathLike,
+    *,
+    what: str,
+    error: type[CnnlabError],
+    max_bytes: int = MAX_JSON_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
+    """The JSON document in the regular file ``path`` (see :func:`read_regular` and :func:`parse_json`)."""
+    raw = read_regular(path, what=what, error=error, max_bytes=max_bytes)
+    return parse_json(raw, where=f"{what} {path}", error=error, max_depth=max_depth)

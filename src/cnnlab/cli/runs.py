@@ -10,12 +10,14 @@ import json
 import sys
 
 from cnnlab.errors import ConfigError
+from cnnlab.terminal import for_terminal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list your training runs, or compare some",
                        description="One line per run folder under ROOT: model, data, epochs, validation and "
-                                   "test accuracy, time and state (finished, unfinished, failed). "
+                                   "test accuracy, time and state (finished, unfinished, failed, or unreadable: a "
+                                   "run whose files cannot be read, with why on stderr). "
                                    "`cnnlab runs compare DIR DIR...` overlays their curves.")
     p.add_argument("root", nargs="?", default="runs", metavar="ROOT|compare",
                    help="folder holding run folders (default ./runs), or `compare` followed by run folders")
@@ -38,10 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unexpected argument {args.folders[0]!r}: give one ROOT, or `compare DIR DIR...`")
     runs = find_runs(args.root)
     descending = args.sort in ("val_acc", "test_acc", "created")
-    runs.sort(key=lambda r: (getattr(r, args.sort) is None, getattr(r, args.sort) or 0), reverse=False)
-    if descending:
-        present = [r for r in runs if getattr(r, args.sort) is not None][::-1]
-        runs = present + [r for r in runs if getattr(r, args.sort) is None]
+    present = sorted((r for r in runs if getattr(r, args.sort) not in (None, "")), key=lambda r: getattr(r, args.sort),
+                     reverse=descending)
+    runs = present + [r for r in runs if getattr(r, args.sort) in (None, "")]  # runs without the value last
     rows = [r.to_dict() for r in runs]
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"no run folder under {args.root}")
     else:
         _table(rows)
+        for r in rows:
+            if r["problem"]:
+                print(f"cnnlab runs: {for_terminal(r['path'])} is unreadable: {for_terminal(r['problem'])}",
+                      file=sys.stderr)
     return 0
 
 
@@ -64,8 +69,9 @@ def _pct(v: float | None) -> str:
 
 def _table(rows: list[dict]) -> None:
     header = ("run", "model", "data", "epochs", "val acc", "test acc", "time", "state")
-    body = [(r["path"], r["model"], r["data"], "-" if r["epochs"] is None else str(r["epochs"]), _pct(r["val_acc"]),
-             _pct(r["test_acc"]), "-" if r["seconds"] is None else f"{r['seconds']:.0f} s", r["state"]) for r in rows]
+    body = [(for_terminal(r["path"]), for_terminal(r["model"]), for_terminal(r["data"]),
+             "-" if r["epochs"] is None else str(r["epochs"]), _pct(r["val_acc"]), _pct(r["test_acc"]),
+             "-" if r["seconds"] is None else f"{r['seconds']:.0f} s", for_terminal(r["state"])) for r in rows]
     widths = [max(len(c) for c in col) for col in zip(header, *body)]
     for i, line in enumerate([header, *body]):
         print("  ".join(c.rjust(w) if 3 <= j <= 6 else c.ljust(w) for j, (c, w) in enumerate(zip(line, widths))).rstrip())

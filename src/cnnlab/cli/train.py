@@ -244,13 +244,9 @@ def _run_config_for(weights: Path) -> dict | None:
     for folder in (weights.parent, weights.parent.parent):
         path = folder / "config.json"
         if path.is_file():
-            from cnnlab.safeio import MiB, read_regular
+            from cnnlab.safeio import read_json
 
-            raw = read_regular(path, what="run configuration", error=ConfigError, max_bytes=16 * MiB)
-            try:
-                doc = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise ConfigError(f"{path}: cannot read the run's configuration ({err})") from None
+            doc = read_json(path, what="run configuration", error=ConfigError)
             if isinstance(doc, dict) and isinstance(doc.get("spec"), dict):
                 from cnnlab.training.run import TrainSpec
 

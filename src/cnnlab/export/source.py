@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.export.preprocess import Preprocessing
+from cnnlab.safeio import read_json
 
 __all__ = ["InferenceModel", "load_model", "read_run_config"]
 
@@ -42,12 +43,9 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not folder.is_dir():
         raise ConfigError(f"run folder {run_dir}: no such folder")
     path = folder / "config.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ConfigError(f"{run_dir}: not a run folder (no config.json)")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the run's configuration ({err})") from None
+    doc = read_json(path, what="run configuration", error=ConfigError)
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict) or not doc["spec"].get("model"):
         raise ConfigError(f"{path}: not a cnnlab run configuration (no \"spec\" with a model)")
     return doc

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.atomic import TMP_PREFIX, atomic_write, fsync_dir, write_temp
 from cnnlab.models.weights import sha256_hex, state_dict_for_saving
-from cnnlab.safeio import MiB, open_regular, read_regular
+from cnnlab.safeio import MiB, open_regular, parse_json, read_regular
 
 __all__ = [
     "MANIFEST",
@@ -128,11 +128,11 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, dict] | None:
         return None
     raw = read_regular(path, what="checkpoint manifest", error=CheckpointError, max_bytes=_MAX_MANIFEST_BYTES)
     try:
-        doc = json.loads(raw)
+        doc = parse_json(raw, where=str(path), error=CheckpointError)
         checkpoints = doc["checkpoints"]
         ok = doc.get("format") == FORMAT and isinstance(checkpoints, dict)
         ok = ok and doc.get("checksum") == _manifest_checksum(checkpoints)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (CheckpointError, ValueError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
         raise CheckpointError(f"{path} is corrupted (not a valid {FORMAT} manifest, or its checksum does not match)")

@@ -303,22 +303,21 @@ class GenerativeReport:
 def load_run_model(run_dir: str | Path) -> tuple[nn.Module, dict]:
     """The selected weights of a finished run folder (``config.json`` + ``model.safetensors``) in a
     fresh model, and the run's config; ConfigError / WeightsError naming the file when it cannot."""
-    import json
-
     from cnnlab.models.registry import create_model
     from cnnlab.models.weights import load_weights
+    from cnnlab.safeio import read_json
 
     run = Path(run_dir)
     config_path, weights = run / "config.json", run / "model.safetensors"
     if not run.is_dir():
         raise ConfigError(f"run folder {run}: no such folder")
-    if not config_path.is_file():
+    if not config_path.exists():
         raise ConfigError(f"{run}: no config.json; is it a `cnnlab train` run folder?")
+    config = read_json(config_path, what="run configuration", error=ConfigError)
     try:
-        config = json.loads(config_path.read_text())
         spec, data = config["spec"], config["data"]
         name, model_config, in_chans = spec["model"], dict(spec.get("model_config") or {}), int(data["input_size"][0])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as err:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as err:
         raise ConfigError(f"{config_path}: not a readable run configuration ({type(err).__name__}: {err})") from None
     if not weights.is_file():
         raise ConfigError(f"{run}: no model.safetensors (the run has not finished; its checkpoints are in "

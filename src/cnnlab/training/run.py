@@ -145,15 +145,9 @@ def spec_from_config(path: str | os.PathLike) -> TrainSpec:
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    from cnnlab.safeio import MiB, read_regular
+    from cnnlab.safeio import read_json
 
-    raw = read_regular(p, what="run configuration", error=ConfigError, max_bytes=16 * MiB)
-    try:
-        doc = json.loads(raw)
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{p}: cannot read it ({err})") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    doc = read_json(p, what="run configuration", error=ConfigError)
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict) or not doc["spec"].get("model"):
         raise ConfigError(f"{p}: not a cnnlab run configuration (no \"spec\" with a model)")
     return TrainSpec.from_dict(doc["spec"], where=str(p))

@@ -49,12 +49,11 @@ class RunLockedError(ConfigError):
 
 def _read_config(path: Path) -> dict | None:
     """The folder's config.json as a dict, or None when it is absent, not a regular file, or not JSON."""
-    p = path / CONFIG
+    from cnnlab.safeio import read_json
+
     try:
-        if not p.is_file() or p.stat().st_size > _MAX_CONFIG_BYTES:
-            return None
-        doc = json.loads(p.read_bytes())
-    except (OSError, ValueError):
+        doc = read_json(path / CONFIG, what="run configuration", error=ConfigError, max_bytes=_MAX_CONFIG_BYTES)
+    except (ConfigError, OSError):
         return None
     return doc if isinstance(doc, dict) else None
 

@@ -71,10 +71,13 @@ def _read(path: Path, max_bytes: int = 256 << 20) -> bytes | None:
 
 
 def _json(path: Path) -> dict | None:
-    raw = _read(path)
+    """A run file's JSON object, or None when it is missing or cannot be read (too large, not JSON,
+    nested too deeply): the page shows what the other files hold."""
+    from cnnlab.safeio import MiB, read_json
+
     try:
-        doc = json.loads(raw) if raw is not None else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = read_json(path, what="run file", error=ConfigError, max_bytes=64 * MiB)
+    except ConfigError:
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -419,8 +422,10 @@ def write_report(path: str | os.PathLike, *, out: str | os.PathLike | None = Non
         return [target]
     index = Path(out) if out is not None else path / "index.html"
     written, links = [], {}
-    folders = [Path(s.path) for s in find_runs(path)] + _experiments_under(path)
-    if not folders:
+    runs = find_runs(path)
+    # A run whose config.json cannot be read gets no page of its own: the index lists it as unreadable.
+    folders = [Path(s.path) for s in runs if _json(Path(s.path) / "config.json") is not None] + _experiments_under(path)
+    if not folders and not runs:
         raise ConfigError(f"{path}: no run folder (config.json of `cnnlab train`) or experiment folder "
                           "(results.json of `cnnlab experiment`) in it")
     for folder in folders:

@@ -31,56 +31,109 @@ class RunSummary:
     val_acc: float | None
     test_acc: float | None
     seconds: float | None
-    state: str  # "finished", "unfinished" (resumable or running) or "failed"
+    state: str  # "finished", "unfinished" (resumable or running), "failed" or "unreadable"
     created: str
+    problem: str | None = None  # why the run's files could not be read (state "unreadable")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _json(path: Path) -> dict | None:
-    from cnnlab.errors import CnnlabError
-    from cnnlab.safeio import MiB, read_regular
+def _read(path: Path) -> tuple[dict | None, str | None]:
+    """``(document, None)``, ``(None, None)`` when ``path`` does not exist, or ``(None, problem)`` when it
+    cannot be read: not a regular file (a FIFO must not hang `cnnlab runs`), too large, not JSON, nested
+    too deeply, not an object."""
+    from cnnlab.safeio import MiB, read_json
 
-    try:  # a regular file only: a FIFO named config.json must not hang `cnnlab runs`
-        doc = json.loads(read_regular(path, what="run file", error=ConfigError, max_bytes=64 * MiB))
-    except (CnnlabError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    if not os.path.lexists(path):
+        return None, None
+    try:
+        doc = read_json(path, what="run file", error=ConfigError, max_bytes=64 * MiB)
+    except ConfigError as err:
+        return None, str(err)
+    return (doc, None) if isinstance(doc, dict) else (None, f"run file {path}: not a JSON object")
+
+
+def _json(path: Path) -> dict | None:
+    return _read(path)[0]
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _text(*candidates: Any) -> str:
+    """The first candidate that is a non-empty string or number (a crafted file may hold anything)."""
+    for value in candidates:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return "?"
+
+
+def _field(doc: Any, *keys: str) -> Any:
+    for key in keys:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
 def read_run(folder: str | os.PathLike) -> RunSummary:
-    """The summary of one run folder; :class:`ConfigError` when it is not a cnnlab run."""
+    """The summary of one run folder; :class:`ConfigError` when it is not a cnnlab run. A run whose
+    results.json cannot be read is summarised with the state "unreadable"."""
     folder = Path(folder)
-    config = _json(folder / "config.json")
+    config, problem = _read(folder / "config.json")
     if config is None or "cnnlab_run" not in config:
-        raise ConfigError(f"{folder}: not a cnnlab run folder (no readable config.json written by cnnlab train)")
-    results = _json(folder / "results.json")
-    spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
-    model = (results or {}).get("model") or spec.get("model") or (config.get("model") or {}).get("name") or "?"
-    data = (results or {}).get("data") or (config.get("data") or {}).get("name") or spec.get("data") or "?"
-    if results is not None:
-        state = str(results.get("status", "finished"))
+        raise ConfigError(problem or f"{folder}: not a cnnlab run folder (no readable config.json written by cnnlab train)")
+    return _summary(folder, config)
+
+
+def _summary(folder: Path, config: dict) -> RunSummary:
+    results, problem = _read(folder / "results.json")
+    model = _text(_field(results, "model"), _field(config, "spec", "model"), _field(config, "model", "name"))
+    data = _text(_field(results, "data"), _field(config, "data", "name"), _field(config, "spec", "data"))
+    if problem is not None:
+        state = "unreadable"
+    elif results is not None:
+        state = _text(results.get("status"), "finished")
     elif (folder / "failed.json").exists():
         state = "failed"
     else:
         state = "unfinished"
-    epochs = (results or {}).get("epochs")
+    epochs = _field(results, "epochs")
     if epochs is None:
         epochs = len(_metric_rows(folder)) or None
-    return RunSummary(path=str(folder), model=str(model), data=str(data),
-                      epochs=int(epochs) if isinstance(epochs, int) else None,
-                      val_acc=_number((results or {}).get("val_acc")), test_acc=_number((results or {}).get("test_acc")),
-                      seconds=_number((results or {}).get("seconds")), state=state,
-                      created=str(config.get("created", "")))  # fmt: skip
+    return RunSummary(path=str(folder), model=model, data=data,
+                      epochs=epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
+                      val_acc=_number(_field(results, "val_acc")), test_acc=_number(_field(results, "test_acc")),
+                      seconds=_number(_field(results, "seconds")), state=state,
+                      created=config["created"] if isinstance(config.get("created"), str) else "",
+                      problem=problem)  # fmt: skip
+
+
+_RUN_FILES = ("metrics.csv", "model.safetensors", "checkpoints/manifest.json", "failed.json")  # a run's alone
+
+
+def _unreadable_run(folder: Path, problem: str) -> RunSummary | None:
+    """A folder whose config.json cannot be read, if it is a run's (it says "cnnlab_run" near its start,
+    or the folder holds files only a run writes): listed as "unreadable" rather than left out."""
+    from cnnlab.safeio import open_regular
+
+    looks = any(os.path.lexists(folder / name) for name in _RUN_FILES)
+    if not looks:
+        try:
+            with open_regular(folder / "config.json", what="run file", error=ConfigError) as (f, _):
+                looks = b'"cnnlab_run"' in f.read(4096)
+        except (ConfigError, OSError):
+            looks = False
+    if not looks:
+        return None
+    return RunSummary(path=str(folder), model="?", data="?", epochs=None, val_acc=None, test_acc=None, seconds=None,
+                      state="unreadable", created="", problem=problem)
 
 
 def find_runs(root: str | os.PathLike) -> list[RunSummary]:
-    """Every run folder under ``root`` (``root`` itself included), in no particular order."""
+    """Every run folder under ``root`` (``root`` itself included), in no particular order. A run whose
+    files cannot be read is listed with the state "unreadable" and its ``problem``; one bad run never
+    hides the others."""
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root}: no such folder")
@@ -88,10 +141,12 @@ def find_runs(root: str | os.PathLike) -> list[RunSummary]:
     for config in sorted(root.rglob("config.json")):
         if "checkpoints" in config.parts:
             continue
-        try:
-            found.append(read_run(config.parent))
-        except ConfigError:
-            continue  # an experiment's or a user's config.json: not a run
+        doc, problem = _read(config)
+        if doc is not None and "cnnlab_run" in doc:
+            found.append(_summary(config.parent, doc))
+        elif problem is not None and (summary := _unreadable_run(config.parent, problem)) is not None:
+            found.append(summary)
+        # else: an experiment's or a user's config.json, not a run
     return found
 
 

@@ -686,3 +686,30 @@ def test_deeply_nested_json_is_one_line_and_one_bad_run_does_not_break_the_listi
     one_line(rc, err, str(bad_config / "config.json"), "nested too deeply")
     rc, _, err = run_cli(["report", str(tmp_path), "--out", str(tmp_path / "index.html")], capsys)
     assert rc == 0 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("name", ["javascript:alert(document.domain)", 'a"b<c#d?e f%20', "data:text/html,x"])
+def test_report_index_links_are_relative_quoted_paths_never_a_scheme(tmp_path, name):
+    """A run folder named `javascript:alert(document.domain)` became <a href="javascript:...">."""
+    import urllib.parse
+    from html.parser import HTMLParser
+
+    from cnnlab.viz.html_report import write_report
+
+    root = tmp_path / "runs"
+    _predict_run(root, name)
+    _predict_run(root, "plain")
+    index = write_report(root)[0]
+
+    class Links(HTMLParser):
+        hrefs: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.hrefs += [v for k, v in attrs if k == "href"]
+
+    parser = Links()
+    parser.hrefs = []
+    parser.feed(index.read_text())
+    assert len(parser.hrefs) == 2 and all(h.startswith("./") for h in parser.hrefs), parser.hrefs
+    targets = {(index.parent / urllib.parse.unquote(h)).resolve() for h in parser.hrefs}
+    assert targets == {(root / name / "report.html").resolve(), (root / "plain" / "report.html").resolve()}

@@ -81,7 +81,7 @@ def test_collection_index_links_every_page_and_sorts(tmp_path):
     written = write_report(root)
     index = written[0].read_text()
     assert written[0] == root / "index.html" and len(written) == 4
-    for href in ("a/report.html", "b/report.html", "experiments/probes-tiny/report.html"):
+    for href in ("./a/report.html", "./b/report.html", "./experiments/probes-tiny/report.html"):
         assert f'href="{href}"' in index
     assert "unfinished" in index and "not measured" in index and "table class=\"sortable\"" in index
     page = (exp / "report.html").read_text()

@@ -13,10 +13,10 @@ import base64
 import csv
 import datetime as _dt
 import io
-import json
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -434,9 +434,16 @@ def write_report(path: str | os.PathLike, *, out: str | os.PathLike | None = Non
             else render_experiment(folder)
         _write(atomic_write, page, html)
         written.append(page)
-        links[str(folder)] = os.path.relpath(page, index.parent)
+        links[str(folder)] = _href(page, index.parent)
     _write(atomic_write, index, render_index(path, links=links))
     return [index, *written]
+
+
+def _href(page: Path, base: Path) -> str:
+    """The link from a page in ``base`` to ``page``: a relative, URL-quoted path starting with ``./``.
+    Folder names are the user's and can be anything: ``javascript:alert(1)`` would be a scheme and run
+    script, ``#`` and ``?`` would end the path, ``"`` and ``<`` would end the attribute."""
+    return "./" + urllib.parse.quote(Path(os.path.relpath(page, base)).as_posix(), safe="/")
 
 
 def _write(atomic_write: Any, target: Path, html: str) -> None:

@@ -642,6 +642,42 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.parametrize("kind", ["absolute /dev/zero", "link to /dev/zero"])
+def test_save_over_a_last_entry_naming_dev_zero_does_not_copy_it_without_end(tmp_path, kind):
+    """Step 3 of the save (T -> T.prev) copied whatever the `last` entry named, where a hard link failed:
+    /dev/zero was copied for ever (10 GB in 45 s). Only regular files of the listed size are kept."""
+    _save_two(tmp_path)
+    if kind == "absolute /dev/zero":
+        _rewrite_manifest(tmp_path, lambda cps: cps["last"]["files"]["weights"].update(name="/dev/zero"))
+    else:
+        (tmp_path / "last.safetensors").unlink()
+        (tmp_path / "last.safetensors").symlink_to("/dev/zero")
+    with deadline(5):
+        ck.save_checkpoint(tmp_path, "last", model=cnnlab.create_model("lenet5"), train_state={"step": 3, "epoch": 0})
+    assert ck.read_manifest(tmp_path)["last"]["step"] == 3
+    assert "last.prev" not in ck.read_manifest(tmp_path)  # nothing trustworthy to keep
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+    ck.load_checkpoint(tmp_path, "last")
+
+
+def test_save_never_deletes_a_file_a_forged_prev_entry_names(tmp_path):
+    """A `best.prev` entry without a `best` was dropped at the next save of `best`, and its files
+    deleted: a forged manifest could name any file of the user's."""
+    _save_two(tmp_path)
+    precious = tmp_path.parent / f"{tmp_path.name}-thesis.tex"
+    precious.write_text("years of work")
+
+    def forge(cps):
+        entry = json.loads(json.dumps(cps["last.prev"]))
+        entry["tag"] = "best.prev"
+        entry["files"]["state"]["name"] = str(precious)
+        cps["best.prev"] = entry
+
+    _rewrite_manifest(tmp_path, forge)
+    ck.save_checkpoint(tmp_path, "best", model=cnnlab.create_model("lenet5"), train_state={"step": 3, "epoch": 0})
+    assert precious.read_text() == "years of work"
+
+
 def test_class_names_reach_the_terminal_escaped(tmp_path, capsys):
     """Class names with terminal escapes were printed raw (and repainted the screen)."""
     run = _predict_run(tmp_path, class_names=[f"\x1b[2J\x1b[Hdigit-{i}" for i in range(10)])

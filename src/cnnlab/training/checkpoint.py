@@ -44,7 +44,7 @@ import pickle
 import random
 import re
 import secrets
-import shutil
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -193,15 +193,27 @@ def _plain(obj: Any, where: str) -> Any:
     )
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Make ``dst`` hold ``src``'s content (a hard link where possible), replacing ``dst`` atomically."""
+def _link_or_copy(src: Path, dst: Path, *, size: int) -> None:
+    """Make ``dst`` hold ``src``'s content (a hard link where possible), replacing ``dst`` atomically.
+
+    ``src`` must be a regular file of ``size`` bytes (not a symbolic link): a forged manifest entry
+    naming ``/dev/zero``, a FIFO or a link out of the folder raises :class:`CheckpointError` instead of
+    being copied without end. The copy reads the opened file, so the check cannot be raced."""
+    st = os.lstat(src)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        raise CheckpointError(f"{src} is not the regular file of {size:,} bytes its manifest entry lists")
     tmp = dst.with_name(f"{TMP_PREFIX}{dst.name}.{secrets.token_hex(4)}")
     try:
-        os.link(src, tmp)
-    except OSError:  # a filesystem without hard links: copy, and make the copy durable
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        os.link(src, tmp, follow_symlinks=False)
+    except OSError:  # a filesystem without hard links: copy at most ``size`` bytes, and make the copy durable
+        with open_regular(src, what="checkpoint file", error=CheckpointError, max_bytes=size) as (f, n), \
+                open(tmp, "xb") as out:
+            left = n
+            while left > 0 and (block := f.read(min(_CHUNK, left))):
+                out.write(block)
+                left -= len(block)
+            out.flush()
+            os.fsync(out.fileno())
     os.replace(tmp, dst)
 
 
@@ -250,7 +262,7 @@ def save_checkpoint(
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
-    if dropped is not None:
+    if dropped is not None and _entry_problem(dropped) is None:  # only plain names inside the folder
         for info in dropped["files"].values():
             (directory / info["name"]).unlink(missing_ok=True)
     return entry
@@ -303,13 +315,17 @@ def _install(directory: Path, tag: str, entry: dict, temps: Mapping[str, Path], 
         old = checkpoints.pop(tag)
         prev_names = _files(prev)
         try:
+            problem = _entry_problem(old)  # a forged entry may name /dev/zero, a FIFO, a file elsewhere
+            if problem is not None:
+                raise CheckpointError(problem)
             for kind, info in old["files"].items():  # step 3
-                _link_or_copy(directory / info["name"], directory / prev_names[kind])
+                _link_or_copy(directory / info["name"], directory / prev_names[kind], size=info["size"])
                 info["name"] = prev_names[kind]
             fsync_dir(directory)
             checkpoints[prev] = {**old, "tag": prev}  # step 4
-        except (OSError, KeyError, TypeError, AttributeError):
-            pass  # T's files were deleted or its entry is malformed: there is nothing to keep
+        except (CheckpointError, OSError, KeyError, TypeError, AttributeError) as err:
+            # T's files were deleted, altered, or its entry is malformed: there is nothing to keep
+            log.warning("not keeping checkpoint %r as %r: %s", tag, prev, err)
         _write_manifest(directory, checkpoints)
     for kind in names:  # step 5
         os.replace(temps[kind], directory / names[kind])

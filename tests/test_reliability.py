@@ -678,6 +678,20 @@ def test_save_never_deletes_a_file_a_forged_prev_entry_names(tmp_path):
     assert precious.read_text() == "years of work"
 
 
+@pytest.mark.parametrize("data, needle", [({"mean": [float("nan")]}, "mean"), ({"std": [float("inf")]}, "std"),
+                                          ({"input_size": [1, 3000, 3000]}, "2048"),
+                                          ({"input_size": [1, 60000, 60000]}, "2048"),
+                                          ({"num_classes": 10 ** 12}, "num_classes")],
+                         ids=["nan-mean", "inf-std", "side-3000", "side-60000", "classes-1e12"])
+def test_predict_refuses_unusable_numbers_in_config_json(tmp_path, capsys, data, needle):
+    """A NaN mean predicted "nan% 8" with exit 0; a 60000x60000 input_size was obeyed."""
+    run = _predict_run(tmp_path, **data)
+    with deadline(60):
+        rc, _, err = run_cli(["predict", str(_image(tmp_path / "one.png")), "--run", str(run), "--backend", "eager"],
+                             capsys)
+    one_line(rc, err, str(run / "config.json"), needle)
+
+
 def test_class_names_reach_the_terminal_escaped(tmp_path, capsys):
     """Class names with terminal escapes were printed raw (and repainted the screen)."""
     run = _predict_run(tmp_path, class_names=[f"\x1b[2J\x1b[Hdigit-{i}" for i in range(10)])

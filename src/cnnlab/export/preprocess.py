@@ -28,6 +28,8 @@ __all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _PAD_NOTE = "28x28 zero-padded to 32x32"  # cnnlab.data.adapt's note for LeCun's padding of MNIST digits
+MAX_CHANNELS = 64  # the zoo's inputs have 1 or 3; more is a damaged config, not an image
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a class name is built for each
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,31 @@ class Preprocessing:
     source: str = ""  # where these values come from (a run's config.json, or defaults)
 
     def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise ConfigError(f"preprocessing: {problem}")
+
+    def _problem(self) -> str | None:
+        """What makes these values unusable (a crafted or damaged config.json), or None."""
+        from cnnlab.data.adapt import MAX_SIDE
+
         c, h, w = self.input_size
+        if not (1 <= c <= MAX_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+            return (f"input_size {c}x{h}x{w}: channels must be in 1..{MAX_CHANNELS}, height and width in "
+                    f"1..{MAX_SIDE}")
         if len(self.mean) != c or len(self.std) != c:
-            raise ConfigError(f"preprocessing: {len(self.mean)} means and {len(self.std)} stds for {c} channels")
+            return f"{len(self.mean)} means and {len(self.std)} stds for {c} channels"
+        if not all(math.isfinite(m) for m in self.mean):
+            return f"mean must be finite numbers, got {list(self.mean)}"
         if not all(math.isfinite(s) and s > 0 for s in self.std):
-            raise ConfigError(f"preprocessing: std must be positive, got {list(self.std)}")
+            return f"std must be positive finite numbers, got {list(self.std)}"
+        if not 1 <= len(self.class_names) <= MAX_CLASSES:
+            return f"{len(self.class_names)} classes (1..{MAX_CLASSES})"
+        if not (0 <= self.pad and 2 * self.pad < min(h, w)):
+            return f"pad {self.pad} for a {h}x{w} input"
+        if self.resize_to is not None and tuple(self.resize_to) != (h - 2 * self.pad, w - 2 * self.pad):
+            return f"resize_to {list(self.resize_to)} plus pad {self.pad} on each side is not the input's {h}x{w}"
+        return None
 
     @property
     def num_classes(self) -> int:
@@ -75,28 +97,44 @@ class Preprocessing:
                        resize_to=tuple(int(v) for v in d["resize_to"]) if d.get("resize_to") else None,
                        pad=int(d.get("pad") or 0), model_config=dict(d.get("model_config") or {}),
                        source=str(d.get("source") or ""))
-        except (KeyError, TypeError, ValueError) as err:
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
             raise ConfigError(f"{where}: not cnnlab preprocessing metadata ({type(err).__name__}: {err})") from None
 
     @classmethod
     def from_run_config(cls, doc: dict[str, Any], *, where: str = "config.json") -> Preprocessing:
         """The preprocessing of the run whose ``config.json`` is ``doc``."""
         spec, data = doc.get("spec") or {}, doc.get("data") or {}
+        if not isinstance(spec, dict) or not isinstance(data, dict):
+            raise ConfigError(f"{where}: \"spec\" and \"data\" must be mappings")
         try:
             input_size = tuple(int(v) for v in data["input_size"])
             num_classes = int(data["num_classes"])
             mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
-        except (KeyError, TypeError, ValueError):
+            if len(input_size) != 3:
+                raise ValueError("input_size is not (C, H, W)")
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: no data.input_size/num_classes/mean/std; not a finished cnnlab run?") from None
+        if not 1 <= num_classes <= MAX_CLASSES:
+            raise ConfigError(f"{where}: data.num_classes {num_classes} is not in 1..{MAX_CLASSES}")
         names = data.get("class_names")
         # Runs from before class names were saved: the class index is all there is.
-        class_names = tuple(str(v) for v in names) if names and len(names) == num_classes \
+        class_names = tuple(str(v) for v in names) if isinstance(names, list) and len(names) == num_classes \
             else tuple(str(i) for i in range(num_classes))
-        padded = any(_PAD_NOTE in str(n) for n in data.get("notes") or ()) and input_size[1:] == (32, 32)
-        return cls(model=str(spec.get("model") or (doc.get("model") or {}).get("name")), input_size=input_size,
-                   mean=mean, std=std, class_names=class_names, resize_to=(28, 28) if padded else None,
-                   pad=2 if padded else 0, model_config=dict(spec.get("model_config") or {}),
-                   source=f"{where} (data {data.get('name', '?')})")
+        notes = data.get("notes") if isinstance(data.get("notes"), list) else ()
+        padded = any(_PAD_NOTE in str(n) for n in notes) and input_size[1:] == (32, 32)
+        model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+        model_config = spec.get("model_config") or {}
+        if not isinstance(model_config, dict):
+            raise ConfigError(f"{where}: spec.model_config must be a mapping")
+        try:
+            return cls(model=str(spec.get("model") or model.get("name")), input_size=input_size,
+                       mean=mean, std=std, class_names=class_names, resize_to=(28, 28) if padded else None,
+                       pad=2 if padded else 0, model_config=dict(model_config),
+                       source=f"{where} (data {data.get('name', '?')})")
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
     @classmethod
     def default_for(cls, model: str, input_size: Sequence[int], num_classes: int, *,

@@ -678,6 +678,81 @@ def test_save_never_deletes_a_file_a_forged_prev_entry_names(tmp_path):
     assert precious.read_text() == "years of work"
 
 
+def test_predict_does_not_hang_on_a_fifo_in_the_onnx_cache(tmp_path, capsys):
+    run = _predict_run(tmp_path)
+    cache = run / "inference"
+    cache.mkdir()
+    os.mkfifo(cache / f"{_sha(run / 'model.safetensors')[:16]}.onnx")
+    with deadline(120):
+        rc, out, err = run_cli(["predict", str(_image(tmp_path / "one.png")), "--run", str(run),
+                                "--backend", "onnxruntime", "--format", "json"], capsys)
+    assert rc == 0, err
+    assert len(json.loads(out)["predictions"]) == 1
+
+
+@pytest.fixture(scope="module")
+def crafted_onnx(tmp_path_factory) -> tuple[Path, bytes]:
+    """An ONNX export of lenet5 with other weights (its class 7 bias huge) whose metadata claims the
+    genuine weights' sha256, as a crafted cache file would."""
+    from cnnlab.export import export_onnx, load_model
+
+    folder = tmp_path_factory.mktemp("genuine")
+    genuine = _predict_run(folder)
+    im = load_model(run=genuine)
+    with torch.no_grad():
+        last = [m for m in im.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias[7] = 1000.0
+    path = export_onnx(im.model, folder / "crafted.onnx", preprocessing=im.preprocessing,
+                       extra_metadata={"weights_sha256": _sha(genuine / "model.safetensors")})
+    return path, path.read_bytes()
+
+
+@pytest.mark.parametrize("with_manifest", [False, True])
+def test_a_crafted_onnx_in_the_cache_is_not_trusted_even_with_sha256(tmp_path, capsys, crafted_onnx, with_manifest):
+    """A crafted ONNX file with the genuine metadata answered "7" for every image, also under --sha256.
+    The cache is bound to its content by a manifest, and to the weights by a probe batch (a manifest
+    can be forged along with the file: with_manifest)."""
+    run = _predict_run(tmp_path)
+    digest = _sha(run / "model.safetensors")
+    cache = run / "inference"
+    cache.mkdir()
+    onnx_file = cache / f"{digest[:16]}.onnx"
+    onnx_file.write_bytes(crafted_onnx[1])
+    if with_manifest:
+        (cache / f"{digest[:16]}.onnx.json").write_text(json.dumps(
+            {"format": "cnnlab-onnx-cache/1", "weights_sha256": digest, "onnx_size": len(crafted_onnx[1]),
+             "onnx_sha256": hashlib.sha256(crafted_onnx[1]).hexdigest()}))
+    images = []
+    for i, cols in enumerate([(2, 6), (12, 16), (20, 26)]):
+        from PIL import Image
+
+        arr = np.zeros((28, 28), np.uint8)
+        arr[4:24, cols[0]:cols[1]] = 255
+        Image.fromarray(arr).save(tmp_path / f"{i}.png")
+        images.append(str(tmp_path / f"{i}.png"))
+    answers = {}
+    for backend in ("eager", "onnxruntime"):
+        rc, out, err = run_cli(["predict", *images, "--run", str(run), "--backend", backend, "--sha256", digest,
+                                "--format", "json"], capsys)
+        assert rc == 0, err
+        answers[backend] = [p["top"][0]["index"] for p in json.loads(out)["predictions"]]
+    assert answers["onnxruntime"] == answers["eager"] != [7, 7, 7]
+    assert onnx_file.read_bytes() == crafted_onnx[1]  # left alone, not overwritten
+
+
+def test_onnx_cache_written_by_predict_is_used_again(tmp_path, capsys):
+    run = _predict_run(tmp_path)
+    img = str(_image(tmp_path / "one.png"))
+    argv = ["predict", img, "--run", str(run), "--backend", "onnxruntime"]
+    rc, out, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    manifest = json.loads(next((run / "inference").glob("*.onnx.json")).read_text())
+    onnx_file = next((run / "inference").glob("*.onnx"))
+    assert manifest["onnx_sha256"] == _sha(onnx_file) and manifest["weights_sha256"] == _sha(run / "model.safetensors")
+    rc, out2, err = run_cli(argv, capsys)
+    assert rc == 0 and out2 == out and "not this model's export" not in err, err
+
+
 @pytest.mark.parametrize("data, needle", [({"mean": [float("nan")]}, "mean"), ({"std": [float("inf")]}, "std"),
                                           ({"input_size": [1, 3000, 3000]}, "2048"),
                                           ({"input_size": [1, 60000, 60000]}, "2048"),

@@ -29,6 +29,7 @@ from cnnlab.export.preprocess import Preprocessing
 __all__ = ["BACKENDS", "Backend", "make_backend", "machine_info", "parse_backends"]
 
 BACKENDS = ("eager", "channels_last", "bf16", "compile", "onnxruntime")
+MAX_ONNX_BYTES = 2 << 30  # protobuf's limit for a model without external data
 
 
 @dataclass
@@ -79,7 +80,7 @@ def _torch_backend(name: str, model: nn.Module) -> Backend:
     return Backend(name, run_cl, label)
 
 
-def _ort_session(path: Path, threads: int | None):
+def _ort_session(model: Path | bytes, threads: int | None):
     (ort,) = _require_ort()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -88,7 +89,8 @@ def _ort_session(path: Path, threads: int | None):
     # (the other backends, in a side-by-side benchmark; the rest of the program, in predict).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _require_ort():
@@ -97,13 +99,18 @@ def _require_ort():
     return require("onnxruntime")
 
 
-def _onnx_backend(model: nn.Module, prep: Preprocessing, onnx_path: Path) -> Backend:
+def _onnx_backend(model: nn.Module, prep: Preprocessing, onnx_path: Path, onnx_bytes: bytes | None) -> Backend:
     from cnnlab.export.export import export_onnx
 
     _require_ort()
-    if not onnx_path.is_file():
+    if onnx_bytes is None and not os.path.lexists(onnx_path):
         export_onnx(model, onnx_path, preprocessing=prep, dynamic_batch=True)
-    session = _ort_session(onnx_path, None)
+    if onnx_bytes is None:  # read as a regular file only: a FIFO in its place must not hang the session
+        from cnnlab.errors import WeightsError
+        from cnnlab.safeio import read_regular
+
+        onnx_bytes = read_regular(onnx_path, what="ONNX file", error=WeightsError, max_bytes=MAX_ONNX_BYTES)
+    session = _ort_session(onnx_bytes, None)
     input_name = session.get_inputs()[0].name
 
     def run(x: Tensor) -> Tensor:
@@ -113,16 +120,17 @@ def _onnx_backend(model: nn.Module, prep: Preprocessing, onnx_path: Path) -> Bac
 
 
 def make_backend(name: str, model: nn.Module, *, preprocessing: Preprocessing,
-                 onnx_path: str | os.PathLike | None = None) -> Backend:
+                 onnx_path: str | os.PathLike | None = None, onnx_bytes: bytes | None = None) -> Backend:
     """The backend ``name`` for ``model`` (left unchanged: layouts are applied to a copy).
 
-    ``onnx_path``: the ONNX file onnxruntime runs (exported there when missing)."""
+    ``onnx_path``: the ONNX file onnxruntime runs (exported there when missing); ``onnx_bytes``: its
+    content, already read and checked by the caller (then the file is not read again)."""
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
     if name == "onnxruntime":
         if onnx_path is None:
             raise ConfigError("the onnxruntime backend needs an onnx_path (a file, exported there when missing)")
-        return _onnx_backend(model, preprocessing, Path(onnx_path))
+        return _onnx_backend(model, preprocessing, Path(onnx_path), onnx_bytes)
     return _torch_backend(name, model)
 
 

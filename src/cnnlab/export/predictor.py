@@ -15,8 +15,12 @@ minutes, its cache would be compiled code (cnnlab loads no code from files), and
 eager on these CPUs (PERF-NOTES.md).
 
 The choice and the ONNX file are cached in the run folder under ``inference/``, named by the weights'
-sha256 and checked against it when read; the choice is re-measured when the machine (CPU, threads,
-library versions) differs. Existing files are never overwritten.
+sha256. Beside the ONNX file, a manifest that cnnlab writes when it exports there records the weights'
+sha256 and the ONNX file's size and sha256; a cached file is used only when it matches its manifest
+*and* answers a probe batch as the PyTorch model with the loaded weights does (a manifest in the same
+folder can be forged along with the file; the probe cannot be). Otherwise the model is exported afresh
+to a temporary folder and the cache is left alone. The choice is re-measured when the machine (CPU,
+threads, library versions) differs. Existing files are never overwritten.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ import torch
 from torch import Tensor
 
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.export.backends import BACKENDS, Backend, machine_info, make_backend
+from cnnlab.export.backends import BACKENDS, MAX_ONNX_BYTES, Backend, machine_info, make_backend
 from cnnlab.export.bench import compare_outputs
 from cnnlab.export.source import InferenceModel, load_model
+from cnnlab.models.weights import sha256_hex
+from cnnlab.safeio import read_json, read_regular
 
 __all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT", "is_segmentation", "write_masks"]
 
@@ -46,6 +52,9 @@ FP32_AGREEMENT = 0.995  # fp32 paths differ only by summation order
 FP32_TOLERANCE = 1e-4  # largest logit difference from eager fp32 that counts as rounding
 CHECK_IMAGES = 256
 CACHE_DIR = "inference"
+ONNX_CACHE_FORMAT = "cnnlab-onnx-cache/1"  # <weights sha256[:16]>.onnx.json beside the .onnx it describes
+PROBE_IMAGES = 4  # random inputs a cached ONNX file must answer as the PyTorch model does
+PROBE_TOLERANCE = 1e-3  # relative to the largest logit: fp32 ONNX Runtime differs by ~1e-6
 PREDICT_BACKENDS = ("auto", "eager", "channels_last", "bf16", "onnxruntime")
 
 
@@ -101,33 +110,79 @@ class Predictor:
             self._tmp = tempfile.TemporaryDirectory(prefix="cnnlab-predict-")
         return Path(self._tmp.name) / f"{self.source.name}.onnx"
 
-    def _cached_onnx_ok(self, path: Path) -> bool:
-        """An existing cache file is used only when its metadata names these weights."""
-        if not path.exists():
-            return True
-        try:
-            import onnx
+    def _manifest_path(self, onnx_path: Path) -> Path:
+        return onnx_path.with_name(onnx_path.name + ".json")
 
-            props = {p.key: p.value for p in onnx.load_model(str(path), load_external_data=False).metadata_props}
-        except Exception:
-            props = {}
-        return props.get("weights_sha256") == self.source.weights_sha256
+    def _read_cached_onnx(self, path: Path) -> tuple[bytes | None, str | None]:
+        """``(bytes, None)``: the cached ONNX file, matching the manifest cnnlab wrote beside it when it
+        exported there (these weights' sha256, the file's size and sha256); ``(None, None)``: no cache
+        yet; ``(None, why)``: a file that is not that (crafted, altered, a FIFO, an older cnnlab's)."""
+        manifest = self._manifest_path(path)
+        if not os.path.lexists(path) and not os.path.lexists(manifest):
+            return None, None
+        try:
+            doc = read_json(manifest, what="ONNX cache manifest", error=ConfigError, max_bytes=1 << 20)
+            if not isinstance(doc, dict) or doc.get("format") != ONNX_CACHE_FORMAT:
+                return None, f"its manifest {manifest.name} is not a {ONNX_CACHE_FORMAT} manifest"
+            size, digest = doc.get("onnx_size"), doc.get("onnx_sha256")
+            if doc.get("weights_sha256") != self.source.weights_sha256:
+                return None, f"its manifest {manifest.name} names other weights"
+            if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_ONNX_BYTES:
+                return None, f"its manifest {manifest.name} has no valid onnx_size"
+            data = read_regular(path, what="cached ONNX file", error=ConfigError, max_bytes=size)
+        except ConfigError as err:
+            return None, str(err)
+        if len(data) != size or sha256_hex(data) != digest:
+            return None, f"its content does not match the sha256 in {manifest.name} (altered or replaced)"
+        return data, None
+
+    def _agrees(self, data: bytes) -> Backend | None:
+        """The onnxruntime backend of ``data`` if its logits match the eager model's on a probe batch:
+        the manifest binds the file to what cnnlab wrote, this binds it to these weights."""
+        try:
+            backend = make_backend("onnxruntime", self.source.model, preprocessing=self.preprocessing,
+                                   onnx_path=Path("cached.onnx"), onnx_bytes=data)
+            x = torch.randn(PROBE_IMAGES, *self.preprocessing.input_size, generator=torch.Generator().manual_seed(1))
+            with torch.inference_mode():
+                ref = self.source.model(x).float()
+            out = backend.run(x)
+        except Exception:  # noqa: BLE001 (a crafted graph can fail in many ways; it is then not used)
+            return None
+        if out.shape != ref.shape or not compare_outputs(out, ref)["max_abs_diff"] <= \
+                PROBE_TOLERANCE * max(1.0, float(ref.abs().max())):
+            return None
+        return backend
 
     def _build(self, name: str) -> Backend:
         if name != "onnxruntime":
             return make_backend(name, self.source.model, preprocessing=self.preprocessing)
         path = self._onnx_path()
-        if not self._cached_onnx_ok(path):
-            self._log(f"{path} is not this model's export; leaving it alone and exporting to a temporary folder")
-            self._cache = None
-            path = self._onnx_path()
-        if not path.exists():
-            from cnnlab.export.export import export_onnx
+        if self._cache is not None:
+            data, why = self._read_cached_onnx(path)
+            if data is not None:
+                backend = self._agrees(data)
+                if backend is not None:
+                    backend.files = [path]
+                    return backend
+                why = "its outputs differ from the model's on a probe batch"
+            if why is not None:
+                self._log(f"{path} is not this model's export ({why}); leaving it alone and exporting to a "
+                          "temporary folder")
+                self._cache = None
+                path = self._onnx_path()
+        from cnnlab.export.export import export_onnx
 
-            prep = self.preprocessing
-            export_onnx(self.source.model, path, preprocessing=prep, dynamic_batch=True,
-                        extra_metadata={"weights_sha256": self.source.weights_sha256 or ""})
-        return make_backend(name, self.source.model, preprocessing=self.preprocessing, onnx_path=path)
+        export_onnx(self.source.model, path, preprocessing=self.preprocessing, dynamic_batch=True,
+                    extra_metadata={"weights_sha256": self.source.weights_sha256 or ""})
+        data = read_regular(path, what="ONNX file", error=ConfigError, max_bytes=MAX_ONNX_BYTES)
+        if self._cache is not None:
+            from cnnlab.models.weights import atomic_write
+
+            doc = {"format": ONNX_CACHE_FORMAT, "weights_sha256": self.source.weights_sha256,
+                   "onnx_size": len(data), "onnx_sha256": sha256_hex(data)}
+            atomic_write(self._manifest_path(path), json.dumps(doc, indent=2).encode())
+        return make_backend(name, self.source.model, preprocessing=self.preprocessing, onnx_path=path,
+                            onnx_bytes=data)
 
     def _candidates(self) -> list[str]:
         from cnnlab.training.device import cpu_has_bf16
@@ -147,11 +202,13 @@ class Predictor:
 
     def _read_choice(self) -> dict[str, Any] | None:
         path = self._choice_file()
-        if path is None or not path.is_file():
+        if path is None or not os.path.lexists(path):
             return None
         try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            doc = read_json(path, what="backend choice", error=ConfigError, max_bytes=1 << 20)
+        except ConfigError:
+            return None
+        if not isinstance(doc, dict):
             return None
         ok = doc.get("weights_sha256") == self.source.weights_sha256 and doc.get("machine") == _machine_key()
         return doc if ok and doc.get("backend") in BACKENDS else None

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import os
 import pickle
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -195,3 +198,177 @@ def test_unsafe_load_detector_detects():
         """
     )
     assert [line for line, _ in _unsafe_loads(ast.parse(code))] == [3, 4, 5, 7]
+
+
+# ------------------------------------------------------------------------------ crafted .pt2 programs
+# torch.export.load reads a program's graph (models/model.json in the zip) and turns some of its text
+# into code: a shape expression goes to sympy.sympify (an eval), guards_code runs when the module is
+# called, names become the Python source of the generated forward, a tree spec's {"__enum__": ...}
+# imports a module by name. Each crafted file below carries one of these, with a payload that writes a
+# sentinel; the positive control shows torch runs each; cnnlab.export.load_pt2 must refuse each with
+# one line naming the file and the field, and no sentinel may appear.
+
+
+@pytest.fixture(scope="module")
+def good_pt2(tmp_path_factory) -> Path:
+    from cnnlab.export import export_pt2, load_model
+
+    im = load_model(model="lenet5")
+    return export_pt2(im.model, tmp_path_factory.mktemp("pt2") / "good.pt2", preprocessing=im.preprocessing)
+
+
+def _craft_pt2(good: Path, bad: Path, mutate) -> Path:
+    """A copy of ``good`` whose models/model.json is ``mutate(json)`` (a dict, or bytes to store as is)."""
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("models/model.json"):
+                doc = mutate(json.loads(data))
+                data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+            dst.writestr(item, data)
+    return bad
+
+
+def _graph(doc):
+    return doc["graph_module"]["graph"]
+
+
+def _evil_expr(doc, code):
+    for meta in _graph(doc)["tensor_values"].values():
+        for size in meta["sizes"]:
+            if "as_expr" in size:  # the dynamic batch dimension
+                size["as_expr"]["expr_str"] = f"({code}) and Symbol('s77', positive=True, integer=True)"
+                return doc
+    raise AssertionError("no symbolic size in the exported program")
+
+
+def _evil_guards(doc, code):
+    doc["guards_code"] = [f"({code}) == 0"]
+    return doc
+
+
+def _evil_name(doc, code):
+    # the input placeholder "x" becomes "x=<code>": a default argument of the generated forward()
+    return json.loads(json.dumps(doc).replace('"x"', json.dumps(f"x={code}")))
+
+
+def _evil_enum(doc, code):
+    signature = doc["graph_module"]["module_call_graph"][0]["signature"]
+    spec = json.loads(signature["in_spec"])
+    spec[1]["children_spec"][1]["context"] = json.dumps([{"__enum__": True, "fqn": "cnnlab_evil_enum:E", "name": "A"}])
+    signature["in_spec"] = json.dumps(spec)
+    return doc
+
+
+def _evil_target(doc, code):
+    _graph(doc)["nodes"][0]["target"] = "torch.load"  # looked up in torch by name and called
+    return doc
+
+
+def _evil_from_file(doc, code):
+    _graph(doc)["nodes"][0]["target"] = "torch.ops.aten.from_file.default"  # reads any file
+    return doc
+
+
+def _evil_stack_trace(doc, code):
+    # "\r" ends a comment line for Python's tokenizer: FX's verbose code puts this line in a comment
+    _graph(doc)["nodes"][0]["metadata"]["stack_trace"] = f'File "a.py", line 1, in f\n  x\r    {code}'
+    return doc
+
+
+def _evil_parameter_name(doc, code):
+    # becomes getattr(self, "<part>") in generated code: a quote ends the string
+    spec = doc["graph_module"]["signature"]["input_specs"][0]["parameter"]
+    spec["parameter_name"] = f'c1.0") or ({code}) or ("'
+    return doc
+
+
+def _evil_subgraph(doc, code):
+    _graph(doc)["nodes"][0]["inputs"][0]["arg"] = {"as_graph": {"name": "g", "graph": json.loads(json.dumps(_graph(doc)))}}
+    return doc
+
+
+def _evil_depth(doc, code):
+    return b'{"graph_module": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+# (case, the field the error must name, whether torch.export.load runs the payload: the positive control)
+PT2_CASES = [
+    (_evil_expr, "expr_str", True),
+    (_evil_guards, "guards_code", True),
+    (_evil_name, ".name", True),
+    (_evil_enum, "in_spec", True),
+    (_evil_target, "target", False),
+    (_evil_from_file, "target", False),
+    (_evil_stack_trace, "stack_trace", False),
+    (_evil_parameter_name, "parameter_name", False),
+    (_evil_subgraph, "as_graph", False),
+    (_evil_depth, "nested too deeply", False),
+]
+
+
+def _payload(sentinel: Path) -> str:
+    return f"open({str(sentinel)!r}, 'w').write('pwned')"
+
+
+def _enum_module(folder: Path, sentinel: Path) -> None:
+    (folder / "cnnlab_evil_enum.py").write_text(f"{_payload(sentinel)}\nimport enum\nclass E(enum.Enum):\n    A = 1\n")
+
+
+def test_positive_control_crafted_pt2_runs_code_in_torch_export_load(good_pt2, tmp_path):
+    """Loaded by torch.export.load (in a child process) and called, each live case writes its sentinel."""
+    runs = []
+    for case, field, live in PT2_CASES:
+        if live:
+            sentinel = tmp_path / f"control-{case.__name__}"
+            runs.append((_craft_pt2(good_pt2, tmp_path / f"{case.__name__}.pt2",
+                                    lambda d, c=case, s=sentinel: c(d, _payload(s))), sentinel))
+    _enum_module(tmp_path, tmp_path / "control-_evil_enum")
+    script = textwrap.dedent(
+        """
+        import sys, torch
+        sys.path.insert(0, sys.argv[1])
+        for path in sys.argv[2:]:
+            try:  # UNSAFE on purpose: the positive control
+                torch.export.load(path).module()(torch.zeros(2, 1, 32, 32))
+            except Exception:
+                pass
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), *(str(p) for p, _ in runs)], check=True,
+                   timeout=300, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert [s.name for _, s in runs if not s.exists()] == []
+
+
+@pytest.mark.parametrize("case, field", [(c, f) for c, f, _ in PT2_CASES], ids=[c.__name__[6:] for c, _, _ in PT2_CASES])
+def test_load_pt2_refuses_a_graph_that_would_run_code(good_pt2, tmp_path, monkeypatch, case, field):
+    from cnnlab.export import load_pt2
+
+    sentinel = tmp_path / "SENTINEL"
+    _enum_module(tmp_path, sentinel)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bad = _craft_pt2(good_pt2, tmp_path / "crafted.pt2", lambda d: case(d, _payload(sentinel)))
+    with pytest.raises(WeightsError) as err:
+        program, _ = load_pt2(bad)
+        program.module()(torch.zeros(2, 1, 32, 32))
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and str(bad) in message and field in message, message
+    assert not sentinel.exists(), "the crafted .pt2 ran code"
+
+
+def test_load_pt2_still_loads_and_runs_what_export_pt2_wrote(good_pt2):
+    from cnnlab.export import load_model, load_pt2
+
+    program, prep = load_pt2(good_pt2)
+    im = load_model(model="lenet5")
+    x = torch.randn(3, *prep.input_size)
+    torch.testing.assert_close(program.module()(x), im.model(x))
+    assert prep == im.preprocessing
+
+
+def test_load_pt2_reads_only_a_regular_file(tmp_path):
+    from cnnlab.export import load_pt2
+
+    os.mkfifo(tmp_path / "pipe.pt2")
+    with pytest.raises(WeightsError, match="FIFO"):
+        load_pt2(tmp_path / "pipe.pt2")

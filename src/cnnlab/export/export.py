@@ -7,15 +7,11 @@
 * ``.pt2``: ``torch.export.export`` saved with ``torch.export.save``; the preprocessing is the extra
   file ``cnnlab_preprocessing.json``.
 
-Loading a ``.pt2`` file safely. ``torch.export.load`` is documented as pickle-based ("never load data
-from an untrusted source"), and reading torch 2.14's ``torch/export/pt2_archive/_package.py`` and
-``torch/_export/serde/serialize.py`` shows where: weights and constants flagged ``use_pickle`` go
-through ``torch.load(weights_only=False)``, custom and opaque objects through ``pickle.loads``, the
-sample inputs through ``torch.load(weights_only=True)`` *with a fallback to* ``weights_only=False``,
-and an AOTInductor package loads compiled shared libraries. :func:`load_pt2` reads the archive with
-torch's own reader first and refuses any of those: only plain tensors stored raw, only the known
-entries, sample inputs that ``torch.load(weights_only=True)`` accepts (so torch's fallback never
-runs). Then the graph itself is JSON whose operators are looked up by name in ``torch.ops``.
+Loading a ``.pt2`` file safely. ``torch.export.load`` is documented as unsafe for untrusted files: it
+unpickles, evaluates shape expressions with ``sympy.sympify``, runs ``guards_code``, turns names into
+Python source and calls operators looked up by name. :func:`load_pt2` hands it a file only after
+:mod:`cnnlab.export.pt2_safety` has checked every field of the archive against torch's schema (the
+module docstring there lists what is refused, and why).
 
 Files are written beside their destination under a temporary name and linked into place, so an
 existing file is never overwritten (and a killed export leaves no half-written model).
@@ -193,72 +189,51 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str, prep
 
 def read_onnx_metadata(path: str | os.PathLike) -> Preprocessing:
     """The preprocessing stored in an ONNX file by :func:`export_onnx`."""
+    from cnnlab.export.backends import MAX_ONNX_BYTES
+    from cnnlab.safeio import parse_json, read_regular
+
     (onnx,) = require("onnx")
+    data = read_regular(path, what="ONNX file", error=WeightsError, max_bytes=MAX_ONNX_BYTES)  # no FIFO waits
     try:
-        proto = onnx.load_model(str(path), load_external_data=False)
+        proto = onnx.load_model_from_string(data)
     except Exception as err:
         raise WeightsError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in props:
         raise WeightsError(f"{path}: no cnnlab preprocessing in its metadata (not exported by cnnlab)")
-    return Preprocessing.from_dict(json.loads(props[META_KEY]), where=str(path))
+    doc = parse_json(props[META_KEY], where=f"{path}: metadata {META_KEY}", error=WeightsError)
+    if not isinstance(doc, dict):
+        raise WeightsError(f"{path}: metadata {META_KEY} is not a mapping")
+    return Preprocessing.from_dict(doc, where=str(path))
 
 
 # ------------------------------------------------------------------------------ safe .pt2 loading
 
-_PT2_FILES = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"}
-_PT2_DIRS = ("data/weights/", "data/constants/", "data/sample_inputs/", "models/", "extra/")
-
-
-def _check_pt2(path: Path) -> None:
-    """Refuse a .pt2 archive that ``torch.export.load`` would unpickle from, or that holds compiled code."""
-    from torch.export.pt2_archive._package import PT2ArchiveReader
-    from torch.export.pt2_archive.constants import TENSOR_CONSTANT_FILENAME_PREFIX
-
-    def refuse(why: str) -> WeightsError:
-        return WeightsError(f"{path}: refused to load this .pt2 ({why}); cnnlab loads only plain-tensor "
-                            "programs, since torch.export.load would unpickle or run it")
-
-    try:
-        reader_cm = PT2ArchiveReader(str(path))
-    except Exception as err:
-        raise WeightsError(f"{path}: not a .pt2 archive ({type(err).__name__})") from None
-    with reader_cm as reader:
-        names = reader.get_file_names()
-        if "archive_format" not in names or reader.read_string("archive_format") != "pt2":
-            raise refuse("no pt2 archive_format entry")
-        for name in names:
-            if name not in _PT2_FILES and not name.startswith(_PT2_DIRS):
-                raise refuse(f"unexpected entry {name!r}, e.g. a compiled AOTInductor package")
-            if name.startswith(("data/weights/", "data/constants/")) and name.endswith(".pt"):
-                raise refuse(f"legacy pickled entry {name!r}")
-        for name in names:
-            if name.startswith(("data/weights/", "data/constants/")) and name.endswith("_config.json"):
-                config = json.loads(reader.read_string(name)).get("config", {})
-                for fqn, meta in config.items():
-                    if meta.get("use_pickle"):
-                        raise refuse(f"{fqn!r} is pickled")
-                    if name.startswith("data/constants/") and \
-                            not str(meta.get("path_name", "")).startswith(TENSOR_CONSTANT_FILENAME_PREFIX):
-                        raise refuse(f"constant {fqn!r} is a custom object")
-            elif name.startswith("data/sample_inputs/"):
-                try:
-                    torch.load(io.BytesIO(reader.read_bytes(name)), weights_only=True)
-                except Exception:
-                    raise refuse(f"{name!r} does not load with weights_only=True") from None
-
 
 def load_pt2(path: str | os.PathLike) -> tuple[torch.export.ExportedProgram, Preprocessing | None]:
-    """A ``.pt2`` program saved by :func:`export_pt2` and its preprocessing, after :func:`_check_pt2`."""
+    """A ``.pt2`` program saved by :func:`export_pt2` and its preprocessing.
+
+    The file is read once (a regular file, at most ``MAX_PT2_BYTES``), checked by
+    :func:`cnnlab.export.pt2_safety.check_pt2` (no pickle, no code, no Python source from names, no
+    unbounded allocation), and those same bytes are what ``torch.export.load`` reads."""
+    from cnnlab.export.pt2_safety import MAX_PT2_BYTES, check_pt2
+    from cnnlab.safeio import parse_json, read_regular
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    _check_pt2(path)
+    data = read_regular(path, what=".pt2 file", error=WeightsError, max_bytes=MAX_PT2_BYTES)
+    check_pt2(data, path)
     extra: dict[str, Any] = {PT2_EXTRA: ""}
     try:
-        program = torch.export.load(str(path), extra_files=extra)
+        with _quiet():
+            program = torch.export.load(io.BytesIO(data), extra_files=extra)
     except Exception as err:
-        raise WeightsError(f"{path}: cannot load the program ({type(err).__name__}: {err})") from None
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise WeightsError(f"{path}: cannot load the program ({type(err).__name__}: {first})") from None
     meta = extra.get(PT2_EXTRA)
-    prep = Preprocessing.from_dict(json.loads(meta), where=str(path)) if meta else None
+    prep = None
+    if meta:
+        doc = parse_json(meta, where=f"{path}: {PT2_EXTRA}", error=WeightsError)
+        if not isinstance(doc, dict):
+            raise WeightsError(f"{path}: {PT2_EXTRA} is not a mapping")
+        prep = Preprocessing.from_dict(doc, where=f"{path}: {PT2_EXTRA}")
     return program, prep

@@ -67,16 +67,23 @@ def _check_new(path: Path, force: bool) -> None:
         raise ConfigError(f"output {path} must end in .png")
 
 
-def run_filters(args: argparse.Namespace) -> int:
-    from cnnlab.foundations import filter_responses, kernel_rank, load_image
-    from cnnlab.viz.filters import plot_filter_grid
-
+def _grid_output(args: argparse.Namespace, default_name: str) -> Path:
+    """The PNG that ``--out`` names (a .png file, or a folder that gets ``default_name``), checked new;
+    ``--max-side`` checked."""
     if args.max_side < 8:
         raise ConfigError(f"--max-side must be at least 8, got {args.max_side}")
     out = Path(args.out)
     if out.suffix.lower() != ".png":
-        out = out / f"filters_{args.bank}.png"
+        out = out / default_name
     _check_new(out, args.force)
+    return out
+
+
+def run_filters(args: argparse.Namespace) -> int:
+    from cnnlab.foundations import filter_responses, kernel_rank, load_image
+    from cnnlab.viz.filters import plot_filter_grid
+
+    out = _grid_output(args, f"filters_{args.bank}.png")
     image = load_image(args.image, grey=True, max_side=args.max_side)
     kernels, responses = filter_responses(image, args.bank)
     plot_filter_grid(image, kernels, responses, out, title=f"{Path(args.image).name}: {args.bank} filters")
@@ -114,12 +121,7 @@ def run_pyramid(args: argparse.Namespace) -> int:
 
     if args.levels < 2:
         raise ConfigError(f"--levels must be at least 2 (the image and one coarser level), got {args.levels}")
-    if args.max_side < 8:
-        raise ConfigError(f"--max-side must be at least 8, got {args.max_side}")
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        out = out / f"{image_stem(args.image)}_pyramid.png"
-    _check_new(out, args.force)
+    out = _grid_output(args, f"{image_stem(args.image)}_pyramid.png")
     image = load_image(args.image, grey=args.grey, max_side=args.max_side)
     gauss = gaussian_pyramid(image, args.levels)
     lap = laplacian_pyramid(image, args.levels)

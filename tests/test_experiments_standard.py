@@ -185,3 +185,14 @@ def test_standard_config_runs_end_to_end_on_its_real_data(name, tmp_path, monkey
     assert f"`{cfg.data}`" in report and expected in report
     if getattr(cfg, "train_per_class", None):
         assert "150 training (15 per class, a fixed subset)" in report
+
+
+def test_experiment_list_columns_line_up(capsys) -> None:
+    from cli_helpers import run_cli
+
+    rc, out, _ = run_cli(["experiment", "list"], capsys)
+    lines = out.splitlines()
+    names, details = lines[0::2], lines[1::2]
+    starts = {len(line) - len(line.split("  ", 1)[1].lstrip()) for line in names}  # where each title starts
+    indents = {len(line) - len(line.lstrip()) for line in details}
+    assert rc == 0 and len(starts) == 1 and indents == starts  # long names (fractal-droppath) included

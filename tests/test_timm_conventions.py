@@ -83,7 +83,8 @@ def test_nin_without_classifier_gives_its_192_pooled_channels():
 
 
 def test_list_models_keywords():
-    assert cnnlab.list_models(filter="resnet1*") == ["resnet101", "resnet110", "resnet1202", "resnet152", "resnet18"]
+    # natural order, as timm's list_models: 18 < 101 < 110 < 152 < 1202
+    assert cnnlab.list_models(filter="resnet1*") == ["resnet18", "resnet101", "resnet110", "resnet152", "resnet1202"]
     with_weights = cnnlab.list_models(pretrained=True)
     assert "resnet50" in with_weights and "resnet20" not in with_weights
     assert all(cnnlab.models.registry.model_info(n).torchvision for n in with_weights)

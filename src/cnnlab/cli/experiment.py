@@ -38,12 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _list() -> int:
     from cnnlab.experiments import get_experiment, list_experiments
 
-    for name in list_experiments():
+    names = list_experiments()
+    width = max(len(n) for n in names) + 2
+    for name in names:
         exp = get_experiment(name)
-        print(f"{name:<12} {exp.title}")
+        print(f"{name:<{width}}{exp.title}")
         scales = ", ".join(s for s in SCALES if s in exp.scales)
         lectures = ", ".join(s.split("_")[0] for s in exp.lectures)
-        print(textwrap.indent(f"{exp.paper}; lectures {lectures}; scales {scales}", " " * 13))
+        print(textwrap.indent(f"{exp.paper}; lectures {lectures}; scales {scales}", " " * width))
     return 0
 
 

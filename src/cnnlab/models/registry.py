@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -95,16 +96,22 @@ def _ensure_zoo_loaded() -> None:
 
 
 def list_models(filter: str = "*", *, pretrained: bool = False, family: str | None = None) -> list[str]:
-    """Registered model names matching the shell-style pattern ``filter``, sorted (timm's keywords).
+    """Registered model names matching the shell-style pattern ``filter``, in natural order
+    (``resnet18`` before ``resnet101``, as timm sorts them; timm's keywords).
 
     ``pretrained=True`` keeps the models that can load torchvision's published weights (cnnlab
     downloads none itself); ``family`` keeps one family ("vgg", "resnet", ...).
     """
     _ensure_zoo_loaded()
-    return sorted(k for k, info in _REGISTRY.items()
-                  if fnmatch.fnmatchcase(k, filter)
+    return sorted((k for k, info in _REGISTRY.items()
+                   if fnmatch.fnmatchcase(k, filter)
                   and (not pretrained or info.torchvision is not None)
-                  and (family is None or info.family == family))  # fmt: skip
+                   and (family is None or info.family == family)), key=_natural_key)  # fmt: skip
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that orders the numbers inside a name by value (timm's ``_natural_key``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
 def model_info(name: str) -> ModelInfo:

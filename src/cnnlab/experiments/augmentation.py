@@ -78,7 +78,7 @@ SCALES = {
     # weight decay, as in `dropout`. Digits get crops (shifts of up to 2 px) but no mirrors (a mirrored
     # 2, 3, 4, 5, 7 or 9 is not a digit) and no colour noise (one grey channel). LeNet-5 was tried
     # first: after 8 epochs it had not fitted its own training set (97% clean training accuracy),
-    # so there was no over-fitting for augmentation to reduce. Five seeds (issue 20): with two, the
+    # so there was no over-fitting for augmentation to reduce. Five seeds: with two, the
     # crops-vs-none verdict flipped between machines; a pair of runs costs ~15 s on an idle machine.
     "quick": AugmentationConfig(
         data="mnist-5k",

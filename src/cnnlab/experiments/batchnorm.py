@@ -6,7 +6,7 @@ the validation error per learning rate and the training curves. Every choice (wh
 each network's best rate, each run's best epoch) reads the validation split; the test error of each
 network at its val-selected rate is reported once.
 
-Issue 20: the whole grid is trained for several seeds (the same seeds for both networks, so each
+The whole grid is trained for several seeds (the same seeds for both networks, so each
 seed's comparison is paired); each seed selects each network's best rate on its own validation
 errors, and the two claims are decided over the per-seed differences (``compare_seeds``).
 """

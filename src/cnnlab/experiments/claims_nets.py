@@ -1,4 +1,4 @@
-"""Small networks of the issue-20 experiments, as configs (tables) and one class each.
+"""Small networks of the claim experiments, as configs (tables) and one class each.
 
 - :class:`VGGStackNet` (``vgg-filters``): VGG's configuration B scaled down, each stage two 3x3
   convolutions, or the "shallow version of B" of Simonyan & Zisserman §4.1 where each pair is one

@@ -8,7 +8,7 @@ trained with the same recipe and budget; after every epoch the error on the clea
 dropout does at training time) against the average of K sampled dropout networks (K masks per
 image; softmax averaged, and the geometric mean of the distributions as Hinton et al. state it).
 
-Issue 20: both networks are trained from the same seeds (paired: same initial weights and batch
+Both networks are trained from the same seeds (paired: same initial weights and batch
 order), the test-time rules are compared on every seed's dropout network, and each criterion is
 decided over the per-seed values (``compare_seeds``; the closeness of weight scaling to the K-mask
 average by :func:`within_tolerance`).

@@ -6,7 +6,7 @@ K networks of the same architecture, trained with the same recipe from independe
 their softmax probabilities. Accuracy against K, for the first K members and averaged over random
 K-subsets of the members.
 
-Issue 20: an ensemble is itself an average over seeds, so what varies from one machine to the next is
+An ensemble is itself an average over seeds, so what varies from one machine to the next is
 the whole ensemble. The experiment trains ``seeds`` disjoint ensembles (ensemble e has the members
 seeded ``seed + e * members + i``; no network is shared, so the ensembles are independent replicates)
 and decides each claim over the per-ensemble values, paired within an ensemble (the ensemble against

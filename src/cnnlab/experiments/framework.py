@@ -242,7 +242,7 @@ class Experiment:
 
 _REGISTRY: dict[str, Experiment] = {}
 
-# The modules that register experiments when imported (issue 6, then issue 7's).
+# The modules that register experiments when imported, in the order `experiment list` shows them.
 EXPERIMENT_MODULES = [
     "cnnlab.experiments.degradation",
     "cnnlab.experiments.lesion",
@@ -257,14 +257,13 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.ensemble",
     "cnnlab.experiments.transfer",
     "cnnlab.experiments.autoencoder",
-    # issue 20
     "cnnlab.experiments.shortcuts",
     "cnnlab.experiments.fractal_droppath",
     "cnnlab.experiments.vgg_filters",
     "cnnlab.experiments.dropout_conv",
     "cnnlab.experiments.batchnorm_more",
     "cnnlab.experiments.localisation",
-    "cnnlab.experiments.dense",  # fcn-skips, dilation (issue 16)
+    "cnnlab.experiments.dense",  # fcn-skips, dilation
 ]
 
 
@@ -776,7 +775,7 @@ def write_index(all_results: Sequence[Mapping[str, Any]], root: str | Path, *, s
 
 
 # ---------------------------------------------------------------------------------------------
-# Multi-seed verdicts (issue 20): a criterion decided inside the seed-to-seed spread is a coin toss
+# Multi-seed verdicts: a criterion decided inside the seed-to-seed spread is a coin toss
 # ---------------------------------------------------------------------------------------------
 
 

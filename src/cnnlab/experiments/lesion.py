@@ -57,7 +57,7 @@ class LesionConfig:
     max_mean_drop_one: float = 0.05  # "barely hurts": mean accuracy drop over non-downsampling blocks
     near_chance_margin: float = 0.10  # "drops to chance": within this of chance accuracy
     max_step_fraction: float = 0.5  # "smooth": no single extra deletion makes half the total decline
-    # issue 20: Veit et al. Fig. 5b (re-ordering) and the size of the residual branches
+    # Veit et al. Fig. 5b (re-ordering) and the size of the residual branches
     reorder_swaps: int = 4  # re-orderings by 1..reorder_swaps random swaps of compatible blocks
     reorder_draws: int = 5  # random re-orderings per number of swaps
     max_residual_ratio: float = 1.0  # "small corrections": median ||F(x)|| / ||shortcut(x)|| below this
@@ -89,7 +89,7 @@ SCALES = {
     # `degradation`'s quick scale (16x16 digits, 12 epochs at batch 64, lr 0.05, cosine, 2-px crops),
     # so that `cnnlab experiment all` trains them once for both experiments (its first 3 seeds); 5
     # seeds because the criteria compare per-seed quantities with bounds, and two nets per seed at
-    # 16x16 are cheap. (Before issue 20: one seed at 28x28, 8 epochs at batch 128.)
+    # 16x16 are cheap.
     "quick": LesionConfig(
         data="mnist-5k",
         input_size=(1, 16, 16),

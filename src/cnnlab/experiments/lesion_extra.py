@@ -1,4 +1,4 @@
-"""Two more measurements on a trained residual net, for the ``lesion`` experiment (issue 20).
+"""Two more measurements on a trained residual net, for the ``lesion`` experiment.
 
 - :func:`reorder_study`: Veit, Wilber & Belongie 2016, Fig. 5b. Blocks are re-ordered at test time by
   swapping random pairs of blocks that have the same input and output shapes (the paper: "swapping k

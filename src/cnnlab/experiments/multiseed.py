@@ -1,4 +1,4 @@
-"""What the issue-20 experiments share: arms trained over several seeds, and their plot.
+"""What the multi-seed experiments share: arms trained over several seeds, and their plot.
 
 An *arm* is one network configuration; each is trained once per seed with the same recipe and the
 same seeds as the arms it is compared with (paired: same data order and initialisation stream), and

@@ -1,4 +1,4 @@
-"""Small networks the issue-7 experiments need that are not zoo architectures.
+"""Small networks the claim experiments need that are not zoo architectures.
 
 - :class:`WideFCNet` (``dropout``): one or two convolution stages and two wide fully connected
   layers with dropout on their outputs, the layout of AlexNet's head (FC6, FC7 with dropout 0.5,

@@ -1,4 +1,4 @@
-"""Helpers shared by the issue-7 experiments (dropout ... autoencoder-pretrain), on top of the
+"""Helpers shared by the claim experiments (dropout ... autoencoder-pretrain), on top of the
 framework's :class:`~cnnlab.experiments.framework.ExperimentContext`.
 
 - :func:`seeded`: a context for another seed that shares the run's cache, log and record of trained

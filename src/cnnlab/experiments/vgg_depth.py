@@ -129,7 +129,7 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 def plot_vgg_depth(results: dict, out_dir: Path) -> list[Plot]:
     cols = results["columns"]
-    paired = "comparisons" in results  # results written before issue 20 have no per-seed comparisons
+    paired = "comparisons" in results  # results of single-seed runs have no per-seed comparisons
     fig = Figure(figsize=(11.5 if paired else 7.0, 4.3))
     ax = fig.add_subplot(1, 2 if paired else 1, 1)
     shift = {"A-LRN": 0.3, "C": -0.3}  # columns that share a depth with another are drawn beside it

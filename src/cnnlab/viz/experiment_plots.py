@@ -271,7 +271,7 @@ def plot_ablation(results: Mapping[str, Any], out_dir: Path) -> list[Plot]:
     fig = Figure(figsize=(8.0, 4.4))
     ax = fig.add_subplot()
     names = [v["name"] for v in variants]
-    # test_acc is one value per seed (a single float in results written before issue 20). Points, not
+    # test_acc is one value per seed (a single float in results of single-seed runs). Points, not
     # bars: the variants differ by a point or two near 98%, invisible on bars drawn from 0.
     seeds = [v["test_acc"] if isinstance(v["test_acc"], list) else [v["test_acc"]] for v in variants]
     for i, s in enumerate(seeds):

@@ -48,6 +48,10 @@ class Classifier(nn.Module):
         """Logits and any auxiliary logits with their loss weights; the engine trains on this."""
         return ModelOutput(self(x))
 
+    def init_from_data(self, x: Tensor) -> None:
+        """Data-dependent initialisation from training images ``x``, called by the engine before the
+        first update (airbench's patch whitening); default: nothing."""
+
     # --- timm's classifier conventions -----------------------------------------------------------
 
     def _classifier_path(self) -> str:

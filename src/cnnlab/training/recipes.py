@@ -28,6 +28,7 @@ __all__ = ["Recipe", "get_recipe", "list_recipes", "register_recipe", "default_r
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "plateau", "cosine")
+TTA_MODES = ("none", "flip")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Recipe:
     # --- batching
     drop_last: bool = False  # drop the last, partial batch of an epoch
     eval_batch_size: int = 500
+    # --- evaluation (val and test alike, so selection sees what is reported)
+    tta: str = "none"  # "none", or "flip": score the mean of the logits of each image and its mirror
     # --- selection (always on the validation split)
     early_stop_patience: int = 0  # stop after this many epochs without a new best val metric; 0: never
 
@@ -98,6 +101,8 @@ class Recipe:
             raise bad("gamma", "must be in (0, 1]")
         if self.label_smoothing >= 1:
             raise bad("label_smoothing", "must be < 1")
+        if self.tta not in TTA_MODES:
+            raise bad("tta", f"must be one of {', '.join(TTA_MODES)}")
         for field in ("nesterov", "flip", "drop_last"):
             if not isinstance(getattr(self, field), bool):
                 raise bad(field, "must be true or false")
@@ -360,6 +365,30 @@ register_recipe(Recipe(
     flip=True,  # §4.2: a mirrored garment is the same garment
 ))
 DATA_RECIPES[("resnet_cifar", "fashion-mnist")] = "resnet_fashion"
+
+register_recipe(Recipe(
+    name="airbench_fashion",
+    source="Jordan 2024 (airbench) adapted to Fashion-MNIST on a 2-core CPU: cnnlab's speed run",
+    # The least wall time to 93% Fashion-MNIST test accuracy on 2 CPU cores, with airbench's ideas
+    # that carry over: a small fast net (airbench_mini), whitened first layer, label smoothing 0.2,
+    # flips and 2-pixel shifts, test-time flips, a short warm-up and a decay to zero. Chosen on the
+    # validation split (6,000 of the 60,000 training images); benchmarks/speedrun_fashion.py times it.
+    optimizer="sgd",
+    lr=0.2,  # departure: airbench's 11.5 is for summed losses with 1/9-scaled logits; this is per-mean
+    momentum=0.9,  # airbench: 0.85
+    nesterov=True,  # airbench
+    weight_decay=5e-4,  # airbench: 0.0153 in its own scaling
+    batch_size=256,  # airbench: 1024 (a GPU's batch); smaller trains faster per epoch here
+    epochs=8,
+    schedule="cosine",  # airbench: linear to zero; cosine also ends at zero
+    warmup_steps=105,  # half an epoch of 54,000 / 256
+    warmup_lr=0.0,
+    label_smoothing=0.2,  # airbench
+    flip=True,  # airbench; a mirrored garment is the same garment
+    translate=2,  # airbench: 2-pixel translation
+    tta="flip",  # airbench's tta_level 1: the mean of the logits of the image and its mirror
+    eval_batch_size=1000,
+))
 
 register_recipe(Recipe(
     name="fractalnet",

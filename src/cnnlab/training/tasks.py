@@ -147,9 +147,9 @@ class ClassificationTask(Task):
     """Cross-entropy (with label smoothing) on ``ModelOutput.logits`` plus ``sum_i w_i CE(aux_i)``
     (GoogLeNet's auxiliary classifiers, Szegedy et al. 2015 §5: weights 0.3); top-1 and top-5.
 
-    ``label_smoothing`` None takes the recipe's (``configure``). Evaluation scores the plain
-    ``model(x)`` logits; test-time augmentation and MC dropout stay in ``engine.evaluate`` /
-    ``engine.evaluate_mc_dropout``.
+    ``label_smoothing`` and ``tta`` None take the recipe's (``configure``). Evaluation scores the
+    ``model(x)`` logits, or with ``tta="flip"`` the mean of the logits of x and its mirror (val and
+    test alike); ten-crop views and MC dropout are ``engine.evaluate`` / ``engine.evaluate_mc_dropout``.
     """
 
     name = "classification"
@@ -157,15 +157,20 @@ class ClassificationTask(Task):
     mode = "max"
     stat_names = ("loss", "top1", "top5", "count")
 
-    def __init__(self, *, label_smoothing: float | None = None) -> None:
+    def __init__(self, *, label_smoothing: float | None = None, tta: str | None = None) -> None:
         if label_smoothing is not None and not 0.0 <= float(label_smoothing) < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        if tta not in (None, "none", "flip"):
+            raise ConfigError(f"tta must be 'none' or 'flip', got {tta!r}")
         self.label_smoothing = label_smoothing
+        self.tta = tta
         self.num_classes: int | None = None
 
     def configure(self, recipe: Any) -> None:
         if self.label_smoothing is None:
             self.label_smoothing = float(getattr(recipe, "label_smoothing", 0.0))
+        if self.tta is None:
+            self.tta = getattr(recipe, "tta", "none")
 
     def setup(self, data: DataBundle) -> None:
         self.num_classes = data.num_classes
@@ -191,6 +196,8 @@ class ClassificationTask(Task):
 
     def eval_sums(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         logits = model(x).float()
+        if self.tta == "flip":  # airbench's test-time flips: the mean of the two views' logits
+            logits = (logits + model(x.flip(-1)).float()) / 2
         loss = F.cross_entropy(logits, y, reduction="sum")
         top1, top5 = topk_hits(logits, y)
         return torch.stack([loss.double(), top1.double(), top5.double(),

@@ -37,12 +37,16 @@ from torch import Tensor, nn
 from cnnlab.data import BatchLoader, DataBundle, TensorPair
 from cnnlab.data.augment import Augment
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.models.base import Classifier
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.device import Precision
 from cnnlab.training.recipes import Recipe
 from cnnlab.training.schedules import LRSchedule, resolve_schedule
 from cnnlab.training.tasks import Task
+
+# Training images handed to Classifier.init_from_data, evenly spaced over the split (airbench: 5,000).
+WARM_START_IMAGES = 5000
 
 __all__ = ["Trainer", "RunOptions", "FitResult", "TrainStep", "STATE_FORMAT"]
 
@@ -129,6 +133,9 @@ class Trainer:
         self.aug_gen = torch.Generator().manual_seed((options.seed * 1_000_003 + 17 * self.rank + 1)
                                                      & 0x7FFF_FFFF_FFFF_FFFF)
         torch.manual_seed(options.seed + self.rank)  # dropout and other in-model randomness
+        if isinstance(model, Classifier):  # data-dependent initialisation (a resumed run's weights replace it)
+            x = data.train.x
+            model.init_from_data(x[:: max(1, len(x) // WARM_START_IMAGES)][:WARM_START_IMAGES])
         model.to(device, memory_format=prec.memory_format)
         task.check(model, data)
         self.step_module: nn.Module = TrainStep(model, task)

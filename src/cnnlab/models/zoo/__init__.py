@@ -6,3 +6,4 @@ from cnnlab.models.zoo import alexnet, vgg  # noqa: F401  (Krizhevsky 2012, Zeil
 from cnnlab.models.zoo import googlenet, nin, fractalnet  # noqa: F401  (Szegedy 2015, Lin 2014, Larsson 2017)
 from cnnlab.models.zoo import autoencoders  # noqa: F401  (Baldi & Hornik 1989 ... Kingma & Welling 2014)
 from cnnlab.models.zoo import fcn  # noqa: F401  (Long 2015, Yu & Koltun 2016, Ronneberger 2015: dense prediction)
+from cnnlab.models.zoo import airbench  # noqa: F401  (Jordan 2024: the speed-run network)

@@ -1,9 +1,11 @@
-"""Every `cnnlab` command of the README's ```bash blocks runs as written (at tiny sizes where a flag
-allows), and the README's Python example runs, so the tour cannot rot.
+"""The README and every page of docs/ stay true: each `cnnlab` command of their ```bash blocks runs
+as written (at tiny sizes where a flag allows), each ```python block runs, and each relative link or
+image points at a file that exists (and an anchor at a heading of that file), so the tour cannot rot.
 
 Commands that need a download, a data set that is not shipped, several processes or minutes of CPU
 are listed in SKIP with the reason; placeholders (`runs/<run>`, `photo.png`, ...) are filled with files
-this test makes. A README line that matches no rule runs exactly as written.
+this test makes. A line that matches no rule runs exactly as written. A command that appears on
+several pages runs once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.models.weights import save_weights
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 # A word in the command -> why it is not run here.
 SKIP = {
@@ -38,15 +42,32 @@ SKIP = {
 }
 
 
-def readme_commands() -> list[str]:
-    text = README.read_text()
+def _rel(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def page_commands(page: Path) -> list[str]:
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+    for block in _blocks(page.read_text(), "bash"):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.strip()
             if line.startswith("cnnlab "):
                 lines.append(" ".join(shlex.split(line, comments=True)) if "'" not in line else line.split(" #")[0].strip())
     return lines
+
+
+def all_commands() -> list[str]:
+    """Every page's commands in order, each once."""
+    return list(dict.fromkeys(line for page in PAGES for line in page_commands(page)))
+
+
+def python_examples() -> list[tuple[str, int, str]]:
+    """(page, number of the block on that page, code) for every ```python block."""
+    return [(_rel(page), i, code) for page in PAGES for i, code in enumerate(_blocks(page.read_text(), "python"))]
 
 
 def _tiny(argv: list[str]) -> list[str]:
@@ -63,7 +84,7 @@ def _tiny(argv: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A folder holding what the README's placeholders name: two run folders, images, a weights file."""
+    """A folder holding what the placeholders name: two run folders, images, a weights file."""
     root = tmp_path_factory.mktemp("readme")
     runs = root / "runs"
     assert main(["train", "lenet5", "--epochs", "1", "--max-steps", "4", "--out", str(runs / "run"),
@@ -81,17 +102,21 @@ def workdir(tmp_path_factory):
     return root
 
 
-def _fill(line: str, root: Path) -> list[str]:
+def _fill(line: str, root: Path) -> str:
     line = line.replace("runs/<vae-run>", str(root / "runs" / "vae-run"))
-    line = line.replace("runs/<run>", str(root / "runs" / "run")).replace("runs/<other>", str(root / "runs" / "other"))
-    return shlex.split(line)[1:]
+    return line.replace("runs/<run>", str(root / "runs" / "run")).replace("runs/<other>", str(root / "runs" / "other"))
 
 
-COMMANDS = readme_commands()
+COMMANDS = all_commands()
+EXAMPLES = python_examples()
 
 
-def test_the_readme_has_a_tour():
-    assert len(COMMANDS) >= 30 and "cnnlab train lenet5" in COMMANDS
+def test_the_readme_has_a_tour_and_the_docs_more():
+    tour = page_commands(README)
+    assert len(tour) >= 10 and "cnnlab train lenet5" in tour
+    assert len(COMMANDS) >= 40
+    assert any(page == "README.md" for page, _, _ in EXAMPLES)
+    assert len(PAGES) >= 10
 
 
 def _absent_data(line: str) -> str | None:
@@ -105,17 +130,68 @@ def _absent_data(line: str) -> str | None:
 
 
 @pytest.mark.parametrize("line", COMMANDS)
-def test_readme_command_runs(line, workdir, monkeypatch):
+def test_documented_command_runs(line, workdir, monkeypatch):
     reason = next((why for word, why in SKIP.items() if word in line), None) or _absent_data(line)
     if reason:
         pytest.skip(reason)
     monkeypatch.chdir(workdir)
-    argv = _tiny(_fill(line, workdir))
+    argv = _tiny(shlex.split(_fill(line, workdir))[1:])
     assert main(argv) == 0, line
 
 
-def test_readme_python_example_runs(workdir, monkeypatch):
-    block = re.search(r"## In Python\n\n```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
+@pytest.mark.parametrize(("page", "index", "code"), EXAMPLES, ids=[f"{p}#{i}" for p, i, _ in EXAMPLES])
+def test_documented_python_example_runs(page, index, code, workdir, monkeypatch):
     monkeypatch.chdir(workdir)
-    code = block.replace("epochs=5", "epochs=1, max_steps=3").replace('"resnet50", (8, 3, 224, 224)', '"resnet18", (2, 3, 64, 64)')
-    exec(compile(code, "README.md (In Python)", "exec"), {})
+    code = _fill(code, workdir)
+    code = code.replace("epochs=5", "epochs=1, max_steps=3").replace('"resnet50", (8, 3, 224, 224)', '"resnet18", (2, 3, 64, 64)')
+    exec(compile(code, f"{page} (python block {index})", "exec"), {})
+
+
+# ------------------------------------------------------------------------------------- links
+LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced code blocks and inline code spans."""
+    text = re.sub(r"^```.*?^```[^\n]*$", "", text, flags=re.S | re.M)
+    text = re.sub(r"^(?: {4}|\t).*$", "", text, flags=re.M)  # indented code
+    text = re.sub(r"``.+?``", "", text, flags=re.S)
+    return re.sub(r"`[^`]*`", "", text)
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens, repeats numbered."""
+    seen: dict[str, int] = {}
+    out = set()
+    for heading in re.findall(r"^#{1,6}\s+(.*?)\s*#*$", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M),
+                              flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def _links() -> list[tuple[str, str]]:
+    return [(_rel(page), target) for page in PAGES for target in LINK.findall(_prose(page.read_text()))
+            if not re.match(r"[a-z][a-z0-9+.-]*:", target)]  # http(s), mailto: not fetched
+
+
+LINKS = _links()
+
+
+def test_the_pages_link_each_other():
+    assert len(LINKS) >= 30
+    linked = {(ROOT / page).parent.joinpath(t.split("#")[0]).resolve() for page, t in LINKS if t.split("#")[0]}
+    assert set(PAGES[1:]) <= linked, f"docs pages nothing links to: {set(PAGES[1:]) - linked}"
+
+
+@pytest.mark.parametrize(("page", "target"), LINKS, ids=[f"{p}->{t}" for p, t in LINKS])
+def test_relative_link_resolves(page, target):
+    path, _, anchor = target.partition("#")
+    source = ROOT / page
+    file = (source.parent / path).resolve() if path else source
+    assert file.is_relative_to(ROOT), f"{page}: {target} points outside the repository"
+    assert file.is_file(), f"{page}: {target} names no file"
+    if anchor and file.suffix == ".md":
+        assert anchor in _anchors(file), f"{page}: {target}: no heading #{anchor} in {_rel(file)}"

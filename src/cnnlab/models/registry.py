@@ -43,7 +43,7 @@ class ModelInfo:
     builder: Callable[..., nn.Module]
     recipe: str  # default training recipe name (see cnnlab.training.recipes)
     torchvision: str | None = None  # torchvision builder this model is state_dict-compatible with
-    departures: str = ""  # how the model departs from its paper, for the README and `cnnlab list`
+    departures: str = ""  # how the model departs from its paper, for docs/zoo.md and `cnnlab list`
     task: str = "classification"  # the Task it trains with (cnnlab.training.tasks.get_task)
 
     @property

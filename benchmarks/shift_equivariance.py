@@ -1,6 +1,6 @@
 """How much a 1-pixel shift changes each stage of a few zoo nets (Azulay & Weiss 2019), against a shift
 by the stage's own stride. A measurement, not a speed test; it lives here with the other scripts that
-print tables for the README.
+print tables for the docs (docs/foundations.md).
 
 Random-weight networks (the zoo's initialisation, eval mode, float64, seed 0); convolutions with
 padding switched to circular padding, so that only subsampling can break equivariance. The images are

@@ -87,7 +87,7 @@ SCALES = {
     "quick": LocalisationConfig(
         data="mnist-canvas", model="resnet20", model_options=_NARROW,
         # 5 epochs at batch 64 (275 updates per net, two nets): about 2 minutes of training on 2 idle
-        # cores (PERF-NOTES: resnet20 trains at ~700 img/s there); docs/inspect.md states the load it ran under.
+        # cores (resnet20 trains at ~700 img/s there, benchmarks/train_throughput.py); docs/inspect.md states the load it ran under.
         train=TrainSpec(recipe="resnet_cifar", epochs=5, batch_size=64, lr=0.05, overrides=DIGITS_OVERRIDES),
         size=32, eval_images=200, sanity_images=20, smooth_samples=4, ig_steps=8, occlusion_window=8,
     ),  # fmt: skip

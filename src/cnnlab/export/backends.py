@@ -7,7 +7,7 @@
     compile        torch.compile (inductor) of the fp32 channels_last model; compiles on first call
     onnxruntime    the model exported to ONNX (fp32), run by ONNX Runtime's CPU provider
 
-PERF-NOTES.md has the measurements that make these the candidates (torchvision ResNet-50, batch 16:
+Measured on a 2-core Zen 4 with AVX512-BF16, the figures that make these the candidates (torchvision ResNet-50, batch 16:
 eager 4.4 img/s, channels_last 8.8, bf16 27.6, ONNX Runtime 23).
 """
 

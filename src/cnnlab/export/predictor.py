@@ -12,7 +12,7 @@ The check images are the run's validation split when its data set has one, else 
 train split; never the test split. Without them (no run config, data files absent) bf16 is not
 used, because its accuracy cannot be checked. ``torch.compile`` is not a candidate: it compiles for
 minutes, its cache would be compiled code (cnnlab loads no code from files), and it was slower than
-eager on these CPUs (PERF-NOTES.md).
+eager on these CPUs (benchmarks/inference.py).
 
 The choice and the ONNX file are cached in the run folder under ``inference/``, named by the weights'
 sha256. Beside the ONNX file, a manifest that cnnlab writes when it exports there records the weights'

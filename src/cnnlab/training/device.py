@@ -1,6 +1,6 @@
 """Where and in which number format to train: device, autocast dtype, memory layout.
 
-``precision="auto"`` picks, per machine (PERF-NOTES.md has the measurements behind it):
+``precision="auto"`` picks, per machine (benchmarks/train_throughput.py measures it; docs/training.md has the figures):
 
 * CUDA: bf16 autocast when the GPU supports bf16 (Ampere and later), else fp32.
 * CPU with native bf16 (AVX512-BF16 or AMX): bf16 autocast, about 2.7x faster than fp32 for
@@ -105,7 +105,7 @@ def resolve_precision(precision: str, device: torch.device, *, memory_format: st
     if memory_format == "auto":
         # channels_last (NHWC) everywhere: oneDNN's CPU kernels and the GPUs' tensor cores are NHWC.
         # Measured in training (benchmarks/train_throughput.py, 1 thread, AVX2 Zen 3): resnet20 fp32
-        # 1.5x, lenet5 fp32 1.2x; with bf16 on Zen 4 (PERF-NOTES.md) 710 against 632 img/s.
+        # 1.5x, lenet5 fp32 1.2x; with bf16 on Zen 4 (2 threads) 710 against 632 img/s.
         channels_last = True
     else:
         channels_last = memory_format == "channels_last"

@@ -241,7 +241,7 @@ register_recipe(Recipe(
     # Most gaps are within the noise of 400 digits (a standard error of about 0.7 points), so the grid
     # says "nothing here beats these values", not that each is an optimum. The values were first set on
     # the test digits, before the engine had a validation split; this val grid kept every one of them.
-    # The README gives the test accuracy measured afterwards, once, for seeds 0, 1 and 2.
+    # docs/training.md gives the test accuracy measured afterwards, once, for seeds 0, 1 and 2.
     optimizer="sgd",
     lr=0.05,  # tuned on val (0.03 and 0.1 lower, above); the paper: 5e-4 per sample
     momentum=0.9,
@@ -348,8 +348,8 @@ register_recipe(Recipe(
     # epochs of 54,000 images, hours on a CPU; this recipe trains 15 epochs with a cosine decay
     # after a one-epoch linear warm-up (Goyal et al. 2017), which reaches the paper's nets' plateau
     # far sooner than the step schedule. Chosen on Fashion-MNIST's validation split (6,000 of the
-    # 60,000 training images; the test split was not looked at for any choice): see the README's
-    # Fashion-MNIST section for the measured runs.
+    # 60,000 training images; the test split was not looked at for any choice): docs/training.md's
+    # Fashion-MNIST section gives the measured runs.
     optimizer="sgd",
     lr=0.1,  # §4.2
     momentum=0.9,  # §4.2

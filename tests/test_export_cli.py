@@ -217,3 +217,17 @@ def test_predict_on_png_files_sees_what_the_engine_saw(tmp_path):
         expected = torch.softmax(model(data.test.x[:8]), 1)
     for pred, row in zip(got, expected):
         assert np.allclose([p for _, i, p in sorted(pred.top, key=lambda t: t[1])], row.tolist(), atol=1e-5)
+
+
+def test_export_has_a_dynamic_batch_by_default(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    rc, out, err = _run(["export", "lenet5", "--format", "onnx", "--out", str(tmp_path / "any.onnx")], capsys)
+    assert rc == 0, err
+    session = ort.InferenceSession(str(tmp_path / "any.onnx"), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    assert session.run(None, {name: np.zeros((3, 1, 32, 32), np.float32)})[0].shape == (3, 10)
+    rc, out, err = _run(["export", "lenet5", "--format", "onnx", "--no-dynamic-batch",
+                         "--out", str(tmp_path / "one.onnx")], capsys)
+    assert rc == 0, err
+    fixed = ort.InferenceSession(str(tmp_path / "one.onnx"), providers=["CPUExecutionProvider"])
+    assert fixed.get_inputs()[0].shape[0] == 1

@@ -13,7 +13,7 @@ import os
 import warnings
 import sys
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, closest_names
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
 COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
@@ -22,10 +22,34 @@ COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument on one line (``cnnlab train: error: ...``), exit code 2."""
+    """argparse that reports a bad argument on one line (``cnnlab train: error: ...``), exit code 2.
+
+    Prefixes of flags are not expanded (``--model`` is not ``--model-set``): a flag is given whole."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def unknown(self, extras: list[str]) -> None:
+        """Refuse ``extras`` (arguments no option took), naming the closest flag of this command."""
+        flags = [f for f in self._option_string_actions if f.startswith("--")]
+        hints = {}
+        for token in extras:
+            flag = token.split("=", 1)[0]
+            if not flag.startswith("--"):
+                continue
+            if flag.replace("_", "-") in flags:
+                hints[flag] = flag.replace("_", "-")
+            elif close := closest_names(flag, flags, n=1):
+                hints[flag] = close[0]
+        if len(hints) == 1:
+            hint = f" (did you mean {next(iter(hints.values()))}?)"
+        else:
+            hint = f" (did you mean {', '.join(f'{a} -> {b}' for a, b in hints.items())}?)" if hints else ""
+        self.error(f"unrecognized arguments: {' '.join(extras)}{hint}; `{self.prog} --help` lists the options")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    parser.set_defaults(_commands=sub.choices)
     return parser
 
 
@@ -55,7 +80,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning  # a note for the user, not a source location
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = args._commands.get(args.command)
+        (command if isinstance(command, ArgumentParser) else parser).unknown(extras)
     try:
         return int(args.func(args) or 0)
     except CnnlabError as err:

@@ -13,8 +13,8 @@ from cnnlab.cli.train import _positive_int  # one parser of positive integers fo
 
 EXPORT_EPILOG = """\
 examples:
-  cnnlab export resnet20 --format onnx --dynamic-batch          random weights, ./resnet20.onnx
-  cnnlab export --run runs/2026-01-01-lenet5-mnist-5k --format onnx --dynamic-batch
+  cnnlab export resnet20 --format onnx                          random weights, ./resnet20.onnx
+  cnnlab export --run runs/2026-01-01-lenet5-mnist-5k --format onnx --no-dynamic-batch   batch 1 only
   cnnlab export --weights resnet50.safetensors --model resnet50 --format pt2 --out r50.pt2
 The file's metadata holds the preprocessing (input size, mean/std, class names): ONNX metadata_props
 key "cnnlab.preprocessing"; .pt2 extra file "cnnlab_preprocessing.json".
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--format", choices=("onnx", "pt2"), default="onnx", help="file format (default onnx)")
     e.add_argument("--out", metavar="FILE", help="output file (default: MODEL.FORMAT here, or in the run folder); "
                                                  "never overwritten")
-    e.add_argument("--dynamic-batch", action="store_true", help="a dynamic batch dimension (default: batch 1)")
+    e.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
+                   help="a dynamic batch dimension (default), or with --no-dynamic-batch a fixed batch of 1")
     e.add_argument("--input", metavar="CxHxW", help="input size (default: the run's or the model's)")
     e.set_defaults(func=run_export)
 

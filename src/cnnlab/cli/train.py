@@ -100,9 +100,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     # Defaults are None so that, with --config, only the flags given on the command line change the spec.
     p.add_argument("model", nargs="?", help="model name (`cnnlab list`)")
+    p.add_argument("--model", dest="model_option", metavar="MODEL", help="the model, as a flag (as timm and Lightning)")
     p.add_argument("--data", help="data set (default mnist-5k; `imagefolder:PATH` for your images)")
     p.add_argument("--recipe", help="training recipe (default: the model's)")
-    p.add_argument("--epochs", type=_positive_int, help="train this many epochs (milestones scale with it)")
+    p.add_argument("--epochs", "--max-epochs", type=_positive_int,
+                   help="train this many epochs (milestones scale with it)")
     p.add_argument("--batch-size", type=_positive_int, help="global batch size")
     p.add_argument("--lr", type=_positive_float, help="base learning rate")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
@@ -210,6 +212,10 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.training import distributed as D
     from cnnlab.training.run import train
 
+    if args.model_option is not None:
+        if args.model is not None and args.model != args.model_option:
+            raise ConfigError(f"two models given: {args.model} and --model {args.model_option}; give one")
+        args.model = args.model_option
     spec = _spec_from_args(args)  # None with --resume DIR alone: train() reads DIR's spec
     if args.out is not None:
         from cnnlab.safeio import check_output_path

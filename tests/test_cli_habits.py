@@ -1,0 +1,42 @@
+"""Habits users bring from timm, Lightning and other CLIs: whole flags only (no prefix expansion),
+the closest flag named for a typo, and the common spellings of the main options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli_helpers import one_line, run_cli
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["train", "lenet5", "--batch_size", "8"], "--batch-size"),
+    (["train", "lenet5", "--max-step", "3"], "--max-steps"),
+    (["summary", "alexnet", "--dept", "1"], "--depth"),
+    (["export", "lenet5", "--outt", "x.onnx"], "--out"),
+])
+def test_a_mistyped_flag_names_the_closest_one(argv, suggestion, capsys) -> None:
+    rc, _, err = run_cli(argv, capsys)
+    line = one_line(rc, err, "unrecognized arguments", argv[2], f"did you mean {suggestion}?")
+    assert f"cnnlab {argv[0]} --help" in line
+
+
+def test_a_prefix_of_a_flag_is_not_expanded(capsys) -> None:
+    # argparse's default would read --model-s as --model-set and train with a model option "a=1"
+    rc, _, err = run_cli(["train", "lenet5", "--model-s", "a=1"], capsys)
+    one_line(rc, err, "--model-s", "--model-set")
+
+
+def test_train_takes_the_model_as_a_flag_and_max_epochs(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["train", "--model", "lenet5", "--max-epochs", "1", "--max-steps", "2",
+                          "--out", str(out), "--no-progress"], capsys)
+    assert rc == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["spec"]["model"] == "lenet5" and config["spec"]["epochs"] == 1
+
+
+def test_two_different_models_are_refused(capsys) -> None:
+    rc, _, err = run_cli(["train", "resnet20", "--model", "lenet5"], capsys)
+    one_line(rc, err, "two models given", "resnet20", "lenet5")

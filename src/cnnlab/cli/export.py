@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ... anything PIL reads)")
     _source_args(p, positional=False)
     p.add_argument("--top-k", type=_positive_int, default=5, help="classes per image (default 5)")
+    p.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
+                   help="invert the images (light on dark <-> dark on light); default: a grey model trained on "
+                        "dark backgrounds inverts images with a light border, and says so")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     p.add_argument("--backend", choices=PREDICT_BACKENDS, default="auto",
                    help="auto (default): the fastest backend that agrees with fp32 here; or force one")
@@ -163,7 +166,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return 0
     log = (lambda msg: print(f"cnnlab predict: {msg}", file=sys.stderr)) if args.format == "table" else None
     predictor = Predictor(src, backend=args.backend, cache=not args.no_cache, log=log)
-    predictions = predictor.predict(args.images, top_k=args.top_k)
+    predictions = predictor.predict(args.images, top_k=args.top_k, invert=args.invert)
     if args.format == "json":
         print(json.dumps({"model": src.name, "weights": str(src.weights) if src.weights else None,
                           "backend": predictor.backend.name, "choice": predictor.choice,
@@ -172,6 +175,8 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"{src.name}, backend {predictor.backend.name} ({for_terminal(predictor.choice.get('reason', ''))})")
     for pred in predictions:
         print(for_terminal(pred.file))
+        for note in pred.notes:
+            print(f"  note: {note}")
         for name, index, prob in pred.top:  # class names come from the run's config.json: escaped
             label = for_terminal(name) if name == str(index) else f"{for_terminal(name)} ({index})"
             print(f"  {100 * prob:6.2f}%  {label}")

@@ -60,11 +60,13 @@ PREDICT_BACKENDS = ("auto", "eager", "channels_last", "bf16", "onnxruntime")
 
 @dataclass(frozen=True)
 class Prediction:
-    file: str
+    file: str  # the image's path, or "<array>", "<tensor 3>", ... for images given in memory
     top: list[tuple[str, int, float]]  # (class name, class index, probability), most probable first
+    notes: tuple[str, ...] = ()  # what was done to the image (inverted) or is unusual about it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "top": [{"class": n, "index": i, "probability": p} for n, i, p in self.top]}
+        return {"file": self.file, "top": [{"class": n, "index": i, "probability": p} for n, i, p in self.top],
+                "notes": list(self.notes)}
 
 
 def _machine_key() -> dict[str, Any]:
@@ -301,17 +303,19 @@ class Predictor:
         outs = [self.backend.run(x[i:i + batch_size].contiguous()).float() for i in range(0, len(x), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, self.preprocessing.num_classes)
 
-    def predict(self, images: Sequence[str | os.PathLike], *, top_k: int = 5) -> list[Prediction]:
-        """Top ``top_k`` classes with probabilities for each image file (any format PIL reads)."""
-        if top_k < 1:
-            raise ConfigError(f"top_k must be a positive integer, got {top_k}")
-        x = self.preprocessing.load_images([Path(p) for p in images])
+    def predict(self, images: Any, *, top_k: int = 5, invert: bool | None = None) -> list[Prediction]:
+        """Top ``top_k`` classes with probabilities for each image: a file path (any format PIL reads), a
+        PIL image, a NumPy array or a tensor, or a batch or list of them (``Preprocessing.prepare``);
+        one :class:`Prediction` per image, with notes (an inverted digit, a colour or unusual image)."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+        x, labels = self.preprocessing.prepare(images, invert=invert)
         probs = torch.softmax(self.logits(x), dim=1)
         k = min(top_k, probs.shape[1])
         values, indices = probs.topk(k, dim=1)
         names = self.preprocessing.class_names
-        return [Prediction(str(path), [(names[i], int(i), float(p)) for p, i in zip(v.tolist(), ix.tolist())])
-                for path, v, ix in zip(images, values, indices)]
+        return [Prediction(label, [(names[i], int(i), float(p)) for p, i in zip(v.tolist(), ix.tolist())], notes)
+                for (label, notes), v, ix in zip(labels, values, indices)]
 
     def __repr__(self) -> str:
         return f"Predictor({self.source.name}, backend={self.backend.name!r})"

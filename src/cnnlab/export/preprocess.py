@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,6 +32,67 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _PAD_NOTE = "28x28 zero-padded to 32x32"  # cnnlab.data.adapt's note for LeCun's padding of MNIST digits
 MAX_CHANNELS = 64  # the zoo's inputs have 1 or 3; more is a damaged config, not an image
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a class name is built for each
+COLOUR_LEVEL = 8.0  # mean distance (0-255) of the channels from their average above which an image is colour
+FAR_INTENSITY = 0.5  # an image's mean this many training stds from the training mean is "far" (MNIST: 0.15)
+MAX_BATCH = 100_000  # images in one prepare() call
+
+
+def _image_items(images: Any) -> list[tuple[str, Any]]:
+    """(label, one image) for each image of ``images`` (see ``Preprocessing.prepare``)."""
+    from PIL import Image
+
+    if isinstance(images, (str, os.PathLike)):
+        return [(str(images), images)]
+    if isinstance(images, Image.Image):
+        return [("<PIL image>", images)]
+    if isinstance(images, Tensor):
+        t = images.detach().cpu()
+        if t.ndim == 3 or t.ndim == 2:
+            return [("<tensor>", _tensor_to_array(t))]
+        if t.ndim == 4:
+            return [(f"<tensor {i}>", _tensor_to_array(t[i])) for i in range(len(t))][:MAX_BATCH]
+        raise ConfigError(f"a tensor image must be (C, H, W) or (N, C, H, W), got shape {tuple(t.shape)}")
+    if isinstance(images, np.ndarray):
+        a = images
+        if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4)):
+            return [("<array>", _array_to_uint8(a))]
+        if a.ndim in (3, 4):
+            return [(f"<array {i}>", _array_to_uint8(a[i])) for i in range(min(len(a), MAX_BATCH))]
+        raise ConfigError(f"an array image must be (H, W), (H, W, C) or a batch of them, got shape {a.shape}")
+    if isinstance(images, (list, tuple)):
+        if len(images) > MAX_BATCH:
+            raise ConfigError(f"{len(images)} images in one call; give at most {MAX_BATCH}")
+        out = []
+        for i, image in enumerate(images):
+            if isinstance(image, (list, tuple)):
+                raise ConfigError(f"image {i}: a nested list; give files, PIL images, arrays or tensors")
+            out += _image_items(image)
+        return out
+    raise ConfigError(f"cannot read an image from a {type(images).__name__}: give a file path, a PIL image, "
+                      "a NumPy array or a tensor")
+
+
+def _array_to_uint8(a: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, C) array as uint8 pixels: uint8 as it is, floats in [0, 1] scaled by 255."""
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+        raise ConfigError(f"an image array must be uint8 or floats in [0, 1], got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all() or a.min() < 0.0 or a.max() > 1.0:
+        raise ConfigError("an image array of floats must hold values in [0, 1] (or give uint8 pixels 0-255)")
+    return np.ascontiguousarray(np.round(a * 255.0).astype(np.uint8))
+
+
+def _tensor_to_array(t: Tensor) -> np.ndarray:
+    """A (C, H, W) or (H, W) tensor as an (H, W[, C]) uint8 array."""
+    if t.ndim == 3:
+        if t.shape[0] not in (1, 3, 4):
+            raise ConfigError(f"a tensor image must have 1, 3 or 4 channels first (C, H, W), got shape {tuple(t.shape)}")
+        t = t.permute(1, 2, 0)
+    return _array_to_uint8(t.numpy() if t.dtype == torch.uint8 else t.double().numpy())
 
 
 @dataclass(frozen=True)
@@ -161,14 +224,82 @@ class Preprocessing:
         """One image file as the model's normalised (C, H, W) float32 input; DatasetError naming a bad file."""
         from cnnlab.data.readers import decode_image
 
-        c, h, w = self.input_size
-        size = self.resize_to or (h - 2 * self.pad, w - 2 * self.pad)
-        x = torch.tensor(decode_image(Path(path), mode="L" if c == 1 else "RGB", size=size)).float().div_(255.0)
+        c = self.input_size[0]
+        return self._normalise(decode_image(Path(path), mode="L" if c == 1 else "RGB", size=self._size()))
+
+    def load_images(self, paths: Sequence[str | Path]) -> Tensor:
+        return torch.stack([self.load_image(p) for p in paths]) if paths else torch.empty(0, *self.input_size)
+
+    def _size(self) -> tuple[int, int]:
+        _, h, w = self.input_size
+        return self.resize_to or (h - 2 * self.pad, w - 2 * self.pad)
+
+    def _normalise(self, pixels: np.ndarray) -> Tensor:
+        """uint8 (C, H, W) pixels at the resize size -> the padded, normalised float32 input."""
+        x = torch.tensor(pixels).float().div_(255.0)
         if self.pad:
             x = torch.nn.functional.pad(x, (self.pad,) * 4)  # zeros: black, the digits' background
         mean = torch.tensor(self.mean).view(-1, 1, 1)
         std = torch.tensor(self.std).view(-1, 1, 1)
         return (x - mean) / std
 
-    def load_images(self, paths: Sequence[str | Path]) -> Tensor:
-        return torch.stack([self.load_image(p) for p in paths]) if paths else torch.empty(0, *self.input_size)
+    def prepare(self, images: Any, *, invert: bool | None = None) -> tuple[Tensor, list[tuple[str, tuple[str, ...]]]]:
+        """Any image input as the model's normalised (N, C, H, W) batch, with a (label, notes) per image.
+
+        ``images``: a file path, a PIL image, a NumPy array ((H, W), (H, W, C), or a batch (N, H, W) /
+        (N, H, W, C); uint8, or floats in [0, 1]), a tensor ((C, H, W) or (N, C, H, W), uint8 or [0, 1]),
+        or a list of these. For a grey model trained on dark backgrounds (digits: white on black), an
+        image drawn dark on light is inverted (``invert=None``: when its border is light; True/False:
+        always/never) with a note; a colour image given to a grey model, or one whose mean intensity
+        is far from the training data's, is predicted but noted.
+        """
+        items = _image_items(images)
+        if not items:
+            return torch.empty(0, *self.input_size), []
+        xs, labels = [], []
+        for label, image in items:
+            pixels, notes = self._pixels(image, invert=invert)
+            xs.append(self._normalise(pixels))
+            labels.append((label, tuple(notes)))
+        return torch.stack(xs), labels
+
+    def _pixels(self, image: Any, *, invert: bool | None) -> tuple[np.ndarray, list[str]]:
+        """uint8 (C, H, W) pixels at the resize size, and the notes about them."""
+        from PIL import Image
+
+        from cnnlab.data.readers import decode_image
+
+        c = self.input_size[0]
+        if isinstance(image, (str, os.PathLike)):
+            rgb = decode_image(Path(image), mode="RGB", size=self._size())
+            pixels = rgb if c == 3 else decode_image(Path(image), mode="L", size=self._size())
+        else:
+            size = self._size()
+            try:
+                img = (image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("RGB")
+                if img.size != (size[1], size[0]):
+                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            except (ValueError, TypeError, OSError) as err:
+                raise ConfigError(f"cannot read this image ({type(err).__name__}: {err})") from None
+            rgb = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+            pixels = rgb if c == 3 else np.asarray(img.convert("L"), dtype=np.uint8)[None]
+        notes: list[str] = []
+        if c != 1 or self.source.startswith("defaults"):
+            return pixels, notes  # colour models, or no training data to compare with
+        if np.abs(rgb.astype(np.int16) - rgb.mean(axis=0, keepdims=True)).mean() > COLOUR_LEVEL:
+            notes.append("a colour image, given to a model trained on grey images: read the prediction with care")
+        dark_background = self.mean[0] < 0.5
+        border = np.concatenate([pixels[0, 0], pixels[0, -1], pixels[0, :, 0], pixels[0, :, -1]])
+        light_border = float(np.median(border)) > 127.5
+        if invert is None:
+            invert = dark_background and light_border
+        if invert:
+            pixels = 255 - pixels
+            notes.append("drawn dark on light: inverted to light on dark, as the training images are")
+        _, h, w = self.input_size
+        mean = float(pixels.mean()) / 255.0 * pixels.shape[1] * pixels.shape[2] / (h * w)  # the padded input's
+        if abs(mean - self.mean[0]) > FAR_INTENSITY * self.std[0]:
+            notes.append(f"far from the training images: mean intensity {mean:.2f} against their "
+                         f"{self.mean[0]:.2f}; read the prediction with care")
+        return pixels, notes
+

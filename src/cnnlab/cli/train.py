@@ -209,6 +209,7 @@ def _spec_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from cnnlab.training import distributed as D
     from cnnlab.training.run import train
+    from cnnlab.viz.run_pictures import RunPictures
 
     spec = _spec_from_args(args)  # None with --resume DIR alone: train() reads DIR's spec
     if args.out is not None:
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     changes = _given(args) if args.resume is not None and not args.config else None
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
-                       progress=not args.no_progress, changes=changes)
+                       progress=not args.no_progress, changes=changes, callbacks=[RunPictures()])
         is_main = D.current().is_main
     finally:
         D.shutdown()
@@ -380,12 +381,15 @@ def _check_eval_options(args: argparse.Namespace, model, model_name: str, data_n
 def _diagnose(model, data, out_dir: Path, *, mistakes: int, batch_size: int, title: str) -> tuple[list[dict], list[str]]:
     """Per-class accuracy rows; the confusion matrix (CSV, PNG) and mistakes grid written to ``out_dir``."""
     from cnnlab.training.diagnostics import write_diagnostics
+    from cnnlab.viz.confusion import draw_diagnostics
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--out {out_dir}: cannot create the folder ({err.strerror or err})") from None
-    return write_diagnostics(model, data, out_dir, mistakes=mistakes, batch_size=batch_size, title=title)
+    rows, files = write_diagnostics(model, data, out_dir, mistakes=mistakes, batch_size=batch_size)
+    pictures = draw_diagnostics(out_dir, title=title, mistakes=bool(mistakes))
+    return rows, files + [str(p) for p in pictures]
 
 
 def _print_per_class(rows: list[dict]) -> None:

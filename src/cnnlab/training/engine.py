@@ -18,8 +18,11 @@ and on the last ones (``test_<k>_last``); per-epoch test columns only with ``tes
 With ``out_dir`` a run writes: ``config.json`` (at the start), ``steps.csv`` (step, epoch, batch,
 lr, loss: one row per update), ``metrics.csv`` (one row per epoch: train_<k>, val_<k>),
 ``checkpoints/`` (``last`` every epoch and every ``checkpoint_every`` steps, ``best`` on the best
-val metric; see ``cnnlab.training.checkpoint``), and at the end ``results.json``,
-``model.safetensors`` (the selected weights) and ``curves.png``. Only rank 0 writes.
+val metric; see ``cnnlab.training.checkpoint``), and at the end ``model.safetensors`` (the selected
+weights), the task's numbers (a classifier's ``confusion.csv`` and ``mistakes.npz``, ...) and last
+``results.json``. Only rank 0 writes. Training draws no picture: a caller passes
+``cnnlab.viz.run_pictures.RunPictures()`` among the ``callbacks`` for ``curves.png`` and the others
+(``cnnlab train`` does).
 
 Resuming restores everything a step depends on (weights, optimizer, plateau state, grad scaler,
 the loader's epoch and position, every RNG including the augmentation generator, the partial
@@ -44,8 +47,8 @@ from cnnlab.data.augment import tta_views
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
-from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, RunFiles,
-                                       StepsCsv, TensorBoard)
+from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, ResultsJson,
+                                       RunFiles, StepsCsv, TensorBoard)
 from cnnlab.training.device import Precision, resolve_device, resolve_precision
 from cnnlab.training.recipes import Recipe, default_recipe_for, get_recipe
 from cnnlab.training.rundir import RunDir
@@ -386,6 +389,7 @@ def fit_spec(model: nn.Module, data: DataBundle, spec: RunSpec, *, out_dir: str 
         out = Path(out_dir) if out_dir is not None else None
         config = _run_config(trainer, spec.model_name or type(model).__name__, spec.precision, spec.run_info,
                              n_dropout)
+        trainer.out_dir = out if dist.is_main else None
         trainer.callbacks = _callbacks(trainer, run_dir if dist.is_main else out, config, resume=resume,
                                        extra=callbacks)
         trainer.t_start = t_start  # the run's time counts the set-up (a resume: on top of the stored seconds)
@@ -430,13 +434,16 @@ def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, res
             if opts.tensorboard:
                 cbs.append(TensorBoard(out / "tensorboard"))
         cbs.append(Checkpointing(ckpt_dir, every=opts.checkpoint_every))
-    # A task may bring callbacks of its own (the VAE's end-of-run likelihood and pictures).
+    # A task may bring callbacks of its own (the VAE's end-of-run likelihood and generative.npz).
     task_callbacks = getattr(trainer.task, "callbacks", None)
     cbs += list(task_callbacks(out) if task_callbacks is not None else ())
+    names = {"name": config["model"]["name"], "data_name": trainer.data.name}
+    if out is not None and main:  # the run's numbers, before the caller's callbacks (which may draw them)
+        cbs += list(getattr(trainer.task, "run_callbacks", lambda out: ())(out))  # e.g. segmentation's overlay.npz
+        cbs.append(RunFiles(out, **names))
     cbs += list(extra)
     if out is not None and main:
-        cbs += list(getattr(trainer.task, "run_callbacks", lambda out: ())(out))  # e.g. segmentation's overlay.png
-        cbs.append(RunFiles(out, name=config["model"]["name"], data_name=trainer.data.name))
+        cbs.append(ResultsJson(out, **names))  # last: it marks the run finished
     return cbs
 
 

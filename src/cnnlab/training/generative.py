@@ -14,7 +14,8 @@ the bundle holds normalised images, and ``setup(data)`` reads its mean and std t
   the selected weights, the importance-sampled negative log-likelihood (Burda et al. 2016, K = 1000
   samples by default) goes into ``results.json`` as ``test_nll_is`` with ``test_elbo``, and the
   arrays of the pictures (reconstructions, prior samples, interpolations, and for a 2-d latent the
-  test codes and the decoded latent grid) are saved to ``generative.npz`` and drawn as PNGs.
+  test codes and the decoded latent grid) are saved to ``generative.npz``, which
+  :mod:`cnnlab.viz.run_pictures` draws as PNGs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab import atomic
 from cnnlab.data.bundle import DataBundle
 from cnnlab.errors import ConfigError
 from cnnlab.training.elbo import ELBOTerms, elbo_terms, evaluate_vae, sample_elbo
@@ -260,7 +262,8 @@ def describe_model(model: nn.Module) -> str:
 
 class GenerativeReport:
     """On fit end: the test likelihood of a VAE (into ``result.test``, so results.json gets
-    ``test_elbo`` and ``test_nll_is``) and, with a run folder, ``generative.npz`` and its pictures."""
+    ``test_elbo`` and ``test_nll_is``) and, with a run folder, ``generative.npz``: the arrays of its
+    pictures (which :mod:`cnnlab.viz.run_pictures` draws)."""
 
     def __init__(self, out_dir: Path | None, *, samples: int = 1000, batch_size: int = 100, seed: int = 0) -> None:
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -285,13 +288,11 @@ class GenerativeReport:
                 print(line)
         if self.out_dir is None or not trainer.main:
             return
-        from cnnlab.viz.generative import draw_generative
-
         arrays = generative_arrays(model, data, seed=self.seed)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(self.out_dir / "generative.npz", **arrays)
-        draw_generative(arrays, self.out_dir, title=f"{describe_model(model)} on {data.name}",
-                        class_names=list(data.class_names))
+        # the pictures' title goes with their arrays (cnnlab.viz.run_pictures draws them)
+        atomic.write_npz(self.out_dir / "generative.npz", **arrays,
+                         title=np.array(f"{describe_model(model)} on {data.name}"))
 
 
 

@@ -2,8 +2,10 @@
 
 A run folder holds ``config.json`` (written before the first update), ``steps.csv``,
 ``metrics.csv``, ``checkpoints/`` (see :mod:`cnnlab.training.checkpoint`), and at the end
-``results.json``, ``model.safetensors``, ``curves.png`` and the test split's diagnostics
-(``confusion.csv``, ``confusion.png``, ``mistakes.png``); ``failed.json`` when a run stopped on an
+``model.safetensors``, the test split's diagnostics (``confusion.csv``, ``mistakes.npz``), the
+pictures drawn from those numbers by :mod:`cnnlab.viz.run_pictures` when the caller asks for them
+(``curves.png``, ``confusion.png``, ``mistakes.png``, ...) and last ``results.json``;
+``failed.json`` when a run stopped on an
 error after its folder was kept. Every file goes through :mod:`cnnlab.atomic` (temporary + fsync +
 rename + fsync of the folder).
 
@@ -33,7 +35,7 @@ from typing import Any
 from cnnlab import atomic
 from cnnlab.errors import CheckpointError, ConfigError
 
-__all__ = ["RunDir", "RunLockedError", "holds_run", "CONFIG", "RESULTS", "CHECKPOINTS", "FAILED", "LOCK"]
+__all__ = ["RunDir", "RunLockedError", "holds_run", "read_config", "CONFIG", "RESULTS", "CHECKPOINTS", "FAILED", "LOCK"]
 
 CONFIG = "config.json"
 RESULTS = "results.json"
@@ -56,6 +58,18 @@ def _read_config(path: Path) -> dict | None:
     except (ConfigError, OSError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """The config.json of the run folder ``run_dir`` as a dict; ConfigError naming the file when it is
+    missing, not a regular file, over the size cap, not JSON or not a mapping."""
+    from cnnlab.safeio import read_json
+
+    path = Path(run_dir) / CONFIG
+    doc = read_json(path, what="run configuration", error=ConfigError, max_bytes=_MAX_CONFIG_BYTES)
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: not a run configuration (a JSON object)")
+    return doc
 
 
 def holds_run(path: str | os.PathLike) -> bool:

@@ -435,11 +435,10 @@ def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, res
                 cbs.append(TensorBoard(out / "tensorboard"))
         cbs.append(Checkpointing(ckpt_dir, every=opts.checkpoint_every))
     # A task may bring callbacks of its own (the VAE's end-of-run likelihood and generative.npz).
-    task_callbacks = getattr(trainer.task, "callbacks", None)
-    cbs += list(task_callbacks(out) if task_callbacks is not None else ())
+    cbs += trainer.task.callbacks(Path(out) if out is not None else None)
     names = {"name": config["model"]["name"], "data_name": trainer.data.name}
     if out is not None and main:  # the run's numbers, before the caller's callbacks (which may draw them)
-        cbs += list(getattr(trainer.task, "run_callbacks", lambda out: ())(out))  # e.g. segmentation's overlay.npz
+        cbs += trainer.task.run_callbacks(Path(out))  # e.g. segmentation's overlay.npz
         cbs.append(RunFiles(out, **names))
     cbs += list(extra)
     if out is not None and main:

@@ -104,9 +104,9 @@ class SegmentationTask(Task):
     def describe(self) -> dict:
         return {**super().describe(), "ignore_index": self.ignore_index}
 
-    def run_callbacks(self, out) -> list:
-        """Callbacks the engine adds to a run that has a folder: the overlay's arrays."""
-        return [OverlayArrays(out)]
+    def run_callbacks(self, out_dir: Path) -> list:
+        """The overlay's arrays, at the end of a run that has a folder."""
+        return [OverlayArrays(out_dir)]
 
 
 class OverlayArrays:

@@ -319,10 +319,9 @@ def get_experiment(name: str) -> Experiment:
     try:
         return _REGISTRY[name]
     except KeyError:
-        from cnnlab.models.registry import closest_names
+        from cnnlab.errors import did_you_mean
 
-        close = closest_names(name, list(_REGISTRY))
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, list(_REGISTRY))
         raise UnknownNameError(
             f"unknown experiment {name!r}{hint} (`cnnlab experiment list` shows all {len(_REGISTRY)})"
         ) from None

@@ -17,7 +17,6 @@ whether larger or smaller is better), never on the test split.
 from __future__ import annotations
 
 import abc
-import difflib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.data.bundle import DataBundle
-from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
 from cnnlab.models.base import ModelOutput
 
 __all__ = ["Task", "ClassificationTask", "register_task", "get_task", "list_tasks", "topk_hits"]
@@ -56,8 +55,7 @@ def list_tasks() -> list[str]:
 def get_task(name: str, **options: Any) -> Task:
     """A new Task of the registered ``name``, built with ``options`` (the class's keyword arguments)."""
     if name not in _TASKS:
-        close = difflib.get_close_matches(str(name), list(_TASKS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, list(_TASKS), n=3)
         raise UnknownNameError(f"unknown task {name!r}{hint} (known: {', '.join(list_tasks())})")
     try:
         return _TASKS[name](**options)

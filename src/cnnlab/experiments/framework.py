@@ -26,9 +26,7 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -572,32 +570,12 @@ def _count_params(model: nn.Module) -> int:
 
 
 def versions() -> dict[str, Any]:
-    """Versions of everything that produced a result: package, libraries, Python, git commit."""
-    import numpy
-    import torchvision
+    """Versions of everything that produced a result (:mod:`cnnlab.provenance`: package, libraries,
+    Python, git commit), with the run's thread count and GPU."""
+    from cnnlab.provenance import git_commit, library_versions
 
-    from cnnlab import __version__
-
-    commit = None
-    try:
-        here = Path(__file__).resolve().parent
-        proc = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
-        )
-        commit = proc.stdout.strip() or None if proc.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "cnnlab": __version__,
-        "git_commit": commit,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    return {**library_versions(), "git_commit": git_commit(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def _headline(result: Any) -> str:

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from cnnlab.data import DataBundle, TensorPair
 from cnnlab.data.augment import tta_views
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.provenance import git_commit, library_versions
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, ResultsJson,
@@ -225,33 +226,6 @@ def _apply_dropout(model: nn.Module, p: float | None) -> int:
     for m in mods:
         m.p = p
     return len(mods)
-
-
-def _versions() -> dict:
-    import platform
-
-    import numpy
-    import torchvision
-
-    from cnnlab import __version__
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "cnnlab": __version__, "platform": platform.platform()}
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def resolve_task(task: Task | str | None, *, model_name: str | None, recipe: Recipe) -> Task:
@@ -527,8 +501,8 @@ def _run_config(trainer: Trainer, name: str, precision: str, run_info: dict | No
         "deterministic": opts.deterministic,
         "max_steps": opts.max_steps,
         "checkpoint_every": opts.checkpoint_every,
-        "versions": _versions(),
-        "git_commit": _git_commit(),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
         "command": " ".join(sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -18,6 +18,7 @@ __all__ = ["stage_names", "resolve_layer", "capture", "model_device", "first_con
 
 
 def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a model without any)."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 

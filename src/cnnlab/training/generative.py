@@ -34,7 +34,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.training.elbo import ELBOTerms, elbo_terms, evaluate_vae, sample_elbo
 from cnnlab.training.tasks import Task, register_task
 
-__all__ = ["ReconstructionTask", "VAETask", "GenerativeReport", "generative_arrays", "prior_samples", "load_run_model", "sample_run",
+__all__ = ["ReconstructionTask", "VAETask", "GenerativeReport", "generative_arrays", "prior_samples", "sample_run",
            "unwrap", "is_vae"]  # fmt: skip
 
 
@@ -301,42 +301,14 @@ class GenerativeReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_run_model(run_dir: str | Path) -> tuple[nn.Module, dict]:
-    """The selected weights of a finished run folder (``config.json`` + ``model.safetensors``) in a
-    fresh model, and the run's config; ConfigError / WeightsError naming the file when it cannot."""
-    from cnnlab.models.registry import create_model
-    from cnnlab.models.weights import load_weights
-    from cnnlab.safeio import read_json
-
-    run = Path(run_dir)
-    config_path, weights = run / "config.json", run / "model.safetensors"
-    if not run.is_dir():
-        raise ConfigError(f"run folder {run}: no such folder")
-    if not config_path.exists():
-        raise ConfigError(f"{run}: no config.json; is it a `cnnlab train` run folder?")
-    config = read_json(config_path, what="run configuration", error=ConfigError)
-    try:
-        spec, data = config["spec"], config["data"]
-        name, model_config, in_chans = spec["model"], dict(spec.get("model_config") or {}), int(data["input_size"][0])
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as err:
-        raise ConfigError(f"{config_path}: not a readable run configuration ({type(err).__name__}: {err})") from None
-    if not weights.is_file():
-        raise ConfigError(f"{run}: no model.safetensors (the run has not finished; its checkpoints are in "
-                          f"{run / 'checkpoints'})")
-    for key, value in model_config.items():  # JSON turned the tuples of the config into lists
-        if isinstance(value, list):
-            model_config[key] = tuple(value)
-    model = create_model(name, num_classes=int(data.get("num_classes") or 10), in_chans=in_chans, **model_config)
-    load_weights(model, weights, strict=True)
-    return model.eval(), config
-
-
 def sample_run(run_dir: str | Path, *, n: int = 64, seed: int = 0) -> tuple[np.ndarray, str]:
     """``n`` new images from the prior of the VAE trained in ``run_dir`` (pixels in [0, 1]) and a title."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be a positive integer, got {n!r}")
-    model, config = load_run_model(run_dir)
-    name = config["spec"]["model"]
+    from cnnlab.training.rundir import load_run_model
+
+    loaded = load_run_model(run_dir)
+    model, config, name = loaded.model, loaded.config, loaded.name
     if not is_vae(model):
         raise ConfigError(f"{run_dir}: {name} is not a VAE, it has no prior to sample from (train vae_mlp or vae_conv)")
     return prior_samples(model, n, seed=seed), f"{name} on {config['data'].get('name', '?')}: {n} samples (seed {seed})"

@@ -24,6 +24,11 @@ recipes (--recipe, fields changed with --set FIELD=VALUE): {recipes}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    _register_eval(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     from cnnlab.training.device import MEMORY_FORMATS, PRECISIONS
     from cnnlab.training.recipes import list_recipes
 
@@ -75,6 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also test after every epoch (curves only: selection always reads val)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run)
+
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.training.device import PRECISIONS
 
     e = sub.add_parser(
         "eval", help="evaluate saved weights (test-time augmentation, MC dropout)",

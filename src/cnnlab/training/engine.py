@@ -309,7 +309,8 @@ def fit(model: nn.Module, data: DataBundle, recipe: RunSpec | Recipe | str | Non
     ``deterministic``: deterministic algorithms only (bitwise-reproducible on a CPU with a fixed
     number of threads). ``model_name``/``run_info`` are recorded in config.json. ``task``: a Task
     or its name (None: the model's registered task). ``callbacks``: the caller's, after the
-    built-in ones (see :mod:`cnnlab.training.trainer`). ``test_every_epoch``: test columns in
+    built-in ones (see :mod:`cnnlab.training.trainer`; at the end of a run with a folder, after its
+    numbers are written and before results.json). ``test_every_epoch``: test columns in
     every metrics row, for curves (never used for selection).
     """
     if isinstance(recipe, RunSpec):

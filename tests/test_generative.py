@@ -22,6 +22,7 @@ from cnnlab import ConfigError, create_model
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.training import fit
+from cnnlab.viz.run_pictures import RunPictures
 from cnnlab.training.generative import ReconstructionTask, VAETask
 from cnnlab.training.tasks import get_task
 
@@ -99,6 +100,7 @@ def vae_run(tmp_path_factory, digits8):
     torch.manual_seed(0)
     model = create_model("vae_mlp", hidden=(64,), latent_dim=2, image_size=(8, 8))
     result = fit(model, data, "vae", epochs=3, task=VAETask(is_samples=50), out_dir=out, progress=False,
+                 callbacks=[RunPictures()],  # training writes numbers; viz draws the pictures
                  model_name="vae_mlp", run_info={"model": "vae_mlp", "model_config": {"hidden": [64], "latent_dim": 2,
                                                                                         "image_size": [8, 8]}})
     return result, out

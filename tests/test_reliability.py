@@ -403,8 +403,11 @@ def test_plot_write_failure_leaves_no_tmp_file(tmp_path, monkeypatch):
 
     from cnnlab.viz.analysis_plots import plot_erf
 
-    def full_disk(self, fname, *a, **k):
-        Path(fname).write_bytes(b"half a png")
+    def full_disk(self, fname, *a, **k):  # a file or a buffer (atomic.save_figure renders into memory first)
+        if hasattr(fname, "write"):
+            fname.write(b"half a png")
+        else:
+            Path(fname).write_bytes(b"half a png")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fname))
 
     monkeypatch.setattr(Figure, "savefig", full_disk)

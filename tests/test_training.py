@@ -19,6 +19,7 @@ import cnnlab
 from cnnlab.data import DataBundle, TensorPair, load_dataset
 from cnnlab.errors import ConfigError, TrainingError, UnknownNameError
 from cnnlab.training import evaluate, evaluate_mc_dropout, fit, get_recipe, list_recipes
+from cnnlab.viz.run_pictures import RunPictures
 from cnnlab.training import checkpoint as ck
 from cnnlab.training.engine import RESULT_KEYS
 from cnnlab.training.schedules import LRSchedule, Plateau, cosine_lr, linear_warmup, resolve_schedule
@@ -156,7 +157,8 @@ def test_run_folder_files_and_results(tmp_path):
     torch.manual_seed(0)
     out = tmp_path / "run"
     result = fit(cnnlab.create_model("lenet5"), data, "lenet", epochs=2, progress=False, out_dir=out,
-                 model_name="lenet5", precision="fp32", checkpoint_every=5)
+                 model_name="lenet5", precision="fp32", checkpoint_every=5,
+                 callbacks=[RunPictures()])  # training writes numbers; viz draws the pictures
     for f in ("config.json", "metrics.csv", "steps.csv", "curves.png", "results.json", "model.safetensors"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())

@@ -21,9 +21,26 @@ if _torch_version(_torch.__version__) < _MIN_TORCH:
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError, UnknownNameError  # noqa: E402
 from cnnlab.models import create_model, list_models, model_info  # noqa: E402
 from cnnlab.analysis import analyze  # noqa: E402,F401  (cnnlab.analyze)
-from cnnlab.export.predictor import Predictor  # noqa: E402,F401  (cnnlab.Predictor)
 
 __version__ = "0.1.0"
+
+# Attributes loaded on first use, so that `import cnnlab` stays light (the export package is not
+# imported until `cnnlab.Predictor` is asked for).
+_LAZY = {"Predictor": "cnnlab.export.predictor"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 __all__ = [
     "CnnlabError",

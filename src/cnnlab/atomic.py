@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TMP_PREFIX", "fsync_dir", "write_temp", "atomic_write", "write_text", "write_json", "write_csv",
-           "save_figure"]
+           "write_npz", "save_figure"]
 
 # Temporary files are hidden and carry this prefix, so `clean_temporaries` can find the strays a
 # killed run leaves without ever touching a user's file.
@@ -101,6 +101,17 @@ def write_csv(path: str | os.PathLike, fields: Sequence[str], rows: Iterable[Map
     for r in rows:
         w.writerow({k: _cell(r.get(k)) for k in fields})
     write_text(path, buf.getvalue())
+
+
+def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """Arrays in a compressed ``.npz`` (``numpy.savez_compressed``), atomically."""
+    import numpy as np
+
+    path = Path(path)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getbuffer())
+    return path
 
 
 def save_figure(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:

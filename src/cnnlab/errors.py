@@ -1,8 +1,8 @@
 """Errors a user can fix. The CLI prints them on one line and exits with code 2.
 
 Every module of cnnlab raises these (or plain ``ValueError`` for bad arguments in the Python API),
-so that bad input never ends in a traceback on the command line. :func:`closest_names` finds the
-"did you mean" names that an :class:`UnknownNameError` lists.
+so that bad input never ends in a traceback on the command line. :func:`did_you_mean` (built on
+:func:`closest_names`) is the one "did you mean" hint that every unknown-name error ends with.
 """
 
 import difflib
@@ -41,3 +41,10 @@ def closest_names(name: str, names: list[str], n: int = 5) -> list[str]:
     close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
     prefixed = [k for k in names if k.startswith(name) and k not in close]
     return (prefixed + close)[:n]
+
+
+def did_you_mean(name: str, names, *, n: int = 5, prefix: str = "") -> str:
+    """``"; did you mean a, b?"`` naming the :func:`closest_names` (each written with ``prefix``), or
+    ``""`` when none is close: the tail of an unknown-name message."""
+    close = closest_names(str(name), [str(k) for k in names], n=n)
+    return f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -14,7 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis.result import Analysis, LayerRow, Totals
 from cnnlab.analysis.trace import trace_model
-from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
 
 __all__ = ["analyze", "load_model", "LoadedModel", "resolve_input_size", "DEFAULT_INPUT_SIZE"]
 
@@ -88,8 +87,7 @@ def load_model(model_or_name: nn.Module | str, *, device: str | torch.device = "
         tv_name = name[len(TORCHVISION_PREFIX):]
         known = torchvision.models.list_models(module=torchvision.models)
         if tv_name not in known:
-            close = difflib.get_close_matches(tv_name, known, n=5, cutoff=0.5)
-            hint = f"; did you mean {', '.join(TORCHVISION_PREFIX + c for c in close)}?" if close else ""
+            hint = did_you_mean(tv_name, known, prefix=TORCHVISION_PREFIX)
             raise UnknownNameError(f"unknown torchvision model {tv_name!r}{hint}")
 
         def build() -> nn.Module:

@@ -72,18 +72,7 @@ def effective_receptive_field(
     if not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"samples must be a positive integer, got {samples!r}")
     plan = analyze(model_or_name, input_size, config=config)
-    spatial = [r for r in plan.layers if r.receptive_field is not None and len(r.output_shape) >= 3
-               and max(r.output_shape[-2:]) > 1 and r.source == "module"]  # a hook needs a module
-    if layer is None:
-        if not spatial:
-            raise ConfigError(f"{plan.model}: no layer has a spatial output to measure")
-        row = spatial[-1]
-    else:
-        matches = [r for r in plan.layers if r.name == layer]
-        if not matches or matches[0].source != "module":
-            raise ConfigError(f"{plan.model}: no module layer named {layer!r}; choose one of the "
-                              f"`cnnlab summary` rows, e.g. {', '.join(r.name for r in spatial[-3:])}")
-        row = matches[0]
+    row = _pick_layer(plan, layer)
     module_name, _, call = row.name.partition(":")
     call_index = int(call) if call else 1
 
@@ -95,40 +84,9 @@ def effective_receptive_field(
             model = load_model(model_or_name, device="cpu", config=config).model
         size = resolve_input_size(input_size, None if isinstance(model_or_name, nn.Module) else plan.input_size)
         target = dict(model.named_modules())[module_name] if module_name in dict(model.named_modules()) else model
-        captured: dict[str, torch.Tensor] = {}
-        calls = [0]
-
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            calls[0] += 1
-            if calls[0] == call_index:
-                captured["out"] = output if isinstance(output, torch.Tensor) else output[0]
-                raise _Stop
-
-        training = {m: m.training for m in model.modules()}
-        handle = target.register_forward_hook(hook)
-        grid = torch.zeros(size[1], size[2], dtype=torch.float64)
-        model.eval()
-        try:
-            done = 0
-            while done < samples:
-                n = min(batch_size, samples - done)
-                x = torch.randn(n, *size, requires_grad=True)
-                calls[0] = 0
-                captured.clear()
-                try:
-                    model(x)
-                except _Stop:
-                    pass
-                out = captured["out"]
-                ch, cw = out.shape[-2] // 2, out.shape[-1] // 2
-                # d(sum over channels of the central unit)/dx: Luo et al. put gradient 1 at the centre
-                out[..., ch, cw].sum().backward()
-                grid += x.grad.abs().sum(dim=(0, 1)).double()
-                done += n
-        finally:
-            handle.remove()
-            for m, flag in training.items():
-                m.train(flag)
+        grid, out_shape = _central_unit_gradients(model, target, call_index, size, samples=samples,
+                                                  batch_size=batch_size)
+    ch, cw = out_shape[-2] // 2, out_shape[-1] // 2
     grid = (grid / samples).numpy()
     if grid.max() > 0:
         grid = grid / grid.max()
@@ -141,5 +99,62 @@ def effective_receptive_field(
         jump = row.jump[axis] or 0
         lo = row.start[axis] - rf[axis] / 2 + unit * jump
         spans.append((round(lo), round(lo + rf[axis])))
-    return ERFResult(grid=grid, model=plan.model, layer=row.name, unit=(ch, cw), feature_shape=tuple(out.shape[1:]),
+    return ERFResult(grid=grid, model=plan.model, layer=row.name, unit=(ch, cw), feature_shape=tuple(out_shape[1:]),
                      theoretical=(spans[0], spans[1]), rf=(rf[0], rf[1]), mass95_pixels=mass95, samples=samples)
+
+
+def _pick_layer(plan, layer: str | None):
+    """The analysis row of ``layer`` (a module's), or the last module row with a spatial output."""
+    spatial = [r for r in plan.layers if r.receptive_field is not None and len(r.output_shape) >= 3
+               and max(r.output_shape[-2:]) > 1 and r.source == "module"]  # a hook needs a module
+    if layer is None:
+        if not spatial:
+            raise ConfigError(f"{plan.model}: no layer has a spatial output to measure")
+        return spatial[-1]
+    matches = [r for r in plan.layers if r.name == layer]
+    if not matches or matches[0].source != "module":
+        raise ConfigError(f"{plan.model}: no module layer named {layer!r}; choose one of the "
+                          f"`cnnlab summary` rows, e.g. {', '.join(r.name for r in spatial[-3:])}")
+    return matches[0]
+
+
+def _central_unit_gradients(model: nn.Module, target: nn.Module, call_index: int, size, *, samples: int,
+                            batch_size: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Sum over ``samples`` standard-normal inputs of |d(central unit of ``target``'s ``call_index``-th
+    output, summed over channels)/dx|, summed over channels: an (H, W) float64 grid, and the shape of
+    that output. The forward stops at the hook; the model's train/eval flags are restored."""
+    captured: dict[str, torch.Tensor] = {}
+    calls = [0]
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        calls[0] += 1
+        if calls[0] == call_index:
+            captured["out"] = output if isinstance(output, torch.Tensor) else output[0]
+            raise _Stop
+
+    training = {m: m.training for m in model.modules()}
+    handle = target.register_forward_hook(hook)
+    grid = torch.zeros(size[1], size[2], dtype=torch.float64)
+    model.eval()
+    try:
+        done = 0
+        while done < samples:
+            n = min(batch_size, samples - done)
+            x = torch.randn(n, *size, requires_grad=True)
+            calls[0] = 0
+            captured.clear()
+            try:
+                model(x)
+            except _Stop:
+                pass
+            out = captured["out"]
+            ch, cw = out.shape[-2] // 2, out.shape[-1] // 2
+            # d(sum over channels of the central unit)/dx: Luo et al. put gradient 1 at the centre
+            out[..., ch, cw].sum().backward()
+            grid += x.grad.abs().sum(dim=(0, 1)).double()
+            done += n
+    finally:
+        handle.remove()
+        for m, flag in training.items():
+            m.train(flag)
+    return grid, tuple(out.shape)

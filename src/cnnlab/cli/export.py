@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.terminal import for_terminal
-from cnnlab.cli.train import _positive_int  # one parser of positive integers for every command
+from cnnlab.cli.options import positive_int  # one parser of positive integers for every command
 
 EXPORT_EPILOG = """\
 examples:
@@ -53,13 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "each backend in interleaved rounds, ratios to eager fp32, the largest "
                                    "output difference from fp32, and the machine.")
     _source_args(b, positional=True)
-    b.add_argument("--batch-size", type=_positive_int, default=16, help="batch for throughput (default 16)")
+    b.add_argument("--batch-size", type=positive_int, default=16, help="batch for throughput (default 16)")
     b.add_argument("--input", metavar="CxHxW", help="input size (default: the model's)")
     b.add_argument("--backends", default="eager,channels_last,bf16,onnxruntime",
                    help=f"comma-separated, of {','.join(BACKENDS)} (default: all but compile, which "
                         "compiles for a minute or more)")
-    b.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
-    b.add_argument("--threads", type=_positive_int, help="torch and ONNX Runtime threads (default: torch's)")
+    b.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
+    b.add_argument("--threads", type=positive_int, help="torch and ONNX Runtime threads (default: torch's)")
     b.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     b.set_defaults(func=run_bench)
 
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "and the ONNX file in the run folder (inference/).")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ... anything PIL reads)")
     _source_args(p, positional=False)
-    p.add_argument("--top-k", type=_positive_int, default=5, help="classes per image (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
                    help="invert the images (light on dark <-> dark on light); default: a grey model trained on "
                         "dark backgrounds inverts images with a light border, and says so")
@@ -84,8 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace, *, positional: str | None):
-    from cnnlab.cli.train import _pairs, _run_config_for
+    from cnnlab.cli.options import pairs
     from cnnlab.export.source import load_model
+    from cnnlab.training.rundir import config_for_weights
 
     sources = [s for s in (positional, args.run, args.weights) if s]
     if len(sources) != 1:
@@ -99,9 +100,9 @@ def _load(args: argparse.Namespace, *, positional: str | None):
         weights = Path(args.weights)
         if not weights.is_file():
             raise ConfigError(f"weights file {args.weights}: no such file")
-        config = _run_config_for(weights)  # the run the weights came from, if any
+        config = config_for_weights(weights)  # the run the weights came from, if any
     return load_model(model=positional or args.model, run=args.run, weights=args.weights, config=config,
-                      sha256=args.sha256, model_config=_pairs(args.model_set, "--model-set"))
+                      sha256=args.sha256, model_config=pairs(args.model_set, "--model-set"))
 
 
 def _input_size(text: str | None, prep):

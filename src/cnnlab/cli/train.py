@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from cnnlab.cli.options import nonneg_int, pairs, positive_float, positive_int
 from cnnlab.errors import ConfigError
 
 TRAIN_EPILOG = """\
@@ -24,70 +23,12 @@ recipes (--recipe, fields changed with --set FIELD=VALUE): {recipes}
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _value(text: str) -> Any:
-    """A --set value: true/false/none, a number, a tuple "100,150", or else the string itself."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-    if isinstance(value, list):
-        value = tuple(value)
-    if not isinstance(value, (int, float, bool, tuple, str)):
-        return text
-    for v in value if isinstance(value, tuple) else (value,):
-        if isinstance(v, float) and not math.isfinite(v):  # 1e999 parses as inf
-            raise ConfigError(f"{text!r} is not a finite number")
-    return value
-
-
-def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} expects FIELD=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = _value(text)
-    return out
-
-
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    _register_eval(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     from cnnlab.training.device import MEMORY_FORMATS, PRECISIONS
     from cnnlab.training.recipes import list_recipes
 
@@ -103,10 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="model_option", metavar="MODEL", help="the model, as a flag (as timm and Lightning)")
     p.add_argument("--data", help="data set (default mnist-5k; `imagefolder:PATH` for your images)")
     p.add_argument("--recipe", help="training recipe (default: the model's)")
-    p.add_argument("--epochs", "--max-epochs", type=_positive_int,
+    p.add_argument("--epochs", "--max-epochs", type=positive_int,
                    help="train this many epochs (milestones scale with it)")
-    p.add_argument("--batch-size", type=_positive_int, help="global batch size")
-    p.add_argument("--lr", type=_positive_float, help="base learning rate")
+    p.add_argument("--batch-size", type=positive_int, help="global batch size")
+    p.add_argument("--lr", type=positive_float, help="base learning rate")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option (repeatable)")
@@ -115,12 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
     p.add_argument("--download", action="store_true", default=None, help="download the data set if missing")
     p.add_argument("--bad-files", choices=("strict", "skip"), help="bad image files: error (default) or skip")
-    p.add_argument("--seed", type=_nonneg_int, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonneg_int, help="random seed (default 0)")
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16 or fp16 (CUDA)")
     p.add_argument("--memory-format", choices=MEMORY_FORMATS, help="tensor layout (default auto)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
-    p.add_argument("--max-steps", type=_positive_int, help="stop after this many updates (quick looks)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many updates (quick looks)")
     p.add_argument("--weights", help="initial weights (.safetensors or .pth), e.g. to fine-tune")
     p.add_argument("--sha256", help="expected sha256 of --weights")
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
@@ -130,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="repeat the run of this config.json (flags given here change it)")
     p.add_argument("--resume", nargs="?", const="auto", metavar="DIR|auto",
                    help="continue a run folder, or `auto`: the newest unfinished run of this model and data")
-    p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+    p.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="also checkpoint every N updates (always: every epoch)")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic algorithms only (bitwise-repeatable on a CPU)")
@@ -141,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also test after every epoch (curves only: selection always reads val)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run)
+
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.training.device import PRECISIONS
 
     e = sub.add_parser(
         "eval", help="evaluate saved weights (test-time augmentation, MC dropout)",
@@ -155,9 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data-root", default=None, help="where downloadable data sets live (default ./data)")
     e.add_argument("--download", action="store_true", help="download the data set if missing")
     e.add_argument("--tta", choices=("none", "flip", "10crop"), default="none", help="test-time augmentation")
-    e.add_argument("--dropout-samples", type=_positive_int, metavar="K",
+    e.add_argument("--dropout-samples", type=positive_int, metavar="K",
                    help="also Monte-Carlo dropout with K stochastic passes")
-    e.add_argument("--batch-size", type=_positive_int, default=500, help="images per forward pass (default 500)")
+    e.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass (default 500)")
     e.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the forward passes (default auto: bf16 only where the CPU has it natively)")
     e.add_argument("--device", help="torch device (default: the model's, CPU)")
@@ -165,12 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                    help="the weights must match the model exactly (default); --no-strict loads what matches "
                         "and leaves the rest as initialised")
-    e.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the MC-dropout passes")
+    e.add_argument("--seed", type=nonneg_int, default=0, help="seed of the MC-dropout passes")
     e.add_argument("--format", choices=("text", "json"), default="text", help="a text report (default) or JSON")
     e.add_argument("--out", metavar="DIR",
                    help="where the confusion matrix (PNG, CSV) and the mistakes grid go (default: an eval/ "
                         "folder in the run folder of the weights, else ./cnnlab-eval)")
-    e.add_argument("--mistakes", type=_nonneg_int, default=32, metavar="K",
+    e.add_argument("--mistakes", type=nonneg_int, default=32, metavar="K",
                    help="how many of the most confident mistakes to draw (default 32; 0: none)")
     e.set_defaults(func=run_eval)
 
@@ -187,7 +132,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
                                ("data_options", "--data-set", args.data_set),
                                ("task_options", "--task-set", getattr(args, "task_set", None))):
         if items:
-            changes[field] = _pairs(items, flag)
+            changes[field] = pairs(items, flag)
     return changes
 
 
@@ -211,6 +156,7 @@ def _spec_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from cnnlab.training import distributed as D
     from cnnlab.training.run import train
+    from cnnlab.viz.run_pictures import RunPictures
 
     if args.model_option is not None:
         if args.model is not None and args.model != args.model_option:
@@ -225,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     changes = _given(args) if args.resume is not None and not args.config else None
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
-                       progress=not args.no_progress, changes=changes)
+                       progress=not args.no_progress, changes=changes, callbacks=[RunPictures()])
         is_main = D.current().is_main
     finally:
         D.shutdown()
@@ -245,24 +191,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_config_for(weights: Path) -> dict | None:
-    """The config.json of the run these weights belong to (beside them, or above a checkpoints/ folder)."""
-    for folder in (weights.parent, weights.parent.parent):
-        path = folder / "config.json"
-        if path.is_file():
-            from cnnlab.safeio import read_json
-
-            doc = read_json(path, what="run configuration", error=ConfigError)
-            if isinstance(doc, dict) and isinstance(doc.get("spec"), dict):
-                from cnnlab.training.run import TrainSpec
-
-                TrainSpec.from_dict(doc["spec"], where=str(path))  # a wrong type is a ConfigError naming it
-                if not isinstance(doc.get("data", {}), dict):
-                    raise ConfigError(f"{path}: \"data\" is not a mapping")
-                return doc
-    return None
-
-
 def _refuse_run_options(model_config: dict, data_options: dict) -> None:
     """Options eval sets itself (from the data set and the WEIGHTS argument) would clash as keywords."""
     from cnnlab.training.run import RESERVED_DATA_OPTIONS, RESERVED_MODEL_OPTIONS
@@ -278,24 +206,25 @@ def _refuse_run_options(model_config: dict, data_options: dict) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
-    from cnnlab.models.registry import create_model, model_info
+    from cnnlab.models.registry import model_info
     from cnnlab.safeio import describe_path
     from cnnlab.training.engine import evaluate, evaluate_mc_dropout
+    from cnnlab.training.rundir import config_for_weights, load_run_model
 
     weights = Path(args.weights)
     if not weights.is_file():
         raise ConfigError(f"weights file {args.weights} {describe_path(weights)}")
-    doc = _run_config_for(weights)
+    doc = config_for_weights(weights)
     spec = doc["spec"] if doc else {}
     model_name = args.model or spec.get("model")
     if not model_name:
         raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model")
-    model_config = {**(spec.get("model_config") or {}), **_pairs(args.model_set, "--model-set")} \
-        if not args.model or args.model == spec.get("model") else _pairs(args.model_set, "--model-set")
+    model_config = pairs(args.model_set, "--model-set")  # on top of the run's, for the run's model
     data_name = args.data or spec.get("data") or "mnist-5k"
     same_data = data_name == spec.get("data")
-    data_options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
-    _refuse_run_options(model_config, data_options)
+    data_options = {**((spec.get("data_options") or {}) if same_data else {}), **pairs(args.data_set, "--data-set")}
+    run_model_config = (spec.get("model_config") or {}) if model_name == spec.get("model") else {}
+    _refuse_run_options({**run_model_config, **model_config}, data_options)
     info = model_info(model_name)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", download=args.download,
                         input_size=info.input_size, seed=int(spec.get("seed") or 0) if same_data else 0,
@@ -303,9 +232,10 @@ def run_eval(args: argparse.Namespace) -> int:
                         val_fraction=float(spec.get("val_fraction") or 0.1) if same_data else 0.1,
                         **data_options)
     num_classes = (doc or {}).get("data", {}).get("num_classes") if same_data else None
-    model = create_model(model_name, num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
-                         **model_config)
-    load_report = _load(model, weights, args.sha256, strict=args.strict)
+    loaded = load_run_model(weights=weights, config=doc, model=model_name, model_config=model_config,
+                            num_classes=num_classes or data.num_classes, in_chans=data.input_size[0],
+                            sha256=args.sha256, strict=args.strict)
+    model, load_report = loaded.model, loaded.report
     if info.task == "segmentation":  # per-pixel masks: the FCN metrics
         return _eval_segmentation(args, model, model_name, data, weights)
     _check_eval_options(args, model, model_name, data.name)
@@ -386,12 +316,15 @@ def _check_eval_options(args: argparse.Namespace, model, model_name: str, data_n
 def _diagnose(model, data, out_dir: Path, *, mistakes: int, batch_size: int, title: str) -> tuple[list[dict], list[str]]:
     """Per-class accuracy rows; the confusion matrix (CSV, PNG) and mistakes grid written to ``out_dir``."""
     from cnnlab.training.diagnostics import write_diagnostics
+    from cnnlab.viz.confusion import draw_diagnostics
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--out {out_dir}: cannot create the folder ({err.strerror or err})") from None
-    return write_diagnostics(model, data, out_dir, mistakes=mistakes, batch_size=batch_size, title=title)
+    rows, files = write_diagnostics(model, data, out_dir, mistakes=mistakes, batch_size=batch_size)
+    pictures = draw_diagnostics(out_dir, title=title, mistakes=bool(mistakes))
+    return rows, files + [str(p) for p in pictures]
 
 
 def _print_per_class(rows: list[dict]) -> None:
@@ -403,9 +336,3 @@ def _print_per_class(rows: list[dict]) -> None:
     for r in shown:
         acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:6.2f}%"
         print(f"    {for_terminal(r['class']):<20} {acc}  ({r['correct']}/{r['images']})")
-
-
-def _load(model, path: Path, sha256: str | None, *, strict: bool = True):
-    from cnnlab.models.weights import load_weights
-
-    return load_weights(model, path, sha256=sha256, strict=strict)

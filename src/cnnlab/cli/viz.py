@@ -25,7 +25,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.train import _nonneg_int, _positive_int
+    from cnnlab.cli.options import nonneg_int, positive_int
 
     p = sub.add_parser(
         "viz", help="look inside a network: filters, stats, feature maps, top patches, attributions, CAM",
@@ -38,21 +38,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--weights", help="a weights file (.safetensors or .pth); --model names its architecture")
     p.add_argument("--model", help="model name (with --weights; alone: the untrained model, seeded by --seed)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option")
-    p.add_argument("--num-classes", type=_positive_int, help="classes of the weights (default: the run's, else "
+    p.add_argument("--num-classes", type=positive_int, help="classes of the weights (default: the run's, else "
                    "the zoo model's own, e.g. 1000 for ImageNet weights)")
     p.add_argument("--data", help="images from this data set (default: the run's, else mnist-5k)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option")
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
-    p.add_argument("--size", type=_positive_int, help="image side fed to the model (default: the run's/model's)")
+    p.add_argument("--size", type=positive_int, help="image side fed to the model (default: the run's/model's)")
     p.add_argument("--image", nargs="+", help="image files to show (default: the data set's first test images)")
     p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
     p.add_argument("--method", action="append", help="attribution method (repeatable; default all): "
                    "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam")
     p.add_argument("--units", help="top-patches: comma-separated unit (channel) indices (default 0-7)")
-    p.add_argument("--k", type=_positive_int, default=8, help="top-patches per unit (default 8)")
-    p.add_argument("--count", type=_positive_int, default=4, help="images shown (default 4)")
-    p.add_argument("--images", type=_positive_int, default=1000, help="images searched/embedded (default 1000)")
-    p.add_argument("--seed", type=_nonneg_int, default=0,
+    p.add_argument("--k", type=positive_int, default=8, help="top-patches per unit (default 8)")
+    p.add_argument("--count", type=positive_int, default=4, help="images shown (default 4)")
+    p.add_argument("--images", type=positive_int, default=1000, help="images searched/embedded (default 1000)")
+    p.add_argument("--seed", type=nonneg_int, default=0,
                    help="seed of an untrained model's weights and of t-SNE (default 0)")
     p.add_argument("--sha256", help="expected sha256 of --weights")
     p.add_argument("--out", default="viz", help="folder for the PNGs (default ./viz)")
@@ -72,35 +72,35 @@ class Subject:
 def _load(args: argparse.Namespace) -> Subject:
     import torch
 
-    from cnnlab.cli.train import _load as load_weights_into
-    from cnnlab.cli.train import _pairs, _run_config_for
+    from cnnlab.cli.options import pairs
     from cnnlab.data import load_dataset
-    from cnnlab.models.registry import create_model, model_info
+    from cnnlab.models.registry import model_info
+    from cnnlab.training.rundir import CONFIG, MODEL, config_for_weights, load_run_model
 
     doc, weights = None, None
     if args.run:
         run = Path(args.run)
-        weights = run / "model.safetensors"
-        if not (run / "config.json").is_file() or not weights.is_file():
+        weights = run / MODEL
+        if not (run / CONFIG).is_file() or not weights.is_file():
             raise ConfigError(f"--run {run}: not a finished run folder (needs config.json and model.safetensors)")
-        doc = _run_config_for(weights)
+        doc = config_for_weights(weights)
         if doc is None:
             raise ConfigError(f"--run {run}: config.json has no run spec")
     elif args.weights:
         weights = Path(args.weights)
         if not weights.is_file():
             raise ConfigError(f"--weights {weights}: no such file")
-        doc = _run_config_for(weights)
+        doc = config_for_weights(weights)
     spec = doc["spec"] if doc else {}
     name = args.model or spec.get("model")
     if not name:
         raise ConfigError("name the architecture with --model (no run config.json beside the weights)")
     info = model_info(name)
     same_model = name == spec.get("model")
-    config = {**((spec.get("model_config") or {}) if same_model else {}), **_pairs(args.model_set, "--model-set")}
+    model_config = pairs(args.model_set, "--model-set")  # on top of the run's, for the run's model
     data_name = args.data or spec.get("data") or "mnist-5k"
     same_data = data_name == spec.get("data")
-    options = {**((spec.get("data_options") or {}) if same_data else {}), **_pairs(args.data_set, "--data-set")}
+    options = {**((spec.get("data_options") or {}) if same_data else {}), **pairs(args.data_set, "--data-set")}
     c, h, w = info.input_size
     size = (c, args.size, args.size) if args.size else (c, h, w)
     data = load_dataset(data_name, root=args.data_root or spec.get("data_root") or "data", input_size=size,
@@ -108,10 +108,8 @@ def _load(args: argparse.Namespace) -> Subject:
     run_classes = (doc or {}).get("data", {}).get("num_classes") if same_model else None
     num_classes = args.num_classes or run_classes or (info.num_classes if weights is not None else data.num_classes)
     torch.manual_seed(args.seed)
-    model = create_model(name, num_classes=num_classes, in_chans=data.input_size[0], **config)
-    if weights is not None:
-        load_weights_into(model, weights, args.sha256)
-    model.eval()
+    model = load_run_model(weights=weights, config=doc, model=name, model_config=model_config,
+                           num_classes=num_classes, in_chans=data.input_size[0], sha256=args.sha256).model
     label = f"{name} ({'run ' + str(args.run) if args.run else weights.name if weights else 'untrained'})"
     if args.image:
         images = _read_images(args.image, data)

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from cnnlab.data.adapt import DEFAULT_MAX_GIB, adapt_all, check_input_size
 from cnnlab.data.bundle import DataBundle, TensorPair, stratified_split
 from cnnlab.data.embedded import RawData
 from cnnlab.data.imagefolder import load_imagefolder
-from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
 
 __all__ = ["list_datasets", "load_dataset", "DatasetInfo", "dataset_info", "DEFAULT_DATASET",
            "DEFAULT_VAL_FRACTION", "VAL_SPLIT_SEED"]
@@ -122,8 +121,7 @@ def _canonical(name: str) -> str:
            "cifar-100": "cifar100", "mnistcanvas": "mnist-canvas",
            "mnistseg": "mnist-seg", "voc": "voc2012"}.get(key, key)  # fmt: skip
     if key not in _DATASETS or key == "imagefolder:PATH":
-        close = difflib.get_close_matches(key, list(_DATASETS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(key, list(_DATASETS), n=3)
         raise UnknownNameError(f"unknown data set {name!r}{hint} (known: {', '.join(_DATASETS)})")
     return key
 

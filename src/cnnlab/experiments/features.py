@@ -1,22 +1,21 @@
 """Reading what a frozen network holds: stage features, linear probes, image transformations.
 
 Stages are addressed by the names in ``model.feature_info`` (timm-style ``{"module", "num_chs",
-"reduction"}``), so the same code probes every model of the zoo.
+"reduction"}``, :func:`cnnlab.inspect.layers.stage_names`), so the same code probes every model of
+the zoo; :func:`cnnlab.inspect.layers.capture` records their outputs.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.inspect.layers import capture, model_device  # the hooks and stage names live in inspect
+
 __all__ = [
-    "model_device",
-    "stage_names",
-    "capture",
     "extract_features",
     "LinearProbe",
     "fit_linear_probe",
@@ -25,38 +24,6 @@ __all__ = [
     "transform_batch",
     "background_fill",
 ]
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's parameters (CPU for a model without any)."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
-def stage_names(model: nn.Module) -> list[str]:
-    """The module names of the model's stages, shallow to deep (from ``feature_info``)."""
-    info = getattr(model, "feature_info", None)
-    if not info:
-        raise ValueError(f"{type(model).__name__} has no feature_info: its stages cannot be addressed")
-    return [str(entry["module"]) for entry in info]
-
-
-@contextlib.contextmanager
-def capture(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
-    """Within the block, every forward of ``model`` stores the outputs of the named modules."""
-    store: dict[str, Tensor] = {}
-    handles = []
-    for name in names:
-        module = model.get_submodule(name)
-
-        def hook(_m: nn.Module, _args: tuple, out: Tensor, name: str = name) -> None:
-            store[name] = out
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @torch.no_grad()

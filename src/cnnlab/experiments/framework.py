@@ -26,9 +26,7 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -319,10 +317,9 @@ def get_experiment(name: str) -> Experiment:
     try:
         return _REGISTRY[name]
     except KeyError:
-        from cnnlab.models.registry import closest_names
+        from cnnlab.errors import did_you_mean
 
-        close = closest_names(name, list(_REGISTRY))
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, list(_REGISTRY))
         raise UnknownNameError(
             f"unknown experiment {name!r}{hint} (`cnnlab experiment list` shows all {len(_REGISTRY)})"
         ) from None
@@ -573,32 +570,12 @@ def _count_params(model: nn.Module) -> int:
 
 
 def versions() -> dict[str, Any]:
-    """Versions of everything that produced a result: package, libraries, Python, git commit."""
-    import numpy
-    import torchvision
+    """Versions of everything that produced a result (:mod:`cnnlab.provenance`: package, libraries,
+    Python, git commit), with the run's thread count and GPU."""
+    from cnnlab.provenance import git_commit, library_versions
 
-    from cnnlab import __version__
-
-    commit = None
-    try:
-        here = Path(__file__).resolve().parent
-        proc = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
-        )
-        commit = proc.stdout.strip() or None if proc.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "cnnlab": __version__,
-        "git_commit": commit,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    return {**library_versions(), "git_commit": git_commit(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def _headline(result: Any) -> str:
@@ -661,9 +638,6 @@ def run_experiment(
     set; ``data_root``/``download`` locate (or fetch) torchvision-backed data sets such as CIFAR-10.
     Returns the results dict written to ``results.json``.
     """
-    from cnnlab import atomic
-    from cnnlab.viz.report import render_report
-
     exp = get_experiment(name)
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
@@ -684,15 +658,7 @@ def run_experiment(
     outcome = exp.run(ctx, cfg)
     if scale == "tiny":
         outcome.notes.append(TINY_NOTE)
-    context = f"at {scale} scale on {cfg.data}"
-    criteria_met, verdict = verdict_from(outcome.criteria, context=context)
-    reproduced = criteria_met
-    if scale == "tiny":  # a few updates on a few images: the numbers test the code, not the claim
-        reproduced = "not measured"
-        verdict = (f"Not measured: the tiny scale runs a few updates to test the plumbing, so its numbers say "
-                   f"nothing about the claim (the criteria below came out {_STATUS_WORDS[criteria_met]} only "
-                   f"by chance). Run `--scale quick` to measure it.")
-
+    reproduced, criteria_met, verdict = _verdict(outcome, scale=scale, data=cfg.data)
     results: dict[str, Any] = {
         "experiment": exp.name,
         "title": exp.title,
@@ -722,6 +688,29 @@ def run_experiment(
         "versions": versions(),
     }
     results = to_jsonable(results)
+    _write_experiment_folder(exp, results, out, t0=t0)
+    ctx.log(f"{verdict}  ->  {out}/report.md ({results['seconds']:.0f}s)")
+    results["out_dir"] = str(out)
+    return results
+
+
+def _verdict(outcome: Outcome, *, scale: str, data: str) -> tuple[Any, Any, str]:
+    """``(reproduced, criteria_met, verdict)``: the criteria's verdict, except at the tiny scale, whose
+    few updates test the plumbing and measure nothing."""
+    criteria_met, verdict = verdict_from(outcome.criteria, context=f"at {scale} scale on {data}")
+    if scale != "tiny":
+        return criteria_met, criteria_met, verdict
+    verdict = (f"Not measured: the tiny scale runs a few updates to test the plumbing, so its numbers say "
+               f"nothing about the claim (the criteria below came out {_STATUS_WORDS[criteria_met]} only "
+               f"by chance). Run `--scale quick` to measure it.")
+    return "not measured", criteria_met, verdict
+
+
+def _write_experiment_folder(exp: Experiment, results: dict[str, Any], out: Path, *, t0: float) -> None:
+    """The plots, results.json (with ``plots`` and ``seconds`` added to ``results``) and report.md, drawn
+    in a temporary folder beside ``out`` and renamed into it only once all are complete."""
+    from cnnlab import atomic
+    from cnnlab.viz.report import render_report
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -737,9 +726,6 @@ def run_experiment(
         atomic.fsync_dir(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    ctx.log(f"{verdict}  ->  {out}/report.md ({results['seconds']:.0f}s)")
-    results["out_dir"] = str(out)
-    return results
 
 
 _STATUS_WORDS = {True: "reproduced", False: "not reproduced", "partly": "partly reproduced",

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.features import TRANSFORMS, background_fill, capture, model_device, stage_names, transform_batch
+from cnnlab.experiments.features import TRANSFORMS, background_fill, transform_batch
+from cnnlab.inspect.layers import capture, model_device, stage_names
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
 from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy, stage_names
+from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
+from cnnlab.inspect.layers import stage_names
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome, SeedComparison
 from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion

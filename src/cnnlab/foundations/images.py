@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import ConfigError, DatasetError, UnknownNameError, closest_names
+from cnnlab.errors import ConfigError, DatasetError, UnknownNameError, did_you_mean
 
 __all__ = ["load_image", "image_stem", "parse_kernel", "apply_kernel", "MAX_KERNEL", "PHOTOS", "SKIMAGE_PREFIX"]
 
@@ -49,8 +49,7 @@ def _photo(source: str):
 
     name = source[len(SKIMAGE_PREFIX):]
     if name not in PHOTOS:
-        close = closest_names(name, list(PHOTOS), n=3)
-        hint = f"; did you mean {', '.join(SKIMAGE_PREFIX + c for c in close)}?" if close else ""
+        hint = did_you_mean(name, list(PHOTOS), n=3, prefix=SKIMAGE_PREFIX)
         raise UnknownNameError(f"unknown photograph {source!r}{hint} (scikit-image's photographs: "
                                f"{', '.join(PHOTOS)})")
     try:

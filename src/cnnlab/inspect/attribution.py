@@ -124,11 +124,10 @@ def attribute(model: nn.Module, x: Tensor, target: Tensor, *, method: str, layer
     experiment passes the one it read off its validation split).
     """
     if method not in METHODS:
-        from cnnlab.models.registry import closest_names
+        from cnnlab.errors import did_you_mean
 
-        close = closest_names(method, list(METHODS))
-        raise ConfigError(f"unknown attribution method {method!r}" + (f"; did you mean {', '.join(close)}?" if close
-                          else "") + f" (methods: {', '.join(METHODS)})")  # fmt: skip
+        raise ConfigError(f"unknown attribution method {method!r}{did_you_mean(method, list(METHODS))} "
+                          f"(methods: {', '.join(METHODS)})")
     if method == "cam":
         return cam(model, x, target)
     dev = model_device(model)

@@ -18,6 +18,7 @@ __all__ = ["stage_names", "resolve_layer", "capture", "model_device", "first_con
 
 
 def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a model without any)."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
@@ -31,14 +32,13 @@ def stage_names(model: nn.Module) -> list[str]:
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """The module called ``name``; ConfigError naming the closest stage/module names otherwise."""
-    from cnnlab.models.registry import closest_names
+    from cnnlab.errors import did_you_mean
 
     modules = dict(model.named_modules())
     if name in modules and name != "":
         return modules[name]
     stages = [str(e["module"]) for e in getattr(model, "feature_info", []) or []]
-    close = closest_names(name, stages + [n for n in modules if n])
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, stages + [n for n in modules if n])
     raise ConfigError(f"--layer {name!r}: {type(model).__name__} has no such layer{hint} (stages: {', '.join(stages)})")
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from cnnlab.errors import ConfigError, UnknownNameError, closest_names  # re-exported
+from cnnlab.errors import ConfigError, UnknownNameError, closest_names, did_you_mean  # closest_names re-exported
 
 __all__ = [
     "ModelInfo",
@@ -120,8 +120,7 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = closest_names(name, list(_REGISTRY))
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, list(_REGISTRY))
         raise UnknownNameError(
             f"unknown model {name!r}{hint} (`cnnlab list` shows all {len(_REGISTRY)} models)"
         ) from None

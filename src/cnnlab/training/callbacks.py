@@ -20,7 +20,7 @@ from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import checkpoint as ck
 
 __all__ = ["Callback", "ProgressBar", "StepsCsv", "MetricsCsv", "TensorBoard", "Checkpointing", "NanGuard",
-           "EarlyStopping", "RunFiles", "STEP_FIELDS", "write_csv", "write_json"]
+           "EarlyStopping", "RunFiles", "ResultsJson", "STEP_FIELDS", "write_csv", "write_json"]
 
 STEP_FIELDS = ("step", "epoch", "batch", "lr", "loss")
 
@@ -293,25 +293,33 @@ class Checkpointing(Callback):
 
 
 class RunFiles(Callback):
-    """At the end: model.safetensors (the selected weights), curves.png, a classifier's test diagnosis
-    (confusion.csv, confusion.png, mistakes.png) and, last, results.json (which marks the run finished)."""
+    """At the end, the run's numbers: model.safetensors (the selected weights) and a classifier's test
+    diagnosis (confusion.csv, mistakes.npz). Pictures are drawn from them by a callback from above
+    (:class:`cnnlab.viz.run_pictures.RunPictures`, which ``cnnlab train`` passes), between this one
+    and :class:`ResultsJson`."""
 
     def __init__(self, out: Path, *, name: str, data_name: str) -> None:
         self.out, self.name, self.data_name = out, name, data_name
 
     def on_fit_end(self, trainer, result) -> None:
         from cnnlab.models.weights import save_weights
-        from cnnlab.viz.curves import plot_training_curves
 
         save_weights(result.model, self.out / "model.safetensors",
                      metadata={"cnnlab.model": self.name, "cnnlab.data": self.data_name,
                                "cnnlab.selected_epoch": str(result.best_epoch)})
-        plot_training_curves(result.history, self.out / "curves.png", title=f"{self.name} on {self.data_name}")
         if trainer.task.name == "classification" and len(trainer.data.test):
             from cnnlab.training.diagnostics import write_diagnostics
 
-            write_diagnostics(result.model, trainer.data, self.out, batch_size=trainer.recipe.eval_batch_size,
-                              title=f"{self.name} on {self.data_name}")
+            write_diagnostics(result.model, trainer.data, self.out, batch_size=trainer.recipe.eval_batch_size)
+
+
+class ResultsJson(Callback):
+    """Last of all: results.json, which marks the run finished."""
+
+    def __init__(self, out: Path, *, name: str, data_name: str) -> None:
+        self.out, self.name, self.data_name = out, name, data_name
+
+    def on_fit_end(self, trainer, result) -> None:
         write_json(self.out / "results.json", results_record(result, name=self.name, data_name=self.data_name,
                                                              task=trainer.task))
 

@@ -63,12 +63,11 @@ def diagnose(model: nn.Module, pair: TensorPair, *, num_classes: int, batch_size
 
 
 def write_diagnostics(model: nn.Module, data, out_dir: str | os.PathLike, *, mistakes: int = 32,
-                      batch_size: int = 512, title: str = "") -> tuple[list[dict], list[str]]:
-    """The test split's diagnosis written to ``out_dir``: ``confusion.csv``, ``confusion.png`` and
-    (``mistakes`` > 0) ``mistakes.png``, the most confident mistakes. Returns the per-class rows
-    (class, images, correct, accuracy) and the files written. ``data`` is a DataBundle."""
-    from cnnlab.viz.confusion import plot_confusion, plot_mistakes
-
+                      batch_size: int = 512) -> tuple[list[dict], list[str]]:
+    """The test split's diagnosis written to ``out_dir`` as numbers: ``confusion.csv`` and (``mistakes``
+    > 0) ``mistakes.npz``, the most confident mistakes (``images`` in [0, 1], ``true``, ``predicted``,
+    ``confidence``); :func:`cnnlab.viz.confusion.draw_diagnostics` draws them. Returns the per-class
+    rows (class, images, correct, accuracy) and the files written. ``data`` is a DataBundle."""
     d = diagnose(model, data.test, num_classes=data.num_classes, batch_size=batch_size)
     names = [str(n) for n in data.class_names]
     acc = d.per_class_accuracy
@@ -82,14 +81,13 @@ def write_diagnostics(model: nn.Module, data, out_dir: str | os.PathLike, *, mis
     table = [{"true/predicted": names[k], **{n: int(v) for n, v in zip(names, d.confusion[k])}}
              for k in range(data.num_classes)]
     atomic.write_csv(out_dir / "confusion.csv", ["true/predicted", *names], table)
-    files = [str(out_dir / "confusion.csv"), str(plot_confusion(d.confusion.numpy(), names, out_dir / "confusion.png",
-                                                                 title=f"{title}: test confusion"))]
+    files = [str(out_dir / "confusion.csv")]
     if mistakes:
         idx = d.mistakes[:mistakes]
         mean = torch.tensor(data.mean).view(1, -1, 1, 1)
         std = torch.tensor(data.std).view(1, -1, 1, 1)
-        images = (data.test.x[idx] * std + mean).numpy()
-        files.append(str(plot_mistakes(images, data.test.y[idx].tolist(), d.predicted[idx].tolist(),
-                                       d.confidence[idx].tolist(), names, out_dir / "mistakes.png",
-                                       title=f"{title}: the {len(idx)} most confident test mistakes")))
+        atomic.write_npz(out_dir / "mistakes.npz", images=(data.test.x[idx] * std + mean).numpy(),
+                         true=data.test.y[idx].numpy(), predicted=d.predicted[idx].numpy(),
+                         confidence=d.confidence[idx].numpy())
+        files.append(str(out_dir / "mistakes.npz"))
     return rows, files

@@ -18,8 +18,11 @@ and on the last ones (``test_<k>_last``); per-epoch test columns only with ``tes
 With ``out_dir`` a run writes: ``config.json`` (at the start), ``steps.csv`` (step, epoch, batch,
 lr, loss: one row per update), ``metrics.csv`` (one row per epoch: train_<k>, val_<k>),
 ``checkpoints/`` (``last`` every epoch and every ``checkpoint_every`` steps, ``best`` on the best
-val metric; see ``cnnlab.training.checkpoint``), and at the end ``results.json``,
-``model.safetensors`` (the selected weights) and ``curves.png``. Only rank 0 writes.
+val metric; see ``cnnlab.training.checkpoint``), and at the end ``model.safetensors`` (the selected
+weights), the task's numbers (a classifier's ``confusion.csv`` and ``mistakes.npz``, ...) and last
+``results.json``. Only rank 0 writes. Training draws no picture: a caller passes
+``cnnlab.viz.run_pictures.RunPictures()`` among the ``callbacks`` for ``curves.png`` and the others
+(``cnnlab train`` does).
 
 Resuming restores everything a step depends on (weights, optimizer, plateau state, grad scaler,
 the loader's epoch and position, every RNG including the augmentation generator, the partial
@@ -42,10 +45,11 @@ from torch import Tensor, nn
 from cnnlab.data import DataBundle, TensorPair
 from cnnlab.data.augment import tta_views
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.provenance import git_commit, library_versions
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
-from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, RunFiles,
-                                       StepsCsv, TensorBoard)
+from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, ResultsJson,
+                                       RunFiles, StepsCsv, TensorBoard)
 from cnnlab.training.device import Precision, resolve_device, resolve_precision
 from cnnlab.training.recipes import Recipe, default_recipe_for, get_recipe
 from cnnlab.training.rundir import RunDir
@@ -224,33 +228,6 @@ def _apply_dropout(model: nn.Module, p: float | None) -> int:
     return len(mods)
 
 
-def _versions() -> dict:
-    import platform
-
-    import numpy
-    import torchvision
-
-    from cnnlab import __version__
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "cnnlab": __version__, "platform": platform.platform()}
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
-
-
 def resolve_task(task: Task | str | None, *, model_name: str | None, recipe: Recipe) -> Task:
     """The task object: given, by name, or the registered model's (``model_info(name).task``), else
     classification; configured from the recipe (e.g. label smoothing)."""
@@ -332,7 +309,8 @@ def fit(model: nn.Module, data: DataBundle, recipe: RunSpec | Recipe | str | Non
     ``deterministic``: deterministic algorithms only (bitwise-reproducible on a CPU with a fixed
     number of threads). ``model_name``/``run_info`` are recorded in config.json. ``task``: a Task
     or its name (None: the model's registered task). ``callbacks``: the caller's, after the
-    built-in ones (see :mod:`cnnlab.training.trainer`). ``test_every_epoch``: test columns in
+    built-in ones (see :mod:`cnnlab.training.trainer`; at the end of a run with a folder, after its
+    numbers are written and before results.json). ``test_every_epoch``: test columns in
     every metrics row, for curves (never used for selection).
     """
     if isinstance(recipe, RunSpec):
@@ -386,6 +364,7 @@ def fit_spec(model: nn.Module, data: DataBundle, spec: RunSpec, *, out_dir: str 
         out = Path(out_dir) if out_dir is not None else None
         config = _run_config(trainer, spec.model_name or type(model).__name__, spec.precision, spec.run_info,
                              n_dropout)
+        trainer.out_dir = out if dist.is_main else None
         trainer.callbacks = _callbacks(trainer, run_dir if dist.is_main else out, config, resume=resume,
                                        extra=callbacks)
         trainer.t_start = t_start  # the run's time counts the set-up (a resume: on top of the stored seconds)
@@ -430,13 +409,15 @@ def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, res
             if opts.tensorboard:
                 cbs.append(TensorBoard(out / "tensorboard"))
         cbs.append(Checkpointing(ckpt_dir, every=opts.checkpoint_every))
-    # A task may bring callbacks of its own (the VAE's end-of-run likelihood and pictures).
-    task_callbacks = getattr(trainer.task, "callbacks", None)
-    cbs += list(task_callbacks(out) if task_callbacks is not None else ())
+    # A task may bring callbacks of its own (the VAE's end-of-run likelihood and generative.npz).
+    cbs += trainer.task.callbacks(Path(out) if out is not None else None)
+    names = {"name": config["model"]["name"], "data_name": trainer.data.name}
+    if out is not None and main:  # the run's numbers, before the caller's callbacks (which may draw them)
+        cbs += trainer.task.run_callbacks(Path(out))  # e.g. segmentation's overlay.npz
+        cbs.append(RunFiles(out, **names))
     cbs += list(extra)
     if out is not None and main:
-        cbs += list(getattr(trainer.task, "run_callbacks", lambda out: ())(out))  # e.g. segmentation's overlay.png
-        cbs.append(RunFiles(out, name=config["model"]["name"], data_name=trainer.data.name))
+        cbs.append(ResultsJson(out, **names))  # last: it marks the run finished
     return cbs
 
 
@@ -521,8 +502,8 @@ def _run_config(trainer: Trainer, name: str, precision: str, run_info: dict | No
         "deterministic": opts.deterministic,
         "max_steps": opts.max_steps,
         "checkpoint_every": opts.checkpoint_every,
-        "versions": _versions(),
-        "git_commit": _git_commit(),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
         "command": " ".join(sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

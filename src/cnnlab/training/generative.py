@@ -14,7 +14,8 @@ the bundle holds normalised images, and ``setup(data)`` reads its mean and std t
   the selected weights, the importance-sampled negative log-likelihood (Burda et al. 2016, K = 1000
   samples by default) goes into ``results.json`` as ``test_nll_is`` with ``test_elbo``, and the
   arrays of the pictures (reconstructions, prior samples, interpolations, and for a 2-d latent the
-  test codes and the decoded latent grid) are saved to ``generative.npz`` and drawn as PNGs.
+  test codes and the decoded latent grid) are saved to ``generative.npz``, which
+  :mod:`cnnlab.viz.run_pictures` draws as PNGs.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab import atomic
 from cnnlab.data.bundle import DataBundle
 from cnnlab.errors import ConfigError
 from cnnlab.training.elbo import ELBOTerms, elbo_terms, evaluate_vae, sample_elbo
 from cnnlab.training.tasks import Task, register_task
 
-__all__ = ["ReconstructionTask", "VAETask", "GenerativeReport", "generative_arrays", "prior_samples", "load_run_model", "sample_run",
+__all__ = ["ReconstructionTask", "VAETask", "GenerativeReport", "generative_arrays", "prior_samples", "sample_run",
            "unwrap", "is_vae"]  # fmt: skip
 
 
@@ -260,7 +262,8 @@ def describe_model(model: nn.Module) -> str:
 
 class GenerativeReport:
     """On fit end: the test likelihood of a VAE (into ``result.test``, so results.json gets
-    ``test_elbo`` and ``test_nll_is``) and, with a run folder, ``generative.npz`` and its pictures."""
+    ``test_elbo`` and ``test_nll_is``) and, with a run folder, ``generative.npz``: the arrays of its
+    pictures (which :mod:`cnnlab.viz.run_pictures` draws)."""
 
     def __init__(self, out_dir: Path | None, *, samples: int = 1000, batch_size: int = 100, seed: int = 0) -> None:
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -285,13 +288,11 @@ class GenerativeReport:
                 print(line)
         if self.out_dir is None or not trainer.main:
             return
-        from cnnlab.viz.generative import draw_generative
-
         arrays = generative_arrays(model, data, seed=self.seed)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(self.out_dir / "generative.npz", **arrays)
-        draw_generative(arrays, self.out_dir, title=f"{describe_model(model)} on {data.name}",
-                        class_names=list(data.class_names))
+        # the pictures' title goes with their arrays (cnnlab.viz.run_pictures draws them)
+        atomic.write_npz(self.out_dir / "generative.npz", **arrays,
+                         title=np.array(f"{describe_model(model)} on {data.name}"))
 
 
 
@@ -300,42 +301,14 @@ class GenerativeReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_run_model(run_dir: str | Path) -> tuple[nn.Module, dict]:
-    """The selected weights of a finished run folder (``config.json`` + ``model.safetensors``) in a
-    fresh model, and the run's config; ConfigError / WeightsError naming the file when it cannot."""
-    from cnnlab.models.registry import create_model
-    from cnnlab.models.weights import load_weights
-    from cnnlab.safeio import read_json
-
-    run = Path(run_dir)
-    config_path, weights = run / "config.json", run / "model.safetensors"
-    if not run.is_dir():
-        raise ConfigError(f"run folder {run}: no such folder")
-    if not config_path.exists():
-        raise ConfigError(f"{run}: no config.json; is it a `cnnlab train` run folder?")
-    config = read_json(config_path, what="run configuration", error=ConfigError)
-    try:
-        spec, data = config["spec"], config["data"]
-        name, model_config, in_chans = spec["model"], dict(spec.get("model_config") or {}), int(data["input_size"][0])
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as err:
-        raise ConfigError(f"{config_path}: not a readable run configuration ({type(err).__name__}: {err})") from None
-    if not weights.is_file():
-        raise ConfigError(f"{run}: no model.safetensors (the run has not finished; its checkpoints are in "
-                          f"{run / 'checkpoints'})")
-    for key, value in model_config.items():  # JSON turned the tuples of the config into lists
-        if isinstance(value, list):
-            model_config[key] = tuple(value)
-    model = create_model(name, num_classes=int(data.get("num_classes") or 10), in_chans=in_chans, **model_config)
-    load_weights(model, weights, strict=True)
-    return model.eval(), config
-
-
 def sample_run(run_dir: str | Path, *, n: int = 64, seed: int = 0) -> tuple[np.ndarray, str]:
     """``n`` new images from the prior of the VAE trained in ``run_dir`` (pixels in [0, 1]) and a title."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be a positive integer, got {n!r}")
-    model, config = load_run_model(run_dir)
-    name = config["spec"]["model"]
+    from cnnlab.training.rundir import load_run_model
+
+    loaded = load_run_model(run_dir)
+    model, config, name = loaded.model, loaded.config, loaded.name
     if not is_vae(model):
         raise ConfigError(f"{run_dir}: {name} is not a VAE, it has no prior to sample from (train vae_mlp or vae_conv)")
     return prior_samples(model, n, seed=seed), f"{name} on {config['data'].get('name', '?')}: {n} samples (seed {seed})"

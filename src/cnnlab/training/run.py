@@ -25,7 +25,7 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import distributed as D
 from cnnlab.training.device import MEMORY_FORMATS, PRECISIONS
 from cnnlab.training.engine import CHECKPOINT_DIR, FitResult, fit, resolve_recipe
-from cnnlab.training.rundir import RunDir, RunLockedError, holds_run
+from cnnlab.training.rundir import CONFIG, RunDir, RunLockedError, holds_run, read_config
 
 __all__ = ["TrainSpec", "train", "spec_from_config", "new_run_dir", "find_run_to_resume", "RunLockedError",
            "RESUME_CHANGEABLE"]
@@ -143,14 +143,8 @@ def _check_spec_types(spec: TrainSpec) -> None:
 def spec_from_config(path: str | os.PathLike) -> TrainSpec:
     """The :class:`TrainSpec` stored in a run's ``config.json`` (or the run directory holding it)."""
     p = Path(path)
-    if p.is_dir():
-        p = p / "config.json"
-    from cnnlab.safeio import read_json
-
-    doc = read_json(p, what="run configuration", error=ConfigError)
-    if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict) or not doc["spec"].get("model"):
-        raise ConfigError(f"{p}: not a cnnlab run configuration (no \"spec\" with a model)")
-    return TrainSpec.from_dict(doc["spec"], where=str(p))
+    doc = read_config(p, need_spec=True)
+    return TrainSpec.from_dict(doc["spec"], where=str(p / CONFIG if p.is_dir() else p))
 
 
 def _slug(text: str) -> str:

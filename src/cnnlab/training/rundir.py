@@ -2,8 +2,10 @@
 
 A run folder holds ``config.json`` (written before the first update), ``steps.csv``,
 ``metrics.csv``, ``checkpoints/`` (see :mod:`cnnlab.training.checkpoint`), and at the end
-``results.json``, ``model.safetensors``, ``curves.png`` and the test split's diagnostics
-(``confusion.csv``, ``confusion.png``, ``mistakes.png``); ``failed.json`` when a run stopped on an
+``model.safetensors``, the test split's diagnostics (``confusion.csv``, ``mistakes.npz``), the
+pictures drawn from those numbers by :mod:`cnnlab.viz.run_pictures` when the caller asks for them
+(``curves.png``, ``confusion.png``, ``mistakes.png``, ...) and last ``results.json``;
+``failed.json`` when a run stopped on an
 error after its folder was kept. Every file goes through :mod:`cnnlab.atomic` (temporary + fsync +
 rename + fsync of the folder).
 
@@ -27,35 +29,53 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnnlab import atomic
 from cnnlab.errors import CheckpointError, ConfigError
 
-__all__ = ["RunDir", "RunLockedError", "holds_run", "CONFIG", "RESULTS", "CHECKPOINTS", "FAILED", "LOCK"]
+__all__ = ["RunDir", "RunLockedError", "holds_run", "read_config", "config_for_weights", "finished_run", "RunModel",
+           "load_run_model", "CONFIG", "RESULTS", "MODEL", "CHECKPOINTS", "FAILED", "LOCK", "MAX_CONFIG_BYTES"]
 
 CONFIG = "config.json"
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 FAILED = "failed.json"
 LOCK = ".lock"
-_MAX_CONFIG_BYTES = 16 << 20  # a config.json is a few kB; a bigger "config.json" is not a run's
+MODEL = "model.safetensors"  # the selected weights of a finished run
+MAX_CONFIG_BYTES = 16 << 20  # a config.json is a few kB; a bigger "config.json" is not a run's
 
 
 class RunLockedError(ConfigError):
     """Another process is training this run folder."""
 
 
-def _read_config(path: Path) -> dict | None:
-    """The folder's config.json as a dict, or None when it is absent, not a regular file, or not JSON."""
+def read_config(path: str | os.PathLike, *, need_spec: bool = False) -> dict:
+    """The one reader of a run's ``config.json`` (``path``: the run folder or the file itself): a
+    regular file of at most :data:`MAX_CONFIG_BYTES` holding a JSON object, else a ConfigError naming
+    the file. ``need_spec``: it must also hold a ``"spec"`` mapping with a model (what rebuilding the
+    run's model needs)."""
     from cnnlab.safeio import read_json
 
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG
+    doc = read_json(path, what="run configuration", error=ConfigError, max_bytes=MAX_CONFIG_BYTES)
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: not a run configuration (a JSON object)")
+    if need_spec and (not isinstance(doc.get("spec"), dict) or not doc["spec"].get("model")):
+        raise ConfigError(f"{path}: not a cnnlab run configuration (no \"spec\" with a model)")
+    return doc
+
+
+def _config_or_none(folder: Path) -> dict | None:
+    """The folder's config.json, or None when it is absent, not a regular file, or not a JSON object."""
     try:
-        doc = read_json(path / CONFIG, what="run configuration", error=ConfigError, max_bytes=_MAX_CONFIG_BYTES)
+        return read_config(folder / CONFIG)
     except (ConfigError, OSError):
         return None
-    return doc if isinstance(doc, dict) else None
 
 
 def holds_run(path: str | os.PathLike) -> bool:
@@ -63,7 +83,7 @@ def holds_run(path: str | os.PathLike) -> bool:
     path = Path(path)
     if os.path.lexists(path / CHECKPOINTS / "manifest.json"):
         return True
-    doc = _read_config(path)
+    doc = _config_or_none(path)
     return doc is not None and "cnnlab_run" in doc
 
 
@@ -103,7 +123,7 @@ class RunDir:
         return (self.path / RESULTS).exists()
 
     def read_config(self) -> dict:
-        doc = _read_config(self.path)
+        doc = _config_or_none(self.path)
         if doc is None:
             raise CheckpointError(f"{self.path / CONFIG}: missing or unreadable (not a run folder?)")
         return doc
@@ -250,3 +270,111 @@ class RunDir:
         except OSError:
             pass  # a full disk: the error being raised says more than failed.json would
         return "failed"
+
+
+# ---------------------------------------------------------------------------------------------
+# A finished run's model, again (cnnlab eval / export / predict / viz / sample)
+# ---------------------------------------------------------------------------------------------
+
+
+def config_for_weights(weights: str | os.PathLike) -> dict | None:
+    """The config.json of the run a weights file belongs to (beside it, or above a ``checkpoints/``
+    folder), with its spec checked field by field (a ConfigError names a wrong type); None when
+    neither folder holds a run's config.json."""
+    weights = Path(weights)
+    for folder in (weights.parent, weights.parent.parent):
+        if (folder / CONFIG).is_file():
+            doc = read_config(folder)
+            if isinstance(doc.get("spec"), dict):
+                from cnnlab.training.run import TrainSpec
+
+                TrainSpec.from_dict(doc["spec"], where=str(folder / CONFIG))  # a wrong type names its field
+                if not isinstance(doc.get("data", {}), dict):
+                    raise ConfigError(f"{folder / CONFIG}: \"data\" is not a mapping")
+                return doc
+    return None
+
+
+def finished_run(run_dir: str | os.PathLike) -> tuple[dict, Path]:
+    """A finished run folder's config.json (with a spec) and the path of its selected weights;
+    ConfigError naming what is missing."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"run folder {run_dir}: no such folder")
+    if not os.path.lexists(run / CONFIG):
+        raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}; is it a `cnnlab train` run folder?)")
+    config = read_config(run, need_spec=True)
+    weights = run / MODEL
+    if not weights.is_file():
+        raise ConfigError(f"{run_dir}: no {MODEL} (the run has not finished; its checkpoints are in "
+                          f"{run / CHECKPOINTS}: give --weights {run / CHECKPOINTS / 'best.safetensors'} "
+                          "--model NAME)")
+    return config, weights
+
+
+@dataclass
+class RunModel:
+    """What :func:`load_run_model` built."""
+
+    model: Any  # nn.Module, in eval mode, on the CPU
+    name: str  # its zoo name
+    model_config: dict  # what create_model got besides num_classes and in_chans
+    config: dict | None  # the run's config.json (None: no run behind the weights)
+    weights: Path | None  # None: random initial weights
+    report: Any = None  # the LoadReport of the weights (None without weights)
+
+
+def load_run_model(run: str | os.PathLike | None = None, *, weights: str | os.PathLike | None = None,
+                   config: dict | None = None, model: str | None = None, model_config: dict | None = None,
+                   num_classes: int | None = None, in_chans: int | None = None, sha256: str | None = None,
+                   strict: bool = True, seed: int | None = None) -> RunModel:
+    """The one way to rebuild a trained model: a fresh zoo model with weights loaded, in eval mode.
+
+    From ``run`` (a finished run folder: its config.json and model.safetensors), or ``weights`` with
+    ``config`` (the config.json of the run they belong to, see :func:`config_for_weights`) and/or
+    ``model``, or ``model`` alone (random weights; drawn from ``seed`` without touching the global
+    generator when it is given). ``model`` replaces the run's model; ``model_config`` updates the
+    run's (replaces it for another model); ``num_classes`` and ``in_chans`` default to the run's data
+    (the same model), else the zoo's. ``sha256`` pins the weights; ``strict=False`` loads what matches.
+    """
+    import torch
+
+    from cnnlab.models.registry import create_model, model_info
+    from cnnlab.models.weights import load_weights
+
+    if run is not None:
+        if weights is not None:
+            raise ConfigError("give a run folder or a weights file, not both")
+        config, weights = finished_run(run)
+    elif weights is not None and not Path(weights).is_file():
+        raise ConfigError(f"weights file {weights}: no such file")
+    spec = (config or {}).get("spec") or {}
+    name = model or spec.get("model")
+    if not name:
+        raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model"
+                          if weights is not None else "give a MODEL, --run DIR or --weights FILE --model NAME")
+    info = model_info(name)  # UnknownNameError with the closest names
+    same_model = config is not None and name == spec.get("model")
+    data = (config or {}).get("data") or {}
+    run_config = dict(spec.get("model_config") or {}) if same_model else {}
+    for key, value in run_config.items():  # JSON turned the tuples of the config into lists
+        if isinstance(value, list):
+            run_config[key] = tuple(value)
+    mconfig = {**run_config, **(model_config or {})}
+    try:
+        if num_classes is None:
+            num_classes = int(data.get("num_classes") or 0) if same_model else 0
+            num_classes = num_classes or info.num_classes
+        if in_chans is None:
+            in_chans = int(data["input_size"][0]) if same_model and data.get("input_size") else info.input_size[0]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as err:
+        raise ConfigError(f"{name}: not a readable run configuration ({type(err).__name__}: {err})") from None
+    if seed is None:
+        net = create_model(name, num_classes=num_classes, in_chans=in_chans, **mconfig)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # a name alone: the same random weights every time
+            net = create_model(name, num_classes=num_classes, in_chans=in_chans, **mconfig)
+    report = load_weights(net, weights, sha256=sha256, strict=strict) if weights is not None else None
+    return RunModel(model=net.eval(), name=name, model_config=mconfig, config=config,
+                    weights=Path(weights) if weights is not None else None, report=report)

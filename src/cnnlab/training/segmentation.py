@@ -11,12 +11,14 @@ of the whole split. The Trainer selects on the validation split's ``miou``.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab import atomic
 from cnnlab.data.bundle import DataBundle
 from cnnlab.data.segmentation import IGNORE_INDEX, joint_augment
 from cnnlab.errors import ConfigError
@@ -24,7 +26,7 @@ from cnnlab.models.base import ModelOutput
 from cnnlab.training.seg_metrics import confusion_matrix, segmentation_scores
 from cnnlab.training.tasks import Task, register_task
 
-__all__ = ["SegmentationTask", "OverlayPng", "evaluate_segmentation"]
+__all__ = ["SegmentationTask", "OverlayArrays", "evaluate_segmentation"]
 
 
 @register_task("segmentation")
@@ -102,30 +104,29 @@ class SegmentationTask(Task):
     def describe(self) -> dict:
         return {**super().describe(), "ignore_index": self.ignore_index}
 
-    def run_callbacks(self, out) -> list:
-        """Callbacks the engine adds to a run that has a folder: the overlay picture."""
-        return [OverlayPng(out)]
+    def run_callbacks(self, out_dir: Path) -> list:
+        """The overlay's arrays, at the end of a run that has a folder."""
+        return [OverlayArrays(out_dir)]
 
 
-class OverlayPng:
-    """Trainer callback: at the end of a run, ``overlay.png`` in the run folder shows the first test
-    images with their true masks and the selected model's predictions (a picture, not a measurement)."""
+class OverlayArrays:
+    """Trainer callback: at the end of a run, ``overlay.npz`` in the run folder holds the first test
+    images (``images``, channels averaged), their true masks (``truth``) and the selected model's
+    predictions (``prediction``), which :mod:`cnnlab.viz.run_pictures` draws as ``overlay.png``."""
 
     def __init__(self, out, *, examples: int = 4) -> None:
         self.out = out
         self.examples = examples
 
     def on_fit_end(self, trainer, result) -> None:
-        from cnnlab.viz.segmentation import draw_overlays
-
         data = trainer.data
         model = result.model
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         x = data.test.x[: self.examples]
         with torch.no_grad():
             pred = model.eval()(x.to(device)).argmax(1).cpu()
-        draw_overlays(self.out / "overlay.png", x.mean(1), data.test.y[: self.examples], {"prediction": pred},
-                      class_names=data.class_names, title=f"{data.name}: test images, truth and prediction")
+        atomic.write_npz(Path(self.out) / "overlay.npz", images=x.mean(1).numpy(),
+                         truth=data.test.y[: self.examples].numpy(), prediction=pred.numpy())
 
 
 def evaluate_segmentation(model: nn.Module, pair, *, batch_size: int = 200, device=None,

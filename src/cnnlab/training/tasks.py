@@ -16,9 +16,10 @@ whether larger or smaller is better), never on the test split.
 
 from __future__ import annotations
 
-import difflib
+import abc
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.data.bundle import DataBundle
-from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
 from cnnlab.models.base import ModelOutput
 
 __all__ = ["Task", "ClassificationTask", "register_task", "get_task", "list_tasks", "topk_hits"]
@@ -54,8 +55,7 @@ def list_tasks() -> list[str]:
 def get_task(name: str, **options: Any) -> Task:
     """A new Task of the registered ``name``, built with ``options`` (the class's keyword arguments)."""
     if name not in _TASKS:
-        close = difflib.get_close_matches(str(name), list(_TASKS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, list(_TASKS), n=3)
         raise UnknownNameError(f"unknown task {name!r}{hint} (known: {', '.join(list_tasks())})")
     try:
         return _TASKS[name](**options)
@@ -63,12 +63,12 @@ def get_task(name: str, **options: Any) -> Task:
         raise ConfigError(f"task {name!r}: {err}") from None
 
 
-class Task:
+class Task(abc.ABC):
     """Loss and metrics of one kind of training; subclass it and register it with :func:`register_task`.
 
     ``stat_names`` names the entries of the float64 sums vector that :meth:`loss` (second value) and
     :meth:`eval_sums` return; the Trainer adds them up over batches (and ranks) and hands the total to
-    :meth:`summarize`.
+    :meth:`summarize`. A subclass must define those three; every other method has a default.
     """
 
     name: str = "classification"
@@ -107,14 +107,17 @@ class Task:
     def forward_train(self, model: nn.Module, x: Tensor) -> Any:
         return model.forward_train(x) if hasattr(model, "forward_train") else model(x)
 
+    @abc.abstractmethod
     def loss(self, out: Any, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(scalar fp32 loss to backpropagate, float64 batch sums in ``stat_names`` order)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def eval_sums(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Float64 sums of one batch; ``model`` is in eval mode, called under no_grad and autocast."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def summarize(self, sums: Tensor) -> dict[str, float]:
         """Metrics from the (all-reduced) sums."""
         raise NotImplementedError
@@ -133,6 +136,16 @@ class Task:
     def describe(self) -> dict:
         """What config.json records of the task."""
         return {"name": self.name, "monitor": self.monitor, "mode": self.mode}
+
+    def callbacks(self, out_dir: Path | None) -> list:
+        """Trainer callbacks the task adds to every run, on every rank (``out_dir``: the run folder or
+        None), after the built-in ones: e.g. the VAE's end-of-run likelihood. Default: none."""
+        return []
+
+    def run_callbacks(self, out_dir: Path) -> list:
+        """Trainer callbacks the task adds to a run that has a folder, on rank 0, before the caller's:
+        the numbers of its end-of-run pictures (segmentation's overlay.npz). Default: none."""
+        return []
 
 
 def topk_hits(scores: Tensor, y: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:

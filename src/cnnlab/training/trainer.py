@@ -160,6 +160,7 @@ class Trainer:
         self.epoch_images = 0
         self.epoch_data_seconds = 0.0
         self.resumed: dict | None = None
+        self.out_dir: Path | None = None  # the run folder, on rank 0 (``fit`` sets it); None without one
         self.t_start = time.perf_counter()
 
     def _build_loader(self) -> None:

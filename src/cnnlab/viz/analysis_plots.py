@@ -2,7 +2,7 @@
 
 Both read results only (an ERF grid, the rows of ``cnnlab compare``) and draw with
 ``matplotlib.figure.Figure`` (no pyplot, no global backend). Files are written next to their target
-and renamed into place, so a failed draw never leaves half a PNG over an old one.
+and renamed into place (:func:`cnnlab.atomic.save_figure`), so a failed draw never leaves half a PNG over an old one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cnnlab import atomic
 
 __all__ = ["plot_erf", "plot_complexity", "plot_accuracy_vs_macs"]
 
@@ -26,17 +28,11 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     check_output_path(path, what="image file", directory=False)
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except OSError as err:  # a full disk, a read-only folder: one line, and no .NAME.tmp left behind
+        return atomic.save_figure(fig, path, dpi=120, bbox_inches="tight")
+    except OSError as err:  # a full disk, a read-only folder: one line (atomic leaves no temporary behind)
         raise ConfigError(f"cannot write image file {path}: {err.strerror or err}") from None
-    finally:
-        if tmp.is_file():  # left by a failed savefig or replace
-            tmp.unlink()
-    return path
 
 
 def plot_erf(

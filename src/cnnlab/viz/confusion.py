@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 
 from cnnlab import atomic
 
-__all__ = ["plot_confusion", "plot_mistakes"]
+__all__ = ["plot_confusion", "plot_mistakes", "draw_diagnostics"]
 
 
 def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: str | os.PathLike, *,
@@ -88,3 +89,22 @@ def plot_mistakes(images: np.ndarray, true: Sequence[int], predicted: Sequence[i
     fig.suptitle(title or "most confident mistakes (true -> predicted, confidence)", fontsize=10)
     fig.tight_layout()
     return atomic.save_figure(fig, path, dpi=100)
+
+
+def draw_diagnostics(out_dir: str | os.PathLike, *, title: str = "", mistakes: bool = True) -> list[Path]:
+    """``confusion.png`` from ``out_dir``'s ``confusion.csv`` and (``mistakes``) ``mistakes.png`` from
+    ``mistakes.npz`` (what :func:`cnnlab.training.diagnostics.write_diagnostics` writes); returns the
+    pictures drawn. ``title`` names the model and data ("lenet5 on mnist")."""
+    out_dir = Path(out_dir)
+    with open(out_dir / "confusion.csv", newline="") as f:
+        table = list(csv.reader(f))
+    names = table[0][1:]
+    confusion = np.array([[int(v) for v in row[1:]] for row in table[1:]], dtype=np.int64).reshape(len(names), -1)
+    drawn = [plot_confusion(confusion, names, out_dir / "confusion.png", title=f"{title}: test confusion")]
+    if mistakes:
+        with np.load(out_dir / "mistakes.npz", allow_pickle=False) as m:
+            images, true, predicted, confidence = m["images"], m["true"], m["predicted"], m["confidence"]
+        drawn.append(plot_mistakes(images, true.tolist(), predicted.tolist(), confidence.tolist(), names,
+                                   out_dir / "mistakes.png",
+                                   title=f"{title}: the {len(images)} most confident test mistakes"))
+    return drawn

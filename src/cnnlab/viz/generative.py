@@ -19,6 +19,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from cnnlab import atomic
+
 __all__ = ["tile", "save_grid", "draw_generative"]
 
 _DPI = 110
@@ -47,8 +49,7 @@ def _show(ax, mosaic: np.ndarray, title: str | None = None) -> None:
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=_DPI, format="png")
-    return path
+    return atomic.save_figure(fig, path, dpi=_DPI)
 
 
 def save_grid(images: np.ndarray, path: str | Path, *, title: str = "", ncol: int | None = None) -> Path:

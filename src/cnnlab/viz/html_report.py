@@ -82,6 +82,17 @@ def _json(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _config(folder: Path) -> dict | None:
+    """The folder's config.json (the run folder's one reader, :func:`cnnlab.training.rundir.read_config`),
+    or None when it is missing or cannot be read."""
+    from cnnlab.training.rundir import read_config
+
+    try:
+        return read_config(folder / "config.json")
+    except ConfigError:
+        return None
+
+
 def _png(path: Path, caption: str) -> dict[str, str] | None:
     data = _read(path)
     if data is None:
@@ -124,7 +135,7 @@ def detect_kind(path: str | os.PathLike) -> str:
         raise ConfigError(f"{path}: no such file or folder")
     if not path.is_dir():
         raise ConfigError(f"{path}: give a run folder, an experiment folder or a folder of them (not a file)")
-    config = _json(path / "config.json")
+    config = _config(path)
     if config is not None and "cnnlab_run" in config:
         return "run"
     results = _json(path / "results.json")
@@ -276,7 +287,7 @@ def _command(text: Any) -> str:
 def _run_context(folder: Path) -> dict[str, Any]:
     from cnnlab.viz.runs import read_run
 
-    config = _json(folder / "config.json") or {}
+    config = _config(folder) or {}
     results = _json(folder / "results.json")
     summary = read_run(folder)
     spec = config.get("spec") if isinstance(config.get("spec"), Mapping) else {}
@@ -424,7 +435,7 @@ def write_report(path: str | os.PathLike, *, out: str | os.PathLike | None = Non
     written, links = [], {}
     runs = find_runs(path)
     # A run whose config.json cannot be read gets no page of its own: the index lists it as unreadable.
-    folders = [Path(s.path) for s in runs if _json(Path(s.path) / "config.json") is not None] + _experiments_under(path)
+    folders = [Path(s.path) for s in runs if _config(Path(s.path)) is not None] + _experiments_under(path)
     if not folders and not runs:
         raise ConfigError(f"{path}: no run folder (config.json of `cnnlab train`) or experiment folder "
                           "(results.json of `cnnlab experiment`) in it")

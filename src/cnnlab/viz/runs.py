@@ -58,6 +58,22 @@ def _json(path: Path) -> dict | None:
     return _read(path)[0]
 
 
+def _read_config(folder: Path) -> tuple[dict | None, str | None]:
+    """Like :func:`_read`, for the folder's config.json, through the run folder's one reader."""
+    from cnnlab.training.rundir import CONFIG, read_config
+
+    if not os.path.lexists(folder / CONFIG):
+        return None, None
+    try:
+        return read_config(folder / CONFIG), None
+    except ConfigError as err:
+        return None, str(err)
+
+
+def _config(folder: Path) -> dict | None:
+    return _read_config(folder)[0]
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -80,7 +96,7 @@ def read_run(folder: str | os.PathLike) -> RunSummary:
     """The summary of one run folder; :class:`ConfigError` when it is not a cnnlab run. A run whose
     results.json cannot be read is summarised with the state "unreadable"."""
     folder = Path(folder)
-    config, problem = _read(folder / "config.json")
+    config, problem = _read_config(folder)
     if config is None or "cnnlab_run" not in config:
         raise ConfigError(problem or f"{folder}: not a cnnlab run folder (no readable config.json written by cnnlab train)")
     return _summary(folder, config)
@@ -141,7 +157,7 @@ def find_runs(root: str | os.PathLike) -> list[RunSummary]:
     for config in sorted(root.rglob("config.json")):
         if "checkpoints" in config.parts:
             continue
-        doc, problem = _read(config)
+        doc, problem = _read_config(config.parent)
         if doc is not None and "cnnlab_run" in doc:
             found.append(_summary(config.parent, doc))
         elif problem is not None and (summary := _unreadable_run(config.parent, problem)) is not None:
@@ -178,7 +194,7 @@ def config_differences(folders: Sequence[str | os.PathLike]) -> list[tuple[str, 
     """``(key, [value in each run])`` for every config.json entry whose value is not the same in all."""
     flats = []
     for folder in folders:
-        config = _json(Path(folder) / "config.json")
+        config = _config(Path(folder))
         if config is None:
             raise ConfigError(f"{folder}: not a cnnlab run folder (no readable config.json)")
         flats.append(_flatten(config))

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from cnnlab import atomic
+
 __all__ = ["voc_palette", "colour_mask", "draw_overlays"]
 
 
@@ -75,6 +77,4 @@ def draw_overlays(path: Path, images: Sequence[Any], truth: Sequence[Any], preds
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.03 if class_names else 0, 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    return atomic.save_figure(fig, path, dpi=110)

@@ -1,0 +1,77 @@
+"""Argument types and parsers the sub-commands share (one parser of positive integers, of
+``FIELD=VALUE`` pairs, ... for every command)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+__all__ = ["positive_int", "nonneg_int", "positive_float", "pairs"]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _value(text: str) -> Any:
+    """A --set value: true/false/none, a number, a tuple "100,150", or else the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, (int, float, bool, tuple, str)):
+        return text
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, float) and not math.isfinite(v):  # 1e999 parses as inf
+            raise ConfigError(f"{text!r} is not a finite number")
+    return value
+
+
+def pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``--model-set``-style ``FIELD=VALUE`` items as a dict (dashes in a field become underscores)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects FIELD=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = _value(text)
+    return out

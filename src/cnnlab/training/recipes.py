@@ -17,11 +17,10 @@ the model's input size. Where a paper crops a smaller patch from a larger stored
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
 
 __all__ = ["Recipe", "get_recipe", "list_recipes", "register_recipe", "default_recipe_for", "RECIPES",
            "DATA_RECIPES"]
@@ -147,9 +146,8 @@ class Recipe:
         valid = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - valid)
         if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(valid), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"recipe {self.name}: unknown field {unknown[0]!r}{hint}; "
+            hint = did_you_mean(unknown[0], sorted(valid), n=3)
+            raise ConfigError(f"recipe {self.name}: unknown field {unknown[0]!r}{hint.replace('?', '')}; "
                               f"valid fields: {', '.join(sorted(valid))}")
         if changes.get("epochs") is not None and "iterations" not in changes:
             changes["iterations"] = None
@@ -214,8 +212,7 @@ def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, list(RECIPES), n=3)
         raise UnknownNameError(f"unknown recipe {name!r}{hint} (recipes: {', '.join(list_recipes())})") from None
 
 

@@ -11,23 +11,32 @@ Checkpoints need the two halves apart (all files durable under temporary names f
 in a fixed order around the manifest): :func:`write_temp` is the first half, and ``atomic_write`` is
 ``write_temp`` + rename + :func:`fsync_dir`.
 
+Commands that write into folders the user chose (report, viz, eval, experiment, plots) run inside
+:func:`replace_guard`: there a file that already exists is replaced only when cnnlab wrote it there
+(its sha256 is in the folder's ``.cnnlab-outputs.json`` ledger, so a re-run refreshes its own
+output) or with ``force``; anything else, a user's own file of the same name, is refused before it is
+touched.
+
 This module imports nothing from the package, so every layer (models, training, experiments, viz)
 may use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 __all__ = ["TMP_PREFIX", "fsync_dir", "write_temp", "atomic_write", "write_text", "write_json", "write_csv",
-           "write_npz", "save_figure"]
+           "write_npz", "save_figure", "replace_guard", "check_replace", "cnnlab_wrote", "LEDGER"]
 
 # Temporary files are hidden and carry this prefix, so `clean_temporaries` can find the strays a
 # killed run leaves without ever touching a user's file.
@@ -66,16 +75,84 @@ def write_temp(directory: str | os.PathLike, name: str, data: bytes | bytearray 
     return tmp
 
 
+# ------------------------------------------------------------------ outputs a command may replace
+
+LEDGER = ".cnnlab-outputs.json"  # in each folder a guarded command wrote to: {file name: sha256}
+MAX_LEDGER_BYTES = 4 << 20
+MAX_HASHED_BYTES = 512 << 20  # a larger file at an output's path is never one of cnnlab's outputs
+_GUARD: ContextVar[tuple[bool, type[Exception]] | None] = ContextVar("cnnlab_replace_guard", default=None)
+
+
+@contextlib.contextmanager
+def replace_guard(*, force: bool, error: type[Exception]) -> Iterator[None]:
+    """Inside: :func:`atomic_write` refuses (raising ``error``) to replace a file that cnnlab did not
+    write there, unless ``force``; every file written is recorded in its folder's ledger."""
+    token = _GUARD.set((force, error))
+    try:
+        yield
+    finally:
+        _GUARD.reset(token)
+
+
+def _read_ledger(directory: Path) -> dict[str, str]:
+    path = directory / LEDGER
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_LEDGER_BYTES:
+            return {}
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(doc, dict) else {}
+
+
+def cnnlab_wrote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file that a guarded cnnlab command wrote and nobody changed since."""
+    path = Path(path)
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_HASHED_BYTES:
+            return False
+        digest = _read_ledger(path.parent).get(path.name)
+        return digest is not None and hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    except OSError:
+        return False
+
+
+def check_replace(path: str | os.PathLike) -> None:
+    """Inside :func:`replace_guard`, refuse ``path`` now (before any work) if writing it would replace a
+    file cnnlab did not write there."""
+    path = Path(path)
+    guard = _GUARD.get()
+    if guard is None or guard[0] or not (path.exists() or path.is_symlink()) or cnnlab_wrote(path):
+        return
+    raise guard[1](f"{path} exists and cnnlab did not write it there (or it was changed since): not replaced; "
+                   "pass --force to replace it, or choose another output")
+
+
+def _record(path: Path, data: bytes | bytearray | memoryview) -> None:
+    if _GUARD.get() is None or path.name == LEDGER:
+        return
+    ledger = _read_ledger(path.parent)
+    ledger[path.name] = hashlib.sha256(data).hexdigest()
+    tmp = write_temp(path.parent, LEDGER, json.dumps(ledger, indent=1, sort_keys=True).encode())
+    try:
+        os.replace(tmp, path.parent / LEDGER)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | bytearray | memoryview, *, sync_dir: bool = True) -> None:
     """Make ``path`` hold either its old content or all of ``data`` (temporary + fsync + rename + fsync
-    of the folder)."""
+    of the folder). Inside :func:`replace_guard`, a file cnnlab did not write there is not replaced."""
     path = Path(path)
+    check_replace(path)
     tmp = write_temp(path.parent, path.name, data)
     try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _record(path, data)
     if sync_dir:
         fsync_dir(path.parent)
 

@@ -8,6 +8,7 @@ A sub-command module defines ``register(subparsers)``, which adds its parser(s) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import warnings
@@ -84,8 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     if extras:
         command = args._commands.get(args.command)
         (command if isinstance(command, ArgumentParser) else parser).unknown(extras)
+    from cnnlab.atomic import replace_guard
+    from cnnlab.errors import ConfigError
+
+    # Commands that write into folders the user names refuse to replace files cnnlab did not write.
+    guard = (replace_guard(force=bool(args.force), error=ConfigError) if getattr(args, "guard_outputs", False)
+             else contextlib.nullcontext())
     try:
-        return int(args.func(args) or 0)
+        with guard:
+            return int(args.func(args) or 0)
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
         return 2

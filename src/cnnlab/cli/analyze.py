@@ -6,6 +6,8 @@ import argparse
 import re
 
 from cnnlab.errors import ConfigError
+from cnnlab.atomic import check_replace
+from cnnlab.cli.options import guard_outputs
 
 _FORMATS = ("table", "markdown", "json", "csv")
 _DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--erf-samples", type=int, default=16, metavar="N", help="random inputs averaged (default 16)")
     p.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="momentum",
                    help="optimizer whose state the training-memory estimate counts (default momentum)")
+    guard_outputs(p)
     p.set_defaults(func=run_summary)
 
     c = sub.add_parser(
@@ -43,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--format", choices=_FORMATS, default="table", help="output format (default table)")
     c.add_argument("--plot", metavar="FILE.png", help="save the bubble chart (area = activation memory) and, as "
                    "FILE_accuracy.png, published ImageNet top-1 against MACs (area = parameters)")
+    guard_outputs(c)
     c.set_defaults(func=run_compare)
 
 
@@ -112,6 +116,7 @@ def run_summary(args: argparse.Namespace) -> int:
         from cnnlab.safeio import check_output_path
 
         check_output_path(args.erf, what="--erf", directory=False)  # before the measurement, not after
+        check_replace(args.erf)
         from cnnlab.analysis import effective_receptive_field
         from cnnlab.viz.analysis_plots import plot_erf
 
@@ -158,6 +163,7 @@ def run_compare(args: argparse.Namespace) -> int:
         from cnnlab.safeio import check_output_path
 
         check_output_path(args.plot, what="--plot", directory=False)
+        check_replace(args.plot)
     result = compare(args.models, size, batch_size=args.batch_size, dtype=args.dtype)
     if args.plot:
         from cnnlab.viz.analysis_plots import plot_complexity

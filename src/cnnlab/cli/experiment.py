@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 from cnnlab.experiments.framework import SCALES, write_index
+from cnnlab.cli.options import guard_outputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--precision", default="auto", help="training/evaluation precision passed to the engine")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    guard_outputs(p)
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "pairs"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "pairs", "guard_outputs"]
 
 
 def positive_int(text: str) -> int:
@@ -75,3 +75,11 @@ def pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} expects FIELD=VALUE, got {item!r}")
         out[key.strip().replace("-", "_")] = _value(text)
     return out
+
+
+def guard_outputs(p: argparse.ArgumentParser) -> None:
+    """The command writes into places the user names: it never replaces a file cnnlab did not write
+    there, unless --force (see ``cnnlab.atomic.replace_guard``)."""
+    p.add_argument("--force", action="store_true",
+                   help="replace output files of the same name that cnnlab did not write (default: refuse)")
+    p.set_defaults(guard_outputs=True)

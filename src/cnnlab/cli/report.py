@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.options import guard_outputs
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="an HTML page of a run, an experiment or a folder of them",
@@ -14,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.html",
                    help="the page to write (default PATH/report.html, or PATH/index.html for a folder of runs)")
     p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    guard_outputs(p)
     p.set_defaults(func=run)
 
 

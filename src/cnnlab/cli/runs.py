@@ -11,6 +11,7 @@ import sys
 
 from cnnlab.errors import ConfigError
 from cnnlab.terminal import for_terminal
+from cnnlab.cli.options import guard_outputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
     p.add_argument("--plot", metavar="FILE.png", default="runs-compare.png",
                    help="with `compare`: where the overlaid curves go (default runs-compare.png)")
+    guard_outputs(p)
     p.set_defaults(func=run)
 
 

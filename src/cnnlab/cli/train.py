@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnlab.cli.options import nonneg_int, pairs, positive_float, positive_int
+from cnnlab.cli.options import guard_outputs, nonneg_int, pairs, positive_float, positive_int
 from cnnlab.errors import ConfigError
 
 TRAIN_EPILOG = """\
@@ -117,6 +117,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                         "folder in the run folder of the weights, else ./cnnlab-eval)")
     e.add_argument("--mistakes", type=nonneg_int, default=32, metavar="K",
                    help="how many of the most confident mistakes to draw (default 32; 0: none)")
+    guard_outputs(e)
     e.set_defaults(func=run_eval)
 
 

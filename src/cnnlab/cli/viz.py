@@ -25,7 +25,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.options import nonneg_int, positive_int
+    from cnnlab.cli.options import guard_outputs, nonneg_int, positive_int
 
     p = sub.add_parser(
         "viz", help="look inside a network: filters, stats, feature maps, top patches, attributions, CAM",
@@ -55,7 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0,
                    help="seed of an untrained model's weights and of t-SNE (default 0)")
     p.add_argument("--sha256", help="expected sha256 of --weights")
-    p.add_argument("--out", default="viz", help="folder for the PNGs (default ./viz)")
+    p.add_argument("--out", help="folder for the PNGs (default: RUN/viz with --run, so `cnnlab report` shows "
+                                 "them; else ./viz)")
+    guard_outputs(p)
     p.set_defaults(func=run)
 
 
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.run or args.weights or args.model):
         raise ConfigError("say which network: --run DIR, --weights FILE [--model NAME], or --model NAME (untrained)")
     subject = _load(args)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else (Path(args.run) / "viz" if args.run else Path("viz"))
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     written = _DRAW[args.what](subject, args, out)

@@ -370,13 +370,16 @@ register_recipe(Recipe(
     # that carry over: a small fast net (airbench_mini), whitened first layer, label smoothing 0.2,
     # flips and 2-pixel shifts, test-time flips, a short warm-up and a decay to zero. Chosen on the
     # validation split (6,000 of the 60,000 training images); benchmarks/speedrun_fashion.py times it.
+    # The length is the fewest epochs whose seed-0 validation accuracy reaches 93.6% (a rule set
+    # before the trials, leaving room for the seeds and for val against test): 5 epochs 93.18%,
+    # 6 epochs 93.48%, 7 epochs 93.75%.
     optimizer="sgd",
     lr=0.2,  # departure: airbench's 11.5 is for summed losses with 1/9-scaled logits; this is per-mean
     momentum=0.9,  # airbench: 0.85
     nesterov=True,  # airbench
     weight_decay=5e-4,  # airbench: 0.0153 in its own scaling
     batch_size=256,  # airbench: 1024 (a GPU's batch); smaller trains faster per epoch here
-    epochs=8,
+    epochs=7,  # chosen on val, above
     schedule="cosine",  # airbench: linear to zero; cosine also ends at zero
     warmup_steps=105,  # half an epoch of 54,000 / 256
     warmup_lr=0.0,

@@ -41,21 +41,11 @@ def load_model(*, model: str | None = None, run: str | os.PathLike | None = None
     ``model``, or with ``config`` = the config.json of the run they belong to), ``model`` alone
     (random weights drawn with ``seed``; for export and benchmarks)."""
     from cnnlab.models.registry import model_info
-    from cnnlab.training.rundir import finished_run, load_run_model
+    from cnnlab.training.rundir import load_run_model, resolve_model_source
 
-    run_dir = None
-    if run is not None:
-        if weights is not None:
-            raise ConfigError("give a run folder or a weights file, not both")
-        config, weights = finished_run(run)
-        run_dir = Path(run)
-    if weights is not None and not Path(weights).is_file():
-        raise ConfigError(f"weights file {weights}: no such file")
+    run_dir = Path(run) if run is not None else None
+    config, weights, name = resolve_model_source(run=run, weights=weights, config=config, model=model)
     spec = (config or {}).get("spec") or {}
-    name = model or spec.get("model")
-    if not name:
-        raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model"
-                          if weights is not None else "give a MODEL, --run DIR or --weights FILE --model NAME")
     info = model_info(name)  # UnknownNameError with the closest names
     if config is not None and name == spec.get("model"):
         prep = Preprocessing.from_run_config(config, where=str((run_dir or Path(weights).parent) / "config.json"))

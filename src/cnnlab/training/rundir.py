@@ -324,6 +324,24 @@ class RunModel:
     report: Any = None  # the LoadReport of the weights (None without weights)
 
 
+def resolve_model_source(*, run=None, weights=None, config: dict | None = None,
+                         model: str | None = None) -> tuple[dict | None, Path | None, str]:
+    """(config, weights, model name) from exactly one source: a finished ``run`` folder, a ``weights``
+    file (with ``config`` and/or ``model``), or ``model`` alone; one-line errors otherwise."""
+    if run is not None:
+        if weights is not None:
+            raise ConfigError("give a run folder or a weights file, not both")
+        config, weights = finished_run(run)
+    elif weights is not None and not Path(weights).is_file():
+        raise ConfigError(f"weights file {weights}: no such file")
+    spec = (config or {}).get("spec") or {}
+    name = model or spec.get("model")
+    if not name:
+        raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model"
+                          if weights is not None else "give a MODEL, --run DIR or --weights FILE --model NAME")
+    return config, (Path(weights) if weights is not None else None), str(name)
+
+
 def load_run_model(run: str | os.PathLike | None = None, *, weights: str | os.PathLike | None = None,
                    config: dict | None = None, model: str | None = None, model_config: dict | None = None,
                    num_classes: int | None = None, in_chans: int | None = None, sha256: str | None = None,
@@ -342,17 +360,8 @@ def load_run_model(run: str | os.PathLike | None = None, *, weights: str | os.Pa
     from cnnlab.models.registry import create_model, model_info
     from cnnlab.models.weights import load_weights
 
-    if run is not None:
-        if weights is not None:
-            raise ConfigError("give a run folder or a weights file, not both")
-        config, weights = finished_run(run)
-    elif weights is not None and not Path(weights).is_file():
-        raise ConfigError(f"weights file {weights}: no such file")
+    config, weights, name = resolve_model_source(run=run, weights=weights, config=config, model=model)
     spec = (config or {}).get("spec") or {}
-    name = model or spec.get("model")
-    if not name:
-        raise ConfigError(f"{weights}: no config.json of a run beside it; name the model with --model"
-                          if weights is not None else "give a MODEL, --run DIR or --weights FILE --model NAME")
     info = model_info(name)  # UnknownNameError with the closest names
     same_model = config is not None and name == spec.get("model")
     data = (config or {}).get("data") or {}

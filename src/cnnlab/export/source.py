@@ -13,7 +13,6 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab.errors import ConfigError
 from cnnlab.export.preprocess import Preprocessing
 
 __all__ = ["InferenceModel", "load_model"]

@@ -28,7 +28,7 @@ pytest.importorskip("onnxscript", reason="pip install '.[export]'")
 TOL = 1e-4
 # One per family and per distinct layer pattern; every other zoo net is in the slow test.
 FAST = {"lenet5", "lenet5_relu", "alexnet", "alexnet_2012", "zfnet", "vgg_a_lrn", "vgg_c", "vgg11_bn",
-        "googlenet", "googlenet_2014", "nin_cifar", "fractalnet_cifar", "resnet18", "resnet50",
+        "googlenet", "googlenet_2014", "nin_cifar", "fractalnet_cifar", "resnet18", "resnet50", "airbench_mini",
         "resnext50_32x4d", "se_resnet50", "plain18", "resnet20", "plain20", "se_resnet20",
         # dense prediction and generative nets: per-pixel logits, [0, 1] pixels
         "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv"}

@@ -24,6 +24,7 @@ FAMILIES = {
     "resnext": ("resnext50_32x4d", dict(widths=(32, 32, 64, 64)), 32),
     "senet": ("se_resnet20", dict(widths=(4, 8, 8)), 32),
     "fractalnet": ("fractalnet_cifar", dict(channels=(4, 4, 8, 8, 8)), 32),
+    "airbench": ("airbench_mini", dict(widths=(8, 8, 16)), 28),
 }
 GAP_FAMILIES = {"nin", "googlenet", "plain", "resnet_cifar", "resnet", "resnext", "senet", "fractalnet"}
 

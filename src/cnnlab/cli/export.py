@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.terminal import for_terminal
-from cnnlab.cli.options import positive_int  # one parser of positive integers for every command
+from cnnlab.cli.options import positive_int, threads_int  # one parser of each kind for every command
 
 EXPORT_EPILOG = """\
 examples:
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated, of {','.join(BACKENDS)} (default: all but compile, which "
                         "compiles for a minute or more)")
     b.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
-    b.add_argument("--threads", type=positive_int, help="torch and ONNX Runtime threads (default: torch's)")
+    b.add_argument("--threads", type=threads_int, help="torch and ONNX Runtime threads (default: torch's)")
     b.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     b.set_defaults(func=run_bench)
 

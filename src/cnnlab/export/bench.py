@@ -61,7 +61,8 @@ def benchmark(model: nn.Module, preprocessing: Preprocessing, *, backends: list[
             MAX_INPUT_BATCH_BYTES:
         most = max(1, MAX_INPUT_BATCH_BYTES // per_image)
         raise ConfigError(f"--batch-size {batch_size!r}: batches of {'x'.join(map(str, preprocessing.input_size))} "
-                          f"inputs must be 1..{most:,} images (at most {MAX_INPUT_BATCH_BYTES >> 30} GiB of fp32 input)")
+                          f"inputs must be 1..{most:,} images (at most {MAX_INPUT_BATCH_BYTES >> 30} GiB of fp32 "
+                          "input)")
     gen = torch.Generator().manual_seed(0)
     xb = torch.randn(batch_size, *preprocessing.input_size, generator=gen)
     x1 = torch.randn(1, *preprocessing.input_size, generator=gen)

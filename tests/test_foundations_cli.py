@@ -98,10 +98,10 @@ def test_bad_images_are_one_line_exit_2(tmp_path, capsys):
     not_image = tmp_path / "notes.png"
     not_image.write_text("this is not a picture\n")
     for argv, message in (
-        (["filters", str(missing), "--out", str(tmp_path / "d")], "image not found"),
+        (["filters", str(missing), "--out", str(tmp_path / "d")], "nope.png does not exist"),
         (["filters", str(not_image), "--out", str(tmp_path / "d")], "cannot read image"),
         (["convolve", str(not_image), "--kernel", "[[1]]", "--out", str(tmp_path / "x.png")], "cannot read image"),
-        (["convolve", str(missing), "--kernel", "[[1]]", "--out", str(tmp_path / "x.png")], "image not found"),
+        (["convolve", str(missing), "--kernel", "[[1]]", "--out", str(tmp_path / "x.png")], "nope.png does not exist"),
         (["filters", str(missing), "--bank", "nope"], "invalid choice"),
     ):
         code, _, err = run(argv, capsys)

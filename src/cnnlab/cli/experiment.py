@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from cnnlab.experiments.framework import SCALES, write_index
-from cnnlab.cli.options import guard_outputs
+from cnnlab.cli.options import guard_outputs, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true", help="download a missing data set (CIFAR-10 for --scale full)")
     p.add_argument("--out", default=None, help="output directory (default runs/experiments/NAME-SCALE); with "
                    "`all`, the folder that gets one NAME-SCALE folder per experiment and an index.md")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and sampling")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of initialisation, data order and sampling")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--precision", default="auto", help="training/evaluation precision passed to the engine")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.terminal import for_terminal
-from cnnlab.cli.options import positive_int  # one parser of positive integers for every command
+from cnnlab.cli.options import positive_int, threads_int  # one parser of each kind for every command
 
 EXPORT_EPILOG = """\
 examples:
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated, of {','.join(BACKENDS)} (default: all but compile, which "
                         "compiles for a minute or more)")
     b.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
-    b.add_argument("--threads", type=positive_int, help="torch and ONNX Runtime threads (default: torch's)")
+    b.add_argument("--threads", type=threads_int, help="torch and ONNX Runtime threads (default: torch's)")
     b.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     b.set_defaults(func=run_bench)
 
@@ -151,12 +151,22 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_images(images: list[str]) -> None:
+    """Every file a readable image (from its header, nothing decoded), before anything is printed or written."""
+    from cnnlab.data.readers import open_image
+    from cnnlab.safeio import describe_path
+
+    for image in images:
+        if not Path(image).is_file():
+            raise ConfigError(f"image {image} {describe_path(image)}; give image files")
+        open_image(Path(image))
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from cnnlab.export.predictor import Predictor, is_segmentation, write_masks
+    from cnnlab.limits import PREDICT_CHUNK
 
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
-        raise ConfigError(f"image {missing[0]}: no such file")
+    _check_images(args.images)
     src = _load(args, positional=None)
     if is_segmentation(src):
         masks = write_masks(src, args.images, out_dir=args.masks_dir)
@@ -167,18 +177,23 @@ def run_predict(args: argparse.Namespace) -> int:
         return 0
     log = (lambda msg: print(f"cnnlab predict: {msg}", file=sys.stderr)) if args.format == "table" else None
     predictor = Predictor(src, backend=args.backend, cache=not args.no_cache, log=log)
-    predictions = predictor.predict(args.images, top_k=args.top_k, invert=args.invert)
+    # A chunk of files at a time: thousands of images are never all in memory, and a table prints as it goes.
+    chunks = (predictor.predict(args.images[i:i + PREDICT_CHUNK], top_k=args.top_k, invert=args.invert)
+              for i in range(0, len(args.images), PREDICT_CHUNK))
     if args.format == "json":
+        predictions = [p.to_dict() for chunk in chunks for p in chunk]  # one document: printed at the end
         print(json.dumps({"model": src.name, "weights": str(src.weights) if src.weights else None,
                           "backend": predictor.backend.name, "choice": predictor.choice,
-                          "predictions": [p.to_dict() for p in predictions]}, indent=2))
+                          "predictions": predictions}, indent=2))
         return 0
     print(f"{src.name}, backend {predictor.backend.name} ({for_terminal(predictor.choice.get('reason', ''))})")
-    for pred in predictions:
-        print(for_terminal(pred.file))
-        for note in pred.notes:
-            print(f"  note: {note}")
-        for name, index, prob in pred.top:  # class names come from the run's config.json: escaped
-            label = for_terminal(name) if name == str(index) else f"{for_terminal(name)} ({index})"
-            print(f"  {100 * prob:6.2f}%  {label}")
+    for chunk in chunks:
+        for pred in chunk:
+            print(for_terminal(pred.file))
+            for note in pred.notes:
+                print(f"  note: {note}")
+            for name, index, prob in pred.top:  # class names come from the run's config.json: escaped
+                label = for_terminal(name) if name == str(index) else f"{for_terminal(name)} ({index})"
+                print(f"  {100 * prob:6.2f}%  {label}")
+        sys.stdout.flush()
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.errors import ConfigError
+from cnnlab.limits import MAX_IMAGE_SIDE
 
 IMAGE_HELP = ("an image file (any PIL format) or skimage:NAME, one of the photographs shipped with scikit-image "
               "(skimage:chelsea, skimage:astronaut, skimage:camera, ...; a wrong NAME lists them all)")
@@ -39,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", metavar="FILE.png", help="output file (default: IMAGE's name + _convolved.png, here: chelsea_convolved.png "
                         "for skimage:chelsea)")
     c.add_argument("--grey", action="store_true", help="convert to grey first")
+    c.add_argument("--max-side", type=int, default=MAX_IMAGE_SIDE, metavar="N",
+                   help=f"refuse images with a side longer than N pixels (default and most {MAX_IMAGE_SIDE})")
     c.add_argument("--boundary", choices=("zero", "reflect", "circular"), default="zero",
                    help="how pixels outside the image are filled (default zero)")
     c.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -67,11 +70,17 @@ def _check_new(path: Path, force: bool) -> None:
         raise ConfigError(f"output {path} must end in .png")
 
 
+def _check_max_side(max_side: int) -> None:
+    if max_side < 8:
+        raise ConfigError(f"--max-side must be at least 8, got {max_side}")
+    if max_side > MAX_IMAGE_SIDE:  # the image is decoded and filtered in float64 at this size
+        raise ConfigError(f"--max-side must be at most {MAX_IMAGE_SIDE}, got {max_side}")
+
+
 def _grid_output(args: argparse.Namespace, default_name: str) -> Path:
     """The PNG that ``--out`` names (a .png file, or a folder that gets ``default_name``), checked new;
     ``--max-side`` checked."""
-    if args.max_side < 8:
-        raise ConfigError(f"--max-side must be at least 8, got {args.max_side}")
+    _check_max_side(args.max_side)
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         out = out / default_name
@@ -103,9 +112,10 @@ def run_convolve(args: argparse.Namespace) -> int:
     from cnnlab.viz.filters import save_image
 
     kernel = parse_kernel(args.kernel)
+    _check_max_side(args.max_side)
     out = Path(args.out) if args.out else Path(f"{image_stem(args.image)}_convolved.png")
     _check_new(out, args.force)
-    image = load_image(args.image, grey=args.grey)
+    image = load_image(args.image, grey=args.grey, refuse_side=args.max_side)
     result = apply_kernel(image, kernel, boundary=args.boundary)
     save_image(result, out)
     clipped = float(((result < 0) | (result > 1)).mean())

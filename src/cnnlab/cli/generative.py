@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
-from cnnlab.cli.options import positive_int  # one parser of positive integers for every command
+from cnnlab.cli.options import bounded_int, seed_int  # one parser of each kind for every command
+from cnnlab.limits import MAX_SAMPLES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Decode draws z ~ N(0, I) with the selected weights of a `cnnlab train` run of "
                                    "vae_mlp or vae_conv, and write them as one PNG grid.")
     p.add_argument("run", help="the run folder (config.json + model.safetensors)")
-    p.add_argument("--n", type=positive_int, default=64, help="how many images (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--n", type=bounded_int(1, MAX_SAMPLES), default=64,
+                   help=f"how many images (default 64, at most {MAX_SAMPLES:,})")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--out", help="PNG to write (default RUN/samples-seed<SEED>-n<N>.png); never overwritten")
     p.set_defaults(func=run)
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "pairs", "guard_outputs"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "seed_int", "threads_int", "bounded_int", "pairs",
+           "guard_outputs"]
 
 
 def positive_int(text: str) -> int:
@@ -43,6 +44,38 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bounded_int(low: int, high: int, *, why: str = ""):
+    """An argparse type: an integer in ``low..high``; ``why`` ends the message (what the bound protects)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low:,}..{high:,}{why}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer in {low}..{high}"  # argparse names the type in some messages
+    return parse
+
+
+def seed_int(text: str) -> int:
+    """A random seed: torch takes a signed 64-bit integer."""
+    from cnnlab.limits import MAX_SEED
+
+    return bounded_int(0, MAX_SEED, why=" (a 64-bit seed)")(text)
+
+
+def threads_int(text: str) -> int:
+    """A CPU thread count (too many abort the OpenMP runtime, with no error to catch)."""
+    from cnnlab.limits import MAX_THREADS
+
+    return bounded_int(1, MAX_THREADS)(text)
+
+
+_NOT_FINITE = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
+
+
 def _value(text: str) -> Any:
     """A --set value: true/false/none, a number, a tuple "100,150", or else the string itself."""
     low = text.strip().lower()
@@ -52,6 +85,8 @@ def _value(text: str) -> Any:
         return False
     if low in ("none", "null"):
         return None
+    if low in _NOT_FINITE:  # float() reads these; a --set value must be a finite number
+        raise ConfigError(f"{text!r} is not a finite number")
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -73,7 +108,10 @@ def pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{flag} expects FIELD=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = _value(text)
+        try:
+            out[key.strip().replace("-", "_")] = _value(text)
+        except ConfigError as err:
+            raise ConfigError(f"{flag} {item}: {err}") from None
     return out
 
 

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnlab.cli.options import guard_outputs, nonneg_int, pairs, positive_float, positive_int
+from cnnlab.cli.options import (guard_outputs, nonneg_int, pairs, positive_float, positive_int, seed_int,
+                                threads_int)
 from cnnlab.errors import ConfigError
 
 TRAIN_EPILOG = """\
@@ -56,11 +57,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
     p.add_argument("--download", action="store_true", default=None, help="download the data set if missing")
     p.add_argument("--bad-files", choices=("strict", "skip"), help="bad image files: error (default) or skip")
-    p.add_argument("--seed", type=nonneg_int, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_int, help="random seed (default 0)")
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16 or fp16 (CUDA)")
     p.add_argument("--memory-format", choices=MEMORY_FORMATS, help="tensor layout (default auto)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    p.add_argument("--threads", type=threads_int, help="CPU threads for torch")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many updates (quick looks)")
     p.add_argument("--weights", help="initial weights (.safetensors or .pth), e.g. to fine-tune")
     p.add_argument("--sha256", help="expected sha256 of --weights")
@@ -110,7 +111,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                    help="the weights must match the model exactly (default); --no-strict loads what matches "
                         "and leaves the rest as initialised")
-    e.add_argument("--seed", type=nonneg_int, default=0, help="seed of the MC-dropout passes")
+    e.add_argument("--seed", type=seed_int, default=0, help="seed of the MC-dropout passes")
     e.add_argument("--format", choices=("text", "json"), default="text", help="a text report (default) or JSON")
     e.add_argument("--out", metavar="DIR",
                    help="where the confusion matrix (PNG, CSV) and the mistakes grid go (default: an eval/ "

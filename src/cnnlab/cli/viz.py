@@ -25,7 +25,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.options import guard_outputs, nonneg_int, positive_int
+    from cnnlab.cli.options import guard_outputs, nonneg_int, positive_int, seed_int
 
     p = sub.add_parser(
         "viz", help="look inside a network: filters, stats, feature maps, top patches, attributions, CAM",
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=positive_int, default=8, help="top-patches per unit (default 8)")
     p.add_argument("--count", type=positive_int, default=4, help="images shown (default 4)")
     p.add_argument("--images", type=positive_int, default=1000, help="images searched/embedded (default 1000)")
-    p.add_argument("--seed", type=nonneg_int, default=0,
+    p.add_argument("--seed", type=seed_int, default=0,
                    help="seed of an untrained model's weights and of t-SNE (default 0)")
     p.add_argument("--sha256", help="expected sha256 of --weights")
     p.add_argument("--out", help="folder for the PNGs (default: RUN/viz with --run, so `cnnlab report` shows "

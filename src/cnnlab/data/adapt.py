@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.errors import ConfigError, DatasetError
+from cnnlab.limits import MAX_SIDE  # noqa: F401 (re-exported: the largest input side)
 
 __all__ = ["check_input_size", "adapt_splits", "adapt_all", "MAX_SIDE", "DEFAULT_MAX_GIB"]
 
-MAX_SIDE = 2048  # larger sides are a typo, not a CNN input (ImageNet models use 224-299)
 DEFAULT_MAX_GIB = 16.0  # refuse to build in-memory splits larger than this (option max_gib)
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
 

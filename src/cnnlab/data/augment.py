@@ -299,6 +299,13 @@ class Augment:
         self.eigen: tuple[Tensor, Tensor] | None = None
         self.pixel_std: tuple[float, ...] | None = None
         if data is not None:
+            side = min(data.input_size[1:])
+            for name in ("crop_padding", "translate"):
+                # A shift past the whole image only pads with fill, and a huge one allocates (N, C, H+2p, W+2p).
+                if getattr(self, name) > side:
+                    size = f"{data.input_size[1]}x{data.input_size[2]}"
+                    raise ConfigError(f"Augment: {name} {getattr(self, name)} is more than the input's side "
+                                      f"({side} pixels of {size}); give at most {side}")
             self.fill = tuple(-m / s for m, s in zip(data.mean, data.std))
             self.pixel_std = tuple(data.std)
             if self.pca_lighting:

@@ -143,8 +143,10 @@ def load_synthetic(
     shape = tuple(shape) if shape is not None else (tuple(input_size) if input_size else (3, 32, 32))
     if len(shape) != 3 or not all(integer(v) and v >= 1 for v in shape):
         raise ConfigError(f"synthetic: shape must be (C, H, W) of positive integers, got {shape!r}")
-    if not integer(num_classes) or num_classes < 1:
-        raise ConfigError(f"synthetic: num_classes must be a positive integer, got {num_classes!r}")
+    if not integer(num_classes) or num_classes < 2:
+        # One class would train to a meaningless 100% (as a one-class image folder would).
+        raise ConfigError(f"synthetic: num_classes must be an integer >= 2 (a classifier needs two classes), "
+                          f"got {num_classes!r}")
     if n is not None and n_train is not None:
         raise ConfigError("synthetic: give n or n_train, not both")
     for field, value in (("n", n), ("n_train", n_train), ("n_test", n_test)):

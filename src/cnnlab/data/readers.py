@@ -31,6 +31,7 @@ __all__ = [
     "read_svhn_mat",
     "open_image",
     "decode_image",
+    "flatten_alpha",
 ]
 
 # ----------------------------------------------------------------------------- MNIST IDX
@@ -298,9 +299,36 @@ def open_image(path: Path) -> tuple[int, int]:
             raise DatasetError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
 
 
+ALPHA_INK_SIDE = 256  # the ink's brightness is judged on a copy at most this large (any image size costs the same)
+
+
+def flatten_alpha(img: Any) -> Any:
+    """A PIL image with transparency (RGBA, LA, PA, or P/L/RGB with a transparent colour) composited onto
+    an opaque background; other images as they are.
+
+    The background contrasts with what is drawn: white under dark ink, black under light ink (the
+    alpha-weighted mean brightness of the image), so a dark digit on a transparent background stays
+    visible (dropping the alpha channel makes it black on black) and a white one too. Grey models
+    trained on light-on-dark digits then invert a dark-on-white image as they would a scan.
+    """
+    from PIL import Image
+
+    if img.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in img.info:
+        return img
+    rgba = img.convert("RGBA")
+    small = rgba.copy()
+    small.thumbnail((ALPHA_INK_SIDE, ALPHA_INK_SIDE), Image.Resampling.NEAREST)
+    alpha = np.asarray(small.getchannel("A"), dtype=np.float64)
+    luma = np.asarray(small.convert("L"), dtype=np.float64)
+    ink = float((luma * alpha).sum() / alpha.sum()) if alpha.sum() > 0 else 0.0  # nothing drawn: white
+    level = 255 if ink < 127.5 else 0
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (level, level, level, 255)), rgba).convert("RGB")
+
+
 def decode_image(path: Path, *, mode: str, size: tuple[int, int]) -> np.ndarray:
     """Decode an image fully, convert it to ``mode`` ("L" or "RGB") and resize it to ``size`` (H, W).
 
+    Transparency is composited onto a background that contrasts with the ink (:func:`flatten_alpha`).
     PIL's bilinear resize is antialiased when it shrinks. Returns uint8 (C, H, W).
     """
     from PIL import Image
@@ -310,7 +338,7 @@ def decode_image(path: Path, *, mode: str, size: tuple[int, int]) -> np.ndarray:
         try:
             with _strict_truncation(), Image.open(f) as img:
                 img.load()
-                img = img.convert(mode)
+                img = flatten_alpha(img).convert(mode)
                 if img.size != (size[1], size[0]):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 arr = np.asarray(img, dtype=np.uint8)

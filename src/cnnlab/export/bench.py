@@ -53,6 +53,16 @@ def benchmark(model: nn.Module, preprocessing: Preprocessing, *, backends: list[
     ``target_seconds``: each throughput measurement repeats the batch until it takes about this long.
     ``onnx_path``: where the onnxruntime backend's ONNX file is (exported there if missing; default a
     temporary file, removed afterwards)."""
+    from cnnlab.errors import ConfigError
+    from cnnlab.limits import MAX_INPUT_BATCH_BYTES
+
+    per_image = 4 * math.prod(preprocessing.input_size)  # fp32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size * per_image <= \
+            MAX_INPUT_BATCH_BYTES:
+        most = max(1, MAX_INPUT_BATCH_BYTES // per_image)
+        raise ConfigError(f"--batch-size {batch_size!r}: batches of {'x'.join(map(str, preprocessing.input_size))} "
+                          f"inputs must be 1..{most:,} images (at most {MAX_INPUT_BATCH_BYTES >> 30} GiB of fp32 "
+                          "input)")
     gen = torch.Generator().manual_seed(0)
     xb = torch.randn(batch_size, *preprocessing.input_size, generator=gen)
     x1 = torch.randn(1, *preprocessing.input_size, generator=gen)

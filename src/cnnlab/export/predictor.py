@@ -357,16 +357,21 @@ def write_masks(source: InferenceModel, images: Sequence[str | os.PathLike], *, 
         (t for i, t in enumerate(targets) if t in targets[:i]), None)
     if clash is not None:
         raise ConfigError(f"{clash}: exists or is named twice (image stems must differ); not overwritten")
-    x = source.preprocessing.load_images([Path(p) for p in images])
-    with torch.no_grad():
-        masks = torch.cat([source.model(x[i:i + batch_size]).float().argmax(1) for i in range(0, len(x), batch_size)])
+    from cnnlab.data.readers import open_image
+
+    for p in images:  # every header readable before the first mask is written
+        open_image(Path(p))
     out.mkdir(parents=True, exist_ok=True)
     palette = voc_palette().flatten().tolist()
-    for target, mask in zip(targets, masks):
-        img = Image.fromarray(mask.numpy().astype(np.uint8), mode="P")
-        img.putpalette(palette)
-        with tempfile.SpooledTemporaryFile() as buf:
-            img.save(buf, format="PNG")
-            buf.seek(0)
-            atomic_write(target, buf.read())
+    for i in range(0, len(images), batch_size):  # a batch at a time: thousands of images never all in memory
+        x = source.preprocessing.load_images([Path(p) for p in images[i:i + batch_size]])
+        with torch.no_grad():
+            masks = source.model(x).float().argmax(1)
+        for target, mask in zip(targets[i:i + batch_size], masks):
+            img = Image.fromarray(mask.numpy().astype(np.uint8), mode="P")
+            img.putpalette(palette)
+            with tempfile.SpooledTemporaryFile() as buf:
+                img.save(buf, format="PNG")
+                buf.seek(0)
+                atomic_write(target, buf.read())
     return targets

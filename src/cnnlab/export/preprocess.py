@@ -267,7 +267,7 @@ class Preprocessing:
         """uint8 (C, H, W) pixels at the resize size, and the notes about them."""
         from PIL import Image
 
-        from cnnlab.data.readers import decode_image
+        from cnnlab.data.readers import decode_image, flatten_alpha
 
         c = self.input_size[0]
         if isinstance(image, (str, os.PathLike)):
@@ -276,7 +276,7 @@ class Preprocessing:
         else:
             size = self._size()
             try:
-                img = (image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("RGB")
+                img = flatten_alpha(image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("RGB")
                 if img.size != (size[1], size[0]):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             except (ValueError, TypeError, OSError) as err:

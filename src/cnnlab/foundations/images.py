@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,24 +71,49 @@ def image_stem(source: str | os.PathLike) -> str:
     return text[len(SKIMAGE_PREFIX):] if text.startswith(SKIMAGE_PREFIX) else Path(text).stem
 
 
-def load_image(source: str | os.PathLike, *, grey: bool = True, max_side: int | None = None) -> np.ndarray:
+def load_image(source: str | os.PathLike, *, grey: bool = True, max_side: int | None = None,
+               refuse_side: int | None = None) -> np.ndarray:
     """An image file or ``skimage:NAME`` as float64 in [0, 1]: (H, W) grey (ITU-R 601 luma) or (H, W, 3) RGB.
 
-    ``max_side`` shrinks larger images (keeping the aspect ratio) so filtering stays quick.
+    ``max_side`` shrinks larger images (keeping the aspect ratio) so filtering stays quick;
+    ``refuse_side`` refuses them instead (ConfigError naming the size), read from the header before
+    any pixel is decoded: a small PNG can hold a 13000x13000 image, gigabytes once decoded.
     """
     from PIL import Image, UnidentifiedImageError
 
+    from cnnlab.safeio import describe_path
+
     if isinstance(source, str) and source.startswith(SKIMAGE_PREFIX):
-        return _to_array(_photo(source), grey=grey, max_side=max_side)
+        im = _photo(source)
+        _check_side(source, im.size, refuse_side)
+        return _to_array(im, grey=grey, max_side=max_side)
     path = Path(source)
     if not path.is_file():
-        raise DatasetError(f"image not found: {path}")
+        raise DatasetError(f"image {path} {describe_path(path)}; give an image file")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return _to_array(im, grey=grey, max_side=max_side)
+        with warnings.catch_warnings():
+            if refuse_side is not None:  # the size is checked below, with a message of its own
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
         raise DatasetError(f"cannot read image {path}: not an image file PIL can decode ({type(err).__name__})") from None
+    with im:
+        _check_side(path, im.size, refuse_side)
+        try:
+            im.load()
+            return _to_array(im, grey=grey, max_side=max_side)
+        except (Image.DecompressionBombError, OSError, ValueError) as err:
+            raise DatasetError(f"cannot read image {path}: not an image file PIL can decode "
+                               f"({type(err).__name__})") from None
+
+
+def _check_side(source, size: tuple[int, int], refuse_side: int | None) -> None:
+    from cnnlab.limits import MAX_IMAGE_SIDE
+
+    if refuse_side is not None and max(size) > refuse_side:
+        hint = (f"shrink it to at most {refuse_side} pixels a side first" if refuse_side >= MAX_IMAGE_SIDE else
+                f"shrink it, or give a larger --max-side (at most {MAX_IMAGE_SIDE})")
+        raise ConfigError(f"image {source} is {size[0]}x{size[1]} pixels, more than --max-side {refuse_side}; {hint}")
 
 
 def _to_array(im, *, grey: bool, max_side: int | None) -> np.ndarray:

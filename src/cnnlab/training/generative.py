@@ -303,8 +303,12 @@ class GenerativeReport:
 
 def sample_run(run_dir: str | Path, *, n: int = 64, seed: int = 0) -> tuple[np.ndarray, str]:
     """``n`` new images from the prior of the VAE trained in ``run_dir`` (pixels in [0, 1]) and a title."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"--n must be a positive integer, got {n!r}")
+    from cnnlab.limits import MAX_SAMPLES, check_seed
+
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise ConfigError(f"--n must be an integer in 1..{MAX_SAMPLES:,}, got {n!r}")
+    if problem := check_seed(seed, name="--seed"):
+        raise ConfigError(problem)
     from cnnlab.training.rundir import load_run_model
 
     loaded = load_run_model(run_dir)

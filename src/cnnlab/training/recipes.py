@@ -17,10 +17,13 @@ the model's input size. Where a paper crops a smaller patch from a larger stored
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
+from cnnlab.limits import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_GRAD_CLIP, MAX_ITERATIONS, MAX_LR, MAX_PCA_LIGHTING,
+                           MAX_SIDE, MAX_WEIGHT_DECAY)
 
 __all__ = ["Recipe", "get_recipe", "list_recipes", "register_recipe", "default_recipe_for", "RECIPES",
            "DATA_RECIPES"]
@@ -89,14 +92,20 @@ class Recipe:
             raise bad("milestone_unit", "must be 'epoch' or 'iteration'")
         if self.warmup not in ("linear", "constant"):
             raise bad("warmup", "must be 'linear' or 'constant'")
-        for field in ("lr", "momentum", "weight_decay", "min_lr", "warmup_lr", "label_smoothing",
-                      "plateau_threshold", "pca_lighting"):
+        # Each number in its range; the upper bounds (cnnlab.limits, with their reasons) keep a typo
+        # from overflowing the optimiser or allocating terabytes for augmentation.
+        for field, lo, hi in (("lr", 0, MAX_LR), ("momentum", 0, 1), ("weight_decay", 0, MAX_WEIGHT_DECAY),
+                              ("min_lr", 0, MAX_LR), ("warmup_lr", 0, MAX_LR), ("label_smoothing", 0, 1),
+                              ("plateau_threshold", 0, math.inf), ("pca_lighting", 0, MAX_PCA_LIGHTING),
+                              ("step_size", 0, math.inf), ("gamma", 0, 1)):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise bad(field, "must be a number >= 0")
+            if not _is_number(value) or not lo <= value <= hi:
+                raise bad(field, f"must be a finite number in [{lo:g}, {hi:g}]")
         if not self.lr > 0:
             raise bad("lr", "must be > 0")
-        if not 0 < self.gamma <= 1:
+        if not self.momentum < 1:  # SGD diverges at momentum 1; Adam's beta1 must be < 1
+            raise bad("momentum", "must be < 1")
+        if not self.gamma > 0:
             raise bad("gamma", "must be in (0, 1]")
         if self.label_smoothing >= 1:
             raise bad("label_smoothing", "must be < 1")
@@ -107,35 +116,37 @@ class Recipe:
                 raise bad(field, "must be true or false")
         for field in ("scale_jitter", "random_resized_crop"):
             value = getattr(self, field)
-            if not isinstance(value, bool) and not (isinstance(value, tuple) and len(value) == 2):
+            if not isinstance(value, bool) and not (isinstance(value, tuple) and len(value) == 2
+                                                    and all(_is_number(v) for v in value)):
                 raise bad(field, "must be true, false or a (min, max) pair")
-        for field in ("batch_size", "eval_batch_size"):
-            if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
-                raise bad(field, "must be a positive integer")
-        for field in ("warmup_steps", "plateau_patience", "crop_padding", "translate", "early_stop_patience"):
-            if not _is_int(getattr(self, field)) or getattr(self, field) < 0:
-                raise bad(field, "must be an integer >= 0")
+        for field, lo, hi in (("batch_size", 1, MAX_BATCH_SIZE), ("eval_batch_size", 1, MAX_BATCH_SIZE),
+                              ("warmup_steps", 0, MAX_ITERATIONS), ("plateau_patience", 0, MAX_ITERATIONS),
+                              ("early_stop_patience", 0, MAX_ITERATIONS),
+                              # at most the largest input side; Augment checks the input's own side
+                              ("crop_padding", 0, MAX_SIDE), ("translate", 0, MAX_SIDE)):
+            if not _is_int(getattr(self, field)) or not lo <= getattr(self, field) <= hi:
+                raise bad(field, f"must be an integer in {lo}..{hi:,}")
         if (self.epochs is None) == (self.iterations is None):
             raise ConfigError(f"recipe {self.name}: give exactly one of epochs ({self.epochs!r}) "
                               f"and iterations ({self.iterations!r})")
-        for field in ("epochs", "iterations"):
+        for field, hi in (("epochs", MAX_EPOCHS), ("iterations", MAX_ITERATIONS)):
             value = getattr(self, field)
-            if value is not None and (not _is_int(value) or value < 1):
-                raise bad(field, "must be a positive integer")
+            if value is not None and (not _is_int(value) or not 1 <= value <= hi):
+                raise bad(field, f"must be an integer in 1..{hi:,}")
         if self.milestone_unit == "iteration" and self.iterations is None:
             raise bad("milestone_unit", "can be 'iteration' only when the recipe's length is in iterations")
-        if any(not isinstance(m, (int, float)) or isinstance(m, bool) or m <= 0 for m in self.milestones):
-            raise bad("milestones", "must be positive numbers")
+        if not isinstance(self.milestones, (tuple, list)) or any(not _is_number(m) or m <= 0 for m in self.milestones):
+            raise bad("milestones", "must be positive finite numbers")
         if list(self.milestones) != sorted(self.milestones):
             raise bad("milestones", "must be increasing")
         if self.schedule == "multistep" and not self.milestones:
             raise bad("milestones", "must not be empty for the multistep schedule")
         if self.schedule == "step" and not self.step_size > 0:
             raise bad("step_size", "must be > 0 for the step schedule")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
+        if self.dropout is not None and (not _is_number(self.dropout) or not 0 <= self.dropout < 1):
             raise bad("dropout", "must be in [0, 1) or None")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise bad("grad_clip", "must be > 0 or None")
+        if self.grad_clip is not None and (not _is_number(self.grad_clip) or not 0 < self.grad_clip <= MAX_GRAD_CLIP):
+            raise bad("grad_clip", f"must be a number in (0, {MAX_GRAD_CLIP:g}] or None")
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with ``changes`` (validated); unknown fields name the valid ones.
@@ -180,6 +191,11 @@ class Recipe:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string such as "nan")."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 RECIPES: dict[str, Recipe] = {}

@@ -25,6 +25,7 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import distributed as D
 from cnnlab.training.device import MEMORY_FORMATS, PRECISIONS
 from cnnlab.training.engine import CHECKPOINT_DIR, FitResult, fit, resolve_recipe
+from cnnlab.limits import check_seed, check_threads
 from cnnlab.training.rundir import CONFIG, RunDir, RunLockedError, holds_run, read_config
 
 __all__ = ["TrainSpec", "train", "spec_from_config", "new_run_dir", "find_run_to_resume", "RunLockedError",
@@ -73,10 +74,11 @@ class TrainSpec:
             raise ConfigError(f"model must be a name, got {self.model!r}")
         for name in ("epochs", "batch_size", "max_steps", "checkpoint_every", "threads"):
             positive(name)
+        for problem in (check_threads(self.threads) if self.threads is not None else None, check_seed(self.seed)):
+            if problem:
+                raise ConfigError(problem)
         if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
         if self.memory_format not in MEMORY_FORMATS:

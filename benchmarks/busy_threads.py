@@ -9,11 +9,12 @@ be many times slower than a 1-thread one. This script times the same short ``cnn
     passive         the same threads with OMP_WAIT_POLICY=PASSIVE (threads sleep instead of spinning)
     --threads 1     one thread
 
-first on the machine as it is (run it idle), then with ``--busy N`` processes that each keep one
-core busy (a Python loop), and prints each setting's wall time and its ratio to ``--threads 1``.
+first on the machine as it is (run it idle), then with ``--busy N`` processes that keep the cores
+busy (torch convolutions on torch's default threads, as another training run; or a Python loop with
+``--busy-kind python``), and prints each setting's wall time and its ratio to ``--threads 1``.
 
-    .venv/bin/python benchmarks/busy_threads.py                 # lenet5, 200 updates, 2 busy processes
-    .venv/bin/python benchmarks/busy_threads.py --model resnet20 --steps 30
+    .venv/bin/python benchmarks/busy_threads.py                 # lenet5, 200 updates, 2 busy torch processes
+    .venv/bin/python benchmarks/busy_threads.py --model resnet20 --steps 40 --rounds 1
 """
 
 from __future__ import annotations
@@ -34,11 +35,20 @@ SETTINGS = {
 }
 
 
-def _spin(stop: mp.Event) -> None:
-    x = 0
+def _spin(stop: mp.Event, kind: str) -> None:
+    """Keep cores busy: a Python loop (one core), or torch convolutions on torch's default threads,
+    as another training run would (its OpenMP threads spin too)."""
+    if kind == "python":
+        x = 0
+        while not stop.is_set():
+            for _ in range(100_000):
+                x += 1
+        return
+    import torch
+
+    x, w = torch.randn(32, 32, 32, 32), torch.randn(32, 32, 3, 3)
     while not stop.is_set():
-        for _ in range(100_000):
-            x += 1
+        torch.nn.functional.conv2d(x, w, padding=1)
 
 
 def time_run(model: str, steps: int, env_extra: dict, args_extra: list[str], tmp: Path, tag: str) -> float:
@@ -76,17 +86,24 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="updates per run (default 200)")
     p.add_argument("--busy", type=int, default=2, help="busy background processes (default 2)")
     p.add_argument("--rounds", type=int, default=2, help="rounds per setting; the fastest is kept (default 2)")
+    p.add_argument("--busy-kind", choices=("torch", "python"), default="torch",
+                   help="what the busy processes run: torch convolutions (another training run) or a Python loop")
     args = p.parse_args()
     print(f"{os.cpu_count()} logical CPUs; load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     with tempfile.TemporaryDirectory(prefix="cnnlab-busy-") as tmp:
+        for _ in range(60):  # the idle round wants no other runnable thread (this one aside)
+            if int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) <= 1:
+                break
+            time.sleep(1)
         idle = measure("idle", args.model, args.steps, args.rounds, Path(tmp))
-        stop = mp.Event()
-        spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.busy)]
+        ctx = mp.get_context("spawn")  # fresh processes: torch's threads are not forked
+        stop = ctx.Event()
+        spinners = [ctx.Process(target=_spin, args=(stop, args.busy_kind), daemon=True) for _ in range(args.busy)]
         for s in spinners:
             s.start()
         try:
             time.sleep(2)
-            busy = measure(f"{args.busy} busy processes", args.model, args.steps, args.rounds, Path(tmp))
+            busy = measure(f"{args.busy} busy processes ({args.busy_kind})", args.model, args.steps, args.rounds, Path(tmp))
         finally:
             stop.set()
             for s in spinners:

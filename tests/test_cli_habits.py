@@ -40,3 +40,20 @@ def test_train_takes_the_model_as_a_flag_and_max_epochs(tmp_path, capsys) -> Non
 def test_two_different_models_are_refused(capsys) -> None:
     rc, _, err = run_cli(["train", "resnet20", "--model", "lenet5"], capsys)
     one_line(rc, err, "two models given", "resnet20", "lenet5")
+
+
+def test_threads_follow_the_cores_left_free() -> None:
+    import torch
+
+    from cnnlab.training.device import threads_for_load
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        assert threads_for_load(cores=8, busy=0) == (None, "")  # idle: torch's default
+        assert threads_for_load(cores=8, busy=0.5)[0] is None
+        threads, note = threads_for_load(cores=8, busy=3)
+        assert threads == 5 and "busy" in note and "--threads" in note
+        assert threads_for_load(cores=2, busy=6)[0] == 1  # never fewer than one
+    finally:
+        torch.set_num_threads(before)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,9 @@ def _spec_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.training import distributed as D
+    import torch
+
+    from cnnlab.training.device import threads_for_load
     from cnnlab.training.run import train
     from cnnlab.viz.run_pictures import RunPictures
 
@@ -171,12 +175,19 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.out, what="--out", directory=True)
     # On resuming, the flags given are changes to the run: applied (--epochs ...) or refused by name.
     changes = _given(args) if args.resume is not None and not args.config else None
+    threads_before = torch.get_num_threads()
+    if args.threads is None and getattr(spec, "threads", None) is None and not D.current().enabled:
+        threads, note = threads_for_load()
+        if threads is not None:
+            print(f"cnnlab train: {note}", file=sys.stderr)
+            torch.set_num_threads(threads)
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
                        progress=not args.no_progress, changes=changes, callbacks=[RunPictures()])
         is_main = D.current().is_main
     finally:
         D.shutdown()
+        torch.set_num_threads(threads_before)
     if is_main and result.out_dir is not None and "acc" not in result.test:  # e.g. segmentation: the task's metrics
         monitor = result.config.get("task", {}).get("monitor", next(iter(result.val), "loss"))
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.test.items() if not k.startswith("iou_"))

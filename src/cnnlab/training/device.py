@@ -19,13 +19,15 @@ convolutions and matrix products), so weights saved from a bf16 run are ordinary
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
 
 from cnnlab.errors import ConfigError
 
-__all__ = ["Precision", "PRECISIONS", "MEMORY_FORMATS", "resolve_device", "cpu_has_bf16", "resolve_precision"]
+__all__ = ["Precision", "PRECISIONS", "MEMORY_FORMATS", "resolve_device", "cpu_has_bf16", "resolve_precision",
+           "threads_for_load"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
@@ -110,3 +112,60 @@ def resolve_precision(precision: str, device: torch.device, *, memory_format: st
     else:
         channels_last = memory_format == "channels_last"
     return Precision(name, channels_last, reason)
+
+
+def _busy_cores() -> tuple[float, str] | None:
+    """How many cores other processes are using now, and how that was read; None where unknown.
+
+    On Linux, ``/proc/loadavg``'s count of runnable threads, less this one, sampled 5 times over
+    0.1 s (the median): the 1-minute load average lags by a minute, so right after a job ends it
+    would still read as busy. Elsewhere the load average.
+    """
+    import statistics
+    import time
+
+    samples = []
+    for i in range(5):
+        try:
+            with open("/proc/loadavg") as f:
+                running = int(f.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            break
+        samples.append(max(0, running - 1))
+        if i < 4:
+            time.sleep(0.025)
+    if samples:
+        busy = float(statistics.median(samples))
+        return busy, f"{busy:g} other thread{'s' if busy != 1 else ''} running"
+    try:
+        load = os.getloadavg()[0]
+        return load, f"load average {load:.1f}"
+    except (AttributeError, OSError):
+        return None
+
+
+def threads_for_load(*, cores: int | None = None, busy: float | None = None) -> tuple[int | None, str]:
+    """torch CPU threads for a run that did not choose: (None, "") on an idle machine (torch's default,
+    one per core); when other processes keep cores busy, the cores they leave, at least 1, with a note.
+
+    Why: torch's OpenMP threads wait for each other at every parallel region; beside other busy
+    processes a thread that has no core holds up the rest. Measured with benchmarks/busy_threads.py
+    (2-core Zen 4, resnet20, beside two processes running torch convolutions): 2 threads took 1.77x
+    the wall time of 1 thread, and passive OpenMP waiting did not help (1.75x); idle, 2 threads take
+    0.70x of 1 thread's time.
+    """
+    how = f"{busy} busy"
+    try:
+        cores = cores or len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if busy is None:
+        measured = _busy_cores()
+        if measured is None:
+            return None, ""
+        busy, how = measured
+    threads = max(1, cores - int(busy))
+    if int(busy) < 1 or threads >= torch.get_num_threads():
+        return None, ""
+    return threads, (f"the machine is busy ({how} on {cores} cores): training with "
+                     f"{threads} thread{'s' if threads > 1 else ''}, faster beside other jobs; --threads N to choose")

@@ -326,7 +326,7 @@ def _run_context(folder: Path) -> dict[str, Any]:
                     ("precision", f"{precision.get('used', '-')} (asked {precision.get('asked', '-')}; "
                                   f"{precision.get('reason', '')})"),
                     ("device", f"{config.get('device', '-')} x {config.get('world_size', 1)} process(es), "
-                               f"{_fmt(config.get('threads'))} threads")],
+                               f"{_fmt(config.get('threads'))} thread{'' if config.get('threads') == 1 else 's'}")],
         "command": _command(config.get("command")),
         "recipe_changed": sum(1 for k in (config.get("recipe") or {}) if k in overrides),
         "recipe": [(k, _fmt(v), "--set" if k in overrides else "recipe")

@@ -57,3 +57,11 @@ def test_threads_follow_the_cores_left_free() -> None:
         assert threads_for_load(cores=2, busy=6)[0] == 1  # never fewer than one
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_cut_inside_its_first_epoch_says_so(tmp_path, capsys) -> None:
+    rc, out, err = run_cli(["train", "lenet5", "--max-steps", "2", "--out", str(tmp_path / "r"), "--no-progress"],
+                           capsys)
+    assert rc == 0, err
+    assert "no epoch completed (2 updates, --max-steps): the last weights kept" in out
+    assert "epoch 0" not in out

@@ -195,8 +195,10 @@ def run(args: argparse.Namespace) -> int:
               f"selected on val ({monitor} {result.val.get(monitor, float('nan')):.4f}); test {shown}; "
               f"{result.seconds:.1f} s, {result.images_per_second:.0f} img/s; run folder {result.out_dir}")
     elif is_main and result.out_dir is not None:
-        print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
-              f"selected on val (accuracy {100 * result.val_acc:.2f}%); its test accuracy "
+        acc = f"{100 * result.val_acc:.2f}%"
+        chosen = (f"epoch {result.best_epoch} selected on val (accuracy {acc})" if result.best_epoch else
+                  f"no epoch completed ({result.steps} updates, --max-steps): the last weights kept (val accuracy {acc})")
+        print(f"{result.config['model']['name']} on {result.config['data']['name']}: {chosen}; its test accuracy "
               f"{100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%; last weights "
               f"{100 * result.test_acc_last:.2f}%), train accuracy "
               f"{100 * result.train_acc:.2f}%, {result.seconds:.1f} s, {result.images_per_second:.0f} img/s; "

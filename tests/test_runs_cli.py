@@ -66,3 +66,14 @@ def test_runs_errors_are_one_line(root, tmp_path, capsys):
     assert main(["runs", "compare", str(root / "a"), str(root / "notes")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("cnnlab runs: error:") for line in err)
+
+
+def test_runs_compare_ignores_float_noise(tmp_path, capsys):
+    for name, std, lr in (("a", 0.2753760942877786, 0.1), ("b", 0.27537610967964626, 0.05)):
+        _run(tmp_path / name, seed=1, val=0.9, test=0.9)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        config["data"], config["recipe"] = {"std": [std]}, {"lr": lr}
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    assert main(["runs", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "recipe.lr: 0.1  |  0.05" in out and "data.std" not in out

@@ -200,7 +200,19 @@ def config_differences(folders: Sequence[str | os.PathLike]) -> list[tuple[str, 
         flats.append(_flatten(config))
     keys = sorted(set().union(*flats))
     return [(k, [f.get(k) for f in flats]) for k in keys
-            if not k.startswith(_IGNORED) and len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1]
+            if not k.startswith(_IGNORED) and len({_comparable(f.get(k)) for f in flats}) > 1]
+
+
+def _comparable(value: Any) -> str:
+    """``value`` as text, floats to 6 significant digits: two runs whose data std differs in the 8th
+    digit (float32 against float64 summation) have the same configuration."""
+    def round_floats(v: Any) -> Any:
+        if isinstance(v, float):
+            return float(f"{v:.6g}")
+        if isinstance(v, (list, tuple)):
+            return [round_floats(x) for x in v]
+        return v
+    return json.dumps(round_floats(value), sort_keys=True, default=str)
 
 
 def plot_runs(folders: Sequence[str | os.PathLike], path: str | os.PathLike, *, labels: Sequence[str] | None = None) -> Path:

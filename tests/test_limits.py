@@ -280,3 +280,35 @@ def test_predict_reads_a_dark_digit_on_transparency_as_the_same_digit_on_black(t
     for i in range(3):  # file, (H, W, 4) array and PIL image alike: composited on white, then inverted
         assert torch.allclose(x[i], reference[0]), labels[i]
         assert "inverted" in labels[i][1][0]
+
+
+# --- every numeric recipe field, at the edges of its type: a Recipe, or one ConfigError -------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NUMERIC_FIELDS = ("lr", "momentum", "weight_decay", "batch_size", "epochs", "gamma", "step_size", "min_lr",
+                   "warmup_steps", "warmup_lr", "label_smoothing", "grad_clip", "dropout", "crop_padding",
+                   "translate", "pca_lighting", "eval_batch_size", "early_stop_patience", "plateau_patience")
+_EDGES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 1, 2**31, 2**63, 1e308, -1e-308, float("nan"), float("inf"), True, "1", None]),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(_NUMERIC_FIELDS), value=_EDGES)
+def test_any_value_of_a_numeric_recipe_field_is_accepted_or_refused_in_one_error(field, value) -> None:
+    from cnnlab.errors import ConfigError
+    from cnnlab.training import get_recipe
+
+    try:
+        recipe = get_recipe("resnet_cifar").replace(**{field: value})
+    except ConfigError as err:
+        assert "\n" not in str(err) and field in str(err)
+        return
+    accepted = getattr(recipe, field)
+    assert accepted is None or accepted == accepted  # never NaN
+    if isinstance(accepted, float):
+        assert abs(accepted) < float("inf")

@@ -160,6 +160,10 @@ class Recipe:
             hint = did_you_mean(unknown[0], sorted(valid), n=3)
             raise ConfigError(f"recipe {self.name}: unknown field {unknown[0]!r}{hint.replace('?', '')}; "
                               f"valid fields: {', '.join(sorted(valid))}")
+        for field, hi in (("epochs", MAX_EPOCHS), ("iterations", MAX_ITERATIONS)):
+            value = changes.get(field)  # checked before the milestones are scaled by it
+            if value is not None and (not _is_int(value) or not 1 <= value <= hi):
+                raise ConfigError(f"recipe {self.name}: {field} must be an integer in 1..{hi:,}, got {value!r}")
         if changes.get("epochs") is not None and "iterations" not in changes:
             changes["iterations"] = None
             if self.milestone_unit == "iteration" and "milestone_unit" not in changes:

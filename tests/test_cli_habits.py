@@ -65,3 +65,16 @@ def test_a_run_cut_inside_its_first_epoch_says_so(tmp_path, capsys) -> None:
     assert rc == 0, err
     assert "no epoch completed (2 updates, --max-steps): the last weights kept" in out
     assert "epoch 0" not in out
+
+
+def test_input_takes_a_batch_dimension(capsys) -> None:
+    rc, with_n, err = run_cli(["summary", "resnet18", "--input", "8x3x224x224", "--format", "json"], capsys)
+    assert rc == 0, err
+    rc, with_flag, err = run_cli(["summary", "resnet18", "--input", "3x224x224", "--batch-size", "8",
+                                  "--format", "json"], capsys)
+    assert rc == 0, err
+    assert json.loads(with_n) == json.loads(with_flag)
+    # torchvision's 1.814 GFLOPS (MACs) per image, eight images
+    assert "14,512,586,752" in run_cli(["summary", "resnet18", "--input", "8x3x224x224"], capsys)[1]
+    rc, _, err = run_cli(["summary", "resnet18", "--input", "8x3x224x224", "--batch-size", "2"], capsys)
+    one_line(rc, err, "batch 8", "--batch-size says 2")

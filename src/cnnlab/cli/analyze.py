@@ -51,21 +51,42 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", metavar="CxHxW", help="input size, e.g. 3x224x224 or 224x224 (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="images per batch (default 1)")
+    p.add_argument("--input", metavar="CxHxW", help="input size, e.g. 3x224x224, 224x224, or with the batch "
+                                                    "8x3x224x224 (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="images per batch (default 1)")
     p.add_argument("--dtype", choices=_DTYPES, default="float32", help="activation dtype for byte counts")
 
 
+def input_batch(text: str | None) -> int | None:
+    """The N of an ``--input NxCxHxW`` (None when the size has no batch dimension)."""
+    if text is None or not re.fullmatch(r"\d+x\d+x\d+x\d+", text.strip().lower()):
+        return None
+    return int(text.strip().lower().split("x")[0])
+
+
 def parse_input(text: str | None) -> tuple[int | None, int, int] | None:
-    """``3x224x224``, ``224x224`` or ``224`` (channels None: each model's own); None keeps the model's size."""
+    """``1x3x224x224`` (the batch dimension is read by :func:`input_batch`), ``3x224x224``, ``224x224``
+    or ``224`` (channels None: each model's own); None keeps the model's size."""
     if text is None:
         return None
-    if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip().lower()):
-        raise ConfigError(f"bad --input {text!r}: expected CxHxW (3x224x224), HxW (224x224) or a side (224)")
+    if not re.fullmatch(r"\d+(x\d+){0,3}", text.strip().lower()):
+        raise ConfigError(f"bad --input {text!r}: expected NxCxHxW (1x3x224x224), CxHxW (3x224x224), HxW (224x224) "
+                          "or a side (224)")
     dims = [int(v) for v in text.strip().lower().split("x")]
     if any(v <= 0 for v in dims):
         raise ConfigError(f"bad --input {text!r}: sizes must be positive")
+    dims = dims[1:] if len(dims) == 4 else dims
     return tuple(dims) if len(dims) == 3 else (None, dims[0], dims[-1])
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """--batch-size, or the N of --input NxCxHxW; the two must agree when both are given."""
+    n = input_batch(args.input)
+    if n is None:
+        return args.batch_size
+    if args.batch_size not in (None, n):
+        raise ConfigError(f"--input {args.input} says batch {n} but --batch-size says {args.batch_size}; give one")
+    return n
 
 
 def parse_config(items: list[str]) -> dict:
@@ -110,7 +131,7 @@ def run_summary(args: argparse.Namespace) -> int:
     _check_positive(args.erf_samples, "--erf-samples")
     config = parse_config(args.config)
     size = parse_input(args.input)
-    result = analyze(args.model, size, batch_size=args.batch_size, dtype=args.dtype, config=config)
+    result = analyze(args.model, size, batch_size=_batch(args) or 1, dtype=args.dtype, config=config)
     erf_line = None
     if args.erf:
         from cnnlab.safeio import check_output_path
@@ -164,7 +185,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
         check_output_path(args.plot, what="--plot", directory=False)
         check_replace(args.plot)
-    result = compare(args.models, size, batch_size=args.batch_size, dtype=args.dtype)
+    result = compare(args.models, size, batch_size=_batch(args) or 1, dtype=args.dtype)
     if args.plot:
         from cnnlab.viz.analysis_plots import plot_complexity
 

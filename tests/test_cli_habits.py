@@ -78,3 +78,16 @@ def test_input_takes_a_batch_dimension(capsys) -> None:
     assert "14,512,586,752" in run_cli(["summary", "resnet18", "--input", "8x3x224x224"], capsys)[1]
     rc, _, err = run_cli(["summary", "resnet18", "--input", "8x3x224x224", "--batch-size", "2"], capsys)
     one_line(rc, err, "batch 8", "--batch-size says 2")
+
+
+def test_eval_viz_predict_and_export_take_threads_and_give_them_back(tmp_path, capsys) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    rc, _, err = run_cli(["viz", "filters", "--model", "lenet5", "--threads", "1", "--out", str(tmp_path / "v")],
+                         capsys)
+    assert rc == 0, err
+    assert torch.get_num_threads() == before
+    for command in (["eval", "w.safetensors"], ["predict", "x.png"], ["export", "lenet5"]):
+        rc, _, err = run_cli([*command, "--threads", "0"], capsys)
+        one_line(rc, err, "--threads")

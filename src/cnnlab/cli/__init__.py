@@ -74,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """torch's CPU threads set to ``n`` for the command, then set back (None: leave them)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     print(f"cnnlab: warning: {message}", file=sys.stderr)
 
@@ -92,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     guard = (replace_guard(force=bool(args.force), error=ConfigError) if getattr(args, "guard_outputs", False)
              else contextlib.nullcontext())
     try:
-        with guard:
+        with guard, _threads(getattr(args, "threads", None) if getattr(args, "apply_threads", False) else None):
             return int(args.func(args) or 0)
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.terminal import for_terminal
-from cnnlab.cli.options import positive_int, threads_int  # one parser of each kind for every command
+from cnnlab.cli.options import positive_int, threads_int, threads_option  # one parser of each kind for every command
 
 EXPORT_EPILOG = """\
 examples:
@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
                    help="a dynamic batch dimension (default), or with --no-dynamic-batch a fixed batch of 1")
     e.add_argument("--input", metavar="CxHxW", help="input size (default: the run's or the model's)")
+    threads_option(e)
     e.set_defaults(func=run_export)
 
     b = sub.add_parser("bench", help="inference speed of a model through several CPU backends, side by side",
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the run folder's inference/ cache")
     p.add_argument("--masks-dir", default=".", metavar="DIR",
                    help="segmentation models: where <image stem>.mask.png goes (default: the current folder)")
+    threads_option(p)
     p.set_defaults(func=run_predict)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 
 __all__ = ["positive_int", "nonneg_int", "positive_float", "seed_int", "threads_int", "bounded_int", "pairs",
-           "guard_outputs"]
+           "guard_outputs", "threads_option"]
 
 
 def positive_int(text: str) -> int:
@@ -121,3 +121,9 @@ def guard_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace output files of the same name that cnnlab did not write (default: refuse)")
     p.set_defaults(guard_outputs=True)
+
+
+def threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads while the command runs (set back afterwards)."""
+    p.add_argument("--threads", type=threads_int, help="CPU threads for torch (default: torch's, one per core)")
+    p.set_defaults(apply_threads=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.options import (guard_outputs, nonneg_int, pairs, positive_float, positive_int, seed_int,
-                                threads_int)
+                                threads_int, threads_option)
 from cnnlab.errors import ConfigError
 
 TRAIN_EPILOG = """\
@@ -120,6 +120,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--mistakes", type=nonneg_int, default=32, metavar="K",
                    help="how many of the most confident mistakes to draw (default 32; 0: none)")
     guard_outputs(e)
+    threads_option(e)
     e.set_defaults(func=run_eval)
 
 

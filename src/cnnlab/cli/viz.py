@@ -25,7 +25,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.options import guard_outputs, nonneg_int, positive_int, seed_int
+    from cnnlab.cli.options import guard_outputs, nonneg_int, positive_int, threads_option, seed_int
 
     p = sub.add_parser(
         "viz", help="look inside a network: filters, stats, feature maps, top patches, attributions, CAM",
@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for the PNGs (default: RUN/viz with --run, so `cnnlab report` shows "
                                  "them; else ./viz)")
     guard_outputs(p)
+    threads_option(p)
     p.set_defaults(func=run)
 
 

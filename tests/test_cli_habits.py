@@ -91,3 +91,13 @@ def test_eval_viz_predict_and_export_take_threads_and_give_them_back(tmp_path, c
     for command in (["eval", "w.safetensors"], ["predict", "x.png"], ["export", "lenet5"]):
         rc, _, err = run_cli([*command, "--threads", "0"], capsys)
         one_line(rc, err, "--threads")
+
+
+def test_a_long_epoch_shows_progress_in_a_log(tmp_path, capsys, monkeypatch) -> None:
+    from cnnlab.training import callbacks
+
+    monkeypatch.setattr(callbacks, "LINE_EVERY_S", 0.0)  # every update, instead of once a minute
+    rc, out, err = run_cli(["train", "lenet5", "--epochs", "1", "--max-steps", "3", "--out", str(tmp_path / "r")],
+                           capsys)
+    assert rc == 0, err
+    assert "epoch 1/1: update 1/" in out and "epoch 1/1: update 3/" in out and "img/s" in out

@@ -90,17 +90,21 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+# Without a terminal (a log file, a pipe), a line this often inside an epoch, so a long epoch shows progress.
+LINE_EVERY_S = 60.0
+
+
 class ProgressBar(Callback):
     """What a person watching sees (rank 0, progress on): one line at the start (epochs, updates,
     batch, images; a warning when the recipe's length is very long for the data), one line per epoch
     with the estimated time left, and on a terminal a tqdm bar over all the run's updates (its ETA
-    is the whole run's)."""
+    is the whole run's); without one (a log file), a line every ``LINE_EVERY_S`` inside an epoch."""
 
     def __init__(self, enabled: bool, *, name: str = "") -> None:
         self.enabled = enabled
         self.name = name
         self.bar = None
-        self._t0 = self._t_fit = 0.0
+        self._t0 = self._t_fit = self._t_line = 0.0
         self._step0 = 0
 
     def _say(self, line: str) -> None:
@@ -124,6 +128,7 @@ class ProgressBar(Callback):
                   f"{r.epochs:,} epochs of these {len(data.train):,} images (its paper's length for its own data); "
                   f"give --epochs N for a shorter run (the schedule scales with it)", file=sys.stderr, flush=True)
         self._t_fit, self._step0 = time.perf_counter(), trainer.step
+        self._t_line = self._t_fit
         if sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -136,6 +141,14 @@ class ProgressBar(Callback):
 
     def on_step_end(self, trainer, step: int, loss: float) -> None:
         if self.bar is None:
+            if self.enabled and time.perf_counter() - self._t_line >= LINE_EVERY_S:  # a log, not a terminal
+                self._t_line = time.perf_counter()
+                done = trainer.step - trainer.epoch * trainer.resolved.steps_per_epoch
+                left = self.time_left(trainer)
+                print(f"  epoch {trainer.epoch + 1}/{trainer.resolved.epochs}: update {done:,}/"
+                      f"{trainer.resolved.steps_per_epoch:,}, loss {loss:.4f}, "
+                      f"{trainer.epoch_images / max(time.perf_counter() - self._t0, 1e-9):.0f} img/s"
+                      + (f", ~{_duration(left)} left" if left else ""), flush=True)
             return
         metrics = trainer.task.summarize(trainer.accum)
         self.bar.update(1)
@@ -170,7 +183,7 @@ class ProgressBar(Callback):
                       f"epochs: learning rate x{trainer.recipe.gamma}")
         if self.bar is not None:
             self.bar.set_description(self._desc(trainer), refresh=False)
-        self._t0 = time.perf_counter()
+        self._t0 = self._t_line = time.perf_counter()
 
     def on_fit_end(self, trainer, result) -> None:
         self.close()

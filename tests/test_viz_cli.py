@@ -88,3 +88,27 @@ def test_unknown_what_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["viz", "pictures", "--model", "lenet5"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_viz_attributions_explain_the_class_given_by_target(tmp_path, capsys):
+    from cli_helpers import one_line, run_cli
+    from cnnlab.cli.viz import _targets
+
+    rc, _, err = run_cli(["viz", "attributions", "--model", "lenet5_relu", "--method", "saliency", "--count", "2",
+                          "--target", "3", "--out", str(tmp_path / "t")], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "t" / "saliency.png").is_file()
+    rc, _, err = run_cli(["viz", "cam", "--model", "resnet20", "--target", "dog", "--out", str(tmp_path / "u")], capsys)
+    one_line(rc, err, "--target 'dog'", "class index in 0..9")
+
+    class Data:
+        class_names = tuple(f"digit-{i}" for i in range(10))
+
+    class Subject:
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 10))
+        images = torch.randn(3, 1, 2, 2)
+        data = Data()
+
+    target, predicted = _targets(Subject(), "digit-7")
+    assert target.tolist() == [7, 7, 7] and predicted.shape == (3,)
+    assert _targets(Subject(), None)[0].tolist() == predicted.tolist()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, did_you_mean
 
 WHATS = ("filters", "stats", "feature-maps", "top-patches", "attributions", "cam", "embedding")
 
@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
     p.add_argument("--method", action="append", help="attribution method (repeatable; default all): "
                    "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam")
+    p.add_argument("--target", metavar="CLASS", help="attributions, cam: explain this class (an index or a name) "
+                   "for every image (default: each image's predicted class)")
     p.add_argument("--units", help="top-patches: comma-separated unit (channel) indices (default 0-7)")
     p.add_argument("--k", type=positive_int, default=8, help="top-patches per unit (default 8)")
     p.add_argument("--count", type=positive_int, default=4, help="images shown (default 4)")
@@ -236,11 +238,25 @@ def _top_patches(subject: Subject, args: argparse.Namespace, out: Path) -> list[
                              mean=subject.data.mean, std=subject.data.std, title=title)]  # fmt: skip
 
 
-def _targets(subject: Subject) -> Any:
+def _targets(subject: Subject, target: str | None = None) -> tuple[Any, Any]:
+    """(the class each map explains, the predicted classes): ``--target`` (an index or a class name)
+    for every image, else each image's predicted class."""
     import torch
 
     with torch.no_grad():
-        return subject.model(subject.images).argmax(1)
+        predicted = subject.model(subject.images).argmax(1)
+    if target is None:
+        return predicted, predicted
+    names = list(subject.data.class_names)
+    n = _num_classes(subject.model, subject.images)
+    if target in names and names.index(target) < n:
+        index = names.index(target)
+    elif target.lstrip("-").isdigit() and 0 <= int(target) < n:
+        index = int(target)
+    else:
+        raise ConfigError(f"--target {target!r}: give a class index in 0..{n - 1} or a class name"
+                          f"{did_you_mean(target, names[:n], n=3)}")
+    return torch.full_like(predicted, index), predicted
 
 
 def _attributions(subject: Subject, args: argparse.Namespace, out: Path, *, methods=None) -> list[Path]:  # noqa: ANN001
@@ -248,16 +264,17 @@ def _attributions(subject: Subject, args: argparse.Namespace, out: Path, *, meth
     from cnnlab.viz.inspect_plots import METHOD_TITLES, plot_attribution, plot_attribution_panel
 
     methods = methods or args.method or [m for m in METHODS if m != "cam" or _has_cam(subject, cam_head)]
-    target = _targets(subject)
+    target, predicted = _targets(subject, args.target)
     heats = {m: attribute(subject.model, subject.images, target, method=m, layer=args.layer) for m in methods}
     shown = [_display(subject, x) for x in subject.images]
-    rows = [f"{n}\npred {int(t)}" for n, t in zip(subject.names, target)]
+    rows = [f"{n}\npred {int(p)}" for n, p in zip(subject.names, predicted)]
+    which = "the predicted class" if args.target is None else f"class {int(target[0])} (--target)"
     written = []
     for m in methods:
         written.append(plot_attribution(shown[0], heats[m][0], out / f"{m}.png",
                                         title=f"{METHOD_TITLES[m]}: {subject.names[0]}, class {int(target[0])}"))
     written.append(plot_attribution_panel(shown, heats, out / f"{'cam' if methods == ['cam'] else 'attributions'}"
-                                          "-panel.png", title=f"{subject.label}: maps for the predicted class",
+                                          "-panel.png", title=f"{subject.label}: maps for {which}",
                                           row_labels=rows))  # fmt: skip
     return written
 

@@ -167,17 +167,22 @@ def plot_top_patches(crops: np.ndarray, path: str | os.PathLike, *, units: Seque
     return _save(fig, path)
 
 
-def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, box: Sequence[float] | None) -> None:
+HEAT_LABEL = "attribution (each map scaled to its maximum)"
+
+
+def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, box: Sequence[float] | None) -> Any:
+    """The heat map over the image; returns the heat map's image, for a colour bar."""
     from matplotlib.patches import Rectangle
 
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
-    ax.imshow(_unit(heat), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    shown = ax.imshow(_unit(heat), cmap="jet", alpha=0.5, vmin=0, vmax=1)
     if box is not None:  # x0, y0, x1, y1 (exclusive): pixel i covers [i - 0.5, i + 0.5) in imshow
         x0, y0, x1, y1 = box
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.2, ls="--"))
     yy, xx = np.unravel_index(int(np.nanargmax(heat)), heat.shape)
     ax.plot([xx], [yy], marker="+", color="white", ms=8, mew=1.5)
     ax.set_axis_off()
+    return shown
 
 
 def plot_attribution(image: np.ndarray, heat: np.ndarray, path: str | os.PathLike, *, title: str,
@@ -185,8 +190,11 @@ def plot_attribution(image: np.ndarray, heat: np.ndarray, path: str | os.PathLik
     """One method's map over one image: heat (jet, scaled to [0, 1]) at half opacity, its maximum as +."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.2, 3.4))
-    _overlay(fig.add_subplot(1, 1, 1), image, heat, box)
+    fig = Figure(figsize=(3.8, 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    bar = fig.colorbar(_overlay(ax, image, heat, box), ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label(HEAT_LABEL, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
@@ -210,11 +218,14 @@ def plot_attribution_panel(images: Sequence[np.ndarray], heats: Mapping[str, Seq
             ax.set_title("image", fontsize=8)
         for c, method in enumerate(methods, start=2):
             ax = fig.add_subplot(n, cols, r * cols + c)
-            _overlay(ax, image, heats[method][r], boxes[r] if boxes else None)
+            shown = _overlay(ax, image, heats[method][r], boxes[r] if boxes else None)
             if r == 0:
                 ax.set_title(METHOD_TITLES.get(method, method), fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    bar = fig.colorbar(shown, cax=fig.add_axes((0.92, 0.2, 0.015, 0.6)))
+    bar.set_label(HEAT_LABEL, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     return _save(fig, path)
 
 

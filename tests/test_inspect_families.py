@@ -75,3 +75,16 @@ def test_every_method_runs_on_the_family(family):
     first = stage_names(model)[0]
     tp = top_patches(model, torch.randn(3, c, side, side), layer=first, units=[0], k=2)
     assert tp.crops.shape[:2] == (1, 2)
+
+
+def test_guided_backprop_warns_on_a_net_without_relu() -> None:
+    import cnnlab
+
+    x = torch.randn(2, 1, 32, 32)
+    target = torch.tensor([1, 2])
+    with pytest.warns(UserWarning, match="has no ReLU"):
+        attribute(cnnlab.create_model("lenet5").eval(), x, target, method="guided_backprop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message="Setting backward hooks")
+        attribute(cnnlab.create_model("lenet5_relu").eval(), x, target, method="guided_backprop")

@@ -214,7 +214,11 @@ def _warn_functional_relu(model: nn.Module, x: Tensor) -> None:
     finally:
         for h in hooks:
             h.remove()
-    if calls["all"] > module_calls["n"]:
+    if calls["all"] == 0 and module_calls["n"] == 0:
+        warnings.warn(f"{type(model).__name__} has no ReLU (it uses other activations, e.g. tanh): guided "
+                      "backprop and deconvnet change only how a ReLU is backpropagated, so here they are the "
+                      "plain gradient (the saliency map)", stacklevel=3)
+    elif calls["all"] > module_calls["n"]:
         warnings.warn(f"{type(model).__name__} calls relu {calls['all'] - module_calls['n']} time(s) without an "
                       "nn.ReLU module: guided backprop/deconvolution pass plain gradients there", stacklevel=3)
 

@@ -101,3 +101,18 @@ def test_a_long_epoch_shows_progress_in_a_log(tmp_path, capsys, monkeypatch) -> 
                            capsys)
     assert rc == 0, err
     assert "epoch 1/1: update 1/" in out and "epoch 1/1: update 3/" in out and "img/s" in out
+
+
+@pytest.mark.parametrize("model, metric", [("vae_mlp", "neg_elbo"), ("ae_mlp", "mse")])
+def test_eval_of_a_generative_run_reports_its_tasks_metrics(model, metric, tmp_path, capsys) -> None:
+    run = tmp_path / model
+    rc, out, err = run_cli(["train", model, "--epochs", "1", "--max-steps", "3", "--out", str(run), "--no-progress",
+                            *(["--task-set", "is_samples=2"] if model.startswith("vae") else [])], capsys)
+    assert rc == 0, err
+    assert "no epoch completed (3 updates" in out
+    rc, out, err = run_cli(["eval", str(run / "model.safetensors"), "--format", "json"], capsys)
+    assert rc == 0, err
+    report = json.loads(out)
+    assert metric in report["test"] and report["test_images"] == 1000
+    rc, again, err = run_cli(["eval", str(run / "model.safetensors"), "--format", "json"], capsys)
+    assert json.loads(again)["test"] == report["test"]  # seeded: the same numbers every time

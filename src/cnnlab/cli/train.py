@@ -192,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
     if is_main and result.out_dir is not None and "acc" not in result.test:  # e.g. segmentation: the task's metrics
         monitor = result.config.get("task", {}).get("monitor", next(iter(result.val), "loss"))
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.test.items() if not k.startswith("iou_"))
-        print(f"{result.config['model']['name']} on {result.config['data']['name']}: epoch {result.best_epoch} "
-              f"selected on val ({monitor} {result.val.get(monitor, float('nan')):.4f}); test {shown}; "
+        picked = (f"epoch {result.best_epoch} selected on val" if result.best_epoch else
+                  f"no epoch completed ({result.steps} updates, --max-steps): the last weights kept, val")
+        print(f"{result.config['model']['name']} on {result.config['data']['name']}: {picked} "
+              f"({monitor} {result.val.get(monitor, float('nan')):.4f}); test {shown}; "
               f"{result.seconds:.1f} s, {result.images_per_second:.0f} img/s; run folder {result.out_dir}")
     elif is_main and result.out_dir is not None:
         acc = f"{100 * result.val_acc:.2f}%"
@@ -254,6 +256,8 @@ def run_eval(args: argparse.Namespace) -> int:
     model, load_report = loaded.model, loaded.report
     if info.task == "segmentation":  # per-pixel masks: the FCN metrics
         return _eval_segmentation(args, model, model_name, data, weights)
+    if info.task != "classification":  # reconstruction, VAE: the task's own metrics
+        return _eval_task(args, model, model_name, data, weights, doc, info)
     _check_eval_options(args, model, model_name, data.name)
     pad = None
     if doc and args.tta == "10crop":
@@ -292,6 +296,32 @@ def run_eval(args: argparse.Namespace) -> int:
         line(f"MC dropout ({args.dropout_samples} samples)", report["mc_dropout"])
     _print_per_class(report["per_class"])
     print("wrote " + ", ".join(report["files"]))
+    return 0
+
+
+def _eval_task(args: argparse.Namespace, model, model_name: str, data, weights: Path, doc: dict | None, info) -> int:
+    """eval of a model whose task is not classification: the task's test metrics, as training reports them."""
+    from cnnlab.training.engine import evaluate_task
+    from cnnlab.training.recipes import Recipe, get_recipe
+    from cnnlab.training.tasks import get_task
+
+    spec = (doc or {}).get("spec") or {}
+    recipe = Recipe.from_dict(doc["recipe"]) if doc and isinstance(doc.get("recipe"), dict) else get_recipe(info.recipe)
+    task = get_task(info.task, **(spec.get("task_options") or {}))
+    task.configure(recipe)
+    task.setup(data)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)  # a VAE samples its latent code: the same numbers on every call
+        metrics = evaluate_task(model, data.test, task, batch_size=args.batch_size, precision=args.precision,
+                                device=args.device)
+    if args.format == "json":
+        print(json.dumps({"model": model_name, "data": data.name, "weights": str(weights), "task": info.task,
+                          "test_images": len(data.test), "test": metrics}, indent=2))
+        return 0
+    print(f"{model_name} on {data.name} ({len(data.test):,} test images, task {info.task}), weights {weights}")
+    print("  " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return 0
 
 

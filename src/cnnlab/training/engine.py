@@ -185,6 +185,30 @@ def evaluate(model: nn.Module, pair: TensorPair, *, batch_size: int = 512, preci
     return _sums_to_metrics(sums)
 
 
+@torch.no_grad()
+def evaluate_task(model: nn.Module, pair: TensorPair, task: Task, *, batch_size: int = 512, precision: str = "auto",
+                  device: str | torch.device | None = None) -> dict:
+    """The ``task``'s own metrics of ``model`` on ``pair`` (``task.eval_sums`` summed, then
+    ``task.summarize``), as the Trainer evaluates val and test: the ELBO and importance-sampled NLL of
+    a VAE, the reconstruction error of an autoencoder. ``task`` must have been ``setup`` on the data."""
+    _check_pair(pair)
+    dev = _model_device(model) if device is None else resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    was_training = model.training
+    model.to(dev).eval()
+    sums = task.zeros(dev)
+    try:
+        for start in range(0, len(pair), batch_size):
+            x = pair.x[start : start + batch_size].to(dev).contiguous(memory_format=prec.memory_format)
+            y = pair.y[start : start + batch_size].to(dev)
+            dtype = prec.autocast_dtype
+            with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                sums += task.eval_sums(model, x, y).to(sums.device)
+    finally:
+        model.train(was_training)
+    return task.summarize(sums)
+
+
 def evaluate_mc_dropout(model: nn.Module, pair: TensorPair, *, samples: int, batch_size: int = 512,
                         precision: str = "auto", device: str | torch.device | None = None, seed: int = 0) -> dict:
     """Monte-Carlo dropout (Gal & Ghahramani 2016): ``samples`` stochastic passes per batch with only

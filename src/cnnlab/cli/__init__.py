@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build, measure, train and take apart the classic convolutional networks of the lectures\n"
                     "(LeNet-5, AlexNet, VGG, GoogLeNet, ResNet, ...).",
         epilog="start here:\n"
-               "  cnnlab train lenet5            train LeNet-5 on 5,000 MNIST digits (about a minute)\n"
+               "  cnnlab train lenet5            train LeNet-5 on 5,000 MNIST digits (about 20 s on 2 cores)\n"
                "  cnnlab summary alexnet_2012    the lecture's AlexNet table, layer by layer\n"
                "  cnnlab experiment list         the lectures' claims, re-run\n"
                "`cnnlab COMMAND --help` explains a command and each of its options.")

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from cnnlab.cli import main
+
+
+@pytest.fixture
+def isolated_cwd(tmp_path, monkeypatch):
+    """Run in a fresh folder (commands write runs/, viz/ ... there) and give torch's thread count back."""
+    monkeypatch.chdir(tmp_path)
+    n = torch.get_num_threads()
+    yield tmp_path
+    torch.set_num_threads(n)
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:

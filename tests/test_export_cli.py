@@ -13,15 +13,12 @@ from PIL import Image
 from cnnlab.export import Predictor, load_model, load_pt2, read_onnx_metadata
 from cnnlab.models.registry import create_model
 from cnnlab.models.weights import save_weights
-from cli_helpers import one_line as _one_line_error, run_cli as _run
+from cli_helpers import one_line as _one_line_error, run_cli as _run, isolated_cwd  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+def _isolated(isolated_cwd):
+    yield isolated_cwd
 
 
 @pytest.fixture

@@ -15,18 +15,15 @@ import torch
 import cnnlab
 from cnnlab import limits
 from cnnlab.errors import ConfigError
-from cli_helpers import one_line, run_cli
+from cli_helpers import one_line, run_cli, isolated_cwd  # noqa: F401  (a fixture)
 
 TINY = ["--data", "synthetic", "--data-set", "n_train=64", "--data-set", "n_test=16", "--epochs", "1",
         "--batch-size", "32", "--threads", "1", "--precision", "fp32", "--no-progress"]
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+def _isolated(isolated_cwd):
+    yield isolated_cwd
 
 
 def _no_run_left() -> bool:

@@ -31,7 +31,7 @@ from cnnlab.data.readers import read_idx
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DatasetError, WeightsError
 from cnnlab.models.weights import TMP_PREFIX, load_weights, save_weights
 from cnnlab.training import checkpoint as ck
-from cli_helpers import one_line, run_cli
+from cli_helpers import one_line, run_cli, isolated_cwd  # noqa: F401  (a fixture)
 
 TINY = ["--data", "synthetic", "--data-set", "n_train=64", "--data-set", "n_test=16", "--epochs", "2",
         "--batch-size", "32", "--threads", "1", "--precision", "fp32", "--no-progress"]
@@ -59,11 +59,8 @@ def deadline(seconds: int = 20):
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+def _isolated(isolated_cwd):
+    yield isolated_cwd
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from cnnlab import atomic
 from cnnlab.cli import main
 from cnnlab.training import engine
 from cnnlab.training.rundir import LOCK, RunDir, RunLockedError, holds_run
-from cli_helpers import one_line as _one_line, run_cli as _run
+from cli_helpers import one_line as _one_line, run_cli as _run, isolated_cwd  # noqa: F401  (a fixture)
 
 # 128 synthetic images, 10% held out for val: 115 to train, 4 updates of (up to) 32 an epoch.
 TINY = ["--data", "synthetic", "--data-set", "n_train=128", "--data-set", "n_test=32", "--epochs", "2",
@@ -31,11 +31,8 @@ TINY = ["--data", "synthetic", "--data-set", "n_train=128", "--data-set", "n_tes
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+def _isolated(isolated_cwd):
+    yield isolated_cwd
 
 
 def _inject(monkeypatch, *cbs) -> None:

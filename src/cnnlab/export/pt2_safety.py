@@ -4,7 +4,7 @@
 ``torch/export/pt2_archive/_package.py``, ``torch/_export/serde/serialize.py``, ``torch/fx/graph.py``
 and ``torch/utils/_pytree.py`` shows where a file can make it run code:
 
-* pickles: weights and constants flagged ``use_pickle`` (``torch.load(weights_only=False)``), custom
+* pickles: weights and constants flagged ``use_pickle`` (unpickled with every global allowed), custom
   and opaque objects (``pickle.loads``), sample inputs (``weights_only=True`` with a fallback to
   ``False``), legacy ``.pt`` payloads; an AOTInductor package loads compiled shared libraries;
 * ``SymExpr.expr_str`` goes to ``sympy.sympify``, which evaluates Python;
@@ -418,7 +418,7 @@ def _check_payloads(reader: Any, name: str, doc: dict) -> None:
     for fqn, meta in doc["config"].items():
         where = f"{name}: {fqn!r}"
         if meta.get("use_pickle"):
-            raise _Refused(where, "is pickled (torch.load(weights_only=False) would run it)")
+            raise _Refused(where, "is pickled (torch would unpickle it with every global allowed, which runs code)")
         if name.startswith("data/constants/") and not meta["path_name"].startswith(TENSOR_CONSTANT_FILENAME_PREFIX):
             raise _Refused(where, "is a custom object (unpickled by torch)")
         tmeta = meta.get("tensor_meta")

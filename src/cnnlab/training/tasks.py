@@ -110,17 +110,14 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def loss(self, out: Any, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(scalar fp32 loss to backpropagate, float64 batch sums in ``stat_names`` order)."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def eval_sums(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Float64 sums of one batch; ``model`` is in eval mode, called under no_grad and autocast."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def summarize(self, sums: Tensor) -> dict[str, float]:
         """Metrics from the (all-reduced) sums."""
-        raise NotImplementedError
 
     def better(self, value: float, best: float | None) -> bool:
         """Whether ``value`` of ``monitor`` beats ``best`` (None: nothing yet); NaN never does."""

@@ -14,24 +14,22 @@ __all__ = ["positive_int", "nonneg_int", "positive_float", "seed_int", "threads_
            "guard_outputs", "threads_option"]
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(low: int, text: str, words: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(1, text, "a positive integer")
 
 
 def nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _int_at_least(0, text, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:

@@ -185,7 +185,6 @@ def evaluate(model: nn.Module, pair: TensorPair, *, batch_size: int = 512, preci
     return _sums_to_metrics(sums)
 
 
-@torch.no_grad()
 def evaluate_task(model: nn.Module, pair: TensorPair, task: Task, *, batch_size: int = 512, precision: str = "auto",
                   device: str | torch.device | None = None) -> dict:
     """The ``task``'s own metrics of ``model`` on ``pair`` (``task.eval_sums`` summed, then
@@ -196,14 +195,9 @@ def evaluate_task(model: nn.Module, pair: TensorPair, task: Task, *, batch_size:
     prec = resolve_precision(precision, dev)
     was_training = model.training
     model.to(dev).eval()
-    sums = task.zeros(dev)
     try:
-        for start in range(0, len(pair), batch_size):
-            x = pair.x[start : start + batch_size].to(dev).contiguous(memory_format=prec.memory_format)
-            y = pair.y[start : start + batch_size].to(dev)
-            dtype = prec.autocast_dtype
-            with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                sums += task.eval_sums(model, x, y).to(sums.device)
+        sums = task.split_sums(model, pair.x, pair.y, batch_size=batch_size, device=dev,
+                               autocast_dtype=prec.autocast_dtype, memory_format=prec.memory_format)
     finally:
         model.train(was_training)
     return task.summarize(sums)

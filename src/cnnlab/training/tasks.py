@@ -115,6 +115,19 @@ class Task(abc.ABC):
     def eval_sums(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Float64 sums of one batch; ``model`` is in eval mode, called under no_grad and autocast."""
 
+    @torch.no_grad()
+    def split_sums(self, model: nn.Module, x_all: Tensor, y_all: Tensor, *, batch_size: int, device: torch.device,
+                   autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> Tensor:
+        """:meth:`eval_sums` added up over a whole split, ``batch_size`` images at a time (the model
+        already in eval mode): the one evaluation loop of the Trainer and of ``engine.evaluate_task``."""
+        sums = self.zeros(device)
+        for start in range(0, len(y_all), batch_size):
+            x = x_all[start : start + batch_size].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            y = y_all[start : start + batch_size].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                sums += self.eval_sums(model, x, y).to(sums.device)
+        return sums
+
     @abc.abstractmethod
     def summarize(self, sums: Tensor) -> dict[str, float]:
         """Metrics from the (all-reduced) sums."""

@@ -260,15 +260,10 @@ class Trainer:
         x_all, y_all = pair.x, pair.y
         if self.world > 1:
             x_all, y_all = x_all[self.rank :: self.world], y_all[self.rank :: self.world]
-        sums = self.task.zeros(self.device)
-        dtype, bs = self.prec.autocast_dtype, self.recipe.eval_batch_size
         try:
-            for start in range(0, len(y_all), bs):
-                x = x_all[start : start + bs].to(self.device, non_blocking=True)
-                y = y_all[start : start + bs].to(self.device, non_blocking=True)
-                x = x.contiguous(memory_format=self.prec.memory_format)
-                with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    sums += self.task.eval_sums(self.model, x, y).to(sums.device)
+            sums = self.task.split_sums(self.model, x_all, y_all, batch_size=self.recipe.eval_batch_size,
+                                        device=self.device, autocast_dtype=self.prec.autocast_dtype,
+                                        memory_format=self.prec.memory_format)
         finally:
             self.model.train(was_training)
         return self.task.summarize(D.all_reduce_sum(sums))

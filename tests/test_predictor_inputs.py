@@ -96,3 +96,13 @@ def test_the_cli_prints_the_notes(predictor, tmp_path, capsys) -> None:
                             "--no-cache"], capsys)
     assert rc == 0, err
     assert "note: drawn dark on light: inverted" in out
+
+
+def test_more_images_than_the_cap_are_refused_not_dropped(predictor, monkeypatch) -> None:
+    from cnnlab import limits
+
+    monkeypatch.setattr(limits, "MAX_PREDICT_IMAGES", 3)
+    assert len(predictor.predict(np.zeros((3, 28, 28), np.uint8))) == 3
+    for too_many in (np.zeros((4, 28, 28), np.uint8), torch.zeros(4, 1, 28, 28), [_digit()] * 4):
+        with pytest.raises(CnnlabError, match="4 images in one call; give at most 3"):
+            predictor.predict(too_many)

@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_SIDE", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_GRAD_CLIP", "MAX_PCA_LIGHTING", "MAX_BATCH_SIZE",
     "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_SEED", "MAX_THREADS", "MAX_SAMPLES", "MAX_IMAGE_SIDE",
-    "MAX_INPUT_BATCH_BYTES", "PREDICT_CHUNK", "check_seed", "check_threads",
+    "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "check_seed", "check_threads",
 ]
 
 # --- tensors
@@ -36,6 +36,7 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer; larger 
 MAX_THREADS = 1024  # torch / ONNX Runtime threads: libgomp aborts the process (not an exception) when
 #                     asked for a million; the largest CPUs have a few hundred hardware threads
 MAX_SAMPLES = 10_000  # images in one `cnnlab sample` grid: a 100x100 grid is already unreadable
+MAX_PREDICT_IMAGES = 100_000  # images one Predictor.predict call takes: decoded, 100k MNIST digits are 400 MB
 PREDICT_CHUNK = 256  # `cnnlab predict` decodes and predicts this many files at a time, printing as it goes
 
 

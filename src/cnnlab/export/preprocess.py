@@ -34,7 +34,6 @@ MAX_CHANNELS = 64  # the zoo's inputs have 1 or 3; more is a damaged config, not
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a class name is built for each
 COLOUR_LEVEL = 8.0  # mean distance (0-255) of the channels from their average above which an image is colour
 FAR_INTENSITY = 0.5  # an image's mean this many training stds from the training mean is "far" (MNIST: 0.15)
-MAX_BATCH = 100_000  # images in one prepare() call
 
 
 def _image_items(images: Any) -> list[tuple[str, Any]]:
@@ -50,18 +49,19 @@ def _image_items(images: Any) -> list[tuple[str, Any]]:
         if t.ndim == 3 or t.ndim == 2:
             return [("<tensor>", _tensor_to_array(t))]
         if t.ndim == 4:
-            return [(f"<tensor {i}>", _tensor_to_array(t[i])) for i in range(len(t))][:MAX_BATCH]
+            _check_count(len(t))
+            return [(f"<tensor {i}>", _tensor_to_array(t[i])) for i in range(len(t))]
         raise ConfigError(f"a tensor image must be (C, H, W) or (N, C, H, W), got shape {tuple(t.shape)}")
     if isinstance(images, np.ndarray):
         a = images
         if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4)):
             return [("<array>", _array_to_uint8(a))]
         if a.ndim in (3, 4):
-            return [(f"<array {i}>", _array_to_uint8(a[i])) for i in range(min(len(a), MAX_BATCH))]
+            _check_count(len(a))
+            return [(f"<array {i}>", _array_to_uint8(a[i])) for i in range(len(a))]
         raise ConfigError(f"an array image must be (H, W), (H, W, C) or a batch of them, got shape {a.shape}")
     if isinstance(images, (list, tuple)):
-        if len(images) > MAX_BATCH:
-            raise ConfigError(f"{len(images)} images in one call; give at most {MAX_BATCH}")
+        _check_count(len(images))
         out = []
         for i, image in enumerate(images):
             if isinstance(image, (list, tuple)):
@@ -70,6 +70,13 @@ def _image_items(images: Any) -> list[tuple[str, Any]]:
         return out
     raise ConfigError(f"cannot read an image from a {type(images).__name__}: give a file path, a PIL image, "
                       "a NumPy array or a tensor")
+
+
+def _check_count(n: int) -> None:
+    from cnnlab.limits import MAX_PREDICT_IMAGES
+
+    if n > MAX_PREDICT_IMAGES:
+        raise ConfigError(f"{n:,} images in one call; give at most {MAX_PREDICT_IMAGES:,} (predict them in parts)")
 
 
 def _array_to_uint8(a: np.ndarray) -> np.ndarray:

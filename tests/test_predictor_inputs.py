@@ -106,3 +106,29 @@ def test_more_images_than_the_cap_are_refused_not_dropped(predictor, monkeypatch
     for too_many in (np.zeros((4, 28, 28), np.uint8), torch.zeros(4, 1, 28, 28), [_digit()] * 4):
         with pytest.raises(CnnlabError, match="4 images in one call; give at most 3"):
             predictor.predict(too_many)
+
+
+def test_auto_backend_without_onnxruntime_caches_its_choice(tmp_path, monkeypatch) -> None:
+    """The base install (no [export] extra): the run has no inference/ folder yet; the choice is still saved."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if name == "onnxruntime":
+            raise ImportError("no onnxruntime here")
+        return real_import(name, *args, **kwargs)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_weights(create_model("lenet5", num_classes=10), run / "model.safetensors")
+    config = {"spec": {"model": "lenet5", "data": "synthetic", "model_config": {},
+                       "data_options": {"shape": [1, 32, 32], "n_train": 64, "n_test": 16}},
+              "data": {"name": "synthetic", "num_classes": 10, "input_size": [1, 32, 32], "mean": [0.5],
+                       "std": [0.5], "class_names": [str(i) for i in range(10)], "notes": []}}
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    p = Predictor.from_run(run, backend="auto")
+    assert p.backend.name != "onnxruntime"
+    assert list((run / "inference").glob("*.choice.json"))
+    assert len(p.predict(np.zeros((2, 28, 28), np.uint8))) == 2

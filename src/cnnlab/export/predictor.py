@@ -226,8 +226,9 @@ class Predictor:
         self.choice = self._measure()
         path = self._choice_file()
         if path is not None and not path.exists():
-            from cnnlab.models.weights import atomic_write
+            from cnnlab.atomic import atomic_write
 
+            path.parent.mkdir(exist_ok=True)  # the run's inference/ (absent when no ONNX file was cached)
             atomic_write(path, json.dumps(self.choice, indent=2).encode())
         return self._build(self.choice["backend"])
 

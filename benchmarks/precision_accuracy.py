@@ -21,7 +21,7 @@ import torch
 
 import cnnlab
 from cnnlab.data import load_dataset
-from cnnlab.training import fit
+from cnnlab.training import TrainSpec, fit
 from cnnlab.training.device import cpu_has_bf16
 
 
@@ -43,8 +43,7 @@ def main() -> int:
             for precision in ("fp32", "bf16"):
                 torch.manual_seed(seed)
                 model = cnnlab.create_model(name, num_classes=data.num_classes, in_chans=data.input_size[0])
-                r = fit(model, data, info.recipe, epochs=epochs, precision=precision, seed=seed, progress=False,
-                        memory_format="channels_last" if precision == "bf16" else "contiguous")
+                r = fit(model, data, TrainSpec(recipe=info.recipe, epochs=epochs, precision=precision, seed=seed, memory_format="channels_last" if precision == "bf16" else "contiguous"), progress=False)
                 accs[precision].append(r.test_acc)
                 print(f"{name:<10} {seed:>4} {precision:<9} {len(r.history):>6} {100 * r.test_acc:8.2f}% "
                       f"{100 * r.train_acc:8.2f}% {r.images_per_second:7.0f}", flush=True)

@@ -34,7 +34,7 @@ from torchvision.transforms import v2
 
 import cnnlab
 from cnnlab.data import DataBundle, TensorPair
-from cnnlab.training import fit, get_recipe
+from cnnlab.training import TrainSpec, fit, get_recipe
 from cnnlab.training.device import cpu_has_bf16, resolve_precision
 
 # model -> (recipe, input shape, batch); the batch is the recipe's
@@ -105,13 +105,13 @@ def time_baseline(name: str, recipe, x8, y, steps: int, warmup: int) -> float:
 
 def time_engine(name: str, recipe, bundle: DataBundle, steps: int, warmup: int, precision: str,
                 memory_format: str = "auto") -> float:
-    kw = dict(precision=precision, memory_format=memory_format, progress=False)
+    kw = dict(precision=precision, memory_format=memory_format)
     torch.manual_seed(0)
     model = cnnlab.create_model(name, num_classes=10, in_chans=bundle.input_size[0])
-    fit(model, bundle, recipe, max_steps=warmup, **kw)  # oneDNN primitives, caches
+    fit(model, bundle, TrainSpec(recipe=recipe, max_steps=warmup, **kw), progress=False)  # oneDNN primitives, caches
     torch.manual_seed(0)
     model = cnnlab.create_model(name, num_classes=10, in_chans=bundle.input_size[0])
-    result = fit(model, bundle, recipe, max_steps=steps, **kw)
+    result = fit(model, bundle, TrainSpec(recipe=recipe, max_steps=steps, **kw), progress=False)
     return result.images_per_second  # training steps only (augmentation included), not the test pass
 
 

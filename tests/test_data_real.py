@@ -161,7 +161,10 @@ def test_name_with_folder_is_validated(tmp_path: Path) -> None:
 
 
 def test_resnet_cifar_nets_default_to_the_fashion_recipe_on_fashion_mnist() -> None:
-    from cnnlab.training.engine import resolve_recipe
+    from cnnlab.training import TrainSpec
+
+    def resolve_recipe(recipe, *, model_name, data_name=None):
+        return TrainSpec(model=model_name, recipe=recipe).resolve(data_name=data_name)
 
     assert resolve_recipe(None, model_name="resnet20").name == "resnet_cifar"  # He et al.'s 64k iterations
     fashion = resolve_recipe(None, model_name="resnet20", data_name="fashion-mnist")

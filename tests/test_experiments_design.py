@@ -384,7 +384,7 @@ def test_ensemble_curve_against_hand_counted_votes():
 
 def test_measuring_each_epoch_leaves_the_run_unchanged(one_thread, tmp_path):
     """An on_epoch_end callback that measures the model sees every epoch and changes no weight."""
-    from cnnlab.training import fit
+    from cnnlab.training import TrainSpec, fit
 
     data = _digits_like()
     spec = TrainSpec(recipe="lenet", epochs=3, batch_size=32, overrides=(("translate", 1),))
@@ -400,8 +400,7 @@ def test_measuring_each_epoch_leaves_the_run_unchanged(one_thread, tmp_path):
     tracker = MeasureEachEpoch(measure)
     result = ctx.train("net", build, data, spec, callbacks=[tracker])
     assert [r["epoch"] for r in tracker.rows] == [1, 2, 3]
-    direct = fit(build(), data, "lenet", epochs=3, batch_size=32, overrides={"translate": 1}, seed=3,
-                 progress=False, precision="fp32")  # fmt: skip
+    direct = fit(build(), data, TrainSpec(recipe="lenet", epochs=3, batch_size=32, overrides={"translate": 1}, seed=3, precision="fp32"), progress=False)  # fmt: skip
     for (k, v), (k2, v2) in zip(result.model.state_dict().items(), direct.model.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
     assert result.step_losses == direct.step_losses
@@ -414,14 +413,14 @@ def test_measuring_each_epoch_leaves_the_run_unchanged(one_thread, tmp_path):
 
 def test_frozen_except_trains_only_the_named_layers_and_keeps_bn_statistics(one_thread):
     from cnnlab import create_model
-    from cnnlab.training import fit
+    from cnnlab.training import TrainSpec, fit
 
     data = _digits_like()
     torch.manual_seed(0)
     base = create_model("resnet20", num_classes=4, in_chans=1, widths=(4, 8, 16))
     before = copy.deepcopy(base.state_dict())
     wrapped = FrozenExcept(base, ("layer3", "fc"))
-    fit(wrapped, data, "lenet", epochs=1, batch_size=32, progress=False, precision="fp32")
+    fit(wrapped, data, TrainSpec(recipe="lenet", epochs=1, batch_size=32, precision="fp32"), progress=False)
     after = base.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("layer3.", "fc.")) for k in changed)

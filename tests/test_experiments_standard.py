@@ -27,7 +27,6 @@ from cnnlab.experiments import ExperimentContext, ModelCache, TrainSpec, get_exp
 from cnnlab.experiments import run_experiment
 from cnnlab.experiments.framework import SUBSET_SEED
 from cnnlab.training import get_recipe
-from cnnlab.training.engine import resolve_recipe
 
 STANDARD = ("degradation", "dropout", "batchnorm", "vgg-depth", "small-filters", "augmentation", "ensemble",
             "shortcuts", "fractal-droppath", "dropout-conv", "batchnorm-more")  # fmt: skip
@@ -60,10 +59,9 @@ def test_standard_config_trains_on_real_data_over_three_seeds_for_a_stated_lengt
     for spec in specs:
         get_recipe(spec.recipe)
         assert spec.epochs is not None  # a recipe's own length is the paper's: days of CPU
-        recipe = resolve_recipe(spec.recipe, overrides=dict(spec.overrides) or None)
+        recipe = spec.resolve()
         if cfg.data in NO_MIRROR:
             assert not recipe.flip, f"{name}: a mirrored digit is no digit"
-        assert len({k for k, _ in spec.overrides}) == len(spec.overrides), "each override once"
     if getattr(cfg, "tta_flip", False):
         assert cfg.data not in NO_MIRROR
 
@@ -88,7 +86,7 @@ def test_augmentation_mirrors_clothes_but_not_digits():
     assert augmentation_words(std.augmented) == "random crops and mirrors" and std.tta_flip
     assert augmentation_words(get_experiment("augmentation").config("full").augmented) == (
         "random crops, mirrors and colour noise")
-    assert not resolve_recipe(std.plain.recipe, overrides=dict(std.plain.overrides)).flip
+    assert not std.plain.resolve().flip
 
 
 def test_experiment_list_names_each_experiments_scales(capsys):

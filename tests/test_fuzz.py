@@ -67,7 +67,6 @@ if __name__ == "__main__":  # the rest runs only in the child process
     from cnnlab.errors import CnnlabError
     from cnnlab.models.weights import load_weights, read_state_dict, save_weights
     from cnnlab.training import checkpoint as ck
-    from cnnlab.training.engine import resolve_recipe
     from cnnlab.training.run import spec_from_config
 
     WORK = Path(tempfile.mkdtemp(prefix="cnnlab-fuzz-"))
@@ -261,8 +260,7 @@ if __name__ == "__main__":  # the rest runs only in the child process
     def fuzz_config(data: bytes) -> None:
         def use(path: Path) -> None:
             spec = spec_from_config(path)
-            resolve_recipe(spec.recipe, model_name=spec.model, overrides=spec.overrides, batch_size=spec.batch_size,
-                           lr=spec.lr)
+            spec.resolve()
             cnnlab.create_model(spec.model, **spec.model_config)
 
         path = write("config.json", data)

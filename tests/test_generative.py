@@ -21,7 +21,7 @@ import torch
 from cnnlab import ConfigError, create_model
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
-from cnnlab.training import fit
+from cnnlab.training import TrainSpec, fit
 from cnnlab.viz.run_pictures import RunPictures
 from cnnlab.training.generative import ReconstructionTask, VAETask
 from cnnlab.training.tasks import get_task
@@ -64,8 +64,7 @@ def test_tasks_are_registered_and_targets_are_the_raw_pixels(digits16):
     with pytest.raises(ConfigError, match="loss"):
         get_task("reconstruction", loss="l1")
     with pytest.raises(ConfigError, match="vae"):  # a classifier cannot be trained as a VAE
-        fit(torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(256, 10)), digits16, "lenet", task="vae",
-            max_steps=1, progress=False)
+        fit(torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(256, 10)), digits16, TrainSpec(recipe="lenet", task="vae", max_steps=1), progress=False)
 
 
 @pytest.mark.parametrize("name", ["ae_conv", "dae_conv"])
@@ -73,8 +72,7 @@ def test_autoencoders_reconstruct_better_than_the_mean_image(name, digits16):
     torch.manual_seed(0)
     noise = dict(noise_level=1.0) if name == "dae_conv" else {}  # std of one normalised unit, ~0.3 of a pixel
     model = create_model(name, channels=(16, 8), **noise)  # code 8 x 4 x 4 = 128 values for 256 pixels
-    result = fit(model, digits16, "autoencoder", epochs=5, batch_size=32, lr=5e-3, task="reconstruction",
-                 progress=False)
+    result = fit(model, digits16, TrainSpec(recipe="autoencoder", epochs=5, batch_size=32, lr=5e-3, task="reconstruction"), progress=False)
     rows = result.history
     assert {"train_loss", "train_mse", "val_loss", "val_mse"} <= set(rows[0])
     clean = _pixels(digits16, digits16.test.x)
@@ -99,10 +97,10 @@ def vae_run(tmp_path_factory, digits8):
     out = tmp_path_factory.mktemp("vae") / "run"
     torch.manual_seed(0)
     model = create_model("vae_mlp", hidden=(64,), latent_dim=2, image_size=(8, 8))
-    result = fit(model, data, "vae", epochs=3, task=VAETask(is_samples=50), out_dir=out, progress=False,
-                 callbacks=[RunPictures()],  # training writes numbers; viz draws the pictures
-                 model_name="vae_mlp", run_info={"model": "vae_mlp", "model_config": {"hidden": [64], "latent_dim": 2,
-                                                                                        "image_size": [8, 8]}})
+    spec = TrainSpec(model="vae_mlp", model_config={"hidden": [64], "latent_dim": 2, "image_size": [8, 8]},
+                     recipe="vae", epochs=3, task="vae", task_options={"is_samples": 50})
+    result = fit(model, data, spec, run_dir=out, progress=False,
+                 callbacks=[RunPictures()])  # training writes numbers; viz draws the pictures
     return result, out
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import cnnlab
 from cnnlab.data import DataBundle, TensorPair, load_dataset
 from cnnlab.errors import ConfigError, TrainingError, UnknownNameError
-from cnnlab.training import evaluate, evaluate_mc_dropout, fit, get_recipe, list_recipes
+from cnnlab.training import TrainSpec, evaluate, evaluate_mc_dropout, fit, get_recipe, list_recipes
 from cnnlab.viz.run_pictures import RunPictures
 from cnnlab.training import checkpoint as ck
 from cnnlab.training.engine import RESULT_KEYS
@@ -143,9 +143,8 @@ def test_one_batch_overfits_to_zero_error():
     one = DataBundle(**{**data.__dict__, "train": batch, "val": batch, "test": batch})
     torch.manual_seed(0)
     model = cnnlab.create_model("lenet5_relu")
-    result = fit(model, one, "lenet", epochs=25, progress=False, precision="fp32",
-                 overrides=dict(optimizer="adam", lr=3e-3, batch_size=32, translate=0, schedule="constant",
-                                label_smoothing=0.0))
+    result = fit(model, one, TrainSpec(recipe="lenet", epochs=25, precision="fp32", overrides=dict(optimizer="adam", lr=3e-3, batch_size=32, translate=0, schedule="constant",
+                                label_smoothing=0.0)), progress=False)
     assert result.train_acc == 1.0 and result.test_acc == 1.0
     assert result.history[-1]["train_loss"] < 0.01
     assert result.step_losses[0] > 2.0  # it started from chance (ln 10 = 2.3)
@@ -156,9 +155,7 @@ def test_run_folder_files_and_results(tmp_path):
     data = _tiny_bundle()
     torch.manual_seed(0)
     out = tmp_path / "run"
-    result = fit(cnnlab.create_model("lenet5"), data, "lenet", epochs=2, progress=False, out_dir=out,
-                 model_name="lenet5", precision="fp32", checkpoint_every=5,
-                 callbacks=[RunPictures()])  # training writes numbers; viz draws the pictures
+    result = fit(cnnlab.create_model("lenet5"), data, TrainSpec(recipe="lenet", epochs=2, model="lenet5", precision="fp32", checkpoint_every=5), progress=False, run_dir=out, callbacks=[RunPictures()])  # training writes numbers; viz draws the pictures
     for f in ("config.json", "metrics.csv", "steps.csv", "curves.png", "results.json", "model.safetensors"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
@@ -181,7 +178,7 @@ def test_run_folder_files_and_results(tmp_path):
     assert cfg["data"]["val_fraction"] == 0.1 and cfg["data"]["class_names"] == [str(c) for c in range(10)]
     assert cfg["selection"]["split"] == "val" and cfg["seed"] == 0
     with pytest.raises(ConfigError, match="already holds a run"):
-        fit(cnnlab.create_model("lenet5"), data, "lenet", epochs=1, progress=False, out_dir=out)
+        fit(cnnlab.create_model("lenet5"), data, TrainSpec(recipe="lenet", epochs=1), progress=False, run_dir=out)
 
 
 class NanAt:
@@ -201,7 +198,7 @@ def test_nan_loss_stops_within_one_step_and_keeps_checkpoints(tmp_path):
     model = cnnlab.create_model("lenet5")
     with pytest.raises(TrainingError, match=r"loss became nan at update 6 \(epoch 2, batch 2"):
         # update 6: epoch 2 (4 updates an epoch)
-        fit(model, data, "lenet", epochs=3, progress=False, out_dir=out, precision="fp32", callbacks=[NanAt(6)])
+        fit(model, data, TrainSpec(recipe="lenet", epochs=3, precision="fp32"), progress=False, run_dir=out, callbacks=[NanAt(6)])
     assert all(torch.isfinite(p).all() for p in model.parameters())
     manifest = ck.read_manifest(out / "checkpoints")
     assert manifest["last"]["step"] == 4 and manifest["best"]["step"] == 4
@@ -263,7 +260,7 @@ def test_lenet5_relu_learns_in_the_first_epoch_of_the_lenet_recipe():
     # With LeCun's tanh-sized bound under ReLU the net sat at chance (10%) for 7 epochs of this recipe.
     data = load_dataset("mnist-5k", input_size=(1, 32, 32))
     torch.manual_seed(0)
-    result = fit(cnnlab.create_model("lenet5_relu"), data, "lenet", epochs=1, progress=False, precision="fp32")
+    result = fit(cnnlab.create_model("lenet5_relu"), data, TrainSpec(recipe="lenet", epochs=1, precision="fp32"), progress=False)
     assert result.test_acc > 0.5
     # the paper's lenet5 keeps LeCun et al.'s Appendix C: uniform in +-2.4 / fan-in
     c5 = cnnlab.create_model("lenet5").c5[0].weight

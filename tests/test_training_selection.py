@@ -20,7 +20,7 @@ from torch import nn
 from cnnlab.data import TensorPair, load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.training import checkpoint as ck
-from cnnlab.training import fit
+from cnnlab.training import TrainSpec, fit
 
 RECIPE = dict(optimizer="sgd", lr=0.002, momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant",
               batch_size=50, translate=0, label_smoothing=0.0, warmup_steps=0, crop_padding=0, flip=False)
@@ -58,8 +58,7 @@ class Snapshots:
 def test_selection_reads_val_not_test(tmp_path):
     snaps = Snapshots()
     out = tmp_path / "run"
-    result = fit(_net(), _disagreeing_data(), "lenet", epochs=6, overrides=RECIPE, progress=False, out_dir=out,
-                 precision="fp32", test_every_epoch=True, callbacks=[snaps])
+    result = fit(_net(), _disagreeing_data(), TrainSpec(recipe="lenet", epochs=6, overrides=RECIPE, precision="fp32", test_every_epoch=True), progress=False, run_dir=out, callbacks=[snaps])
     val = [row["val_acc"] for row in result.history]
     test = [row["test_acc"] for row in result.history]
     best_val_epoch = 1 + val.index(max(val))
@@ -84,8 +83,7 @@ def test_selection_reads_val_not_test(tmp_path):
 
 
 def test_early_stopping_counts_epochs_without_a_better_val(tmp_path):
-    result = fit(_net(), _disagreeing_data(), "lenet", epochs=20, overrides={**RECIPE, "early_stop_patience": 2},
-                 progress=False, precision="fp32")
+    result = fit(_net(), _disagreeing_data(), TrainSpec(recipe="lenet", epochs=20, overrides={**RECIPE, "early_stop_patience": 2}, precision="fp32"), progress=False)
     val = [row["val_acc"] for row in result.history]
     assert result.stopped_early
     assert len(result.history) == result.best_epoch + 2 < 20  # stopped 2 epochs after the best
@@ -96,4 +94,4 @@ def test_early_stopping_counts_epochs_without_a_better_val(tmp_path):
 def test_fit_refuses_data_without_val():
     data = dataclasses.replace(_disagreeing_data(), val=None)
     with pytest.raises(ConfigError, match="no validation samples"):
-        fit(_net(), data, "lenet", epochs=1, overrides=RECIPE, progress=False)
+        fit(_net(), data, TrainSpec(recipe="lenet", epochs=1, overrides=RECIPE), progress=False)

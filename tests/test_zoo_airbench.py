@@ -70,8 +70,7 @@ def test_training_fits_the_whitening_from_the_training_images(tmp_path) -> None:
     model = cnnlab.create_model("airbench_mini")
     reference = cnnlab.create_model("airbench_mini")
     reference.init_from_data(data.train.x)
-    cnnlab.training.fit(model, data, get_recipe("airbench_fashion").replace(epochs=1, batch_size=32),
-                        max_steps=1, progress=False)
+    cnnlab.training.fit(model, data, cnnlab.training.TrainSpec(recipe=get_recipe("airbench_fashion").replace(epochs=1, batch_size=32), max_steps=1), progress=False)
     assert bool(model.whiten.fitted)
     assert torch.allclose(model.whiten.weight, reference.whiten.weight)
 

@@ -16,13 +16,13 @@ from cnnlab.experiments.framework import (
     Outcome,
     Plot,
     Table,
-    TrainSpec,
     get_experiment,
     list_experiments,
     register_experiment,
     run_experiment,
     verdict_from,
 )
+from cnnlab.training.spec import TrainSpec
 
 __all__ = [
     "EXPERIMENT_MODULES",

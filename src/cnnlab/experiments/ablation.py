@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Table, TrainSpec, register_experiment
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Table, register_experiment
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.multiseed import arm_row, train_arm
 from cnnlab.experiments.surgery import remove_layers

@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 
 from cnnlab.data.augment import tta_views
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table, TrainSpec
+from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.framework import require_seeds
 from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion, with_overrides
 from cnnlab.experiments.dropout import NO_OTHER_REGULARISER
@@ -141,9 +142,7 @@ def tta_accuracy(model: Any, pair: Any, *, pad: int, flip: bool, fill: Any, prec
 def augmentation_words(spec: TrainSpec) -> str:
     """What the augmented run does to its images, in words: "random crops", "random crops and
     mirrors", ... (from the recipe the spec resolves to, overrides applied)."""
-    from cnnlab.training.engine import resolve_recipe
-
-    recipe = resolve_recipe(spec.recipe, overrides=dict(spec.overrides) or None)
+    recipe = spec.resolve()
     kinds = ["random crops" if recipe.crop_padding else "random shifts" if recipe.translate else "no crops"]
     kinds += (["mirrors"] if recipe.flip else []) + (["colour noise"] if recipe.pca_lighting else [])
     return kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]

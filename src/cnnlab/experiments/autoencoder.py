@@ -29,12 +29,12 @@ from cnnlab.experiments.framework import (
     Outcome,
     Plot,
     Table,
-    TrainSpec,
     compare_seeds,
     register_experiment,
     require_seeds,
     seed_criterion,
 )
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.nets import AutoencoderConfig, EncoderClassifier
 from cnnlab.models.registry import create_model
 from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
@@ -141,9 +141,8 @@ def train_autoencoder(ae: torch.nn.Module, data: Any, spec: TrainSpec, *, seed: 
     whose history rows hold ``train_mse`` and ``val_mse`` per epoch and ``test["mse"]`` the test MSE."""
     from cnnlab.training import fit
 
-    return fit(ae, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
-               overrides=dict(spec.overrides) or None, task="reconstruction", seed=seed, device=device,
-               precision=precision, progress=progress, model_name=AUTOENCODER)
+    return fit(ae, data, spec.replace(model=AUTOENCODER, task="reconstruction", seed=seed, device=device,
+                                      precision=precision), progress=progress)
 
 
 def plot_autoencoder(results: dict, out_dir: Path) -> list[Plot]:
@@ -199,7 +198,7 @@ def _autoencoder(ctx: ExperimentContext, cfg: AutoencoderPretrainConfig, data: A
     engine's reconstruction task (selection on the validation MSE): ``(model, history, seconds)``,
     cached in the run."""
     c = data.input_size[0]
-    key = (AUTOENCODER, cfg.channels, data.name, tuple(data.input_size), len(data.train.y), cfg.pretrain, ctx.seed)
+    key = (AUTOENCODER, cfg.channels, data.name, tuple(data.input_size), len(data.train.y), cfg.pretrain.describe(), ctx.seed)
     if key in ctx.cache.fits:
         ctx.log("reusing the autoencoder, already trained in this run")
         return ctx.cache.fits[key]

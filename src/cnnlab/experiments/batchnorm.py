@@ -25,7 +25,8 @@ from matplotlib.ticker import MaxNLocator
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import TrainSpec, compare_seeds, register_experiment, seed_criterion, with_overrides
+from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion, with_overrides
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 

@@ -18,7 +18,8 @@ from typing import Any
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome, Plot
 from cnnlab.experiments.framework import FASHION_OVERRIDES, require_per_class, require_seeds, with_overrides
-from cnnlab.experiments.framework import SeedComparison, Table, TrainSpec, compare_seeds, register_experiment
+from cnnlab.experiments.framework import SeedComparison, Table, compare_seeds, register_experiment
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.framework import seed_criterion
 from cnnlab.experiments.multiseed import plot_arms, train_zoo_arm
 from cnnlab.experiments.tools import mean_std, seed_list

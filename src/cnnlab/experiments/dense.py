@@ -28,12 +28,12 @@ from cnnlab.experiments.framework import (
     Outcome,
     Plot,
     Table,
-    TrainSpec,
     compare_seeds,
     register_experiment,
     require_seeds,
     seed_criterion,
 )
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.multiseed import plot_arms, train_zoo_arm
 from cnnlab.experiments.tools import mean_std, seed_list
 

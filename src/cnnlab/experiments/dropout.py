@@ -28,7 +28,8 @@ from torch import nn
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
 from cnnlab.experiments.tools import MeasureEachEpoch, mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure

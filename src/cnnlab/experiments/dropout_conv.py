@@ -22,13 +22,13 @@ from cnnlab.experiments.framework import (
     Outcome,
     Plot,
     Table,
-    TrainSpec,
     compare_seeds,
     register_experiment,
     require_per_class,
     require_seeds,
     seed_criterion,
 )
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm
 from cnnlab.experiments.tools import ADAM
 

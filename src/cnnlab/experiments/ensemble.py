@@ -29,7 +29,8 @@ from matplotlib.figure import Figure
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.tools import ADAM, accuracy, mean_std, predict_proba, seeded
 from cnnlab.viz.experiment_plots import save_figure
 

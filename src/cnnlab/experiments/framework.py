@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, UnknownNameError
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.report import Plot
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "Table",
     "Plot",  # re-exported from cnnlab.viz.report
     "Outcome",
-    "TrainSpec",
     "DIGITS_OVERRIDES",
     "FASHION_OVERRIDES",
     "with_overrides",
@@ -150,43 +150,6 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class TrainSpec:
-    """How an experiment trains its networks: a recipe of ``cnnlab.training`` and what it changes.
-
-    ``overrides`` are recipe fields replaced for this scale (``(("schedule", "cosine"),)``), kept as
-    pairs so the config stays frozen and hashable. Every network of one experiment gets the same
-    spec: same recipe, same budget.
-    """
-
-    recipe: str
-    epochs: int | None = None  # None: the recipe's own length (the paper's)
-    batch_size: int | None = None  # None: the recipe's
-    lr: float | None = None  # None: the recipe's
-    overrides: tuple[tuple[str, Any], ...] = ()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.recipe, str) or not self.recipe:
-            raise ConfigError(f"TrainSpec.recipe must be a recipe name, got {self.recipe!r}")
-        if self.epochs is not None and (not isinstance(self.epochs, int) or isinstance(self.epochs, bool)
-                                        or self.epochs < 1):
-            raise ConfigError(f"TrainSpec.epochs must be a positive integer or None, got {self.epochs!r}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise ConfigError(f"TrainSpec.batch_size must be a positive integer or None, got {self.batch_size!r}")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"TrainSpec.lr must be a positive number or None, got {self.lr!r}")
-
-    def describe(self) -> str:
-        length = "the recipe's length" if self.epochs is None else f"{self.epochs} epoch{'s' if self.epochs > 1 else ''}"
-        parts = [f"recipe `{self.recipe}`", length]
-        if self.batch_size is not None:
-            parts.append(f"batch {self.batch_size}")
-        if self.lr is not None:
-            parts.append(f"lr {self.lr:g}")
-        parts += [f"{k}={v}" for k, v in self.overrides]
-        return ", ".join(parts)
-
-
 # What the quick scale changes in the CIFAR recipe (resnet_cifar) to train on mnist-5k digits in a
 # few hundred updates: a cosine decay over the short run instead of the paper's steps at 50% and 75%
 # of 64k iterations, and no horizontal flips (digits are not mirror-symmetric; the 4-pixel
@@ -198,12 +161,10 @@ FASHION_OVERRIDES: tuple[tuple[str, Any], ...] = (("schedule", "cosine"), ("flip
 
 
 def with_overrides(base: tuple[tuple[str, Any], ...], **changes: Any) -> tuple[tuple[str, Any], ...]:
-    """Recipe overrides ``base`` with the fields of ``changes`` set: a field already in ``base`` is
-    replaced where it stands, a new one appended, so that each field appears once (and
-    :meth:`TrainSpec.describe` names it once)."""
-    changes = dict(changes)
-    replaced = tuple((k, changes.pop(k)) if k in changes else (k, v) for k, v in base)
-    return (*replaced, *changes.items())
+    """Recipe overrides ``base`` (field-value pairs, as the frozen configs write them) with the fields
+    of ``changes`` set: a field already in ``base`` keeps its place, so that
+    :meth:`TrainSpec.describe` names each field once, in order."""
+    return tuple({**dict(base), **changes}.items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +442,8 @@ class ExperimentContext:
             tuple(data.input_size),
             len(data.train.y),
             _freeze(data.train.y[:64].tolist()),
-            spec,
+            _freeze(spec.to_dict()),
+            task,
             self.seed,
             self.precision,
         )
@@ -492,12 +454,9 @@ class ExperimentContext:
             return result
         model = build()
         self.log(f"training {label} ({_count_params(model):,} params) on {data.name}: {spec.describe()}")
-        result = fit(
-            model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
-            overrides=dict(spec.overrides) or None, precision=self.precision, device=self.device,
-            seed=self.seed, progress=self.progress, out_dir=None, test_every_epoch=True, callbacks=tuple(callbacks),
-            task=task,
-        )  # fmt: skip
+        run = spec.replace(seed=self.seed, precision=self.precision, device=self.device, test_every_epoch=True,
+                           task=task or spec.task)
+        result = fit(model, data, run, progress=self.progress, callbacks=tuple(callbacks))
         self.log(f"trained {label}: {_headline(result)} in {result.seconds:.1f}s")
         if not callbacks:
             self.cache.fits[cache_key] = result

@@ -19,7 +19,8 @@ from cnnlab.experiments.features import TRANSFORMS, background_fill, transform_b
 from cnnlab.inspect.layers import capture, model_device, stage_names
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_invariance
 

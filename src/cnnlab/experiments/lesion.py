@@ -22,7 +22,8 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.lesion_extra import correlation, reorder_study, residual_norms
 from cnnlab.experiments.multiseed import train_zoo_arm
 from cnnlab.experiments.surgery import delete_blocks, gradient_by_path_length, path_length_distribution

@@ -31,9 +31,9 @@ from cnnlab.experiments.framework import (
     ExperimentContext,
     Outcome,
     Table,
-    TrainSpec,
     register_experiment,
 )
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.localisation_plots import plot_localisation
 
 __all__ = ["LocalisationConfig", "SCALES", "run", "pointing_game", "deletion_curve", "rank_correlation"]

@@ -18,7 +18,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from cnnlab.experiments.framework import ExperimentContext, Plot, TrainSpec
+from cnnlab.experiments.framework import ExperimentContext, Plot
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
 

@@ -18,7 +18,8 @@ from cnnlab.experiments.features import extract_features, fit_linear_probe, prob
 from cnnlab.inspect.layers import stage_names
 from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome, SeedComparison
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_probes
 

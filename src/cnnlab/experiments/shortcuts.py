@@ -21,13 +21,13 @@ from cnnlab.experiments.framework import (
     Outcome,
     Plot,
     Table,
-    TrainSpec,
     compare_seeds,
     register_experiment,
     require_seeds,
     seed_criterion,
     with_overrides,
 )
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.multiseed import arm_row, plot_arms, train_zoo_arm
 from cnnlab.results import RESNET34_SHORTCUTS, RESNET34_SHORTCUTS_SOURCE
 

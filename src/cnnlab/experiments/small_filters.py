@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.multiseed import arm_row, train_arm
 from cnnlab.experiments.nets import BLOCKS, FilterStackConfig, FilterStackNet, filter_block
 from cnnlab.experiments.tools import ADAM, seed_list

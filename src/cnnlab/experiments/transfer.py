@@ -24,7 +24,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.nets import FrozenExcept, replace_head
 from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
@@ -363,7 +364,7 @@ def _setup_and_notes(ctx: ExperimentContext, cfg: TransferConfig, source: Any, d
         "(earlier stage), flattened.",
         f"Trained methods (the same budget for all in a cell: about {cfg.updates[0]} updates of batch "
         f"{cfg.little_batch_size} with little data, {cfg.updates[1]} of batch {cfg.finetune.batch_size} with more; "
-        f"recipe `{cfg.finetune.recipe}`" + "".join(f", {k}={v}" for k, v in cfg.finetune.overrides)
+        f"recipe `{cfg.finetune.recipe}`" + "".join(f", {k}={v}" for k, v in cfg.finetune.overrides.items())
         + (f", lr {cfg.finetune.lr:g}" if cfg.finetune.lr else "") + "): "
         f"fine-tune the last layers = new head, `{'`, `'.join(cfg.last_layers)}` trained, everything below frozen (weights "
         "and normalisation statistics); fine-tune all = pretrained weights with a new head, all trained; from "

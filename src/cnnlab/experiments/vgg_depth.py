@@ -20,7 +20,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.experiments.batchnorm import VGG_DIGITS_OVERRIDES, VGG_FASHION_OVERRIDES
 from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison
 from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, TrainSpec, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.multiseed import train_arm
 from cnnlab.experiments.tools import against_margin, margin_criterion, mean_std, seed_list
 from cnnlab.viz.experiment_plots import save_figure

@@ -29,12 +29,12 @@ from cnnlab.experiments.framework import (
     Outcome,
     Plot,
     Table,
-    TrainSpec,
     compare_seeds,
     register_experiment,
     require_seeds,
     seed_criterion,
 )
+from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm
 from cnnlab.experiments.tools import ADAM
 
@@ -107,7 +107,7 @@ def plot_vgg_filters(results: dict, out_dir: Path) -> list[Plot]:
 def run(ctx: ExperimentContext, cfg: VGGFiltersConfig) -> Outcome:
     data = ctx.load_data(cfg.data, input_size=cfg.input_size, **dict(cfg.data_options))
     jitter_spec = TrainSpec(recipe=cfg.train.recipe, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                            lr=cfg.train.lr, overrides=(*cfg.train.overrides, ("scale_jitter", tuple(cfg.jitter))))
+                            lr=cfg.train.lr, overrides={**cfg.train.overrides, "scale_jitter": tuple(cfg.jitter)})
     plan = {"B (3x3 pairs)": ("3x3x2", cfg.train), "shallow B (5x5)": ("5x5", cfg.train),
             "B + scale jitter": ("3x3x2", jitter_spec)}  # fmt: skip
     rescaled_sets = {f"{s:g}": (rescale_center(data.test.x, s), data.test.y) for s in cfg.test_scales}

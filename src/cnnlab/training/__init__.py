@@ -1,25 +1,23 @@
 """Training: recipes as data, schedules as functions of the step, the engine (``fit``/``evaluate``),
-checkpoints, and runs from a specification (what ``cnnlab train`` calls).
+checkpoints, and runs from a specification (what ``cnnlab train`` calls). One :class:`TrainSpec`
+describes a run for all of them.
 
-    from cnnlab.training import fit, evaluate, get_recipe
-    result = fit(model, bundle, "resnet_cifar", epochs=10)
-    # or, the options grouped:
-    result = fit(model, bundle, RunSpec(get_recipe("resnet_cifar"), RunOptions(epochs=10)))
+    from cnnlab.training import TrainSpec, fit, train
+    result = fit(model, bundle, TrainSpec(recipe="resnet_cifar", epochs=10))
+    result = train(TrainSpec(model="resnet20", data="fashion-mnist", epochs=10))  # into runs/
 """
 
 from cnnlab.training.batchnorm import recalibrate_batchnorm
-from cnnlab.training.engine import FitResult, RunSpec, evaluate, evaluate_mc_dropout, fit
+from cnnlab.training.engine import FitResult, evaluate, evaluate_mc_dropout, fit
 from cnnlab.training.recipes import Recipe, get_recipe, list_recipes
-from cnnlab.training.run import TrainSpec, spec_from_config, train
-from cnnlab.training.trainer import RunOptions
+from cnnlab.training.run import spec_from_config, train
+from cnnlab.training.spec import TrainSpec
 from cnnlab.training import generative  # noqa: E402,F401  (registers the "reconstruction" and "vae" tasks)
 from cnnlab.training import segmentation  # noqa: F401,E402  (registers the "segmentation" task)
 
 __all__ = [
     "FitResult",
     "Recipe",
-    "RunOptions",
-    "RunSpec",
     "TrainSpec",
     "evaluate",
     "evaluate_mc_dropout",

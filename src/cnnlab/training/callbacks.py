@@ -72,7 +72,7 @@ class EarlyStopping(Callback):
         last = epoch >= trainer.resolved.epochs  # the run ends anyway: not an early stop
         if not trainer.cut and not last and epoch - trainer.best_epoch >= self.patience:
             trainer.stop = True
-            if trainer.main and trainer.options.progress:
+            if trainer.main and trainer.progress:
                 print(f"  early stop: validation {trainer.task.monitor} has not improved for {self.patience} "
                       f"epochs (best: epoch {trainer.best_epoch})", flush=True)
 
@@ -123,7 +123,7 @@ class ProgressBar(Callback):
               f"{len(data.test):,} test images), recipe {trainer.recipe.name}, {trainer.device} {trainer.prec.name}"
               + (f"; stopping after update {trainer.stop_at:,}" if trainer.stop_at < r.total_steps else "")
               + (f"; resumed after update {trainer.step:,}" if trainer.step else ""), flush=True)
-        if trainer.options.epochs is None and r.epochs > LONG_RUN_EPOCHS:
+        if trainer.spec.epochs is None and r.epochs > LONG_RUN_EPOCHS:
             print(f"cnnlab: warning: the {trainer.recipe.name} recipe schedules {r.total_steps:,} updates, "
                   f"{r.epochs:,} epochs of these {len(data.train):,} images (its paper's length for its own data); "
                   f"give --epochs N for a shorter run (the schedule scales with it)", file=sys.stderr, flush=True)

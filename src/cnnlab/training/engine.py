@@ -1,4 +1,4 @@
-"""The training engine: ``fit`` a model on a ``DataBundle`` with a recipe, ``evaluate`` it.
+"""The training engine: ``fit`` a model on a ``DataBundle`` as a :class:`TrainSpec` describes, ``evaluate`` it.
 
 ``fit`` is wiring: it resolves the recipe, the device and precision and the task, opens the run
 folder (or resumes it), and hands a :class:`~cnnlab.training.trainer.Trainer` its callbacks (progress
@@ -15,7 +15,7 @@ schedule and early stopping (recipe field ``early_stop_patience``) follow the ta
 ``data.val``. The test split is evaluated once at the end, on the selected weights (``test_<k>``)
 and on the last ones (``test_<k>_last``); per-epoch test columns only with ``test_every_epoch``.
 
-With ``out_dir`` a run writes: ``config.json`` (at the start), ``steps.csv`` (step, epoch, batch,
+With a ``run_dir`` a run writes: ``config.json`` (at the start), ``steps.csv`` (step, epoch, batch,
 lr, loss: one row per update), ``metrics.csv`` (one row per epoch: train_<k>, val_<k>),
 ``checkpoints/`` (``last`` every epoch and every ``checkpoint_every`` steps, ``best`` on the best
 val metric; see ``cnnlab.training.checkpoint``), and at the end ``model.safetensors`` (the selected
@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,48 +43,24 @@ from torch import Tensor, nn
 
 from cnnlab.data import DataBundle, TensorPair
 from cnnlab.data.augment import tta_views
-from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.errors import ConfigError
 from cnnlab.provenance import git_commit, library_versions
-from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.callbacks import (Checkpointing, EarlyStopping, MetricsCsv, NanGuard, ProgressBar, ResultsJson,
                                        RunFiles, StepsCsv, TensorBoard)
 from cnnlab.training.device import Precision, resolve_device, resolve_precision
-from cnnlab.training.recipes import Recipe, default_recipe_for, get_recipe
+from cnnlab.training.recipes import Recipe
 from cnnlab.training.rundir import RunDir
 from cnnlab.training.tasks import Task, get_task
-from cnnlab.training.trainer import FitResult, RunOptions, Trainer, TrainStep
+from cnnlab.training.spec import TrainSpec
+from cnnlab.training.trainer import FitResult, Trainer, TrainStep
 
-__all__ = ["FitResult", "RunSpec", "fit", "fit_spec", "evaluate", "evaluate_mc_dropout", "TrainStep", "resolve_recipe", "resolve_task",
-           "RunOptions", "RESULT_KEYS", "CHECKPOINT_DIR"]
+__all__ = ["FitResult", "TrainSpec", "fit", "evaluate", "evaluate_mc_dropout", "TrainStep", "resolve_task",
+           "RESULT_KEYS", "CHECKPOINT_DIR"]
 
 RESULT_KEYS = ("model", "data", "epochs", "best_epoch", "val_acc", "test_acc", "test_acc_last", "test_top5",
                "train_acc", "seconds", "images_per_second")
 CHECKPOINT_DIR = "checkpoints"
-
-
-def resolve_recipe(recipe: Recipe | str | None, *, model_name: str | None = None,
-                   overrides: dict | None = None, batch_size: int | None = None,
-                   lr: float | None = None, data_name: str | None = None) -> Recipe:
-    """The recipe object: by name, or the model's default (``model_info(model_name).recipe``, or the
-    recipe registered for that default on ``data_name``: ``recipes.DATA_RECIPES``), with
-    ``overrides`` (any field) and the common ``batch_size``/``lr`` applied."""
-    if recipe is None:
-        if model_name is None:
-            raise ConfigError("fit: give recipe= (a Recipe or its name) or model_name= (its default recipe)")
-        from cnnlab.models.registry import model_info
-
-        recipe = default_recipe_for(model_info(model_name).recipe, data_name)
-    if isinstance(recipe, str):
-        recipe = get_recipe(recipe)
-    if not isinstance(recipe, Recipe):
-        raise ConfigError(f"recipe must be a Recipe or a recipe name, got {type(recipe).__name__}")
-    changes = dict(overrides or {})
-    if batch_size is not None:
-        changes["batch_size"] = batch_size
-    if lr is not None:
-        changes["lr"] = lr
-    return recipe.replace(**changes) if changes else recipe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,20 +221,19 @@ def _apply_dropout(model: nn.Module, p: float | None) -> int:
     return len(mods)
 
 
-def resolve_task(task: Task | str | None, *, model_name: str | None, recipe: Recipe) -> Task:
-    """The task object: given, by name, or the registered model's (``model_info(name).task``), else
-    classification; configured from the recipe (e.g. label smoothing)."""
-    if task is None:
-        task = "classification"
-        if model_name is not None:
+def resolve_task(spec: TrainSpec, *, recipe: Recipe) -> Task:
+    """The run's task: ``spec.task`` with ``spec.task_options``, else the registered model's
+    (``model_info(spec.model).task``), else classification; configured from the recipe (e.g. label
+    smoothing)."""
+    name = spec.task
+    if name is None:
+        name = "classification"
+        if spec.model is not None:
             from cnnlab.models.registry import list_models, model_info
 
-            if model_name in list_models():
-                task = model_info(model_name).task
-    if isinstance(task, str):
-        task = get_task(task)
-    if not isinstance(task, Task):
-        raise ConfigError(f"task must be a Task or a task name, got {type(task).__name__}")
+            if spec.model in list_models():
+                name = model_info(spec.model).task
+    task = get_task(name, **spec.task_options)
     task.configure(recipe)
     return task
 
@@ -276,90 +250,52 @@ def _without_broken_kernels(prec: Precision, model: nn.Module, dev: torch.device
     return Precision(prec.name, False, prec.reason + "; NCHW: bf16 channels_last backward of dilated convs is broken here")
 
 
-def _check_args(data, epochs, max_steps, checkpoint_every, resume, out_dir) -> None:
-    for name, v in (("epochs", epochs), ("max_steps", max_steps), ("checkpoint_every", checkpoint_every)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+def _check_args(data, spec, resume: bool, run_dir) -> None:
+    if not isinstance(spec, TrainSpec):
+        raise ConfigError(f"fit: the run is described by a TrainSpec (cnnlab.training.TrainSpec(recipe=..., "
+                          f"epochs=...)), got {type(spec).__name__}")
     if not isinstance(data, DataBundle):
         raise ConfigError(f"fit: data must be a DataBundle (cnnlab.data.load_dataset), got {type(data).__name__}")
     if data.val is None or len(data.val) == 0:
         raise ConfigError(f"{data.name}: no validation samples to select on (load it with load_dataset, or "
                           "cnnlab.data.with_val_split; raise val_fraction for a tiny data set)")
-    if resume and out_dir is None:
-        raise ConfigError("fit: resume=True needs out_dir (the run directory to continue)")
+    if resume and run_dir is None:
+        raise ConfigError("fit: resume=True needs run_dir (the run folder to continue)")
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """What ``fit`` trains with, grouped: the :class:`Recipe` (what is learned), the
-    :class:`RunOptions` (how the run goes), the arithmetic (precision, memory format, device), the
-    task (None: the model's registered one) and what config.json records (``model_name``, ``run_info``)."""
+def fit(model: nn.Module, data: DataBundle, spec: TrainSpec, *, run_dir: str | os.PathLike | RunDir | None = None,
+        resume: bool = False, callbacks=(), progress: bool = True) -> FitResult:
+    """Train ``model`` on ``data.train`` as ``spec`` describes, select on ``data.val``, test once on
+    ``data.test``.
 
-    recipe: Recipe
-    options: RunOptions = RunOptions()
-    precision: str = "auto"
-    memory_format: str = "auto"
-    device: str | torch.device | None = None
-    task: Task | str | None = None
-    model_name: str | None = None
-    run_info: dict | None = None
+    ``spec``: a :class:`TrainSpec`; ``fit`` reads what is learned (``recipe``, a name or a Recipe,
+    None for the default of ``spec.model``; ``overrides``, ``batch_size``, ``lr``; ``task``) and how
+    the run goes (``epochs``: the length, milestones scaled in proportion; ``max_steps``: stop after
+    that many updates, the schedule unchanged; ``seed``, ``precision``, ``memory_format``,
+    ``device``, ``checkpoint_every``, ``deterministic``: bitwise-reproducible on a CPU with a fixed
+    number of threads; ``tensorboard``; ``test_every_epoch``: test columns in every metrics row, for
+    curves, never used for selection). The spec is recorded in config.json.
 
-
-def fit(model: nn.Module, data: DataBundle, recipe: RunSpec | Recipe | str | None = None, *,
-        epochs: int | None = None, batch_size: int | None = None, lr: float | None = None, precision: str = "auto",
-        device: str | torch.device | None = None, seed: int = 0, out_dir: str | os.PathLike | RunDir | None = None,
-        progress: bool = True, overrides: dict | None = None, max_steps: int | None = None,
-        checkpoint_every: int | None = None, resume: bool = False, deterministic: bool = False,
-        memory_format: str = "auto", model_name: str | None = None, run_info: dict | None = None,
-        tensorboard: bool = False, task: Task | str | None = None, callbacks=(),
-        test_every_epoch: bool = False) -> FitResult:
-    """Train ``model`` on ``data.train``, select on ``data.val``, test once on ``data.test``.
-
-    ``fit(model, data, spec)`` with a :class:`RunSpec` (then only ``out_dir``, ``resume`` and
-    ``callbacks`` may be given besides), or the keyword form, which builds the RunSpec:
-    ``recipe`` is a :class:`Recipe`, its name, or None for the default recipe of ``model_name``;
-    ``overrides`` changes any of its fields, ``batch_size``/``lr`` the common two, ``epochs`` the
-    length (milestones scaled in proportion). ``max_steps`` stops after that many updates in all
-    (the schedule is not changed: for tests and quick looks). ``out_dir``: None writes nothing;
-    else the run's files go there (see the module docstring and :mod:`cnnlab.training.rundir`:
-    a new folder, an empty one, or with ``resume=True`` a run to continue from its newest good
-    checkpoint). ``checkpoint_every``: also save ``last`` every N updates.
-    ``deterministic``: deterministic algorithms only (bitwise-reproducible on a CPU with a fixed
-    number of threads). ``model_name``/``run_info`` are recorded in config.json. ``task``: a Task
-    or its name (None: the model's registered task). ``callbacks``: the caller's, after the
-    built-in ones (see :mod:`cnnlab.training.trainer`; at the end of a run with a folder, after its
-    numbers are written and before results.json). ``test_every_epoch``: test columns in
-    every metrics row, for curves (never used for selection).
+    ``run_dir``: None writes nothing; a path: the run's files go there (a new or empty folder, or with
+    ``resume=True`` a run to continue from its newest good checkpoint), and ``fit`` owns the folder's
+    lifecycle (:meth:`RunDir.session`); an opened :class:`RunDir`: its opener owns it.
+    ``callbacks``: the caller's, after the built-in ones (see :mod:`cnnlab.training.trainer`; at the
+    end of a run with a folder, after its numbers are written and before results.json).
+    ``progress``: a progress bar (or a line a minute without a terminal).
     """
-    if isinstance(recipe, RunSpec):
-        given = {k: v for k, v in locals().items() if k in _KEYWORD_DEFAULTS and v != _KEYWORD_DEFAULTS[k]}
-        if given:
-            raise ConfigError(f"fit: with a RunSpec, set {sorted(given)[0]!r} in the spec, not as a keyword")
-        return fit_spec(model, data, recipe, out_dir=out_dir, resume=resume, callbacks=callbacks)
-    spec = RunSpec(
-        recipe=resolve_recipe(recipe, model_name=model_name, overrides=overrides, batch_size=batch_size, lr=lr),
-        options=RunOptions(epochs=epochs, seed=seed, max_steps=max_steps, checkpoint_every=checkpoint_every,
-                           progress=progress, tensorboard=tensorboard, test_every_epoch=test_every_epoch,
-                           deterministic=deterministic),
-        precision=precision, memory_format=memory_format, device=device, task=task, model_name=model_name,
-        run_info=run_info)
-    return fit_spec(model, data, spec, out_dir=out_dir, resume=resume, callbacks=callbacks)
+    _check_args(data, spec, resume, run_dir)
+    if run_dir is None or isinstance(run_dir, RunDir) or not D.current().is_main:
+        return _fit(model, data, spec, run_dir=run_dir, resume=resume, callbacks=callbacks, progress=progress)
+    with RunDir.open(run_dir, resume=resume).session() as opened:
+        return _fit(model, data, spec, run_dir=opened, resume=resume, callbacks=callbacks, progress=progress)
 
 
-# The keyword form's options a RunSpec holds instead (given with a RunSpec, they would be ignored).
-_KEYWORD_DEFAULTS = {"epochs": None, "batch_size": None, "lr": None, "precision": "auto", "device": None, "seed": 0,
-                     "progress": True, "overrides": None, "max_steps": None, "checkpoint_every": None,
-                     "deterministic": False, "memory_format": "auto", "model_name": None, "run_info": None,
-                     "tensorboard": False, "task": None, "test_every_epoch": False}
-
-
-def fit_spec(model: nn.Module, data: DataBundle, spec: RunSpec, *, out_dir: str | os.PathLike | RunDir | None = None,
-             resume: bool = False, callbacks=()) -> FitResult:
-    """``fit`` with a :class:`RunSpec`: resolve device, precision and task, open the run folder, train."""
+def _fit(model: nn.Module, data: DataBundle, spec: TrainSpec, *, run_dir: RunDir | str | os.PathLike | None,
+         resume: bool, callbacks, progress: bool) -> FitResult:
+    """``fit`` once the run folder is open: resolve recipe, task, device and precision, train."""
     t_start = time.perf_counter()
-    opts = spec.options
-    _check_args(data, opts.epochs, opts.max_steps, opts.checkpoint_every, resume, out_dir)
-    task = resolve_task(spec.task, model_name=spec.model_name, recipe=spec.recipe)
+    recipe = spec.resolve(data_name=data.name)
+    task = resolve_task(spec, recipe=recipe)
     task.setup(data)
     dist = D.current()
     dev = resolve_device(spec.device)
@@ -367,66 +303,52 @@ def fit_spec(model: nn.Module, data: DataBundle, spec: RunSpec, *, out_dir: str 
         dev = torch.device("cuda", dist.local_rank)
     prec = _without_broken_kernels(resolve_precision(spec.precision, dev, memory_format=spec.memory_format),
                                    model, dev, spec.memory_format)
-    owned = out_dir is not None and not isinstance(out_dir, RunDir)  # a RunDir given: its opener closes it
-    run_dir = _open_run_dir(out_dir, resume=resume) if owned and dist.is_main else out_dir
+    out = Path(run_dir) if run_dir is not None else None
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    if opts.deterministic:
+    if spec.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     trainer = None
     try:
-        n_dropout = _apply_dropout(model, spec.recipe.dropout)
-        trainer = Trainer(model, data, spec.recipe, task, device=dev, prec=prec, options=opts)
-        out = Path(out_dir) if out_dir is not None else None
-        config = _run_config(trainer, spec.model_name or type(model).__name__, spec.precision, spec.run_info,
-                             n_dropout)
-        trainer.out_dir = out if dist.is_main else None
-        trainer.callbacks = _callbacks(trainer, run_dir if dist.is_main else out, config, resume=resume,
-                                       extra=callbacks)
-        trainer.t_start = t_start  # the run's time counts the set-up (a resume: on top of the stored seconds)
-        result = trainer.fit()
+        n_dropout = _apply_dropout(model, recipe.dropout)
+        trainer = Trainer(model, data, recipe, task, device=dev, prec=prec, spec=spec, progress=progress,
+                          out_dir=out if dist.is_main else None, started=t_start)
+        config = _run_config(trainer, n_dropout)
+        cbs = _callbacks(trainer, run_dir if dist.is_main else out, config, resume=resume, extra=callbacks)
+        result = trainer.fit(cbs)
         result.out_dir, result.config = out, config
-    except BaseException as err:
+    except BaseException:
         if isinstance(run_dir, RunDir):
             run_dir.last_step = trainer.step if trainer is not None else None
-            if owned:
-                run_dir.abandon(err)
         raise
-    else:
-        if owned and isinstance(run_dir, RunDir):
-            run_dir.succeeded()
     finally:
-        if owned and isinstance(run_dir, RunDir):
-            run_dir.release()
         torch.use_deterministic_algorithms(was_deterministic)  # a library call leaves the global flag as it was
     return result
-
-
-def _open_run_dir(out_dir, *, resume: bool) -> RunDir:
-    """Open (and lock) the run folder ``fit`` was given as a path."""
-    if resume:
-        return RunDir.resume(out_dir)
-    return RunDir.create(out_dir)
 
 
 def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, resume: bool, extra) -> list:
     """Prepare (or resume) the run folder and list the run's callbacks: the built-in ones, then ``extra``.
     ``out`` is the locked :class:`RunDir` on rank 0, the folder's path on the other ranks."""
-    opts, main = trainer.options, trainer.main
+    spec, main = trainer.spec, trainer.main
     ckpt_dir = Path(out) / CHECKPOINT_DIR if out is not None else None
     patience = trainer.recipe.early_stop_patience
-    cbs: list = [NanGuard(ckpt_dir), ProgressBar(opts.progress and main, name=config["model"]["name"])]
+    cbs: list = [NanGuard(ckpt_dir), ProgressBar(trainer.progress and main, name=config["model"]["name"])]
     if patience:
         cbs.append(EarlyStopping(patience))  # before the checkpoint, so that `stop` is saved with it
     if out is not None:
-        _prepare_run_dir(trainer, out, config, resume=resume)
+        if resume:
+            config["resumed"] = trainer.resume(ckpt_dir)
         if main:
+            if resume:
+                out.record_resume(config)
+            else:
+                out.write_config(config)
             cbs += [StepsCsv(out / "steps.csv"), MetricsCsv(out / "metrics.csv")]
-            if opts.tensorboard:
+            if spec.tensorboard:
                 cbs.append(TensorBoard(out / "tensorboard"))
-        cbs.append(Checkpointing(ckpt_dir, every=opts.checkpoint_every))
+        cbs.append(Checkpointing(ckpt_dir, every=spec.checkpoint_every))
     # A task may bring callbacks of its own (the VAE's end-of-run likelihood and generative.npz).
     cbs += trainer.task.callbacks(Path(out) if out is not None else None)
     names = {"name": config["model"]["name"], "data_name": trainer.data.name}
@@ -439,62 +361,17 @@ def _callbacks(trainer: Trainer, out: RunDir | Path | None, config: dict, *, res
     return cbs
 
 
-def _prepare_run_dir(trainer: Trainer, out: RunDir | Path, config: dict, *, resume: bool) -> None:
-    if resume:
-        _resume(trainer, Path(out) / CHECKPOINT_DIR, config)
-    if trainer.main:
-        if resume:
-            out.record_resume(config)
-        else:
-            out.write_config(config)
-
-
-def _resume(trainer: Trainer, ckpt_dir: Path, config: dict) -> None:
-    point = ck.choose_resumable(ckpt_dir)
-    if point is None:  # killed before its first checkpoint: the run starts again from its first update
-        trainer.resumed = config["resumed"] = {"from": None, "step": 0, "epoch": 0, "position": 0,
-                                               "note": "no checkpoint yet: started from the beginning"}
-        if trainer.main:
-            print(f"cnnlab: {ckpt_dir.parent} has no checkpoint yet: starting it again from the beginning",
-                  file=sys.stderr)
-        return
-    if point.message and trainer.main:
-        print(f"cnnlab: {point.message}", file=sys.stderr)
-    state_dict, ts = ck.load_checkpoint(ckpt_dir, point.tag, map_location="cpu")
-    _load_weights(trainer.model, state_dict, f"{ckpt_dir}/{point.tag}.safetensors")
-    trainer.load_state_dict(ts, where=f"{ckpt_dir}/{point.tag}.state.pt")
-    if trainer.epoch > trainer.resolved.epochs:
-        raise ConfigError(f"--epochs {trainer.resolved.epochs}: {ckpt_dir.parent} has already trained "
-                          f"{trainer.epoch} epochs; give at least that many")
-    if trainer.best_epoch:  # the selected weights so far: the `best` checkpoint
-        best, _ = ck.load_checkpoint(ckpt_dir, "best", map_location="cpu")
-        ck.check_weight_shapes(trainer.model, best, where=f"{ckpt_dir}/best.safetensors")
-        trainer.best_state = best
-    trainer.resumed = config["resumed"] = {
-        "from": f"{ckpt_dir}/{point.tag}", "step": trainer.step, "epoch": trainer.epoch,
-        "position": trainer.loader.position, "note": point.message}
-    if trainer.main:
-        where = (f"epoch {trainer.epoch + 1}, batch {trainer.loader.position + 1} of {len(trainer.loader)}"
-                 if trainer.loader.position else f"the start of epoch {trainer.epoch + 1}")
-        print(f"cnnlab: resuming {ckpt_dir.parent} at {where} (update {trainer.step} of {trainer.stop_at} done) "
-              f"from checkpoint {point.tag!r}", file=sys.stderr)
-
-
-def _load_weights(model: nn.Module, state_dict: dict, where: str) -> None:
-    ck.check_weight_shapes(model, state_dict, where=where)  # one line, not torch's size-mismatch RuntimeError
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{where} does not match {type(model).__name__}: "
-                              f"missing {list(missing)[:4]}, unexpected {list(unexpected)[:4]}")
-
-
-def _run_config(trainer: Trainer, name: str, precision: str, run_info: dict | None, n_dropout: int) -> dict:
+def _run_config(trainer: Trainer, n_dropout: int) -> dict:
     """The run's record (config.json), written before the first step (a killed run can be repeated)."""
-    data, recipe, resolved, prec, opts = trainer.data, trainer.recipe, trainer.resolved, trainer.prec, trainer.options
+    data, recipe, resolved, prec, spec = trainer.data, trainer.recipe, trainer.resolved, trainer.prec, trainer.spec
     model = trainer.model
+    name = spec.model or type(model).__name__
+    stored = spec.to_dict()
+    if not isinstance(spec.recipe, Recipe):
+        stored["recipe"] = recipe.name  # the default recipe resolved, so that the spec repeats the run
     return {
         "cnnlab_run": 1,
-        "spec": dict(run_info or {}),
+        "spec": stored,
         "model": {"name": name, "class": type(model).__name__, "params": sum(p.numel() for p in model.parameters()),
                   "dropout_modules_set": n_dropout},
         "task": trainer.task.describe(),
@@ -506,20 +383,20 @@ def _run_config(trainer: Trainer, name: str, precision: str, run_info: dict | No
         "recipe": recipe.to_dict(),
         "schedule": {**{k: getattr(resolved, k) for k in ("total_steps", "steps_per_epoch", "epochs",
                                                              "milestones", "step_size", "scale")},
-                     "note": resolved.note, "stop_at_step": trainer.stop_at, "epochs_override": opts.epochs},
+                     "note": resolved.note, "stop_at_step": trainer.stop_at, "epochs_override": spec.epochs},
         "augment": trainer.augment.to_dict(),
-        "seed": opts.seed,
+        "seed": spec.seed,
         "selection": {"split": "val", "monitor": trainer.task.monitor, "mode": trainer.task.mode,
-                      "test_every_epoch": opts.test_every_epoch},
-        "precision": {"asked": precision, "used": prec.name, "channels_last": prec.channels_last,
+                      "test_every_epoch": spec.test_every_epoch},
+        "precision": {"asked": spec.precision, "used": prec.name, "channels_last": prec.channels_last,
                       "reason": prec.reason},
         "device": str(trainer.device),
         "world_size": trainer.world,
         "per_rank_batch_size": trainer.loader.batch_size,
         "threads": torch.get_num_threads(),
-        "deterministic": opts.deterministic,
-        "max_steps": opts.max_steps,
-        "checkpoint_every": opts.checkpoint_every,
+        "deterministic": spec.deterministic,
+        "max_steps": spec.max_steps,
+        "checkpoint_every": spec.checkpoint_every,
         "versions": library_versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),

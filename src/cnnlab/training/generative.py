@@ -274,7 +274,7 @@ class GenerativeReport:
         if is_vae(model):
             task = trainer.task
             target = task.target(data.test.x)
-            progress = bool(getattr(trainer.options, "progress", False)) and trainer.main
+            progress = trainer.progress and trainer.main
             m = evaluate_vae(model, data.test.x, target, samples=self.samples, batch_size=self.batch_size,
                              seed=self.seed, progress=progress)
             result.test["elbo"] = -m["neg_elbo"]

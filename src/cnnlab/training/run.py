@@ -1,21 +1,20 @@
 """A training run from a specification: what ``cnnlab train`` does, as a library call.
 
-:class:`TrainSpec` holds everything the user chose (model, data, recipe and overrides, seed,
-precision, ...); :func:`train` loads the data, builds the model and calls :func:`fit` with a run
-directory. The spec is stored in the run's ``config.json`` under ``"spec"``, so
+:class:`~cnnlab.training.spec.TrainSpec` holds everything the user chose (model, data, recipe and
+overrides, seed, precision, ...); :func:`train` chooses the run folder, loads the data, builds the
+model and calls :func:`~cnnlab.training.engine.fit` into the folder. The spec is stored in the run's ``config.json`` under ``"spec"``, so
 ``cnnlab train --config runs/.../config.json`` (``spec_from_config``) repeats a run from that file
 alone, and ``--resume`` continues it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,122 +23,12 @@ import torch
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import distributed as D
 from cnnlab.training.device import MEMORY_FORMATS, PRECISIONS
-from cnnlab.training.engine import CHECKPOINT_DIR, FitResult, fit, resolve_recipe
-from cnnlab.limits import check_seed, check_threads
+from cnnlab.training.engine import CHECKPOINT_DIR, FitResult, fit
 from cnnlab.training.rundir import CONFIG, RunDir, RunLockedError, holds_run, read_config
+from cnnlab.training.spec import RESERVED_DATA_OPTIONS, RESERVED_MODEL_OPTIONS, TrainSpec
 
 __all__ = ["TrainSpec", "train", "spec_from_config", "new_run_dir", "find_run_to_resume", "RunLockedError",
-           "RESUME_CHANGEABLE"]
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """Everything that defines a training run (what config.json's ``"spec"`` holds)."""
-
-    model: str
-    data: str = "mnist-5k"
-    recipe: str | None = None  # None: the model's default recipe
-    overrides: dict[str, Any] = field(default_factory=dict)  # recipe fields (--set)
-    model_config: dict[str, Any] = field(default_factory=dict)  # the model family's options (--model-set)
-    task_options: dict[str, Any] = field(default_factory=dict)  # the model's Task's options (--task-set)
-    data_options: dict[str, Any] = field(default_factory=dict)  # the data set's options (--data-set)
-    data_root: str = "data"
-    download: bool = False
-    bad_files: str = "strict"
-    epochs: int | None = None  # None: the recipe's length
-    batch_size: int | None = None
-    lr: float | None = None
-    seed: int = 0
-    precision: str = "auto"
-    memory_format: str = "auto"
-    device: str | None = None  # None: CUDA when present, else CPU
-    max_steps: int | None = None
-    checkpoint_every: int | None = None
-    deterministic: bool = False
-    threads: int | None = None  # torch CPU threads (None: torch's default)
-    weights: str | None = None  # initial weights (fine-tuning)
-    sha256: str | None = None
-    strict: bool = True
-    tensorboard: bool = False
-    val_fraction: float = 0.1  # of train held out for selection when the data set has no val split
-    test_every_epoch: bool = False  # per-epoch test columns (curves; never used for selection)
-
-    def __post_init__(self) -> None:
-        def positive(name: str) -> None:
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
-
-        if not isinstance(self.model, str) or not self.model:
-            raise ConfigError(f"model must be a name, got {self.model!r}")
-        for name in ("epochs", "batch_size", "max_steps", "checkpoint_every", "threads"):
-            positive(name)
-        for problem in (check_threads(self.threads) if self.threads is not None else None, check_seed(self.seed)):
-            if problem:
-                raise ConfigError(problem)
-        if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
-        if self.memory_format not in MEMORY_FORMATS:
-            raise ConfigError(f"unknown memory format {self.memory_format!r} (use {', '.join(MEMORY_FORMATS)})")
-        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
-                or not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val-fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.bad_files not in ("strict", "skip"):
-            raise ConfigError(f"bad_files must be 'strict' or 'skip', got {self.bad_files!r}")
-        _check_spec_types(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], *, where: str = "spec") -> TrainSpec:
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
-        if "model" not in d:
-            raise ConfigError(f"{where}: no model")
-        return cls(**d)
-
-
-# Chosen by the run itself (the data set's classes and channels, --weights/--sha256/--strict): a
-# --model-set or config.json "model_config" naming them would clash with them in create_model.
-RESERVED_MODEL_OPTIONS = ("num_classes", "in_chans", "weights", "sha256", "strict")
-RESERVED_DATA_OPTIONS = ("name", "root", "download", "input_size", "seed", "bad_files")
-
-
-def _check_spec_types(spec: TrainSpec) -> None:
-    """ConfigError naming the field for a value of the wrong type (a hand-edited config.json)."""
-    import math
-
-    for name in ("overrides", "model_config", "data_options"):
-        value = getattr(spec, name)
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{name} must be a mapping of option names to values, got {value!r}")
-        for key, v in value.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{name}: {key}={v} is not a finite number")
-    for name in ("data", "data_root", "recipe", "device", "weights", "sha256"):
-        value = getattr(spec, name)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-    for name in ("download", "strict", "deterministic", "tensorboard"):
-        if not isinstance(getattr(spec, name), bool):
-            raise ConfigError(f"{name} must be true or false, got {getattr(spec, name)!r}")
-    if spec.lr is not None and not math.isfinite(spec.lr):
-        raise ConfigError(f"lr must be a finite positive number, got {spec.lr!r}")
-    clash = [k for k in RESERVED_DATA_OPTIONS if k in spec.data_options]
-    if clash:
-        raise ConfigError(f"data set option {clash[0]!r} cannot be set with --data-set / data_options: it is "
-                          "the run's own (--data-root, --download, --seed, --bad-files, the model's input size)")
-    clash = [k for k in RESERVED_MODEL_OPTIONS if k in spec.model_config]
-    if clash:
-        raise ConfigError(
-            f"model option {clash[0]!r} cannot be set with --model-set / model_config: the data set sets "
-            "num_classes and in_chans, and --weights, --sha256 and --strict choose the weights"
-        )
+           "RESUME_CHANGEABLE", "RESERVED_DATA_OPTIONS", "RESERVED_MODEL_OPTIONS"]
 
 
 def spec_from_config(path: str | os.PathLike) -> TrainSpec:
@@ -305,6 +194,8 @@ def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_
     """
     if spec is None and (resume is None or (resume == "auto" and out is None)):
         raise ConfigError("train: give a TrainSpec, or resume= a run folder")
+    if spec is not None and not spec.model:
+        raise ConfigError("train: the TrainSpec names no model (TrainSpec(model=..., ...))")
     info_d = D.init_from_env(spec.device if spec is not None else None)
     target, resuming = _choose_run(spec, out=out, runs_root=runs_root, resume=resume, progress=progress,
                                    is_main=info_d.is_main)
@@ -327,31 +218,24 @@ def train(spec: TrainSpec | None, *, out: str | os.PathLike | None = None, runs_
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
     try:
-        result = _train(spec, out_dir=run_dir if run_dir is not None else path, resuming=resuming,
-                        progress=progress, callbacks=callbacks)
-    except BaseException as err:
-        if run_dir is not None:
-            run_dir.abandon(err)
-        raise
-    else:
-        if run_dir is not None:
-            run_dir.succeeded()
+        with run_dir.session() if run_dir is not None else contextlib.nullcontext():
+            result = _train(spec, run_dir=run_dir if run_dir is not None else path, resuming=resuming,
+                            progress=progress, callbacks=callbacks)
     finally:
-        if run_dir is not None:
-            run_dir.release()
         torch.set_num_threads(threads_before)
     result.out_dir = path
     return result
 
 
-def _train(spec: TrainSpec, *, out_dir, resuming: bool, progress: bool, callbacks=()) -> FitResult:
+def _train(spec: TrainSpec, *, run_dir, resuming: bool, progress: bool, callbacks=()) -> FitResult:
     from cnnlab.data import load_dataset
     from cnnlab.data.datasets import split_folder
     from cnnlab.models.registry import create_model, model_info
 
     info = model_info(spec.model)
-    recipe = resolve_recipe(spec.recipe, model_name=spec.model, overrides=spec.overrides,
-                            batch_size=spec.batch_size, lr=spec.lr, data_name=split_folder(spec.data)[0])
+    # The default recipe resolved for this data set, by name, so that config.json's spec repeats the run.
+    spec = spec.replace(recipe=spec.resolve(data_name=split_folder(spec.data)[0]).name) if spec.recipe is None else spec
+    spec.resolve()  # a bad recipe field fails before the data is loaded
     data = load_dataset(spec.data, root=spec.data_root, download=spec.download, input_size=info.input_size,
                         seed=spec.seed, bad_files=spec.bad_files, val_fraction=spec.val_fraction,
                         **spec.data_options)
@@ -359,14 +243,4 @@ def _train(spec: TrainSpec, *, out_dir, resuming: bool, progress: bool, callback
     model = create_model(spec.model, num_classes=data.num_classes, in_chans=data.input_size[0],
                          weights=None if resuming else spec.weights, sha256=spec.sha256, strict=spec.strict,
                          **spec.model_config)
-    run_info = {**spec.to_dict(), "recipe": recipe.name}
-    task = None  # the model's registered task with its defaults, unless --task-set changes them
-    if spec.task_options:
-        from cnnlab.training.tasks import get_task
-
-        task = get_task(info.task, **spec.task_options)
-    return fit(model, data, recipe, task=task, epochs=spec.epochs, precision=spec.precision, device=spec.device,
-               seed=spec.seed, out_dir=out_dir, progress=progress, max_steps=spec.max_steps,
-               checkpoint_every=spec.checkpoint_every, resume=resuming, deterministic=spec.deterministic,
-               memory_format=spec.memory_format, model_name=spec.model, run_info=run_info,
-               tensorboard=spec.tensorboard, test_every_epoch=spec.test_every_epoch, callbacks=callbacks)
+    return fit(model, data, spec, run_dir=run_dir, resume=resuming, progress=progress, callbacks=callbacks)

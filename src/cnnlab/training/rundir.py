@@ -25,6 +25,7 @@ The rules, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,6 +185,26 @@ class RunDir:
         rd.lock()
         clean_temporaries(rd.checkpoints)  # safe now: we are the only writer
         return rd
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, resume: bool, created: bool = False) -> RunDir:
+        """:meth:`resume` the run in ``path``, or :meth:`create` a new one there."""
+        return cls.resume(path) if resume else cls.create(path, created=created)
+
+    @contextlib.contextmanager
+    def session(self):
+        """The run's lifecycle around its training, for whoever opened the folder: on success
+        ``failed.json`` (of an earlier try) goes; on an error the folder is abandoned
+        (:meth:`abandon`) and the error raised again; the lock is released either way."""
+        try:
+            yield self
+        except BaseException as err:
+            self.abandon(err)
+            raise
+        else:
+            self.succeeded()
+        finally:
+            self.release()
 
     # ------------------------------------------------------------------ the lock
 

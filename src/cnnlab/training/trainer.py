@@ -20,12 +20,13 @@ error. ``trainer.stop = True`` ends the run after the current epoch (early stopp
 Selection reads the validation split only: after every epoch the task's ``monitor`` metric on
 ``data.val`` decides ``trainer.improved`` / ``best_epoch`` (a copy of the best weights is kept), and
 feeds the plateau schedule. The test split is evaluated once at the end, on the selected weights and
-on the last ones (per-epoch test columns only with ``RunOptions.test_every_epoch``, never read for
+on the last ones (per-epoch test columns only with ``TrainSpec.test_every_epoch``, never read for
 selection).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,28 +44,15 @@ from cnnlab.training import distributed as D
 from cnnlab.training.device import Precision
 from cnnlab.training.recipes import Recipe
 from cnnlab.training.schedules import LRSchedule, resolve_schedule
+from cnnlab.training.spec import TrainSpec
 from cnnlab.training.tasks import Task
 
 # Training images handed to Classifier.init_from_data, evenly spaced over the split (airbench: 5,000).
 WARM_START_IMAGES = 5000
 
-__all__ = ["Trainer", "RunOptions", "FitResult", "TrainStep", "STATE_FORMAT"]
+__all__ = ["Trainer", "FitResult", "TrainStep", "STATE_FORMAT"]
 
 STATE_FORMAT = 2  # 2: the loader's state holds the position; best_value/best_epoch; the task's sums
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run goes (not what it learns: that is the Recipe)."""
-
-    epochs: int | None = None  # None: the recipe's length
-    seed: int = 0
-    max_steps: int | None = None  # stop after this many updates in all (the schedule is unchanged)
-    checkpoint_every: int | None = None  # also save `last` every N updates
-    progress: bool = True
-    tensorboard: bool = False
-    test_every_epoch: bool = False  # per-epoch test columns (curves for teaching; never selection)
-    deterministic: bool = False
 
 
 @dataclass
@@ -121,18 +109,20 @@ class Trainer:
     """Train ``model`` on ``data.train`` for ``task``; see the module docstring."""
 
     def __init__(self, model: nn.Module, data: DataBundle, recipe: Recipe, task: Task, *, device: torch.device,
-                 prec: Precision, options: RunOptions = RunOptions(), callbacks: tuple = ()) -> None:
+                 prec: Precision, spec: TrainSpec = TrainSpec(), progress: bool = False,
+                 out_dir: Path | None = None, started: float | None = None) -> None:
         dist = D.current()
         self.rank, self.world, self.main, self.distributed = dist.rank, dist.world_size, dist.is_main, dist.enabled
-        self.model, self.data, self.recipe, self.task, self.options = model, data, recipe, task, options
-        self.device, self.prec = device, prec
-        self.callbacks = list(callbacks)
+        self.model, self.data, self.recipe, self.task, self.spec = model, data, recipe, task, spec
+        self.device, self.prec, self.progress = device, prec, progress
+        self.out_dir = out_dir  # the run folder, on rank 0; None without one
+        self.callbacks: list = []  # given to ``fit``
         self._build_loader()
         self.augment = Augment(recipe, data=data)
         # Augmentation draws from its own generator: (seed, rank) fix it, and a checkpoint stores it.
-        self.aug_gen = torch.Generator().manual_seed((options.seed * 1_000_003 + 17 * self.rank + 1)
+        self.aug_gen = torch.Generator().manual_seed((spec.seed * 1_000_003 + 17 * self.rank + 1)
                                                      & 0x7FFF_FFFF_FFFF_FFFF)
-        torch.manual_seed(options.seed + self.rank)  # dropout and other in-model randomness
+        torch.manual_seed(spec.seed + self.rank)  # dropout and other in-model randomness
         if isinstance(model, Classifier):  # data-dependent initialisation (a resumed run's weights replace it)
             x = data.train.x
             model.init_from_data(x[:: max(1, len(x) // WARM_START_IMAGES)][:WARM_START_IMAGES])
@@ -159,9 +149,8 @@ class Trainer:
         self.seconds = self.train_seconds = self.train_images = 0.0  # counted over resumes too
         self.epoch_images = 0
         self.epoch_data_seconds = 0.0
-        self.resumed: dict | None = None
-        self.out_dir: Path | None = None  # the run folder, on rank 0 (``fit`` sets it); None without one
-        self.t_start = time.perf_counter()
+        self.resumed: dict | None = None  # where a resumed run went on from (``resume``)
+        self.t_start = time.perf_counter() if started is None else started  # the run's time counts its set-up
 
     def _build_loader(self) -> None:
         recipe, data = self.recipe, self.data
@@ -171,14 +160,14 @@ class Trainer:
         if self.device.type == "cuda":  # small sets live on the GPU: batches are then slices of device memory
             pair = TensorPair(pair.x.to(self.device), pair.y.to(self.device))
         self.loader = BatchLoader(pair, recipe.batch_size // self.world, shuffle=True, drop_last=recipe.drop_last,
-                                  seed=self.options.seed, rank=self.rank, world_size=self.world)
+                                  seed=self.spec.seed, rank=self.rank, world_size=self.world)
         if len(self.loader) == 0:
             raise ConfigError(f"{data.name}: {len(data.train)} training samples make no batch of "
                               f"{recipe.batch_size}" + (" with drop_last" if recipe.drop_last else ""))
-        self.resolved = resolve_schedule(recipe, steps_per_epoch=len(self.loader), epochs=self.options.epochs)
+        self.resolved = resolve_schedule(recipe, steps_per_epoch=len(self.loader), epochs=self.spec.epochs)
         self.schedule = LRSchedule(recipe, self.resolved)
         total = self.resolved.total_steps
-        self.stop_at = total if self.options.max_steps is None else min(self.options.max_steps, total)
+        self.stop_at = total if self.spec.max_steps is None else min(self.spec.max_steps, total)
 
     # ------------------------------------------------------------------ the loop
 
@@ -276,7 +265,7 @@ class Trainer:
         row: dict[str, Any] = {"epoch": len(self.history) + 1, "step": self.step, "lr": self.lr}
         row.update({f"train_{k}": v for k, v in train.items()})
         row.update({f"val_{k}": v for k, v in val.items()})
-        if self.options.test_every_epoch:
+        if self.spec.test_every_epoch:
             row.update({f"test_{k}": v for k, v in self.evaluate(self.data.test).items()})
         row["seconds"] = self.epoch_seconds + time.perf_counter() - t_eval
         row["images_per_second"] = self.epoch_images / self.epoch_seconds if self.epoch_seconds > 0 else 0.0
@@ -302,8 +291,10 @@ class Trainer:
             self.best_value, self.best_epoch, self.improved = value, row["epoch"], True
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
-    def fit(self) -> FitResult:
-        """Run to the end (epochs, max_steps or ``stop``); evaluate test on the selected and last weights."""
+    def fit(self, callbacks=()) -> FitResult:
+        """Run to the end (epochs, max_steps or ``stop``) with ``callbacks`` (see the module docstring);
+        evaluate test on the selected and last weights."""
+        self.callbacks = list(callbacks)
         try:
             self._call("on_fit_start")
             partial = None
@@ -395,3 +386,41 @@ class Trainer:
         self.train_images = float(ts["train_images"])
         self.lr = self.schedule(max(self.step - 1, 0))
         self.t_start = time.perf_counter()
+
+    def resume(self, ckpt_dir: Path) -> dict:
+        """Go on from the newest good checkpoint in ``ckpt_dir``: weights, training state and the
+        selected weights so far; returns where it went on from (``self.resumed``, for config.json)."""
+        point = ck.choose_resumable(ckpt_dir)
+        if point is None:  # killed before its first checkpoint: the run starts again from its first update
+            self.resumed = {"from": None, "step": 0, "epoch": 0, "position": 0,
+                            "note": "no checkpoint yet: started from the beginning"}
+            self._say(f"{ckpt_dir.parent} has no checkpoint yet: starting it again from the beginning")
+            return self.resumed
+        if point.message:
+            self._say(point.message)
+        state_dict, ts = ck.load_checkpoint(ckpt_dir, point.tag, map_location="cpu")
+        where = f"{ckpt_dir}/{point.tag}.safetensors"
+        ck.check_weight_shapes(self.model, state_dict, where=where)  # one line, not torch's RuntimeError
+        missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{where} does not match {type(self.model).__name__}: "
+                                  f"missing {list(missing)[:4]}, unexpected {list(unexpected)[:4]}")
+        self.load_state_dict(ts, where=f"{ckpt_dir}/{point.tag}.state.pt")
+        if self.epoch > self.resolved.epochs:
+            raise ConfigError(f"--epochs {self.resolved.epochs}: {ckpt_dir.parent} has already trained "
+                              f"{self.epoch} epochs; give at least that many")
+        if self.best_epoch:  # the selected weights so far: the `best` checkpoint
+            best, _ = ck.load_checkpoint(ckpt_dir, "best", map_location="cpu")
+            ck.check_weight_shapes(self.model, best, where=f"{ckpt_dir}/best.safetensors")
+            self.best_state = best
+        self.resumed = {"from": f"{ckpt_dir}/{point.tag}", "step": self.step, "epoch": self.epoch,
+                        "position": self.loader.position, "note": point.message}
+        where = (f"epoch {self.epoch + 1}, batch {self.loader.position + 1} of {len(self.loader)}"
+                 if self.loader.position else f"the start of epoch {self.epoch + 1}")
+        self._say(f"resuming {ckpt_dir.parent} at {where} (update {self.step} of {self.stop_at} done) "
+                  f"from checkpoint {point.tag!r}")
+        return self.resumed
+
+    def _say(self, message: str) -> None:
+        if self.main:
+            print(f"cnnlab: {message}", file=sys.stderr)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import cnnlab
 from cnnlab.data import load_dataset
-from cnnlab.training import fit
+from cnnlab.training import TrainSpec, fit
 
 # LeNet-5 has neither batch norm nor dropout, the two things that make per-rank batches differ
 # from one big batch; augmentation is switched off for the same reason.
@@ -27,12 +27,12 @@ WORKER = textwrap.dedent("""
     import cnnlab
     from safetensors.torch import save_file
     from cnnlab.data import load_dataset
-    from cnnlab.training import distributed as D, fit
+    from cnnlab.training import distributed as D, fit, TrainSpec
     info = D.init_from_env("cpu")
     data = load_dataset("synthetic", input_size=(1, 32, 32), n_train=256, n_test=64)
     torch.manual_seed(0)
     model = cnnlab.create_model("lenet5")
-    r = fit(model, data, "lenet", overrides={overrides!r}, max_steps=6, precision="fp32", device="cpu",
+    r = fit(model, data, TrainSpec(recipe="lenet", overrides={overrides!r}, max_steps=6, precision="fp32", device="cpu"),
             progress=False)
     save_file(r.model.state_dict(), sys.argv[1] + f"/rank{{info.rank}}.safetensors")
     open(sys.argv[1] + f"/rank{{info.rank}}.json", "w").write(json.dumps([r.step_losses, r.test_acc]))
@@ -63,8 +63,8 @@ def test_two_cpu_ranks_match_one_process(tmp_path):
     try:
         data = load_dataset("synthetic", input_size=(1, 32, 32), n_train=256, n_test=64)
         torch.manual_seed(0)
-        single = fit(cnnlab.create_model("lenet5"), data, "lenet", overrides=OVERRIDES, max_steps=6,
-                     precision="fp32", device="cpu", progress=False)
+        single = fit(cnnlab.create_model("lenet5"), data, TrainSpec(recipe="lenet", overrides=OVERRIDES, max_steps=6,
+                                                                    precision="fp32", device="cpu"), progress=False)
     finally:
         torch.set_num_threads(threads)
 

@@ -67,8 +67,9 @@ class TrainSpec:
     test_every_epoch: bool = False  # per-epoch test columns (curves; never used for selection)
 
     def __post_init__(self) -> None:
-        if isinstance(self.overrides, (tuple, list)):  # pairs, as frozen configs write them (the last wins)
-            object.__setattr__(self, "overrides", dict(self.overrides))
+        if isinstance(self.overrides, (tuple, list)) and all(
+                isinstance(p, (tuple, list)) and len(p) == 2 for p in self.overrides):
+            object.__setattr__(self, "overrides", dict(self.overrides))  # pairs, as frozen configs write them
         if isinstance(self.recipe, dict):  # a Recipe stored in config.json
             object.__setattr__(self, "recipe", Recipe.from_dict(self.recipe))
         if self.model is not None and (not isinstance(self.model, str) or not self.model):
@@ -122,6 +123,11 @@ class TrainSpec:
                 f"model option {clash[0]!r} cannot be set with --model-set / model_config: the data set sets "
                 "num_classes and in_chans, and --weights, --sha256 and --strict choose the weights"
             )
+
+    def __hash__(self) -> int:  # the option mappings are dicts: hash their JSON form (experiments cache by spec)
+        import json
+
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
 
     # ------------------------------------------------------------------ resolving
 

@@ -43,6 +43,7 @@ HE_2016_T3 = "He, Zhang, Ren & Sun, CVPR 2016, Table 3 (lecture 003's table)"
 HE_2016_T6 = "He, Zhang, Ren & Sun, CVPR 2016, Table 6"
 XIE_2017 = "Xie, Girshick, Dollar, Tu & He, CVPR 2017, Table 3"
 HU_2018 = "Hu, Shen & Sun, CVPR 2018, Table 2"
+SZEGEDY_2017 = "Szegedy, Ioffe, Vanhoucke & Alemi, AAAI 2017, Table 2"
 TORCHVISION = "torchvision 0.29 weights table (Weights.meta['_metrics']['ImageNet-1K'])"
 
 
@@ -94,6 +95,7 @@ IMAGENET_PAPER: tuple[Published, ...] = (
     _err("resnet152", 21.43, 5.71, HE_2016_T3, "10 crops, val", "stride in the 1x1 (`stride_in_1x1=True`)"),
     _err("resnext50_32x4d", 22.2, None, XIE_2017, "1 crop 224, val"),
     _err("se_resnet50", 23.29, 6.62, HU_2018, "1 crop 224, val"),
+    _err("inception_v4", 20.0, 5.0, SZEGEDY_2017, "1 crop 299, val (the non-blacklisted subset)"),
 )
 
 # torchvision's figures for the weights the zoo's torchvision-compatible models load (one 224 crop).

@@ -51,8 +51,7 @@ def diagram_dot(graph) -> str:  # noqa: ANN001  (a LayerGraph)
         raise DiagramToolMissing("diagrams need the Python package graphviz: pip install graphviz "
                                  "(and the Graphviz program dot: apt-get install graphviz)") from None
     g = graphviz.Digraph(name=graph.model)
-    # ordering=out keeps branches left to right in the order the forward computes them (1x1 first)
-    g.attr(rankdir="TB", ordering="out", ranksep="0.18", nodesep="0.12", fontname="Helvetica", fontsize="10",
+    g.attr(rankdir="TB", ranksep="0.18", nodesep="0.12", fontname="Helvetica", fontsize="10",
            label=f"{graph.model}, input {graph.input_size[1]}x{graph.input_size[2]}x{graph.input_size[0]}",
            labelloc="t")
     g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="9", margin="0.08,0.03",
@@ -77,12 +76,28 @@ def diagram_dot(graph) -> str:  # noqa: ANN001  (a LayerGraph)
                                           color="#999999", fontsize="9", labeljust="l")
             target = clusters[node.group]
         target.node(node.id, label=label, **attrs)
-    for sub in clusters.values():
+    for group, sub in clusters.items():
+        _align_branches(graph, group, sub)
         g.subgraph(sub)
     for e in graph.edges:
         attrs = dict(style="dashed", label=e.label, constraint="false") if e.skip else {}
         g.edge(e.src, e.dst, **attrs)
     return g.source
+
+
+def _align_branches(graph, group: str, sub) -> None:  # noqa: ANN001
+    """The first layer of every branch on one row, left to right in the order the forward runs them
+    (the 1x1 branch first, as the papers draw it): a same-rank row chained by invisible edges."""
+    from graphviz.quoting import quote
+
+    inside = {n.id for n in graph.nodes if n.group == group}
+    heads = [n.id for n in graph.nodes if n.id in inside
+             and any(e.dst == n.id and e.src not in inside for e in graph.edges)]
+    if len(heads) < 2:
+        return
+    sub.body.append("\t{rank=same; " + " ".join(quote(h) + ";" for h in heads) + "}\n")
+    for a, b in zip(heads, heads[1:]):
+        sub.edge(a, b, style="invis")
 
 
 def render_diagram(graph, path: str | os.PathLike) -> Path:  # noqa: ANN001

@@ -97,6 +97,14 @@ def test_resnet50_blocks_have_their_skip_arrows():
     assert sum(n.kind == "add" for n in g.nodes) == 16
 
 
+def test_lenet5_is_drawn_as_figure_2_with_its_custom_layers():
+    g = layer_graph("lenet5")
+    layers = [(n.title.split(",")[0].split(" (")[0], n.shape) for n in g.nodes if n.kind != "input"]
+    # LeCun et al. 1998, Figure 2: C1 6@28x28, S2 6@14x14, C3 16@10x10, S4 16@5x5, C5 120, F6 84, output 10
+    assert layers == [("5x5 conv", "28x28x6"), ("Subsampling", "14x14x6"), ("5x5 conv", "10x10x16"),
+                      ("Subsampling", "5x5x16"), ("5x5 conv", "1x1x120"), ("fc 84", "84"), ("fc 10", "10")]
+
+
 @pytest.mark.skipif(not dot_available(), reason=NO_DOT)
 def test_diagram_cli_renders_svg_png_and_pdf(isolated_cwd, capsys):
     rc, out, err = run_cli(["diagram", "googlenet_2014", "--out", "g.svg"], capsys)

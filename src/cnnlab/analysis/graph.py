@@ -33,10 +33,8 @@ __all__ = ["DiagramNode", "DiagramEdge", "LayerGraph", "layer_graph", "layer_lab
 # "conv" implies its ReLU, BN is a detail of the modern variants).
 _ABSORBED_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.LeakyReLU,
                      nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Dropout2d,
-                     nn.Identity, nn.Flatten, nn.Softmax)  # fmt: skip
-_ABSORBED_CALLS = {"flatten", "relu", "relu_", "dropout", "view", "reshape", "contiguous", "size", "sigmoid",
-                   "squeeze", "unsqueeze", "_transform_input", "getattr", "getitem"}
-_MERGES = {torch.cat: "concat", torch.add: "+", operator.add: "+", operator.iadd: "+", torch.mul: "x",
+                     nn.Identity, nn.Flatten, nn.Unflatten, nn.Softmax)  # fmt: skip
+_MERGES = {torch.cat: "concat", torch.stack: "join", torch.add: "+", operator.add: "+", operator.iadd: "+", torch.mul: "x",
            operator.mul: "x", "add": "+", "add_": "+", "mul": "x", "mul_": "x", "cat": "concat"}
 
 
@@ -95,7 +93,27 @@ def layer_label(module: nn.Module) -> tuple[str, str]:
         return "fc", f"fc {module.out_features}"
     if isinstance(module, nn.LocalResponseNorm):
         return "norm", f"LRN (size {module.size})"
-    return "other", type(module).__name__
+    name = type(module).__name__
+    if isinstance(getattr(module, "kernel_size", None), (int, tuple)) and hasattr(module, "out_channels"):
+        kh, kw = _pair(module.kernel_size)
+        return "conv", f"{kh}x{kw} conv, {module.out_channels} ({name})"  # LeNet's partial C3, ...
+    return "other", name
+
+
+class _LeafTracer(torch.fx.Tracer):
+    """Every module without children is one call (as the analyzer's rows are), so custom layers
+    (LeNet's partially connected C3, its trainable subsampling) stay whole."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return next(m.children(), None) is None or super().is_leaf_module(m, module_qualified_name)
+
+
+def _absorbed(module: nn.Module, kind: str, shape: tuple | None, before: tuple) -> bool:
+    """Drawn inside the layer before: BN, activations, dropout, and any other parameter-free layer
+    that keeps the map as it is (LeNet's scaled tanh)."""
+    if isinstance(module, _ABSORBED_MODULES):
+        return True
+    return kind == "other" and next(module.parameters(), None) is None and shape is not None and shape == before
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -128,7 +146,7 @@ def _owner_stack(node: torch.fx.Node) -> tuple[str, ...]:
 def _trace(model: nn.Module, rows: Mapping[str, tuple[int, ...]]) -> list[_Node]:
     """The fx graph as :class:`_Node`s, shapes from the analyzer's rows, absorbed layers removed."""
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        graph = _LeafTracer().trace(model)
     except Exception as err:  # noqa: BLE001  (fx raises many kinds on untraceable Python)
         raise ConfigError(f"cannot trace {type(model).__name__} with torch.fx ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); a diagram needs a traceable forward") from None
@@ -149,22 +167,24 @@ def _trace(model: nn.Module, rows: Mapping[str, tuple[int, ...]]) -> list[_Node]
             calls[n.target] = calls.get(n.target, 0) + 1
             key = n.target if calls[n.target] == 1 else f"{n.target}:{calls[n.target]}"
             shape = rows.get(key)
-            if isinstance(module, _ABSORBED_MODULES) and len(inputs) == 1:
+            kind, title = layer_label(module)
+            if len(inputs) == 1 and _absorbed(module, kind, shape, nodes[inputs[0]].shape):
                 _absorb(nodes, alias, n.name, inputs[0], shape)
                 continue
-            kind, title = layer_label(module)
             nodes[n.name] = _Node(n.name, kind, title, shape or (), inputs, n.target, stack or (n.target,))
             continue
         name = getattr(n.target, "__name__", str(n.target))
         merge = _MERGES.get(n.target) or (_MERGES.get(name) if n.op == "call_method" else None)
         if merge and len(inputs) >= 2:
             shape = _merged_shape(merge, [nodes[i].shape for i in inputs])
-            nodes[n.name] = _Node(n.name, "concat" if merge == "concat" else "add", merge, shape, inputs,
+            kind = "add" if merge in ("+", "x") else "concat"  # a join (FractalNet's mean) is drawn as a concat
+            nodes[n.name] = _Node(n.name, kind, merge, shape, inputs,
                                   stack[-1] if stack else "", stack, merge)
         elif len(inputs) == 1:  # flatten, views, a functional activation: part of the layer before
             _absorb(nodes, alias, n.name, inputs[0], None)
-        elif inputs:
-            nodes[n.name] = _Node(n.name, "other", name, nodes[inputs[0]].shape, inputs, stack[-1] if stack else "", stack)
+        elif inputs:  # slicing by another tensor's size is FCN's crop; its shape is not a module row's
+            title = "crop" if n.target is operator.getitem else name
+            nodes[n.name] = _Node(n.name, "other", title, (), inputs, stack[-1] if stack else "", stack)
     return list(nodes.values())
 
 
@@ -178,7 +198,7 @@ def _merged_shape(merge: str, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     shapes = [s for s in shapes if s]
     if not shapes:
         return ()
-    if merge == "concat" and all(len(s) == len(shapes[0]) for s in shapes):
+    if merge == "concat" and all(len(s) == len(shapes[0]) for s in shapes):  # channels add up
         return (shapes[0][0], sum(s[1] for s in shapes), *shapes[0][2:])
     return max(shapes, key=len)
 
@@ -269,8 +289,8 @@ def _residual(block: str, members: list[_Node], by_name: Mapping[str, _Node], st
     short_titles = [by_name[s].title for s in sorted(shortcut, key=list(by_name).index)
                     if by_name[s].kind in ("conv", "pool")]
     main_id, add_id = f"{block}.main", f"{block}.add"
-    titles = [m.title for m in main if m.kind != "other" or not m.merge]
-    out.append(DiagramNode(main_id, "block", "\n".join(titles) or block, _shape_text(main[-1].shape) if main else "", None))
+    out.append(DiagramNode(main_id, "block", "\n".join(_path_lines(block, members, main)) or block,
+                           _shape_text(main[-1].shape) if main else "", None))
     out.append(DiagramNode(add_id, "add", "+", _shape_text(add.shape), None))
     for e in entries:
         edges.append(DiagramEdge(stand_in[e], main_id))
@@ -278,6 +298,26 @@ def _residual(block: str, members: list[_Node], by_name: Mapping[str, _Node], st
     edges.append(DiagramEdge(main_id, add_id))
     for m in members:
         stand_in[m.name] = add_id
+
+
+def _path_lines(block: str, members: list[_Node], main: list[_Node]) -> list[str]:
+    """A line per layer of the main path; a gate inside it (squeeze-excitation) on one line, named."""
+    inner = {m.owner for m in members if m.merge and m.owner != block}
+    lines: list[str] = []
+    current, parts = None, []
+    for m in main:
+        key = next((mod for mod in m.modules if mod in inner), None)
+        if key != current and parts:
+            lines.append(f"{current.rsplit('.', 1)[-1]}: {', '.join(parts)}")
+            parts = []
+        current = key
+        if key is None:
+            lines.append(m.title)
+        elif not m.merge:
+            parts.append(m.title)
+    if parts:
+        lines.append(f"{current.rsplit('.', 1)[-1]}: {', '.join(parts)}")
+    return lines
 
 
 def _dedupe(edges: list[DiagramEdge]) -> list[DiagramEdge]:

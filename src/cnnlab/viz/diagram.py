@@ -63,9 +63,9 @@ def diagram_dot(graph) -> str:  # noqa: ANN001  (a LayerGraph)
         if node.kind == "add":
             # the block's node above shows the shape; the addition keeps it
             attrs.update(shape="circle", width="0.22", height="0.22", margin="0", fixedsize="true", fontsize="10")
-            label = "+"
+            label = node.title  # "+" (a residual addition) or "x" (a gate)
         elif node.kind == "concat":
-            label = _label("concat", node.shape)
+            label = _label(node.title, node.shape)
         else:
             label = _label(node.title, node.shape)
         target = g

@@ -49,6 +49,8 @@ def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
     if size[1] >= 224 and info.family in ("resnet", "plain", "resnext", "senet"):
         widths = (16, 32, 64, 128) if info.family == "resnext" else (8, 16, 32, 64)
         return {"widths": widths}, (3, 64, 64)
+    if name == "inception_v4":  # its valid convolutions need 75x75 to leave a map after Reduction-B
+        return {}, (3, 75, 75)
     if info.family == "googlenet":
         return {}, (3, 64, 64)
     if info.family in ("fcn", "dilated") and size[1] >= 224:  # VGG-16 backbones at 1/16 of their widths

@@ -134,6 +134,11 @@ def test_documented_command_runs(line, workdir, monkeypatch):
     reason = next((why for word, why in SKIP.items() if word in line), None) or _absent_data(line)
     if reason:
         pytest.skip(reason)
+    if line.startswith("cnnlab diagram"):
+        from cnnlab.viz.diagram import dot_available
+
+        if not dot_available():
+            pytest.skip("diagrams need Graphviz: pip install graphviz, apt-get install graphviz")
     monkeypatch.chdir(workdir)
     argv = _tiny(shlex.split(_fill(line, workdir))[1:])
     assert main(argv) == 0, line

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", nargs="+", help="image files to show (default: the data set's first test images)")
     p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
     p.add_argument("--method", action="append", help="attribution method (repeatable; default all): "
-                   "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam")
+                   "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam; "
+                   "with the [cam] extra also gradcam_plusplus, scorecam, layercam")
     p.add_argument("--target", metavar="CLASS", help="attributions, cam: explain this class (an index or a name) "
                    "for every image (default: each image's predicted class)")
     p.add_argument("--units", help="top-patches: comma-separated unit (channel) indices (default 0-7)")

@@ -11,7 +11,7 @@
 Layers are named as in ``model.feature_info`` or ``named_modules()``.
 """
 
-from cnnlab.inspect.attribution import METHODS, attribute, attribute_all, cam, cam_head, non_inplace_copy
+from cnnlab.inspect.attribution import ALL_METHODS, CAM_FAMILY, METHODS, attribute, attribute_all, cam, cam_head, non_inplace_copy
 from cnnlab.inspect.features import (
     TopPatches,
     embed_2d,
@@ -25,6 +25,8 @@ from cnnlab.inspect.stats import LayerStats, activation_stats, filters
 
 __all__ = [
     "METHODS",
+    "ALL_METHODS",
+    "CAM_FAMILY",
     "attribute",
     "attribute_all",
     "cam",

@@ -20,7 +20,8 @@ __all__ = ["to_display", "plot_filters", "plot_stats", "plot_feature_maps", "plo
 METHOD_TITLES = {
     "saliency": "Saliency |grad|", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated gradients",
     "guided_backprop": "Guided backprop", "deconvolution": "Deconvnet", "occlusion": "Occlusion",
-    "gradcam": "Grad-CAM", "cam": "CAM",
+    "gradcam": "Grad-CAM", "cam": "CAM", "gradcam_plusplus": "Grad-CAM++", "scorecam": "Score-CAM",
+    "layercam": "Layer-CAM",
 }  # fmt: skip
 
 

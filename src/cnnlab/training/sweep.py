@@ -224,6 +224,9 @@ def _run_one(run_spec: TrainSpec, folder: Path, rel: str, failed: dict[str, str]
     if rel in failed and folder.exists():
         return {"status": "diverged", "error": failed[rel]}
     resume = "auto" if holds_run(folder) else None
+    # Made here, so that a run failing before its first checkpoint leaves the (empty) folder that
+    # marks it as diverged; deleting the folder asks for it to be tried again.
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         train(run_spec, out=folder, resume=resume, progress=progress, callbacks=callbacks)
     except TrainingError as err:  # a NaN or infinite loss: this point's rate or strength is too high

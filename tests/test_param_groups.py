@@ -144,11 +144,15 @@ def test_biases_and_norm_parameters_get_no_weight_decay():
         assert torch.allclose(p.detach(), expected, rtol=0, atol=1e-7), n
 
 
-def test_lenets_subsampling_coefficients_are_weights_not_biases():
-    # LeNet-5's S2/S4 multiply each map by a trainable coefficient (LeCun et al. 1998 §II-B): decayed, penalised
+def test_only_kernels_and_matrices_count_as_weights_in_lenet5():
+    # LeNet-5's S2/S4 multiply each map by one trainable coefficient (LeCun et al. 1998 §II-B): a per-map
+    # gain like batch norm's gamma, not decayed. The weights: C1 6x1x5x5, C3's 60 5x5 kernels, C5
+    # 120x16x5x5, F6 84x120, the output 10x84 (cnnlab summary: "weights without biases 60,570").
     model = cnnlab.create_model("lenet5")
-    assert bias_and_norm_names(model) == {n for n, _ in model.named_parameters() if n.endswith(".bias")}
-    assert "s2.0.weight" not in bias_and_norm_names(model)
+    skip = bias_and_norm_names(model)
+    assert skip == {n for n, _ in model.named_parameters() if n.endswith(".bias")} | {"s2.0.weight", "s4.0.weight"}
+    weights = sum(p.numel() for n, p in model.named_parameters() if n not in skip)
+    assert weights == 150 + 60 * 25 + 120 * 16 * 25 + 84 * 120 + 10 * 84 == 60_570
 
 
 @pytest.mark.parametrize(("pattern", "name", "expected"), [

@@ -18,13 +18,17 @@ A pattern that matches no parameter is a ConfigError naming it and the closest m
 * ``lr_mult``: (pattern, multiplier) pairs; a parameter's rate is the schedule's rate times the
   multiplier of the last pair that matches it (1 where none does). The Trainer sets each group's
   rate as ``lr * group["lr_mult"]`` at every update.
-* ``no_decay_bias_norm``: biases (every parameter registered as ``bias``) and all parameters of
-  normalisation layers (batch, instance, group, layer norm) go in groups with ``weight_decay`` 0
-  (Goyal et al. 2017; He et al. 2019, "Bag of Tricks", §3.1); see the recipe field's comment.
+* ``no_decay_bias_norm``: biases and normalisation parameters go in groups with ``weight_decay`` 0,
+  as in He et al. 2019 ("Bag of Tricks", §3.1, "no bias decay": decay "only ... the weights in
+  convolution and fully-connected layers"; Goyal et al. 2017 already left batch norm's gamma and
+  beta undecayed). Not decayed: every parameter registered as ``bias``, every parameter of a
+  normalisation layer (batch, instance, group, layer norm), and every other parameter of one
+  dimension or none: a per-channel gain or shift such as LeNet-5's subsampling coefficients (S2, S4),
+  a scale like gamma, not a kernel. Decayed: the kernels and matrices (two or more dimensions),
+  which are also what ``cnnlab summary`` counts as "weights without biases".
 
-:func:`l1_penalty` is ``l1 * sum |w|`` over the trainable weights: the parameters that are neither
-biases nor normalisation parameters (the ones ``no_decay_bias_norm`` keeps decaying). Its gradient
-is ``l1 * sign(w)``.
+:func:`l1_penalty` is ``l1 * sum |w|`` over the trainable weights in that sense (the parameters
+``no_decay_bias_norm`` keeps decaying). Its gradient is ``l1 * sign(w)`` (0 at w = 0).
 """
 
 from __future__ import annotations
@@ -77,11 +81,12 @@ def select(model: nn.Module, pattern: str, *, field: str) -> list[str]:
 
 
 def bias_and_norm_names(model: nn.Module) -> set[str]:
-    """The names of ``model``'s biases and of its normalisation layers' parameters."""
+    """The names of ``model``'s biases, normalisation parameters and other one-dimensional parameters
+    (per-channel gains and shifts): everything but the kernels and matrices."""
     out = set()
     for mod_name, module in model.named_modules():
-        for p_name, _ in module.named_parameters(recurse=False):
-            if p_name == "bias" or isinstance(module, NORM_LAYERS):
+        for p_name, p in module.named_parameters(recurse=False):
+            if p_name == "bias" or isinstance(module, NORM_LAYERS) or p.ndim <= 1:
                 out.add(f"{mod_name}.{p_name}" if mod_name else p_name)
     return out
 

@@ -72,9 +72,9 @@ class Recipe:
     # --- parameter groups (cnnlab.training.param_groups: how a pattern matches a parameter's name)
     freeze: tuple[str, ...] = ()  # patterns of parameters not trained (requires_grad off, left out of the optimizer)
     lr_mult: tuple[tuple[str, float], ...] = ()  # (pattern, multiplier): their rate is lr x multiplier; later pairs win
-    # No weight decay on biases and normalisation parameters (batch norm's gamma and beta): Goyal et
-    # al. 2017 leave BN's gamma and beta undecayed; He et al. 2019 ("Bag of Tricks") §3.1, "no bias
-    # decay", also the biases, decaying only the weights of convolutions and fully-connected layers.
+    # No weight decay on biases and normalisation parameters (and other per-channel gains): He et al.
+    # 2019 ("Bag of Tricks") §3.1, "no bias decay", decays only the weights of convolutions and
+    # fully-connected layers; Goyal et al. 2017 left batch norm's gamma and beta undecayed.
     no_decay_bias_norm: bool = False
     l1: float = 0.0  # L1 penalty l1 * sum |w| over the weights (not biases or norms), added to the loss
     # --- augmentation on whole batches (cnnlab.data.augment.Augment's fields)

@@ -42,8 +42,7 @@ from torch import Tensor, nn
 from cnnlab.errors import ConfigError, did_you_mean
 from cnnlab.training.recipes import Recipe
 
-__all__ = ["NORM_LAYERS", "matches", "select", "bias_and_norm_names", "apply_freeze", "param_groups", "l1_penalty",
-           "describe_groups"]
+__all__ = ["NORM_LAYERS", "matches", "select", "bias_and_norm_names", "apply_freeze", "param_groups", "l1_penalty"]
 
 # Normalisation layers whose affine parameters (gamma, beta) are not decayed with no_decay_bias_norm.
 # _NormBase: BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm1d/2d/3d.
@@ -133,14 +132,6 @@ def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
         raise ConfigError(f"freeze {', '.join(recipe.freeze)}: every parameter of {type(model).__name__} is "
                           "frozen; nothing would train")
     return list(groups.values())
-
-
-def describe_groups(model: nn.Module, groups: list[dict]) -> list[dict]:
-    """Each group's multiplier, weight decay, parameter count and names (for a person reading them)."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    return [{"lr_mult": g.get("lr_mult", 1.0), "weight_decay": g.get("weight_decay"),
-             "params": sum(p.numel() for p in g["params"]), "names": [names[id(p)] for p in g["params"]]}
-            for g in groups]
 
 
 def l1_penalty(model: nn.Module, l1: float) -> Tensor:

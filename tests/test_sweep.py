@@ -191,3 +191,7 @@ def test_the_command_writes_its_table_heat_map_and_best_json(isolated_cwd, capsy
     one_line(*run_cli(["sweep", "lenet5", "--grid", "lrr=0.1", "--out", "bad"], capsys)[::2], "lrr", "lr")
     one_line(*run_cli(["sweep", "lenet5", "--grid", "lr=0.1", "--set", "lr=0.2"], capsys)[::2], "--grid lr")
     assert not (isolated_cwd / "bad").exists()
+    # an option only the run finds bad: one line, and no sweep folder left behind
+    one_line(*run_cli(["sweep", "lenet5", "--grid", "lr=0.1", "--folds", "2", "--data", "mnist-seg", "--out", "seg"],
+                      capsys)[::2], "mnist-seg", "own validation split")
+    assert not (isolated_cwd / "seg").exists()

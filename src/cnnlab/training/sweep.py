@@ -150,19 +150,37 @@ def run_sweep(spec: SweepSpec, *, out: str | os.PathLike, progress: bool = True,
         twice = next(n for n in names if names.count(n) > 1)
         raise ConfigError(f"--grid: two values of a field give the same folder name ({twice}); give distinct values")
     _check_points(spec, points)
+    made = not out.exists()
     failed = _open_sweep(out, spec)
     runs: list[dict] = []
-    for point, name in zip(points, names):
-        for fold in range(spec.folds) if spec.folds else (None,):
-            rel = name if fold is None else f"{name}/fold-{fold}"
-            row = {"point": name, "fold": fold, "folder": rel,
-                   **_run_one(spec.run_spec(point, fold), out / rel, rel, failed, progress=progress,
-                              callbacks=callbacks)}
-            runs.append(row)
-            _write_state(out, spec, runs, failed)
-            if on_run is not None:
-                on_run(row)
+    try:
+        for point, name in zip(points, names):
+            for fold in range(spec.folds) if spec.folds else (None,):
+                rel = name if fold is None else f"{name}/fold-{fold}"
+                row = {"point": name, "fold": fold, "folder": rel,
+                       **_run_one(spec.run_spec(point, fold), out, rel, failed, progress=progress,
+                                  callbacks=callbacks)}
+                runs.append(row)
+                _write_state(out, spec, runs, failed)
+                if on_run is not None:
+                    on_run(row)
+    except BaseException:
+        if made:  # a sweep that stopped before its first run ended leaves no folder behind
+            _remove_empty(out, out)
+        raise
     return _finish(out, spec, points, names, runs, failed)
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and the folders above it up to ``top`` (included) while they are empty."""
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): stop
+            return
+        if folder == top:
+            return
+        folder = folder.parent
 
 
 def _check_points(spec: SweepSpec, points: list[dict]) -> None:
@@ -212,19 +230,20 @@ def _same_definition(old: dict, new: dict, out: Path) -> None:
                               f"{json.dumps(flat_new.get(key))}; re-run it as it was, or give a new --out")
 
 
-def _run_one(run_spec: TrainSpec, folder: Path, rel: str, failed: dict[str, str], *, progress: bool,
+def _run_one(run_spec: TrainSpec, out: Path, rel: str, failed: dict[str, str], *, progress: bool,
              callbacks) -> dict:
-    """Train (or resume, or read) one run of the sweep; its status and validation numbers."""
+    """Train (or resume, or read) the run ``out/rel`` of the sweep; its status and validation numbers."""
     from cnnlab.training.run import train
     from cnnlab.training.rundir import holds_run
 
+    folder = out / rel
     if (folder / "results.json").is_file():
         _check_same_run(run_spec, folder)
         return _read_run(folder, "done before")
     if rel in failed and folder.exists():
         return {"status": "diverged", "error": failed[rel]}
     resume = "auto" if holds_run(folder) else None
-    # Made here, so that a run failing before its first checkpoint leaves the (empty) folder that
+    # Made here, so that a run diverging before its first checkpoint leaves the (empty) folder that
     # marks it as diverged; deleting the folder asks for it to be tried again.
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -232,6 +251,9 @@ def _run_one(run_spec: TrainSpec, folder: Path, rel: str, failed: dict[str, str]
     except TrainingError as err:  # a NaN or infinite loss: this point's rate or strength is too high
         failed[rel] = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return {"status": "diverged", "error": failed[rel]}
+    except BaseException:  # a bad option, Ctrl-C: an empty folder left would look like a diverged run's
+        _remove_empty(folder, out / rel.split("/")[0])
+        raise
     return _read_run(folder, "resumed" if resume else "trained")
 
 

@@ -17,10 +17,22 @@ import sys
 from cnnlab.errors import CnnlabError, closest_names
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
-COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
-                   "cnnlab.cli.runs", "cnnlab.cli.data", "cnnlab.cli.report", "cnnlab.cli.foundations",
-                   "cnnlab.cli.viz", "cnnlab.cli.plot", "cnnlab.cli.diagram", "cnnlab.cli.export",
-                   "cnnlab.cli.generative")
+COMMAND_MODULES = (
+    "cnnlab.cli.zoo",
+    "cnnlab.cli.analyze",
+    "cnnlab.cli.train",
+    "cnnlab.cli.sweep",
+    "cnnlab.cli.experiment",
+    "cnnlab.cli.runs",
+    "cnnlab.cli.data",
+    "cnnlab.cli.report",
+    "cnnlab.cli.foundations",
+    "cnnlab.cli.viz",
+    "cnnlab.cli.plot",
+    "cnnlab.cli.diagram",
+    "cnnlab.cli.export",
+    "cnnlab.cli.generative",
+)
 
 
 class ArgumentParser(argparse.ArgumentParser):

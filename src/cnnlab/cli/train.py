@@ -51,6 +51,16 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, help="global batch size")
     p.add_argument("--lr", type=positive_float, help="base learning rate")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
+    p.add_argument("--freeze", action="append", metavar="PATTERN",
+                   help="do not train the parameters of this module (a name such as c1, or a glob such as "
+                        "'layer[12]'); recipe field freeze (repeatable)")
+    p.add_argument("--lr-mult", action="append", metavar="PATTERN=MULT",
+                   help="multiply the learning rate of these parameters, e.g. features=0.1; recipe field lr_mult "
+                        "(repeatable; a later one wins)")
+    p.add_argument("--no-decay-bias-norm", action="store_true", default=None,
+                   help="no weight decay on biases and normalisation parameters (recipe field no_decay_bias_norm)")
+    p.add_argument("--l1", type=float, metavar="LAMBDA",
+                   help="add LAMBDA * sum |w| over the weights to the loss (recipe field l1)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option (repeatable)")
     p.add_argument("--task-set", action="append", metavar="FIELD=VALUE",
@@ -137,7 +147,34 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
                                ("task_options", "--task-set", getattr(args, "task_set", None))):
         if items:
             changes[field] = pairs(items, flag)
+    recipe_flags = _recipe_flags(args)
+    if recipe_flags:
+        changes["overrides"] = {**changes.get("overrides", {}), **recipe_flags}
     return changes
+
+
+def _recipe_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields given by their own flags (--freeze, --lr-mult, ...), as --set would give them."""
+    out: dict[str, Any] = {}
+    if getattr(args, "freeze", None):
+        out["freeze"] = list(args.freeze)
+    if getattr(args, "lr_mult", None):
+        mult: dict[str, float] = {}
+        for item in args.lr_mult:
+            pattern, sep, text = item.partition("=")
+            mult.pop(pattern.strip(), None)  # a repeated pattern moves to where it was given last
+            try:
+                mult[pattern.strip()] = float(text)
+            except ValueError:
+                sep = ""
+            if not sep or not pattern.strip():
+                raise ConfigError(f"--lr-mult expects PATTERN=MULT (e.g. features=0.1), got {item!r}")
+        out["lr_mult"] = mult
+    if getattr(args, "no_decay_bias_norm", None):
+        out["no_decay_bias_norm"] = True
+    if getattr(args, "l1", None) is not None:
+        out["l1"] = args.l1
+    return out
 
 
 def _spec_from_args(args: argparse.Namespace):

@@ -42,7 +42,7 @@ from cnnlab.atomic import write_csv, write_json, write_text
 from cnnlab.errors import ConfigError, TrainingError, did_you_mean
 from cnnlab.limits import MAX_FOLDS, MAX_SWEEP_RUNS
 from cnnlab.training.recipes import Recipe
-from cnnlab.training.run import TrainSpec
+from cnnlab.training.spec import TrainSpec
 
 __all__ = ["SweepSpec", "SweepResult", "run_sweep", "point_name", "choose", "SWEEP_FILE", "SWEEP_CHANGEABLE"]
 
@@ -186,13 +186,11 @@ def _remove_empty(folder: Path, top: Path) -> None:
 def _check_points(spec: SweepSpec, points: list[dict]) -> None:
     """Every point's recipe, built before anything trains: a bad value is refused at once."""
     from cnnlab.data.datasets import split_folder
-    from cnnlab.training.engine import resolve_recipe
 
     base = spec.base
     for point in points:
         try:
-            resolve_recipe(base.recipe, model_name=base.model, overrides={**base.overrides, **point},
-                           batch_size=base.batch_size, lr=base.lr, data_name=split_folder(base.data)[0])
+            base.replace(overrides=point).resolve(data_name=split_folder(base.data)[0])
         except ConfigError as err:
             raise ConfigError(f"grid point {point_name(point)}: {err}") from None
 
@@ -262,11 +260,9 @@ def _check_same_run(run_spec: TrainSpec, folder: Path) -> None:
     from cnnlab.training.rundir import read_config
 
     from cnnlab.data.datasets import split_folder
-    from cnnlab.training.engine import resolve_recipe
 
     doc = read_config(folder, need_spec=True)
-    recipe = resolve_recipe(run_spec.recipe, model_name=run_spec.model, overrides=run_spec.overrides,
-                            batch_size=run_spec.batch_size, lr=run_spec.lr, data_name=split_folder(run_spec.data)[0])
+    recipe = run_spec.resolve(data_name=split_folder(run_spec.data)[0])
     # config.json's spec names the recipe it resolved ("recipe": "lenet" for None): compare the recipes' values
     stored = {**doc["spec"], "recipe": doc.get("recipe")}
     mine = {**_plain(run_spec.to_dict()), "recipe": _plain(recipe.to_dict())}

@@ -73,6 +73,10 @@ class LocalContrastNorm(nn.Module):
         return total / inside
 
     def forward(self, x: Tensor) -> Tensor:
+        # The output does not change when a constant is added to the maps (one per image across
+        # maps, one per map within them). Removing one first keeps rounding errors of the local
+        # mean, which the divisor's floor would amplify on flat regions, at the size of the contrast.
+        x = x - (x[:, :1, :1, :1] if self.across_channels else x[:, :, :1, :1])
         if self.across_channels:
             v = x - self._local_mean(x.mean(1, keepdim=True))  # N x C x H x W, local mean 0
             var = self._local_mean((v * v).mean(1, keepdim=True))  # N x 1 x H x W

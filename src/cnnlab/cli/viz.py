@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option")
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
     p.add_argument("--size", type=positive_int, help="image side fed to the model (default: the run's/model's)")
-    p.add_argument("--image", nargs="+", help="image files to show (default: the data set's first test images)")
+    p.add_argument("--image", nargs="+", help="image files to show, or skimage:NAME for one of scikit-image's "
+                   "photographs (default: the data set's first test images)")
     p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
     p.add_argument("--method", action="append", help="attribution method (repeatable; default all): "
                    "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam")
@@ -132,9 +133,17 @@ def _read_images(paths: list[str], data: Any) -> Any:
 
     from cnnlab.data.readers import decode_image
 
+    from cnnlab.foundations.images import SKIMAGE_PREFIX, load_image
+
     c, h, w = data.input_size
     out = []
     for p in paths:
+        if p.startswith(SKIMAGE_PREFIX):  # one of scikit-image's photographs, as `cnnlab filters` reads them
+            pixels = torch.from_numpy(load_image(p, grey=c == 1)).float()
+            pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+            out.append(torch.nn.functional.interpolate(pixels[None], size=(h, w), mode="bilinear",
+                                                       antialias=True, align_corners=False)[0].clamp(0, 1))
+            continue
         path = Path(p)
         if not path.is_file():
             raise ConfigError(f"--image {p}: no such file")

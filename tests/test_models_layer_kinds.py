@@ -77,7 +77,8 @@ def test_sigmoid_lenet5_trains_and_passes_gradcheck():
     x, y = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
     _learns(model, x, y, lr=0.1)
     small = create_model("lenet5", activation="sigmoid").double()
-    assert gradcheck(small, (torch.randn(1, 1, 32, 32, dtype=torch.float64, requires_grad=True),))
+    # fast mode: autograd's vector-Jacobian product against finite differences along random directions
+    assert gradcheck(small, (torch.randn(1, 1, 32, 32, dtype=torch.float64, requires_grad=True),), fast_mode=True)
 
 
 # --- sum pooling --------------------------------------------------------------------------------------
@@ -90,6 +91,8 @@ def test_sum_pooling_adds_each_window():
     assert make_pool("max", 2)(x).flatten().tolist() == [4.0, 8.0]
     overlapping = SumPool2d(3, 2, padding=1)(torch.ones(1, 1, 4, 4))
     assert overlapping.flatten().tolist() == [4.0, 6.0, 6.0, 9.0]  # zero padding adds nothing
+    cut = SumPool2d(3, 2, ceil_mode=True)(torch.ones(1, 1, 6, 6))  # the last windows hang over the edge
+    assert cut[0, 0].tolist() == [[9.0, 9.0, 6.0], [9.0, 9.0, 6.0], [6.0, 6.0, 4.0]]
 
 
 def test_sum_pooling_in_lenet_keeps_the_parameter_count_and_trains():
@@ -170,10 +173,10 @@ def test_lcn_output_has_local_mean_0_and_local_std_1_away_from_the_borders():
 
 def test_lcn_passes_gradcheck_across_and_within_maps():
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     for across in (True, False):
         for floor in (None, 0.1):
-            lcn = LocalContrastNorm(5, across_channels=across, min_std=floor).double()
+            lcn = LocalContrastNorm(3, across_channels=across, min_std=floor).double()
             assert gradcheck(lcn, (x,))
 
 
@@ -190,3 +193,12 @@ def test_zfnet_and_alexnet_take_lcn_at_their_norm_rows_and_train():
         create_model("alexnet", norm="lcn")
     with pytest.raises(ConfigError, match="norm must be one of lrn, lcn"):
         create_model("alexnet_2012", norm="batch")
+
+
+def test_alexnet_pools_by_sum_or_average_on_request():
+    model = create_model("alexnet_2012", pooling="sum", width=1 / 16, fc_width=32, num_classes=4)
+    assert isinstance(model.features.pool1, SumPool2d) and model.features.pool1.kernel_size == 3
+    small = create_model("zfnet", pooling="avg", width=1 / 16, fc_width=32)
+    assert isinstance(small.features.pool1, nn.AvgPool2d)
+    with pytest.raises(ConfigError, match=r"AlexNetConfig\.pooling"):
+        create_model("alexnet", pooling="l2")

@@ -62,27 +62,31 @@ class LocalContrastNorm(nn.Module):
         window = gaussian_window(kernel_size, self.sigma).float().view(1, 1, kernel_size, kernel_size)
         self.register_buffer("window", window, persistent=False)
 
-    def _local_mean(self, t: Tensor) -> Tensor:
+    def _local_mean(self, t: Tensor, inside: Tensor | None = None) -> Tensor:
         """The Gaussian-weighted mean of each map of ``t`` around every pixel, over the window's part
-        inside the image."""
-        c, (h, w) = t.shape[1], t.shape[-2:]
+        inside the image (``inside``: that part's weight, from :meth:`_inside`, computed if not given)."""
+        c = t.shape[1]
         window = self.window.to(t.dtype)
-        pad = self.kernel_size // 2
-        total = F.conv2d(t, window.expand(c, 1, -1, -1), padding=pad, groups=c)
-        inside = F.conv2d(t.new_ones(1, 1, h, w), window, padding=pad)  # 1 away from the border
-        return total / inside
+        total = F.conv2d(t, window.expand(c, 1, -1, -1), padding=self.kernel_size // 2, groups=c)
+        return total / (self._inside(t) if inside is None else inside)
+
+    def _inside(self, t: Tensor) -> Tensor:
+        """1 x 1 x H x W: the window's weight inside the image around each pixel (1 away from the border)."""
+        ones = t.new_ones(1, 1, *t.shape[-2:])
+        return F.conv2d(ones, self.window.to(t.dtype), padding=self.kernel_size // 2)
 
     def forward(self, x: Tensor) -> Tensor:
         # The output does not change when a constant is added to the maps (one per image across
         # maps, one per map within them). Removing one first keeps rounding errors of the local
         # mean, which the divisor's floor would amplify on flat regions, at the size of the contrast.
         x = x - (x[:, :1, :1, :1] if self.across_channels else x[:, :, :1, :1])
+        inside = self._inside(x)
         if self.across_channels:
-            v = x - self._local_mean(x.mean(1, keepdim=True))  # N x C x H x W, local mean 0
-            var = self._local_mean((v * v).mean(1, keepdim=True))  # N x 1 x H x W
+            v = x - self._local_mean(x.mean(1, keepdim=True), inside)  # N x C x H x W, local mean 0
+            var = self._local_mean((v * v).mean(1, keepdim=True), inside)  # N x 1 x H x W
         else:
-            v = x - self._local_mean(x)
-            var = self._local_mean(v * v)  # N x C x H x W
+            v = x - self._local_mean(x, inside)
+            var = self._local_mean(v * v, inside)  # N x C x H x W
         std = torch.sqrt(var + self.eps**2)
         if self.min_std is None:
             floor = std.mean(dim=(1, 2, 3), keepdim=True)  # c: the mean local std of each image

@@ -29,18 +29,13 @@ POOLS = ("max", "avg", "sum")
 class SumPool2d(nn.AvgPool2d):
     """The sum of each ``kernel_size`` window: average pooling times the window area ``kH * kW``.
 
-    Zero padding counts as zeros in the sum (``count_include_pad`` is forced on, so the factor is
-    the same at every position).
+    Computed as average pooling with divisor 1 (``divisor_override=1``), so windows cut by the
+    border (zero padding, ``ceil_mode``) sum what they cover.
     """
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
                  padding: int | tuple[int, int] = 0, ceil_mode: bool = False) -> None:
-        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=True)
-        k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.area = k[0] * k[1]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x) * self.area
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, divisor_override=1)
 
 
 class Maxout(nn.Module):

@@ -26,7 +26,8 @@ need their own input size), ``norm_before_pool`` switches to the paper's order, 
 removes the grouped convolutions, ``init`` picks an initialisation, ``norm="lcn"`` puts local contrast
 normalisation (Jarrett et al. 2009, 7x7 Gaussian, across maps) at the NORM rows in place of LRN: the
 "contrast normalized across feature maps" of Zeiler & Fergus 2014 (Fig. 3) and of lecture 000's
-AlexNet slides.
+AlexNet slides, and ``pooling`` ("max", the paper's; "avg" or "sum", lecture 000's "sum or max")
+changes the POOL rows.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from torch import Tensor, nn
 from cnnlab.errors import ConfigError
 from cnnlab.models.base import Classifier
 from cnnlab.models.contrast_norm import LocalContrastNorm
+from cnnlab.models.pooling import check_pool, make_pool
 from cnnlab.models.layers import local_response_norm, scale_channels
 from cnnlab.models.registry import build_config, register_model
 
@@ -144,6 +146,7 @@ class AlexNetConfig:
     two_towers: bool = True  # grouped CONV2/4/5 (paper's two GPUs); False: dense, as on one GPU
     init: str = "krizhevsky2012"  # see AlexNet._init_weights
     norm: str = "lrn"  # NORM rows: "lrn" (Krizhevsky et al. 2012 §3.3) or "lcn" (local contrast normalisation)
+    pooling: str = "max"  # POOL rows: "max" (§3.4), "avg" or "sum"
 
     def __post_init__(self) -> None:
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
@@ -165,6 +168,7 @@ class AlexNetConfig:
             raise ConfigError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.norm not in NORMS:
             raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        check_pool("AlexNetConfig.pooling", self.pooling)
 
 
 def _out_side(table: tuple[Layer, ...], side: int) -> int:
@@ -232,7 +236,7 @@ class AlexNet(Classifier):
                 features += [(row.name, conv), ("relu" + row.name[4:], nn.ReLU())]
                 channels, reduction = out, reduction * row.stride
             elif isinstance(row, Pool):
-                features.append((row.name, nn.MaxPool2d(row.kernel, row.stride, ceil_mode=row.ceil_mode)))
+                features.append((row.name, make_pool(cfg.pooling, row.kernel, row.stride, ceil_mode=row.ceil_mode)))
                 reduction *= row.stride
                 feature_info.append(dict(module=row.name, num_chs=channels, reduction=reduction))
             else:

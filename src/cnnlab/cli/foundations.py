@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the largest distance in pixels, below every image's shorter side (default 128)")
     q.add_argument("--out", default="pixel-correlation.png", metavar="FILE.png",
                    help="output PNG (default: pixel-correlation.png), or a folder to put it in")
-    q.add_argument("--max-side", type=int, default=512, metavar="N", help="shrink larger images to N pixels (default 512)")
+    q.add_argument("--max-side", type=int, default=512, metavar="N",
+                   help="shrink larger images to N pixels (default 512)")
     q.add_argument("--force", action="store_true", help="replace an existing output file")
     q.set_defaults(func=run_pixel_correlation)
 

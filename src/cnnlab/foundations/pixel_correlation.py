@@ -57,7 +57,8 @@ def pixel_correlation(image: np.ndarray, distances: Sequence[int]) -> np.ndarray
     for d in distances:
         d = int(d)
         if not 1 <= d < min(img.shape):
-            raise ValueError(f"distance {d} must be in 1..{min(img.shape) - 1} for a {img.shape[0]}x{img.shape[1]} image")
+            raise ValueError(f"distance {d} must be in 1..{min(img.shape) - 1} for a "
+                             f"{img.shape[0]}x{img.shape[1]} image")
         a = np.concatenate([img[:, :-d].ravel(), img[:-d, :].ravel()])
         b = np.concatenate([img[:, d:].ravel(), img[d:, :].ravel()])
         a, b = a - a.mean(), b - b.mean()

@@ -173,6 +173,8 @@ def run_pixel_correlation(args: argparse.Namespace) -> int:
                                     pixel_correlation)
     from cnnlab.viz.filters import plot_pixel_correlation
 
+    if args.max_distance < 2:
+        raise ConfigError(f"--max-distance must be at least 2 (a curve needs two distances), got {args.max_distance}")
     out = _grid_output(args, "pixel-correlation.png")
     sources = args.images or [f"skimage:{n}" for n in DEFAULT_PHOTOS]
     images = {image_stem(src): load_image(src, grey=True, max_side=args.max_side) for src in sources}

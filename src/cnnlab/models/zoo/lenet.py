@@ -48,7 +48,9 @@ class LeNetConfig:
     activation: str = "scaled_tanh"  # "scaled_tanh" (paper, Appendix A), "sigmoid", "tanh" or "relu"
     pooling: str = "subsample"  # "subsample" (paper: trainable avg), "max", "avg" or "sum"
     c3_table: bool = True  # C3's partial connection table (paper) or full connections
-    maxout: int = 1  # k >= 2: maxout units of k pieces after C1, C3, C5, F6 instead of the activation
+    # k >= 2: maxout units of k pieces after C1, C3, C5, F6 instead of the activation (Goodfellow et
+    # al. 2013 use 2 to 5 pieces; the cap of 16 keeps a typo from building a net k times too wide)
+    maxout: int = 1
 
     def __post_init__(self) -> None:
         check_activation("LeNetConfig.activation", self.activation, extra=("scaled_tanh",))

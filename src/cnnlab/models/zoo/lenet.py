@@ -49,7 +49,7 @@ class LeNetConfig:
     pooling: str = "subsample"  # "subsample" (paper: trainable avg), "max", "avg" or "sum"
     c3_table: bool = True  # C3's partial connection table (paper) or full connections
     # k >= 2: maxout units of k pieces after C1, C3, C5, F6 instead of the activation (Goodfellow et
-    # al. 2013 use 2 to 5 pieces; the cap of 16 keeps a typo from building a net k times too wide)
+    # al. 2013 use a few pieces per unit; the cap of 16 keeps a typo from building a net k times too wide)
     maxout: int = 1
 
     def __post_init__(self) -> None:

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import write_csv
 from cnnlab.errors import ConfigError, did_you_mean
 
-WHATS = ("filters", "stats", "feature-maps", "top-patches", "attributions", "cam", "embedding")
+WHATS = ("filters", "stats", "feature-maps", "contrast-norm", "top-patches", "attributions", "cam", "embedding")
 
 EPILOG = """\
 examples:
@@ -20,6 +20,7 @@ examples:
   cnnlab viz attributions --run DIR --image digit.png --method saliency --method gradcam
   cnnlab viz top-patches --run DIR --layer layer2 --units 0,1,2,3
   cnnlab viz feature-maps --weights resnet18.pth --model resnet18 --size 96
+  cnnlab viz contrast-norm --model zfnet --model-set norm=lcn --image photo.png
   cnnlab viz embedding --run DIR --images 1000
 """
 
@@ -44,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option")
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
     p.add_argument("--size", type=positive_int, help="image side fed to the model (default: the run's/model's)")
-    p.add_argument("--image", nargs="+", help="image files to show (default: the data set's first test images)")
+    p.add_argument("--image", nargs="+", help="image files to show, or skimage:NAME for one of scikit-image's "
+                   "photographs (default: the data set's first test images)")
     p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
     p.add_argument("--method", action="append", help="attribution method (repeatable; default all): "
                    "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam; "
@@ -132,9 +134,17 @@ def _read_images(paths: list[str], data: Any) -> Any:
 
     from cnnlab.data.readers import decode_image
 
+    from cnnlab.foundations.images import SKIMAGE_PREFIX, load_image
+
     c, h, w = data.input_size
     out = []
     for p in paths:
+        if p.startswith(SKIMAGE_PREFIX):  # one of scikit-image's photographs, as `cnnlab filters` reads them
+            pixels = torch.from_numpy(load_image(p, grey=c == 1)).float()
+            pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+            out.append(torch.nn.functional.interpolate(pixels[None], size=(h, w), mode="bilinear",
+                                                       antialias=True, align_corners=False)[0].clamp(0, 1))
+            continue
         path = Path(p)
         if not path.is_file():
             raise ConfigError(f"--image {p}: no such file")
@@ -188,17 +198,20 @@ def _stats(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
     rows = [dataclasses.asdict(r) for r in activation_stats(subject.model, x, y)]
     out.mkdir(parents=True, exist_ok=True)
     table = out / "stats.csv"
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(table, list(rows[0]), rows)
     print(f"{'layer':<28} {'type':<10} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} "
-          f"{'|W|':>9} {'|dW|':>9}")  # fmt: skip
+          f"{'|W|':>9} {'|dW|':>9} {'unit |r|':>8} {'filt |r|':>8}")  # fmt: skip
+
+    def number(v: float | None, spec: str) -> str:
+        return "" if v is None else format(v, spec)
+
     for r in rows:
-        wn = "" if r["weight_norm"] is None else f"{r['weight_norm']:.3g}"
-        gn = "" if r["grad_norm"] is None else f"{r['grad_norm']:.3g}"
         print(f"{r['name'][:28]:<28} {r['type'][:10]:<10} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
-              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {wn:>9} {gn:>9}")  # fmt: skip
+              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {number(r['weight_norm'], '.3g'):>9} "
+              f"{number(r['grad_norm'], '.3g'):>9} {number(r['unit_corr'], '.3f'):>8} "
+              f"{number(r['filter_corr'], '.3f'):>8}")  # fmt: skip
+    print("unit |r|, filt |r|: mean absolute correlation between the layer's units over the images (and "
+          "positions), and between its filters' weights (0: uncorrelated, 1: copies)")
     title = f"{subject.label}: activations on {len(x)} images, gradients of their cross-entropy"
     return [plot_stats(rows, out / "stats.png", title=title), table]
 
@@ -218,6 +231,21 @@ def _feature_maps(subject: Subject, args: argparse.Namespace, out: Path) -> list
     maps = feature_maps(subject.model, subject.images[0], layers=layers)
     title = f"{subject.label}: feature maps of {subject.names[0]} (first 16 per stage)"
     return [plot_feature_maps(maps, _display(subject, subject.images[0]), out / "feature-maps.png", title=title)]
+
+
+def _contrast_norm(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.inspect import contrast_norm_maps
+    from cnnlab.viz.inspect_plots import plot_contrast_norm
+
+    layer, before, after = contrast_norm_maps(subject.model, subject.images[0], layer=args.layer)
+    print(f"{'maps of ' + layer:<32} {'mean':>8} {'std':>8} {'per-map std, min..max':>24}")
+    for what, m in (("before", before), ("after contrast normalisation", after)):
+        per_map = m.reshape(m.shape[0], -1).std(1)
+        print(f"{what:<32} {m.mean():8.3g} {m.std():8.3g} {per_map.min():11.3g}..{per_map.max():<11.3g}")
+    title = (f"{subject.label}: {layer} maps of {subject.names[0]}, before and after local contrast "
+             "normalisation (7x7 Gaussian)")
+    return [plot_contrast_norm(_display(subject, subject.images[0]), before, after,
+                               out / f"contrast-norm-{layer}.png", title=title)]
 
 
 def _top_patches(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
@@ -305,5 +333,6 @@ def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Pa
                            class_names=subject.data.class_names, title=title)]  # fmt: skip
 
 
-_DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "top-patches": _top_patches,
+_DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "contrast-norm": _contrast_norm,
+         "top-patches": _top_patches,
          "attributions": _attributions, "cam": _cam, "embedding": _embedding}  # fmt: skip

@@ -3,6 +3,8 @@
     filters(model)                               kernels of the first (or a named) convolution
     activation_stats(model, x)                   per layer: mean/std, zeros, dead units, weight/grad norms
     feature_maps(model, image)                   maps of one image at each stage
+    contrast_norm_maps(model, image)             maps of one image before and after local contrast
+                                                 normalisation
     top_patches(model, images, layer=...)        the k patches that excite each unit, cut with the
                                                  analyzer's receptive field
     attribute(model, x, target, method=...)      captum's attributions, and CAM (see METHODS)
@@ -14,6 +16,7 @@ Layers are named as in ``model.feature_info`` or ``named_modules()``.
 from cnnlab.inspect.attribution import ALL_METHODS, CAM_FAMILY, METHODS, attribute, attribute_all, cam, cam_head, non_inplace_copy
 from cnnlab.inspect.features import (
     TopPatches,
+    contrast_norm_maps,
     embed_2d,
     feature_maps,
     layer_field,
@@ -33,6 +36,7 @@ __all__ = [
     "cam_head",
     "non_inplace_copy",
     "TopPatches",
+    "contrast_norm_maps",
     "embed_2d",
     "feature_maps",
     "layer_field",

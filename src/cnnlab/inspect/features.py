@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from cnnlab.errors import ConfigError
 from cnnlab.inspect.layers import capture, model_device, resolve_layer, stage_names
 
-__all__ = ["feature_maps", "TopPatches", "top_patches", "layer_field", "penultimate_features", "embed_2d"]
+__all__ = ["feature_maps", "contrast_norm_maps", "TopPatches", "top_patches", "layer_field", "penultimate_features", "embed_2d"]
 
 
 @torch.no_grad()
@@ -35,6 +35,47 @@ def feature_maps(model: nn.Module, image: Tensor, *, layers: list[str] | None = 
             raise ConfigError(f"--layer {name!r} outputs shape {tuple(t.shape)}, not feature maps (N, C, H, W)")
         out[name] = t[0].float().cpu().numpy()
     return out
+
+
+@torch.no_grad()
+def contrast_norm_maps(model: nn.Module, image: Tensor, *, layer: str | None = None,
+                       kernel_size: int = 7) -> tuple[str, np.ndarray, np.ndarray]:
+    """Lecture 000's "Feature Maps" / "Feature Maps After Contrast Normalization" for one ``image``.
+
+    Returns ``(layer, before, after)``, maps (C, H, W). When ``layer`` is a
+    :class:`~cnnlab.models.contrast_norm.LocalContrastNorm` of the model (``zfnet`` with
+    ``norm="lcn"``), its input and its output; otherwise the layer's output and that output after a
+    ``LocalContrastNorm(kernel_size)``. The default layer is the model's first contrast
+    normalisation, else its first stage.
+    """
+    from cnnlab.models.contrast_norm import LocalContrastNorm
+
+    own = [n for n, m in model.named_modules() if isinstance(m, LocalContrastNorm)]
+    name = layer or (own[0] if own else stage_names(model)[0])
+    module = resolve_layer(model, name)
+    seen: dict[str, Tensor] = {}
+
+    def hook(_m: nn.Module, args: tuple, out: Tensor) -> None:
+        seen["in"], seen["out"] = args[0].detach(), out.detach()
+
+    handle = module.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        model(image.unsqueeze(0).to(model_device(model)))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if "out" not in seen:
+        raise ConfigError(f"--layer {name!r} did not run in the forward pass")
+    if isinstance(module, LocalContrastNorm):
+        before, after = seen["in"], seen["out"]
+    else:
+        before = seen["out"]
+        if before.ndim != 4:
+            raise ConfigError(f"--layer {name!r} outputs shape {tuple(before.shape)}, not feature maps (N, C, H, W)")
+        after = LocalContrastNorm(kernel_size).to(before.device)(before.float())
+    return name, before[0].float().cpu().numpy(), after[0].float().cpu().numpy()
 
 
 def layer_field(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -> tuple[tuple, tuple, tuple]:

@@ -25,7 +25,8 @@ def _source_args(p: argparse.ArgumentParser, *, positional: bool) -> None:
     if positional:
         p.add_argument("model_name", nargs="?", metavar="MODEL", help="a zoo model (random weights; `cnnlab list`)")
     p.add_argument("--run", metavar="DIR", help="a run folder (config.json + model.safetensors)")
-    p.add_argument("--weights", metavar="FILE", help="a weights file (.safetensors or .pth)")
+    p.add_argument("--weights", metavar="FILE|NAME", help="a weights file (.safetensors or .pth), or published "
+                                                          "weights by name: imagenet (with --model efficientnet_lite0)")
     p.add_argument("--model", help="the model the weights are for (default: the config.json of their run)")
     p.add_argument("--sha256", help="expected sha256 of the weights file")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
@@ -98,7 +99,9 @@ def _load(args: argparse.Namespace, *, positional: str | None):
     if args.model and positional:
         raise ConfigError("give MODEL or --model (with --weights), not both")
     config = None
-    if args.weights:
+    from cnnlab.models.pretrained import is_weights_name
+
+    if args.weights and not is_weights_name(args.weights):
         weights = Path(args.weights)
         if not weights.is_file():
             raise ConfigError(f"weights file {args.weights}: no such file")

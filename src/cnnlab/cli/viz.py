@@ -80,9 +80,12 @@ def _load(args: argparse.Namespace) -> Subject:
 
     from cnnlab.cli.options import pairs
     from cnnlab.data import load_dataset
+    from cnnlab.models.pretrained import is_weights_name
     from cnnlab.models.registry import model_info
     from cnnlab.training.rundir import CONFIG, MODEL, config_for_weights, load_run_model
 
+    if args.weights and is_weights_name(args.weights):
+        return _load_published(args)
     doc, weights = None, None
     if args.run:
         run = Path(args.run)
@@ -124,6 +127,56 @@ def _load(args: argparse.Namespace) -> Subject:
     pick = torch.linspace(0, len(data.test) - 1, n).round().long()  # spread over the split (sorted by class)
     return Subject(model, label, data, data.test.x[pick], data.test.y[pick],
                    [f"test #{i} ({data.class_names[int(data.test.y[i])]})" for i in pick.tolist()])
+
+
+def _photo_sources(args: argparse.Namespace) -> list[str]:
+    """The photographs a network with published weights looks at: ``--image`` (files or skimage:NAME),
+    else ``--data DIR`` (the image files in a folder), else scikit-image's photographs."""
+    from cnnlab.foundations.images import PHOTOS, SKIMAGE_PREFIX
+
+    if args.image:
+        return list(args.image)
+    if args.data and args.data != "skimage":
+        folder = Path(args.data)
+        if not folder.is_dir():
+            raise ConfigError(f"--data {args.data}: with --weights {args.weights}, give a folder of photographs "
+                              "(or 'skimage' for scikit-image's)")
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ConfigError(f"--data {folder}: no image files in this folder")
+        return [str(p) for p in files[: args.images]]
+    return [SKIMAGE_PREFIX + name for name in PHOTOS][: args.images]
+
+
+def _load_published(args: argparse.Namespace) -> Subject:
+    """A zoo model with published weights (``--weights imagenet``), looking at photographs prepared as
+    the weights expect; the "data" is those photographs, labelled with the model's own top-1 class."""
+    import torch
+
+    from cnnlab.cli.options import pairs
+    from cnnlab.data.bundle import DataBundle, TensorPair
+    from cnnlab.export.source import load_model
+    from cnnlab.foundations.images import SKIMAGE_PREFIX, open_photo
+
+    if not args.model:
+        raise ConfigError(f"--weights {args.weights}: name the model with --model (e.g. --model efficientnet_lite0)")
+    src = load_model(model=args.model, weights=args.weights, sha256=args.sha256,
+                     model_config=pairs(args.model_set, "--model-set"))
+    prep = src.preprocessing if not args.size else src.preprocessing.with_input_size((3, args.size, args.size))
+    sources = _photo_sources(args)
+    for s in sources:
+        if not s.startswith(SKIMAGE_PREFIX) and not Path(s).is_file():
+            raise ConfigError(f"--image {s}: no such file")
+    x, _ = prep.prepare([open_photo(s) if s.startswith(SKIMAGE_PREFIX) else s for s in sources])
+    with torch.no_grad():
+        y = src.model(x).argmax(1)
+    pair = TensorPair(x, y)
+    data = DataBundle(name="photographs", train=pair, test=pair, num_classes=prep.num_classes,
+                      input_size=prep.input_size, mean=prep.mean, std=prep.std, class_names=prep.class_names,
+                      notes=(f"labels: the model's own top-1 class ({prep.source})",))
+    names = [Path(s.removeprefix(SKIMAGE_PREFIX)).stem for s in sources]
+    n = min(args.count, len(x)) if not args.image else len(x)
+    return Subject(src.model, f"{args.model} ({args.weights})", data, x[:n], None, names[:n])
 
 
 def _read_images(paths: list[str], data: Any) -> Any:

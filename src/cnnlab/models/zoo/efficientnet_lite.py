@@ -101,6 +101,18 @@ class EfficientNetLiteConfig:
                 raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
 
 
+@torch.fx.wrap
+def tf_same_pad(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
+    """``x`` zero-padded as TensorFlow's "SAME" pads it before a ``kernel`` convolution with ``stride``:
+    ``ceil(n / s)`` outputs per axis, the odd pixel of the padding at the bottom and right.
+    (Wrapped for torch.fx: the pads depend on the input's size, which a symbolic trace does not know.)"""
+    pads = []
+    for size, k, s in ((x.shape[-1], kernel[1], stride[1]), (x.shape[-2], kernel[0], stride[0])):
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]  # (left, right), then (top, bottom)
+    return F.pad(x, pads)
+
+
 class SameConv2d(nn.Conv2d):
     """A convolution with TensorFlow's ``padding="SAME"``: output size ``ceil(input / stride)``.
 
@@ -118,12 +130,7 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if self._asymmetric:
-            pads = []
-            for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
-                               (x.shape[-2], self.kernel_size[0], self.stride[0])):
-                total = max((-(-size // s) - 1) * s + k - size, 0)
-                pads += [total // 2, total - total // 2]  # (left, right), then (top, bottom)
-            x = F.pad(x, pads)
+            x = tf_same_pad(x, self.kernel_size, self.stride)
         return super().forward(x)
 
 
@@ -200,9 +207,12 @@ class EfficientNetLite(Classifier):
     def _init_weights(self) -> None:
         # The release's efficientnet_model.py: conv kernels ~ N(0, 2 / fan_out) with fan_out = k*k*out
         # channels (He et al. 2015), the fc ~ U(-1/sqrt(classes), 1/sqrt(classes)); BN starts as identity.
+        # A depthwise kernel is [k, k, C, 1] in TensorFlow, so its fan_out is k*k: torch's kaiming_normal_
+        # would count k*k*C and shrink the signal by sqrt(C) at every block.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)

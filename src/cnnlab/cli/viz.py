@@ -346,6 +346,8 @@ def _cam(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    import numpy as np
+
     from cnnlab.inspect import embed_2d, penultimate_features
     from cnnlab.viz.inspect_plots import plot_embedding
 
@@ -354,8 +356,11 @@ def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Pa
     print(f"embedding {n} test images ({feats.shape[1]} features) by PCA and t-SNE", file=sys.stderr)
     points = {m: embed_2d(feats, method=m, seed=args.seed) for m in ("pca", "tsne")}
     title = f"{subject.label}: penultimate features of {n} test images of {subject.data.name}"
-    return [plot_embedding(points, subject.data.test.y[:n].numpy(), out / "embedding.png",
-                           class_names=subject.data.class_names, title=title)]  # fmt: skip
+    labels, names = subject.data.test.y[:n].numpy(), list(subject.data.class_names)
+    if len(names) > 20:  # ImageNet's 1,000 classes: colour by the classes present only, so the legend is readable
+        present = sorted(set(labels.tolist()))
+        labels, names = np.array([present.index(v) for v in labels.tolist()]), [names[v] for v in present]
+    return [plot_embedding(points, labels, out / "embedding.png", class_names=names, title=title)]
 
 
 _DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "top-patches": _top_patches,

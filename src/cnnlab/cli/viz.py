@@ -252,19 +252,26 @@ def _stats(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "stats.csv"
     write_csv(table, list(rows[0]), rows)
-    print(f"{'layer':<28} {'type':<10} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} "
+    tw = max(4, *(len(r["type"]) for r in rows))  # the whole type name ("PartialConnection")
+    print(f"{'layer':<28} {'type':<{tw}} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} {'sat':>5} "
           f"{'|W|':>9} {'|dW|':>9} {'unit |r|':>8} {'filt |r|':>8}")  # fmt: skip
 
     def number(v: float | None, spec: str) -> str:
         return "" if v is None else format(v, spec)
 
     for r in rows:
-        print(f"{r['name'][:28]:<28} {r['type'][:10]:<10} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
-              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {number(r['weight_norm'], '.3g'):>9} "
+        print(f"{r['name'][:28]:<28} {r['type']:<{tw}} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
+              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {number(r['saturated'], '.2f'):>5} "
+              f"{number(r['weight_norm'], '.3g'):>9} "
               f"{number(r['grad_norm'], '.3g'):>9} {number(r['unit_corr'], '.3f'):>8} "
               f"{number(r['filter_corr'], '.3f'):>8}")  # fmt: skip
-    print("unit |r|, filt |r|: mean absolute correlation between the layer's units over the images (and "
-          "positions), and between its filters' weights (0: uncorrelated, 1: copies)")
+    print("sat: fraction of a bounded activation's outputs within 2% of its range from a bound (tanh, sigmoid, "
+          "ReLU6: gradient near zero there); unit |r|, filt |r|: mean absolute correlation between the layer's "
+          "units over the images (and positions), and between its filters' weights (0: uncorrelated, 1: copies)")
+    worst = max((r for r in rows if r["saturated"] is not None), key=lambda r: r["saturated"], default=None)
+    if worst is not None and worst["saturated"] > 0.5:
+        print(f"cnnlab viz: warning: {worst['saturated']:.0%} of {worst['name']}'s outputs are saturated: its units "
+              "pass almost no gradient, and their top patches tie at the bound", file=sys.stderr)
     title = f"{subject.label}: activations on {len(x)} images, gradients of their cross-entropy"
     return [plot_stats(rows, out / "stats.png", title=title), table]
 

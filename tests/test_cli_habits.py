@@ -146,3 +146,10 @@ def test_a_layer_hint_names_each_candidate_once(capsys) -> None:
     with pytest.raises(ConfigError) as err:
         resolve_layer(create_model("lenet5"), "conv1")
     assert "did you mean c1?" in str(err.value) and "c1, c1" not in str(err.value)
+
+
+def test_a_run_at_chance_says_it_has_not_started_to_learn(tmp_path, capsys) -> None:
+    rc, out, err = run_cli(["train", "lenet5", "--epochs", "1", "--max-steps", "4", "--out", str(tmp_path / "r"),
+                            "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "is chance for 10 classes" in err and "4 updates" in err and "lenet5_relu" in err

@@ -102,9 +102,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Content-Security-Policy", CSP)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except ConnectionError:  # the page was closed or reloaded before the answer: nothing to do
+            self.close_connection = True
 
     def _json(self, status: int, doc: Any) -> None:
         self._send(status, json.dumps(doc, allow_nan=False).encode("utf-8"), "application/json")
@@ -144,15 +147,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, f"no such API endpoint: {path}")
         try:
             doc = self._read_json()
-            explorer = self._explorer(doc)
-            return self._json(200, route(explorer, doc))
+            answer = route(self._explorer(doc), doc)
         except RequestError as err:
             return self._error(err.status, str(err))
         except CnnlabError as err:
             return self._error(400, str(err))
+        except (ConnectionError, TimeoutError):  # the client left or stalled while sending: nobody to answer
+            self.close_connection = True
+            return None
         except Exception as err:  # noqa: BLE001 (a bug must not stop the server; the page shows it)
             traceback.print_exc(file=sys.stderr)
             return self._error(500, f"internal error ({type(err).__name__}: {err})")
+        return self._json(200, answer)
 
     def _read_json(self) -> dict[str, Any]:
         from cnnlab.safeio import parse_json
@@ -178,9 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
         return doc
 
     def _drain(self, length: int) -> None:
-        """Read and drop a too-large body (up to a bound), so that the client reads the answer instead of
-        finding its connection reset while it still sends."""
-        left = min(length, 4 * MAX_BODY_BYTES)
+        """Read and drop a body a few times too large, so that the client reads the answer instead of
+        finding its connection reset while it still sends; a larger claim is answered at once."""
+        left = length if length <= 4 * MAX_BODY_BYTES else 0
         while left > 0:
             chunk = self.rfile.read(min(left, 1 << 20))
             if not chunk:

@@ -3,7 +3,8 @@
 "use strict";
 (function () {
   var info = null;
-  var state = { source: "canvas", upload: null, inflight: false, pending: false, timer: null, updates: 0,
+  // requested: changes of the input so far; done: the change the shown answers are for (tests wait on it).
+  var state = { source: "canvas", upload: null, inflight: false, pending: false, timer: null, requested: 0, done: 0,
                 selected: [], classChosen: [], lastInput: [], lastTop: [] };
   var canvas = document.getElementById("canvas");
   var ctx = canvas.getContext("2d");
@@ -27,7 +28,8 @@
   function setState() {
     var busy = state.inflight || state.pending || state.timer !== null;
     document.body.dataset.state = busy ? "busy" : "idle";
-    document.body.dataset.updates = String(state.updates);
+    document.body.dataset.requested = String(state.requested);
+    document.body.dataset.done = String(state.done);
   }
 
   function post(path, body) {
@@ -163,6 +165,7 @@
   // ---------------------------------------------------------------------------------------- updating
 
   function schedule(delay) {
+    state.requested += 1;
     if (state.timer !== null) { setState(); return; }
     state.timer = setTimeout(function () { state.timer = null; update(); }, delay);
     setState();
@@ -172,16 +175,16 @@
     if (state.inflight) { state.pending = true; setState(); return; }
     state.inflight = true;
     setState();
-    var image = currentImage(), source = state.source;
+    var image = currentImage(), source = state.source, generation = state.requested;
     var jobs = info.models.map(function (_, m) {
       return post("/api/predict", { image: image, model: m, top_k: 5 }).then(function (d) {
         renderPrediction(m, d);
-        return state.selected[m] ? showUnit(m, image) : null;
+        return Promise.all([state.selected[m] ? showUnit(m, image) : null,
+                            $(".why-figure", pane(m)).hidden ? null : why(m, image)]);
       });
     });
     Promise.all(jobs).then(function () {
       showMessage("");
-      state.updates += 1;
     }, function (err) {
       if (source === "upload") {
         showMessage("upload " + (state.uploadName || "") + ": " + err.message);
@@ -191,6 +194,7 @@
         showMessage(err.message);
       }
     }).then(function () {
+      state.done = Math.max(state.done, generation);
       state.inflight = false;
       if (state.pending) { state.pending = false; update(); } else { setState(); }
     });
@@ -357,15 +361,16 @@
     var first = Object.keys(model.methods).filter(function (k) { return !model.methods[k]; })[0];
     if (first) method.value = first;
     cls.addEventListener("change", function () { state.classChosen[m] = true; });
-    $(".why-go", root).addEventListener("click", function () { why(m); });
+    $(".why-go", root).addEventListener("click", function () { why(m, currentImage()); });
   }
 
-  function why(m) {
+  // The map of the chosen method and class over the input; once shown, it follows the input.
+  function why(m, image) {
     var root = pane(m), target = Number($(".why-class", root).value), method = $(".why-method", root).value;
     var cap = $(".why-caption", root), fig = $(".why-figure", root);
     cap.textContent = "computing " + method + "\u2026";
     fig.hidden = false;
-    post("/api/attribute", { image: currentImage(), model: m, "class": target, method: method }).then(function (d) {
+    return post("/api/attribute", { image: image, model: m, "class": target, method: method }).then(function (d) {
       var input = state.lastInput[m], size = info.models[m].input_size, h = size[1], w = size[2];
       var c = $(".why-map", root);
       draw(c, levels(input), 0, h, w, input, "pixels", size[0]);

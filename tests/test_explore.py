@@ -360,3 +360,37 @@ def test_cli_errors_are_one_line(argv, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, _, err = run_cli(["explore", *argv], capsys)
     one_line(rc, err, words)
+
+
+def test_a_residual_cifar_run_shows_cam_top_patches_and_the_filters_of_its_last_convolution(tmp_path):
+    """ResNet-20 (He et al. 2016, CIFAR): stages 16@32x32, 32@16x16, 64@8x8; CAM is Zhou et al.'s weighted
+    sum of the last maps by the class's fc row, upsampled bilinearly (computed here by hand)."""
+    run = tmp_path / "resnet20"
+    run.mkdir()
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
+    save_weights(model, run / "model.safetensors")
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    (run / "config.json").write_text(json.dumps({
+        "spec": {"model": "resnet20", "data": "synthetic", "model_config": {}, "data_options": {"n_train": 200,
+                 "n_test": 16, "shape": [3, 32, 32]}},
+        "data": {"name": "cifar10", "num_classes": 10, "input_size": [3, 32, 32], "mean": mean, "std": std}}))
+    explorer = load_explorers(runs=[str(run)], log=lambda m: None)[0]
+    assert [s.shape for s in explorer.stages] == [(16, 32, 32), (32, 16, 16), (64, 8, 8)]
+    assert explorer.methods["cam"] is None and explorer.info()["canvas"]["paper"] == "#ffffff"
+    photo = Image.fromarray((np.random.default_rng(1).random((40, 50, 3)) * 255).astype(np.uint8))
+    doc = explorer.attribute(photo, 4, "cam")
+    x = (torch.from_numpy(np.asarray(photo.resize((32, 32), Image.Resampling.BILINEAR), np.float32) / 255)
+         .permute(2, 0, 1) - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    model.eval()
+    with torch.no_grad():
+        maps = model.layer3(model.layer2(model.layer1(model.relu(model.bn1(model.conv1(x[None]))))))[0]
+        hand = torch.einsum("c,chw->hw", model.fc.weight[4], maps)
+        hand = F.interpolate(hand[None, None], size=(32, 32), mode="bilinear", align_corners=False)[0, 0].numpy()
+    got = unpack(doc["map"])
+    np.testing.assert_allclose(got, hand, atol=(got.max() - got.min()) / 255 + 1e-6)
+    patches = explorer.top_patches("layer2", 3)
+    assert len(patches["value"]) == 9 and patches["crops"]["shape"][:2] == [9, 3]
+    assert patches["rf"][0] > 14  # two stages of 3x3 convolutions and a stride: wider than LeNet's C3
+    unit = explorer.unit(photo, "layer1", 0)
+    assert unit["filter"]["conv"] == "layer1.2.conv2" and unit["filter"]["shape"] == [16, 3, 3]

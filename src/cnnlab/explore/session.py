@@ -30,6 +30,7 @@ ATTRIBUTIONS = ("cam", "gradcam", "saliency", "occlusion")
 MAX_MAPS = 64  # feature maps sent per stage (ResNet-50's layer1 has 256 of 56x56); any unit can still be picked
 MAX_FILTER_TILES = 64  # input channels of a kernel shown, the largest first
 MAX_TOP_K = 100
+OCCLUSION_FINE_SIDE = 64  # inputs up to this side are occluded with squares of 1/8 of it, larger ones 1/4
 
 
 class RequestError(ConfigError):
@@ -123,6 +124,26 @@ def _last_conv(module: nn.Module, channels: int) -> str | None:
     return names[-1] if names else None
 
 
+# Layers that act on each channel alone: a stage ending in them (VGG's pooling, AlexNet's LRN) has
+# the units of the convolution before them.
+_PER_CHANNEL = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity,
+                nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d, nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d)
+
+
+def _conv_before(model: nn.Module, name: str, channels: int) -> str | None:
+    """The convolution whose outputs reach stage ``name`` through per-channel layers only (module order),
+    with ``channels`` outputs; None when something else comes between (a concatenation, a linear map)."""
+    modules = list(model.named_modules())
+    end = max(i for i, (n, _) in enumerate(modules) if n == name or n.startswith(name + "."))  # its last part
+    leaves = [(n, m) for n, m in modules[:end + 1] if not list(m.children())]
+    for n, m in reversed(leaves):
+        if _kernels(m) is not None:
+            return n if getattr(m, "out_channels", None) == channels else None
+        if not isinstance(m, _PER_CHANNEL):
+            return None
+    return None
+
+
 class Explorer:
     """A model ready for the page: ``predict``, ``unit``, ``patches`` and ``attribute`` answer its requests.
 
@@ -160,7 +181,8 @@ class Explorer:
             except ConfigError:
                 field = None
             conv = _last_conv(resolve_layer(self.model, name), int(out.shape[1]))
-            conv = None if conv is None else (f"{name}.{conv}" if conv else name)
+            conv = _conv_before(self.model, name, int(out.shape[1])) if conv is None else \
+                (f"{name}.{conv}" if conv else name)
             stages.append(Stage(name, tuple(int(v) for v in out.shape[1:]), field, conv))
         return stages
 
@@ -326,9 +348,13 @@ class Explorer:
             raise RequestError(f"{method}: {self.methods[method]}", 422)
         target = self.check_class(target)
         x, _ = self.prepare(image)
+        # Occlusion runs a forward pass per position of its square: a quarter of the side on large inputs
+        # (49 passes at 224x224) instead of the default eighth (225), so that it answers in seconds.
+        h = self.prep.input_size[1]
+        window = max(2, round(h / 4)) if method == "occlusion" and h > OCCLUSION_FINE_SIDE else None
         with self.lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # captum's notes on hooks: nothing the page's user can act on
-            m = attribute(self.model, x, torch.tensor([target]), method=method)[0]
+            m = attribute(self.model, x, torch.tensor([target]), method=method, window=window)[0]
         return {"method": method, "class": target, "map": pack(m)}
 
 

@@ -28,21 +28,31 @@ from cnnlab.export import Predictor
 from cnnlab.models.registry import create_model
 from cnnlab.models.weights import save_weights
 
-MEAN, STD = 0.1003, 0.2754  # mnist-5k's train statistics, as a run records them
+DATA_OPTIONS = {"n_train": 400, "n_test": 16, "shape": [1, 28, 28]}  # 28x28 "digits", padded to 32x32 as MNIST's
+
+
+def run_data():
+    """The test run's data: a small synthetic set that loads at once, light patterns on a dark ground."""
+    from cnnlab.data import load_dataset
+
+    return load_dataset("synthetic", input_size=(1, 32, 32), **DATA_OPTIONS)
+
+
+DATA = run_data()
+MEAN, STD = DATA.mean[0], DATA.std[0]
 
 
 def make_run(path: Path, *, seed: int = 0) -> Path:
-    """A finished run folder as the engine writes it: lenet5 with MNIST's preprocessing (28x28 digits padded
-    to 32x32, light on dark), whose data (for top patches) is a small synthetic set that loads at once."""
+    """A finished run folder as the engine writes it: lenet5 on the synthetic digits, its config.json
+    recording their preprocessing (28x28 padded to 32x32, mean/std, class names)."""
     path.mkdir(parents=True)
     torch.manual_seed(seed)
     save_weights(create_model("lenet5", num_classes=10), path / "model.safetensors")
     config = {"cnnlab_run": 1,
               "spec": {"model": "lenet5", "data": "synthetic", "model_config": {}, "seed": 0,
-                       "data_options": {"n_train": 400, "n_test": 16}},
-              "data": {"name": "mnist-5k", "num_classes": 10, "input_size": [1, 32, 32], "mean": [MEAN],
-                       "std": [STD], "class_names": [str(i) for i in range(10)],
-                       "notes": ["mnist-5k: 28x28 zero-padded to 32x32 (LeCun et al. 1998)"]}}
+                       "data_options": DATA_OPTIONS},
+              "data": {"name": DATA.name, "num_classes": 10, "input_size": [1, 32, 32], "mean": [MEAN],
+                       "std": [STD], "class_names": list(DATA.class_names), "notes": list(DATA.notes)}}
     (path / "config.json").write_text(json.dumps(config))
     return path
 
@@ -168,12 +178,10 @@ def test_a_unit_shows_its_map_filter_and_the_field_of_its_strongest_position(ser
 
 
 def test_top_patches_are_the_strongest_activations_in_the_data_and_are_cached_in_the_run(served):
-    from cnnlab.data import load_dataset
-
     client, explorer, run, *_ = served
     status, doc = client.post("/api/patches", {"layer": "c3", "unit": 5})
     assert status == 200, doc
-    val = load_dataset("synthetic", input_size=(1, 32, 32), n_train=400, n_test=16).val.x
+    val = DATA.val.x
     with torch.no_grad():
         acts = explorer.model.c3(explorer.model.s2(explorer.model.c1(val)))[:, 5]  # N x 10 x 10
     best = acts.flatten(1).max(1).values
@@ -394,3 +402,16 @@ def test_a_residual_cifar_run_shows_cam_top_patches_and_the_filters_of_its_last_
     assert patches["rf"][0] > 14  # two stages of 3x3 convolutions and a stride: wider than LeNet's C3
     unit = explorer.unit(photo, "layer1", 0)
     assert unit["filter"]["conv"] == "layer1.2.conv2" and unit["filter"]["shape"] == [16, 3, 3]
+
+
+def test_an_image_picked_from_the_data_is_the_searched_image_in_pixels(served):
+    client, *_ = served
+    status, doc = client.post("/api/sample", {"index": 7})
+    assert status == 200, doc
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(doc["image"].split(",")[1]))), np.float64) / 255
+    # All 40 validation images are searched (fewer than 1000); the run's padding is taken off again.
+    expected = (DATA.val.x[7, 0, 2:-2, 2:-2].numpy() * STD + MEAN).clip(0, 1)
+    np.testing.assert_allclose(image, expected, atol=0.5 / 255 + 1e-6)
+    assert doc["label"] == DATA.class_names[int(DATA.val.y[7])]
+    status, doc = client.post("/api/sample", {"index": 40})
+    assert status == 400 and "0..39" in doc["error"]

@@ -112,6 +112,14 @@ def test_clicking_a_unit_shows_its_map_and_its_receptive_field_on_the_input(page
     assert 0 < width <= 43.75 + 1e-6
     assert page.locator("figure.patch").count() == 9
     assert "c3, unit 4" in page.locator(".unit-title").inner_text()
+    # A top patch's image, clicked, becomes the input: the unit's strongest value is then its top value.
+    first = page.locator("figure.patch").first
+    index, value = first.locator("figcaption").inner_text().lstrip("#").split(": ")
+    first.click()
+    page.wait_for_selector(f'#input-note:has-text("image #{index} ")')
+    settle(page)
+    strongest = float(page.locator(".unit-caption").inner_text().split("strongest ")[1].split()[0])
+    assert strongest == pytest.approx(float(value), abs=0.01)  # uint8 pixels and 2 decimals in the caption
     assert not page.errors
 
 

@@ -41,11 +41,13 @@ class TopPatchCache:
         self.max_images = max_images
         self._log = log
         self._images: Tensor | None = None
+        self._labels: list[str] = []
         self._where = ""
         self._groups: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
 
     def describe(self) -> dict[str, Any]:
-        return {"images": self.max_images, "where": self._where or "the run's validation split (loaded on first use)",
+        return {"images": len(self._images) if self._images is not None else self.max_images,
+                "where": self._where or "the run's validation split (loaded on first use)",
                 "cache": str(self.cache_dir) if self.cache_dir else None}
 
     def images(self) -> Tensor:
@@ -69,8 +71,20 @@ class TopPatchCache:
         pair, split = (val, "validation") if val is not None and len(val) else (data.train, "train")
         pick = torch.linspace(0, len(pair) - 1, min(self.max_images, len(pair))).round().long().unique()
         self._images = pair.x[pick].contiguous()
+        self._labels = [str(data.class_names[int(y)]) for y in pair.y[pick]]
         self._where = f"{len(pick)} images of {data.name}'s {split} split"
         return self._images
+
+    def sample(self, index: int) -> tuple[np.ndarray, str]:
+        """Searched image ``index`` in pixels (C, H, W) in [0, 1], and its class name."""
+        from cnnlab.explore.session import RequestError
+
+        images = self.images()
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(images):
+            raise RequestError(f"image {index!r} is out of range: {self._where} are numbered 0..{len(images) - 1}")
+        prep = self.source.preprocessing
+        mean, std = np.array(prep.mean).reshape(-1, 1, 1), np.array(prep.std).reshape(-1, 1, 1)
+        return np.clip(images[index].float().numpy() * std + mean, 0, 1), self._labels[index]
 
     def _group(self, unit: int, channels: int, rf: tuple[float, float]) -> tuple[int, int]:
         c = self.source.preprocessing.input_size[0]

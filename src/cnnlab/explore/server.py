@@ -7,6 +7,7 @@
     POST /api/unit         {"image", "model"?, "layer", "unit"}: the unit's map, filter and receptive field
     POST /api/patches      {"model"?, "layer", "unit"}: the unit's top patches in the run's data
     POST /api/attribute    {"image", "model"?, "class", "method"}: CAM, Grad-CAM, saliency or occlusion
+    POST /api/sample       {"model"?, "index"}: an image of the run's data (the top patches' numbers)
 
 ``image`` is a data URL (or base64) of any image file PIL reads. A bad request gets a 4xx answer
 ``{"error": "..."}`` naming what is wrong; the server goes on serving. Requests whose Host header is not
@@ -220,4 +221,5 @@ _ROUTES = {
     "/api/unit": lambda e, d: e.unit(_image(d), d.get("layer"), d.get("unit")),
     "/api/patches": lambda e, d: e.top_patches(d.get("layer"), d.get("unit")),
     "/api/attribute": lambda e, d: e.attribute(_image(d), d.get("class"), d.get("method")),
+    "/api/sample": lambda e, d: e.sample(d.get("index")),
 }

@@ -335,6 +335,25 @@ class Explorer:
         with self.lock:
             return self.patches.unit(self.model, stage.name, unit, channels=stage.shape[0])
 
+    def sample(self, index: Any) -> dict[str, Any]:
+        """Image ``index`` of the searched data (the numbers of the top patches) as a PNG data URL at the
+        size the preprocessing resizes to (LeNet's padding taken off again), with its class."""
+        from PIL import Image
+
+        if self.patches is None:
+            raise RequestError("no data to pick from: the model has no run whose data is here", 422)
+        with self.lock:
+            pixels, label = self.patches.sample(index)
+        p = self.prep
+        if p.pad:
+            pixels = pixels[:, p.pad:-p.pad, p.pad:-p.pad]
+        rgb = np.round(pixels * 255).astype(np.uint8)
+        img = Image.fromarray(rgb[0] if rgb.shape[0] == 1 else rgb.transpose(1, 2, 0))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return {"index": index, "label": label, "where": self.patches.describe()["where"],
+                "image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")}
+
     def attribute(self, image: Any, target: Any, method: Any) -> dict[str, Any]:
         """``method``'s map (H, W) of the model's input for class ``target`` (:func:`cnnlab.inspect.attribute`)."""
         import warnings

@@ -98,7 +98,10 @@
     var last = null;
     canvas.addEventListener("pointerdown", function (ev) {
       ev.preventDefault();
-      if (state.source === "upload") state.source = "canvas";  // drawing on an upload: the canvas is the input now
+      if (state.source === "upload") {  // drawing on an upload: the canvas is the input now
+        state.source = "canvas";
+        $("#input-note").textContent = "the canvas, drawn on the image";
+      }
       canvas.setPointerCapture(ev.pointerId);
       last = point(ev);
       stroke(last, last);
@@ -141,23 +144,37 @@
         return;
       }
       var reader = new FileReader();
-      reader.onload = function () {
-        state.source = "upload";
-        state.upload = reader.result;
-        state.uploadName = f.name;
-        var img = new Image();
-        img.onload = function () {
-          paper();
-          var s = Math.min(canvas.width / img.width, canvas.height / img.height);
-          var w = img.width * s, h = img.height * s;
-          ctx.drawImage(img, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
-        };
-        img.onerror = function () { paper(); };
-        img.src = reader.result;
-        schedule(0);
-      };
+      reader.onload = function () { showInput(reader.result, f.name); };
       reader.readAsDataURL(f);
     });
+  }
+
+  // An image of the run's data (validation split) as the input: `index`, or a random one.
+  function pick(index) {
+    var count = info.models[0].patches.images;
+    if (index === undefined) index = Math.floor(Math.random() * count);
+    return post("/api/sample", { model: 0, index: index }).then(function (d) {
+      showInput(d.image, "image #" + d.index + " of " + d.where + " (class " + d.label + ")");
+    }, function (err) { showMessage(err.message); });
+  }
+
+  // An uploaded or picked image becomes the input; the canvas shows it, scaled to fit.
+  function showInput(url, name) {
+    state.source = "upload";
+    state.upload = url;
+    state.uploadName = name;
+    $("#input-note").textContent = name;
+    var img = new Image();
+    img.onload = function () {
+      paper();
+      var s = Math.min(canvas.width / img.width, canvas.height / img.height);
+      var w = img.width * s, h = img.height * s;
+      ctx.imageSmoothingEnabled = img.width >= canvas.width / 2;  // small images (digits) stay sharp
+      ctx.drawImage(img, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+    };
+    img.onerror = function () { paper(); };
+    img.src = url;
+    schedule(0);
   }
 
   function currentImage() { return state.source === "upload" ? state.upload : canvas.toDataURL("image/png"); }
@@ -187,7 +204,7 @@
       showMessage("");
     }, function (err) {
       if (source === "upload") {
-        showMessage("upload " + (state.uploadName || "") + ": " + err.message);
+        showMessage((state.uploadName || "the image") + ": " + err.message);
         state.source = "canvas";
         paper();
       } else {
@@ -332,6 +349,8 @@
       var a = levels(d.crops), s = d.crops.shape, n = s[1] * s[2] * s[3];
       for (var j = 0; j < s[0]; j++) {
         var fig = el("figure", "patch"), c = el("canvas");
+        fig.title = "use this image as the input";
+        fig.addEventListener("click", pick.bind(null, d.index[j]));
         draw(c, a, j * n, s[2], s[3], d.crops, "pixels", s[1]);
         fig.appendChild(c);
         fig.appendChild(el("figcaption", "", "#" + d.index[j] + ": " + d.value[j].toFixed(2)));
@@ -393,6 +412,10 @@
     if (info.models[0].canvas.digit_box) $("#digit-box").hidden = false;
     setupCanvas();
     setupUpload();
+    if (info.models[0].patches) {
+      $("#sample").hidden = false;
+      $("#sample").addEventListener("click", function () { pick(); });
+    }
     info.models.forEach(function (_, m) { setupWhy(m); });
     window.explore = { info: info, state: state, update: update };
     schedule(0);

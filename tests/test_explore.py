@@ -361,6 +361,8 @@ def test_cnnlab_explore_prints_its_address_and_stops_on_ctrl_c(tmp_path):
     (["--run", "a", "--run", "b", "--run", "c"], "at most two"),
     (["--model", "lenet55"], "lenet5"),
     (["--port", "70000"], "0..65,535"),
+    (["--model", "fcn_digits"], "a segmentation model"),
+    (["--model", "vae_mlp"], "a vae model"),
 ])
 def test_cli_errors_are_one_line(argv, words, capsys, tmp_path, monkeypatch):
     from cli_helpers import one_line, run_cli

@@ -377,6 +377,16 @@ class Explorer:
         return {"method": method, "class": target, "map": pack(m)}
 
 
+def _task(source: InferenceModel) -> str:
+    """What the model was trained for: its run's task, else the zoo's."""
+    from cnnlab.models.registry import model_info
+
+    task = (source.config or {}).get("task")
+    if isinstance(task, dict) and task.get("name"):
+        return str(task["name"])
+    return model_info(source.name).task
+
+
 def load_explorers(*, runs: list[str] | None = None, model: str | None = None, weights: str | None = None,
                    cache: bool = True, patch_images: int = 1000, log=print) -> list[Explorer]:  # noqa: ANN001
     """Explorers for each run folder of ``runs`` (one or two), or for ``model`` with or without ``weights``.
@@ -398,6 +408,10 @@ def load_explorers(*, runs: list[str] | None = None, model: str | None = None, w
         sources = [(load_model(model=model, weights=weights, config=config), None)]
     explorers = []
     for source, run in sources:
+        task = _task(source)
+        if task != "classification":
+            raise ConfigError(f"{source.name} is a {task} model; cnnlab explore shows classifiers (their classes, "
+                              "stages and attributions)")
         label = f"{source.name} ({run.name})" if run is not None else f"{source.name} ({Path(weights).name})" \
             if weights else f"{source.name} (untrained)"
         cache_dir = run / "explore-cache" if run is not None and cache else None

@@ -259,7 +259,18 @@
         var sh = stage.shape;
         var title = el("h4", "", s.name + " \u00b7 " + sh[0] + "\u00d7" + sh[1] + "\u00d7" + sh[2] + " \u00b7 " + fieldText(stage.field));
         box.appendChild(title);
-        if (sh[0] > s.maps.shape[0]) box.appendChild(el("p", "note", "the first " + s.maps.shape[0] + " of " + sh[0] + " maps"));
+        if (sh[0] > s.maps.shape[0]) {
+          var more = el("p", "note", "the first " + s.maps.shape[0] + " of " + sh[0] + " maps; any unit: ");
+          var input = el("input", "unit-pick");
+          input.type = "number"; input.min = "0"; input.max = String(sh[0] - 1); input.placeholder = "0.." + (sh[0] - 1);
+          input.setAttribute("aria-label", s.name + " unit number");
+          input.addEventListener("change", function (name, field) {
+            var u = Number(field.value);
+            if (Number.isInteger(u) && u >= 0 && u < sh[0]) selectUnit(m, name, u);
+          }.bind(null, s.name, input));
+          more.appendChild(input);
+          box.appendChild(more);
+        }
         var grid = el("div", "grid");
         for (var u = 0; u < s.maps.shape[0]; u++) {
           var c = el("canvas", "fmap");
@@ -343,6 +354,10 @@
 
   function showPatches(m) {
     var sel = state.selected[m], box = $(".patches", pane(m));
+    if (!info.models[m].patches) {
+      box.textContent = "none: without a run folder there are no images to search";
+      return Promise.resolve();
+    }
     box.textContent = "searching the data\u2026";
     return post("/api/patches", { model: m, layer: sel.layer, unit: sel.unit }).then(function (d) {
       box.textContent = "";

@@ -405,16 +405,19 @@
     cap.textContent = "computing " + method + "\u2026";
     fig.hidden = false;
     return post("/api/attribute", { image: image, model: m, "class": target, method: method }).then(function (d) {
-      var input = state.lastInput[m], size = info.models[m].input_size, h = size[1], w = size[2];
+      var input = state.lastInput[m], size = info.models[m].input_size, h = size[1], w = size[2], n = h * w;
       var c = $(".why-map", root);
-      draw(c, levels(input), 0, h, w, input, "pixels", size[0]);
-      var g = c.getContext("2d"), base = g.getImageData(0, 0, w, h), a = levels(d.map), rgb = [0, 0, 0, 0];
-      for (var i = 0; i < h * w; i++) {
+      c.width = w; c.height = h;
+      var g = c.getContext("2d"), img = g.createImageData(w, h), px = levels(input), a = levels(d.map), rgb = [0, 0, 0, 0];
+      for (var i = 0; i < n; i++) {
         colour(a[i], d.map.lo, d.map.hi, rgb, 0);
-        var o = 4 * i, k = 0.55;  // the map over a dimmed input
-        for (var j = 0; j < 3; j++) base.data[o + j] = Math.round((1 - k) * 0.6 * base.data[o + j] + k * rgb[j]);
+        for (var j = 0; j < 3; j++) {  // the map over the input, dimmed
+          var v = px[(size[0] === 3 ? j * n : 0) + i];
+          img.data[4 * i + j] = Math.round(0.45 * 0.6 * v + 0.55 * rgb[j]);
+        }
+        img.data[4 * i + 3] = 255;
       }
-      g.putImageData(base, 0, 0);
+      g.putImageData(img, 0, 0);
       cap.textContent = method + " for class " + info.models[m].classes[target] + " (bright: more evidence)";
     }, function (err) { cap.textContent = err.message; });
   }

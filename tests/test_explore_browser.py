@@ -61,7 +61,8 @@ def page(site):
 
 
 def settle(page) -> None:  # noqa: ANN001
-    """Wait until the page shows the answers for its latest input."""
+    """Wait until the page shows the answers for its latest input (its script has started: it counts them)."""
+    page.wait_for_selector("body[data-requested]", state="attached")
     n = page.locator("body").get_attribute("data-requested")
     page.wait_for_selector(f'body[data-done="{n}"][data-state="idle"]', state="attached")
 

@@ -299,9 +299,32 @@ def test_oversized_and_unlengthed_bodies_are_refused_before_reading(served):
     conn.close()
 
 
+def _outside_address() -> str | None:
+    """This machine's address on its network (not loopback), if it has one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, the kernel only picks a route
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_the_server_listens_on_127_0_0_1_only(served):
+    import socket
+
+    client, *_, server = served
+    assert server.server_address[0] == "127.0.0.1"
+    outside = _outside_address()
+    if outside is not None:
+        with pytest.raises(OSError), socket.create_connection((outside, client.port), timeout=5):
+            pass
+
+
 def test_the_server_survives_a_burst_of_bad_requests_and_writes_only_its_cache(served):
     client, _, run, before, server = served
-    assert server.server_address[0] == "127.0.0.1"
     bad = [r for r in BAD_REQUESTS if r[4] != 403] * 6
 
     def send(r):  # noqa: ANN001

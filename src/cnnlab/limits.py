@@ -12,7 +12,7 @@ __all__ = [
     "MAX_SIDE", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_GRAD_CLIP", "MAX_PCA_LIGHTING", "MAX_BATCH_SIZE",
     "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_LR_MULT", "MAX_L1", "MAX_SWEEP_RUNS", "MAX_FOLDS", "MAX_SEED",
     "MAX_THREADS", "MAX_SAMPLES", "MAX_IMAGE_SIDE",
-    "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "check_seed", "check_threads",
+    "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "MAX_UPLOAD_BYTES", "check_seed", "check_threads",
 ]
 
 # --- tensors
@@ -47,6 +47,7 @@ MAX_THREADS = 1024  # torch / ONNX Runtime threads: libgomp aborts the process (
 #                     asked for a million; the largest CPUs have a few hundred hardware threads
 MAX_SAMPLES = 10_000  # images in one `cnnlab sample` grid: a 100x100 grid is already unreadable
 MAX_PREDICT_IMAGES = 100_000  # images one Predictor.predict call takes: decoded, 100k MNIST digits are 400 MB
+MAX_UPLOAD_BYTES = 16 << 20  # one image sent to `cnnlab explore`: a 12-megapixel JPEG is 3-8 MB
 PREDICT_CHUNK = 256  # `cnnlab predict` decodes and predicts this many files at a time, printing as it goes
 
 

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "cnnlab.cli.diagram",
     "cnnlab.cli.export",
     "cnnlab.cli.generative",
+    "cnnlab.cli.explore",
 )
 
 

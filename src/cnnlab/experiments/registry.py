@@ -105,6 +105,10 @@ EXPERIMENT_MODULES = [
     "cnnlab.experiments.batchnorm_more",
     "cnnlab.experiments.localisation",
     "cnnlab.experiments.dense",  # fcn-skips, dilation
+    "cnnlab.experiments.relu_tanh",
+    "cnnlab.experiments.vanishing_gradients",
+    "cnnlab.experiments.identity_mapping",
+    "cnnlab.experiments.depth_width",
 ]
 
 

@@ -110,9 +110,10 @@ def gradient_profile(model: DeepStackNet, x: torch.Tensor, y: torch.Tensor) -> d
     return profile
 
 
-def _ratio(profile: dict[str, list[float]]) -> float:
-    """log10 of the first convolution's back-propagated gradient over the last one's."""
-    first, last = profile["output"][0], profile["output"][-1]
+def _ratio(profile: dict[str, list[float]], key: str = "output") -> float:
+    """log10 of the first convolution's gradient (back-propagated: ``output``; of its weights:
+    ``weight``) over the last one's."""
+    first, last = profile[key][0], profile[key][-1]
     return math.log10(max(first, 1e-300) / max(last, 1e-300))
 
 
@@ -164,7 +165,8 @@ def _measure_arm(ctx: ExperimentContext, cfg: VanishingConfig, data: Any, x: tor
                                            "width": cfg.width})  # fmt: skip
         trained = gradient_profile(fit.model.train(), x, y)
         per_seed.append(dict(seed=seed, init=at_init, trained=trained, log_ratio_init=_ratio(at_init),
-                             log_ratio_trained=_ratio(trained), train_loss=float(fit.step_losses[-1])
+                             log_ratio_trained=_ratio(trained), weight_log_ratio_init=_ratio(at_init, "weight"),
+                             train_loss=float(fit.step_losses[-1])
                              if fit.step_losses else float("nan")))
     mean = lambda key: statistics.fmean(s[key] for s in per_seed)  # noqa: E731
     profile = lambda when: [statistics.fmean(col) for col in zip(*(s[when]["output"] for s in per_seed))]  # noqa: E731
@@ -172,6 +174,7 @@ def _measure_arm(ctx: ExperimentContext, cfg: VanishingConfig, data: Any, x: tor
                 log_ratio_init=[s["log_ratio_init"] for s in per_seed],
                 log_ratio_trained=[s["log_ratio_trained"] for s in per_seed],
                 mean_log_ratio_init=mean("log_ratio_init"), mean_log_ratio_trained=mean("log_ratio_trained"),
+                mean_weight_log_ratio_init=mean("weight_log_ratio_init"),
                 mean_profile={"init": profile("init"), "trained": profile("trained")})
 
 
@@ -252,9 +255,11 @@ def _notes(ctx: ExperimentContext, arms: dict, cfg: VanishingConfig) -> list[str
         f"At depth {cfg.depths[-1]}, residual + He init: log10(first/last) {deep['residual, he']['mean_log_ratio_init']:+.2f} "
         "at initialisation: without normalisation each skip adds a branch of the input's variance, so the signal "
         "and the gradient grow with depth (explode) instead; ResNets pair skips with batch norm.",
-        "Weight gradients (`weight` in results.json) vary far less across layers than the back-propagated ones: "
-        "a layer's weight gradient multiplies its input (shrinking forward) by its output gradient (shrinking "
-        "backward), as Glorot & Bengio observed (§4.2.2).",
+        f"The weight gradients (`weight` in results.json) of the depth-{cfg.depths[-1]} plain net with the default "
+        f"init span {deep['plain, default']['mean_weight_log_ratio_init']:+.2f} decades first/last at initialisation, "
+        f"against {deep['plain, default']['mean_log_ratio_init']:+.2f} for the back-propagated gradient: a layer's "
+        "weight gradient is its input (shrinking forward) times its output gradient (shrinking backward), which "
+        "Glorot & Bengio also found to vary less across layers than the back-propagated gradients (§4.2.2).",
     ]
     if ctx.scale == "tiny":
         notes.append(TINY_NOTE)

@@ -6,8 +6,9 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from cnnlab.experiments.framework import SCALES, write_index
 from cnnlab.cli.options import guard_outputs, seed_int
+from cnnlab.experiments.registry import SCALES
+from cnnlab.experiments.runner import write_index
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +55,7 @@ def _list() -> int:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
-    from cnnlab.experiments.framework import summarize
+    from cnnlab.experiments.runner import summarize
 
     if args.name == "list":
         return _list()

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Table, register_experiment
-from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.multiseed import arm_row, train_arm
+from cnnlab.experiments.arms import arm_row, train_arm
+from cnnlab.experiments.context import ExperimentContext, seed_list
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import against_margin, margin_criterion, require_seeds
 from cnnlab.experiments.surgery import remove_layers
-from cnnlab.experiments.tools import against_margin, margin_criterion, seed_list
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.experiment_plots import plot_ablation
 
 __all__ = ["AblationConfig", "SCALES", "VARIANTS", "LAYER_MODULES", "QUICK_OVERRIDES", "he_init", "run"]

@@ -61,7 +61,7 @@ class AblationConfig:
     he_init: bool = False  # re-initialise every variant with He et al. 2015 (see he_init)
     seeds: int = 3  # every variant trained with the same seeds; costs are paired per seed
     # Margins of the criteria, as fractions of accuracy; each is decided on the per-seed costs, beyond
-    # 2 standard errors (tools.against_margin).
+    # 2 standard errors (statistics.against_margin).
     small_fc7: float = 0.02  # "costs little": removing fc7 costs less than this
     small_fc67: float = 0.06  # removing fc6 and fc7 (the lecture: 5.7%)
     large_extra: float = 0.02  # removing conv3, conv4 on top of fc6, fc7 must cost more than this more

@@ -42,8 +42,9 @@ __all__ = [
 class ModelCache:
     """Data sets and trained models of a run, keyed by everything that determines them.
 
-    Pass one cache to several :func:`run_experiment` calls to share trained networks between
-    experiments run in one process (e.g. ``probes`` and ``invariance`` on the same ResNet-20).
+    Pass one cache to several :func:`~cnnlab.experiments.runner.run_experiment` calls to share
+    trained networks between experiments run in one process (e.g. ``probes`` and ``invariance`` on
+    the same ResNet-20).
     Cached models must not be modified: lesions and probes work on copies or read-only.
     """
 

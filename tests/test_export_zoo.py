@@ -31,7 +31,7 @@ FAST = {"lenet5", "lenet5_relu", "alexnet", "alexnet_2012", "zfnet", "vgg_a_lrn"
         "googlenet", "googlenet_2014", "nin_cifar", "fractalnet_cifar", "resnet18", "resnet50", "airbench_mini",
         "resnext50_32x4d", "se_resnet50", "plain18", "resnet20", "plain20", "se_resnet20",
         # dense prediction and generative nets: per-pixel logits, [0, 1] pixels
-        "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv"}
+        "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv", "cdcgan"}
 SLOW = sorted(set(list_models()) - FAST)
 
 def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:

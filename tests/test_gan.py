@@ -82,6 +82,11 @@ def test_dcgan_params_match_the_layer_tables_and_shapes():
 def test_summary_of_dcgan_counts_both_networks(capsys):
     a = analyze("dcgan")
     assert a.total.params == G_PARAMS + D_PARAMS
+    # the discriminator's MACs: conv1 1*64*16 per output pixel of 14x14, conv2 64*128*16 of 7x7, out 6272
+    assert a.total.macs == 16 * 64 * 196 + 64 * 128 * 16 * 49 + 6272
+    # the generator's, with z as a 100x1x1 input: a transposed conv costs C_in*C_out*k*k per input pixel
+    g = analyze(create_model("dcgan").generator, (100, 1, 1))
+    assert g.total.macs == 100 * 128 * 49 + 128 * 64 * 16 * 49 + 64 * 1 * 16 * 196
     rc, out, err = run_cli(["summary", "dcgan"], capsys)
     assert rc == 0 and "discriminator.conv2" in out, err
 
@@ -160,7 +165,7 @@ def test_classification_update_is_a_plain_pytorch_loop_bit_for_bit():
             loss.backward()
             nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     assert result.step_losses == losses
     assert all(torch.equal(p, q) for p, q in zip(last.state.values(), ref.state_dict().values()))
 
@@ -244,6 +249,16 @@ def test_gan_run_killed_and_resumed_is_bitwise_the_straight_run(gan_runs):
     arrays = np.load(straight / "generative.npz")
     assert arrays["samples"].shape == (64, 1, 28, 28) and arrays["latent_walk"].shape == (80, 1, 28, 28)
     assert 0 <= arrays["samples"].min() and arrays["samples"].max() <= 1
+
+
+def test_eval_of_a_gan_run_trains_the_same_judge_and_repeats_test_fd(gan_runs, capsys):
+    straight, _ = gan_runs
+    rc, out, err = run_cli(["eval", str(straight / "model.safetensors"), "--threads", "1", "--precision", "fp32",
+                            "--format", "json"], capsys)
+    assert rc == 0, err
+    results = json.loads((straight / "results.json").read_text())
+    assert json.loads(out)["test"]["fd"] == results["test_fd"]
+    assert 0 <= results["test_fd_real"] < results["test_fd"]  # real digits score better than 18 updates' fakes
 
 
 def test_sample_on_a_gan_run_writes_a_grid_and_an_interpolation(gan_runs, tmp_path, capsys):

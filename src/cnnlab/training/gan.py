@@ -77,7 +77,8 @@ def train_judge(data: DataBundle, *, epochs: int) -> tuple[nn.Module, str]:
     from cnnlab.training.engine import fit
     from cnnlab.training.spec import TrainSpec
 
-    with torch.random.fork_rng(devices=[]):  # the GAN's own random stream is left as it was
+    # the GAN's own random stream is left as it was; gradients on also when called under no_grad
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(0)
         judge = create_model(JUDGE_MODEL, num_classes=data.num_classes, in_chans=data.input_size[0])
         # deterministic algorithms stay as the GAN's run set them
@@ -229,7 +230,6 @@ class GANTask(Task):
 
     # ------------------------------------------------------------------ evaluation
 
-    @torch.no_grad()
     def split_sums(self, model: nn.Module, x_all: Tensor, y_all: Tensor, **kwargs: Any) -> Tensor:
         self._ready(model)  # `cnnlab eval` evaluates without a Trainer's check
         self._eval_gen = torch.Generator().manual_seed(EVAL_SEED)  # the same z every evaluation

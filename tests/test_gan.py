@@ -30,7 +30,6 @@ from torch import nn
 
 from cli_helpers import one_line, run_cli
 from cnnlab import ConfigError, analyze, create_model
-from cnnlab.cli import main
 from cnnlab.data import BatchLoader, load_dataset
 from cnnlab.training import TrainSpec, fit
 from cnnlab.training import checkpoint as ck
@@ -239,7 +238,8 @@ def test_gan_run_killed_and_resumed_is_bitwise_the_straight_run(gan_runs):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     # both optimisers are in the checkpoint: the discriminator's first, the generator's in "optimizers"
     _, ts = ck.load_checkpoint(cut / "checkpoints", "last", map_location="cpu")
-    assert len(ts["optimizers"]) == 1 and len(ts["optimizers"][0]["state"]) == 8  # G: project w, bn w, b; up1 w, bn w, b; up2 w, b
+    # G: project w, bn w, b; up1 w, bn w, b; up2 w, b
+    assert len(ts["optimizers"]) == 1 and len(ts["optimizers"][0]["state"]) == 8
     assert len(ts["optimizer"]["state"]) == 7  # D: conv1 w, b; conv2 w; bn w, b; out w, b
     assert ts["optimizer"]["param_groups"][0]["betas"] == (0.5, 0.999)
     results = json.loads((straight / "results.json").read_text())
@@ -264,7 +264,8 @@ def test_eval_of_a_gan_run_trains_the_same_judge_and_repeats_test_fd(gan_runs, c
 def test_sample_on_a_gan_run_writes_a_grid_and_an_interpolation(gan_runs, tmp_path, capsys):
     straight, _ = gan_runs
     out = tmp_path / "g.png"
-    rc, _, err = run_cli(["sample", str(straight), "--n", "16", "--out", str(out), "--rows", "3", "--steps", "5"], capsys)
+    rc, _, err = run_cli(["sample", str(straight), "--n", "16", "--out", str(out), "--rows", "3", "--steps", "5"],
+                         capsys)
     assert rc == 0, err
     walk = tmp_path / "g-interpolation.png"
     first = walk.read_bytes()

@@ -17,8 +17,8 @@ A conditional model (``cdcgan``) is given the real batch's labels for its fakes 
 of real and generated images, computed on the penultimate features (the input of the output layer)
 of a *cnnlab classifier trained on the same data*, the "judge": by default LeNet-5 with ReLUs
 (``lenet5_relu``, the ``lenet`` recipe for ``judge_epochs`` epochs, seed 0, on the bundle's training
-split, before the GAN trains; the 84 features of its F6 layer), or the classifier of a finished run (task option ``judge=RUN``, trained on
-the same data set). This is **not** the Inception FID of Heusel et al. 2017: numbers are comparable
+split, before the GAN trains; the 84 features of its F6 layer), or the classifier of a finished
+run (task option ``judge=RUN``, trained on the same data set). This is **not** the Inception FID of Heusel et al. 2017: numbers are comparable
 only between runs judged by the same classifier. For a conditional GAN the judge's accuracy on
 generated digits, overall and per class, says whether the generator draws the class it is asked for.
 
@@ -141,7 +141,8 @@ class GANTask(Task):
         self.mean = torch.tensor(data.mean, dtype=torch.float32).view(1, c, 1, 1)
         self.std = torch.tensor(data.std, dtype=torch.float32).view(1, c, 1, 1)
         self.num_classes = data.num_classes
-        self.class_keys = tuple(re.sub(r"\W+", "_", str(n)).strip("_") or str(i) for i, n in enumerate(data.class_names))
+        self.class_keys = tuple(re.sub(r"\W+", "_", str(n)).strip("_") or str(i)
+                                for i, n in enumerate(data.class_names))
 
     def _make_judge(self, data: DataBundle) -> None:
         if self.judge_run is not None:
@@ -172,7 +173,8 @@ class GANTask(Task):
             raise ConfigError(f"{name} draws images of {tuple(model.image_shape)} but {data.name} has "
                               f"{tuple(data.input_size)} (--model-set image_size=...)")
         if model.conditional and model.num_classes != data.num_classes:
-            raise ConfigError(f"{name} is conditioned on {model.num_classes} classes, {data.name} has {data.num_classes}")
+            raise ConfigError(f"{name} is conditioned on {model.num_classes} classes, "
+                              f"{data.name} has {data.num_classes}")
         self._ready(model)  # after the checks above: a wrong model fails before the judge trains
 
     def _ready(self, model: nn.Module) -> None:
@@ -254,7 +256,8 @@ class GANTask(Task):
             if self.conditional:
                 pred = judge(self.to_judge(fake)).argmax(1)
                 k = self.num_classes
-                parts += [torch.bincount(y[pred == y], minlength=k)[:k].double(), torch.bincount(y, minlength=k)[:k].double()]
+                parts += [torch.bincount(y[pred == y], minlength=k)[:k].double(),  # hits per class
+                          torch.bincount(y, minlength=k)[:k].double()]  # digits drawn per class
         return torch.cat([p.to(x.device) for p in parts])
 
     def summarize(self, sums: Tensor) -> dict[str, float]:
@@ -357,7 +360,8 @@ class GANReport:
         atomic.write_npz(self.out_dir / "generative.npz", **arrays, title=np.array(f"{name} on {data.name}"))
 
 
-def interpolate_run(run_dir: str | Path, *, rows: int = 8, steps: int = 10, seed: int = 0) -> tuple[np.ndarray, str] | None:
+def interpolate_run(run_dir: str | Path, *, rows: int = 8, steps: int = 10,
+                    seed: int = 0) -> tuple[np.ndarray, str] | None:
     """A latent interpolation from the GAN of a finished run (pixels in [0, 1]) and a title; None when the
     run is not a GAN."""
     from cnnlab.training.rundir import load_run_model

@@ -1,8 +1,8 @@
 """The ``Trainer``: one object holding what a training run changes, with short methods.
 
 It owns the model, the :class:`~cnnlab.training.tasks.Task` (loss and metrics; it builds the
-optimizers and makes each update, by default one optimizer and one backward pass), the
-learning-rate schedule, the grad scaler, the :class:`~cnnlab.data.BatchLoader` (the only holder of
+optimizers and makes each update: by default one optimizer and one backward pass), the optimizers,
+the learning-rate schedule, the grad scaler, the :class:`~cnnlab.data.BatchLoader` (the only holder of
 the position in the epoch) and the augmentation with its generator. Everything else a run does
 (progress bar, CSVs, TensorBoard, checkpoints, the NaN guard, early stopping, experiments' per-epoch
 measurements) is a callback: an object with any of
@@ -17,7 +17,8 @@ measurements) is a callback: an object with any of
 
 called in list order; a callback's ``close()``, if it has one, is called when ``fit`` ends, also on an
 error. A task with several optimisers (a GAN) applies several losses per update: ``on_loss`` and
-``before_update`` then run once for each, with the same ``step``. ``trainer.stop = True`` ends the run after the current epoch (early stopping).
+``before_update`` then run once for each, with the same ``step``. ``trainer.stop = True`` ends the
+run after the current epoch (early stopping).
 
 Selection reads the validation split only: after every epoch the task's ``monitor`` metric on
 ``data.val`` decides ``trainer.improved`` / ``best_epoch`` (a copy of the best weights is kept), and

@@ -48,7 +48,8 @@ from cnnlab.models.registry import build_config, register_model
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN", "dcgan", "cdcgan", "init_dcgan_weights"]
 
 LEAKY_SLOPE = 0.2  # §3: "the slope of the leak was set to 0.2 in all models"
-INIT_STD = 0.02  # §4: "All weights were initialized from a zero-centered Normal distribution with standard deviation 0.02"
+# §4: "All weights were initialized from a zero-centered Normal distribution with standard deviation 0.02"
+INIT_STD = 0.02
 
 
 @dataclass(frozen=True)

@@ -65,14 +65,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
 def _table(rows: list[dict]) -> None:
-    header = ("run", "model", "data", "epochs", "val acc", "test acc", "time", "state")
+    from cnnlab.viz.runs import format_metric
+
+    header = ("run", "model", "data", "epochs", "val", "test", "time", "state")
+    plain = {"key": "acc", "unit": "%"}
     body = [(for_terminal(r["path"]), for_terminal(r["model"]), for_terminal(r["data"]),
-             "-" if r["epochs"] is None else str(r["epochs"]), _pct(r["val_acc"]), _pct(r["test_acc"]),
+             "-" if r["epochs"] is None else str(r["epochs"]),
+             for_terminal(format_metric(r["val"], r["metric"] or plain, name=True)),
+             for_terminal(format_metric(r["test"], r["metric"] or plain, name=True)),
              "-" if r["seconds"] is None else f"{r['seconds']:.0f} s", for_terminal(r["state"])) for r in rows]
     widths = [max(len(c) for c in col) for col in zip(header, *body)]
     for i, line in enumerate([header, *body]):

@@ -18,8 +18,8 @@ of real and generated images, computed on the penultimate features (the input of
 of a *cnnlab classifier trained on the same data*, the "judge": by default LeNet-5 with ReLUs
 (``lenet5_relu``, the ``lenet`` recipe for ``judge_epochs`` epochs, seed 0, on the bundle's training
 split, before the GAN trains; the 84 features of its F6 layer), or the classifier of a finished
-run (task option ``judge=RUN``, trained on the same data set). This is **not** the Inception FID of Heusel et al. 2017: numbers are comparable
-only between runs judged by the same classifier. For a conditional GAN the judge's accuracy on
+run (task option ``judge=RUN``, trained on the same data set). This is **not** the Inception FID of
+Heusel et al. 2017: numbers are comparable only between runs judged by the same classifier. For a conditional GAN the judge's accuracy on
 generated digits, overall and per class, says whether the generator draws the class it is asked for.
 
 **Selection** reads the validation split: after every epoch, the Fréchet distance between the
@@ -108,14 +108,16 @@ def _judge_from_run(run: str, data: DataBundle) -> tuple[nn.Module, str]:
 
 @register_task("gan")
 class GANTask(Task):
-    """Adversarial training of a ``DCGAN`` (see the module docstring); metrics ``d_loss``, ``g_loss``,
-    ``d_real``/``d_fake`` (D's mean probability of "real" on real and on generated images), ``fd``
+    """Adversarial training of a ``DCGAN`` (see the module docstring); metrics ``loss`` (D's + G's),
+    ``d_loss``, ``g_loss``, ``d_real``/``d_fake`` (D's mean probability of "real" on real and on generated images), ``fd``
     (val and test) and for a conditional GAN ``judge_acc`` and ``judge_acc_<class>``."""
 
     name = "gan"
     monitor = "fd"
     mode = "min"
     HEAD = ("d_loss", "g_loss", "d_real", "d_fake", "count")
+    metrics = (("fd", "Frechet distance to real images (judge's features)", ""), ("d_loss", "discriminator loss", ""),
+               ("g_loss", "generator loss", ""))
 
     def __init__(self, *, judge: str | None = None, judge_epochs: int = 5) -> None:
         if judge is not None and (not isinstance(judge, str) or not judge):
@@ -184,9 +186,13 @@ class GANTask(Task):
         self.conditional = bool(getattr(model, "module", model).conditional)
         self._set_stat_names()
 
+    def configure(self, recipe: Any) -> None:
+        if getattr(recipe, "l1", 0):
+            raise ConfigError("the gan task takes no L1 penalty (--l1): its two losses are its own")
+
     def optimizers(self, model: nn.Module, make) -> list[torch.optim.Optimizer]:
         """The discriminator's optimiser, then the generator's (both the recipe's)."""
-        return [make(model.discriminator.parameters()), make(model.generator.parameters())]
+        return [make(model.discriminator), make(model.generator)]
 
     def describe(self) -> dict:
         return {**super().describe(), "judge": self.judge_note, "judge_features": self.dim,
@@ -264,7 +270,8 @@ class GANTask(Task):
         s = sums.detach().cpu().double().numpy()
         d_loss, g_loss, d_real, d_fake, n = (float(v) for v in s[:5])
         n = max(n, 1.0)
-        out = {"d_loss": d_loss / n, "g_loss": g_loss / n, "d_real": d_real / n, "d_fake": d_fake / n}
+        out = {"loss": (d_loss + g_loss) / n, "d_loss": d_loss / n, "g_loss": g_loss / n, "d_real": d_real / n,
+               "d_fake": d_fake / n}
         size = 1 + self.dim + self.dim * self.dim
         real, fake = s[5 : 5 + size], s[5 + size : 5 + 2 * size]
         if len(fake) == size and real[0] >= 2 and fake[0] >= 2:

@@ -75,6 +75,10 @@ class Task(abc.ABC):
     monitor: str = "acc"  # key of summarize() the Trainer selects on, read on the validation split
     mode: str = "max"  # "max" or "min" for `monitor`
     stat_names: tuple[str, ...] = ()
+    # What reports show of the task, declared once: (key of summarize(), label, unit), the first drawn
+    # beside the loss in curves.png and shown by `cnnlab runs` and the report's cards. Unit "%": a
+    # fraction shown as a percentage (curves draw 100 - it as the error).
+    metrics: tuple[tuple[str, str, str], ...] = (("loss", "loss", ""),)
 
     def configure(self, recipe: Any) -> None:
         """Take defaults from the training recipe (called by ``fit`` before ``setup``); default: nothing."""
@@ -107,10 +111,11 @@ class Task(abc.ABC):
     def forward_train(self, model: nn.Module, x: Tensor) -> Any:
         return model.forward_train(x) if hasattr(model, "forward_train") else model(x)
 
-    def optimizers(self, model: nn.Module, make: Callable[[Any], torch.optim.Optimizer]) -> list[torch.optim.Optimizer]:
-        """The run's optimisers, built with ``make(params)`` (the recipe's optimiser); the checkpoints save
-        and restore them all. Default: one over every parameter of ``model``."""
-        return [make(model.parameters())]
+    def optimizers(self, model: nn.Module,
+                   make: Callable[[nn.Module], torch.optim.Optimizer]) -> list[torch.optim.Optimizer]:
+        """The run's optimisers, each built with ``make(module)`` (the recipe's optimiser over the module's
+        parameter groups); the checkpoints save and restore them all. Default: one over ``model``."""
+        return [make(model)]
 
     def update(self, trainer: Any, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
         """One training update on the (augmented) batch: (its loss value, float64 sums in ``stat_names``
@@ -120,6 +125,10 @@ class Task(abc.ABC):
         with trainer.autocast():
             out = trainer.step_module(x)
         loss, sums = self.loss(out, x, y)
+        if trainer.recipe.l1:  # the recipe's L1 penalty on the weights (cnnlab.training.param_groups)
+            from cnnlab.training.param_groups import l1_penalty
+
+            loss = loss + l1_penalty(trainer.model, trainer.recipe.l1)
         return trainer.apply(loss, trainer.optimizers[0]), sums
 
     @abc.abstractmethod
@@ -160,7 +169,8 @@ class Task(abc.ABC):
 
     def describe(self) -> dict:
         """What config.json records of the task."""
-        return {"name": self.name, "monitor": self.monitor, "mode": self.mode}
+        return {"name": self.name, "monitor": self.monitor, "mode": self.mode,
+                "metrics": [{"key": k, "label": label, "unit": unit} for k, label, unit in self.metrics]}
 
     def callbacks(self, out_dir: Path | None) -> list:
         """Trainer callbacks the task adds to every run, on every rank (``out_dir``: the run folder or
@@ -194,6 +204,7 @@ class ClassificationTask(Task):
     monitor = "acc"
     mode = "max"
     stat_names = ("loss", "top1", "top5", "count")
+    metrics = (("acc", "top-1 accuracy", "%"), ("top5", "top-5 accuracy", "%"))
 
     def __init__(self, *, label_smoothing: float | None = None, tta: str | None = None) -> None:
         if label_smoothing is not None and not 0.0 <= float(label_smoothing) < 1.0:

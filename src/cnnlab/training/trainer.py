@@ -45,6 +45,7 @@ from cnnlab.models.base import Classifier
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.device import Precision
+from cnnlab.training.param_groups import param_groups
 from cnnlab.training.recipes import Recipe
 from cnnlab.training.schedules import LRSchedule, resolve_schedule
 from cnnlab.training.spec import TrainSpec
@@ -100,7 +101,9 @@ class TrainStep(nn.Module):
         return self.model.forward_train(x) if hasattr(self.model, "forward_train") else self.model(x)
 
 
-def make_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
+def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``model``'s parameter groups (``param_groups``: freeze, lr_mult, decay)."""
+    params = param_groups(model, recipe)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                                weight_decay=recipe.weight_decay)
@@ -131,13 +134,14 @@ class Trainer:
             model.init_from_data(x[:: max(1, len(x) // WARM_START_IMAGES)][:WARM_START_IMAGES])
         model.to(device, memory_format=prec.memory_format)
         task.check(model, data)
+        # The task builds the optimisers (default: one over the model's parameter groups); ``optimizer`` is
+        # the first. Before DDP: it must not wait for frozen parameters.
+        self.optimizers = task.optimizers(model, lambda module: make_optimizer(recipe, module))
+        self.optimizer = self.optimizers[0]
         self.step_module: nn.Module = TrainStep(model, task)
         if self.distributed:
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[device.index] if device.type == "cuda" else None)
-        # The task builds the optimisers (default: one over every parameter); ``optimizer`` is the first.
-        self.optimizers = task.optimizers(model, lambda params: make_optimizer(recipe, params))
-        self.optimizer = self.optimizers[0]
         self.scaler = torch.amp.GradScaler("cuda", enabled=prec.name == "fp16")
         self.step = 0
         self.history: list[dict] = []
@@ -197,7 +201,7 @@ class Trainer:
         self.lr = self.schedule(self.step)
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = self.lr
+                group["lr"] = self.lr * group.get("lr_mult", 1.0)
         value, sums = self.task.update(self, x, y)  # default: forward, loss, apply(loss, optimizer)
         self.accum += sums.to(self.accum.device)
         self.step += 1

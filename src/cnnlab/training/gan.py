@@ -19,7 +19,8 @@ of a *cnnlab classifier trained on the same data*, the "judge": by default LeNet
 (``lenet5_relu``, the ``lenet`` recipe for ``judge_epochs`` epochs, seed 0, on the bundle's training
 split, before the GAN trains; the 84 features of its F6 layer), or the classifier of a finished
 run (task option ``judge=RUN``, trained on the same data set). This is **not** the Inception FID of
-Heusel et al. 2017: numbers are comparable only between runs judged by the same classifier. For a conditional GAN the judge's accuracy on
+Heusel et al. 2017: numbers are comparable only between runs judged by the same classifier. A resumed run trains its judge again: the same on a
+CPU with the same number of threads. For a conditional GAN the judge's accuracy on
 generated digits, overall and per class, says whether the generator draws the class it is asked for.
 
 **Selection** reads the validation split: after every epoch, the Fréchet distance between the

@@ -117,7 +117,7 @@ class GANTask(Task):
     monitor = "fd"
     mode = "min"
     HEAD = ("d_loss", "g_loss", "d_real", "d_fake", "count")
-    metrics = (("fd", "Frechet distance to real images (judge's features)", ""), ("d_loss", "discriminator loss", ""),
+    metrics = (("fd", "Frechet distance (judge)", ""), ("d_loss", "discriminator loss", ""),
                ("g_loss", "generator loss", ""))
 
     def __init__(self, *, judge: str | None = None, judge_epochs: int = 5) -> None:

@@ -240,7 +240,8 @@ def _setup(ctx: ExperimentContext, cfg: VanishingConfig, data: Any) -> list[str]
     return [
         f"Data: `{data.name}` at {'x'.join(map(str, data.input_size))}; gradients measured on the first "
         f"{min(cfg.batch, len(data.train.y))} training images with their labels (one backward of the summed "
-        "cross-entropy, nothing updated).",
+        "cross-entropy on a float64 copy of the net, nothing updated: float32 convolutions flush gradients "
+        "below about 1e-25 to 0).",
         f"Networks: depths {', '.join(map(str, cfg.depths))} weight layers (a 3x3 stem, pairs of 3x3 convolutions of "
         f"{cfg.width} channels with ReLU, global average pooling, a linear classifier), no batch norm; plain or with "
         "an identity skip around each pair; init `default` (PyTorch's U(+-1/sqrt(fan_in)): Glorot & Bengio's "

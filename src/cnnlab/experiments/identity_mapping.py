@@ -156,7 +156,7 @@ def _comparisons(arms: dict, cfg: IdentityConfig) -> dict[str, Any]:
 
 def _criteria(arms: dict, comps: dict, cfg: IdentityConfig) -> list:
     s, d = cfg.layers
-    pct = lambda name: f"{100 * statistics.fmean(arms[name]['test_rel']):.2f}%"  # noqa: E731
+    pct = lambda name: f"{100 * statistics.fmean(arms[name]['test_rel']):.3g}%"  # noqa: E731
     return [
         seed_criterion(f"with {k} convolutions, the plain stack's error is higher than the residual one's",
                        f"relative error plain {pct(f'plain-{k}')}, residual {pct(f'residual-{k}')}",
@@ -171,8 +171,8 @@ def _table(arms: dict) -> Table:
         title="Relative squared error (squared error over the input's energy) on the test images, over seeds",
         columns=("stack", "convolutions", "at init (%)", "after training (%)", "std", "per seed (%)"),
         rows=tuple((("residual" if a["residual"] else "plain"), a["layers"], round(100 * statistics.fmean(a["init_rel"]), 2),
-                    round(100 * mean_std(a["test_rel"])[0], 3), round(100 * mean_std(a["test_rel"])[1], 3),
-                    ", ".join(f"{100 * v:.3f}" for v in a["test_rel"])) for a in arms.values()),
+                    f"{100 * mean_std(a['test_rel'])[0]:.3g}", f"{100 * mean_std(a['test_rel'])[1]:.2g}",
+                    ", ".join(f"{100 * v:.3g}" for v in a["test_rel"])) for a in arms.values()),
     )  # fmt: skip
 
 

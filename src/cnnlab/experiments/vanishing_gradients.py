@@ -122,7 +122,8 @@ def _ratio(profile: dict[str, list[float]], key: str = "output") -> float:
 
 def plot_vanishing(results: dict, out_dir: Path) -> list[Plot]:
     deep = str(results["depths"][-1])
-    panels = {f"{when}, depth {deep}": {arm: row["mean_profile"][when] for arm, row in results["arms"][deep].items()}
+    titles = {"init": f"at initialisation, depth {deep}", "trained": f"after the updates, depth {deep}"}
+    panels = {titles[when]: {arm: row["mean_profile"][when] for arm, row in results["arms"][deep].items()}
               for when in ("init", "trained")}  # fmt: skip
     return [plot_profiles(panels, out_dir, "vanishing_profiles.png", xlabel="convolution (input side first)",
                           ylabel="gradient at the output (RMS per image)",
@@ -255,15 +256,21 @@ def _setup(ctx: ExperimentContext, cfg: VanishingConfig, data: Any) -> list[str]
 
 def _notes(ctx: ExperimentContext, arms: dict, cfg: VanishingConfig) -> list[str]:
     deep = arms[str(cfg.depths[-1])]
+    w, b = deep["plain, default"]["mean_weight_log_ratio_init"], deep["plain, default"]["mean_log_ratio_init"]
     notes = [
         f"At depth {cfg.depths[-1]}, residual + He init: log10(first/last) {deep['residual, he']['mean_log_ratio_init']:+.2f} "
         "at initialisation: without normalisation each skip adds a branch of the input's variance, so the signal "
         "and the gradient grow with depth (explode) instead; ResNets pair skips with batch norm.",
         f"The weight gradients (`weight` in results.json) of the depth-{cfg.depths[-1]} plain net with the default "
-        f"init span {deep['plain, default']['mean_weight_log_ratio_init']:+.2f} decades first/last at initialisation, "
-        f"against {deep['plain, default']['mean_log_ratio_init']:+.2f} for the back-propagated gradient: a layer's "
-        "weight gradient is its input (shrinking forward) times its output gradient (shrinking backward), which "
-        "Glorot & Bengio also found to vary less across layers than the back-propagated gradients (§4.2.2).",
+        f"init span {w:+.2f} decades first/last at initialisation, against {b:+.2f} for the back-propagated "
+        "gradient. Glorot & Bengio found the weight gradients of their tanh nets roughly constant across layers "
+        "(§4.2.2: a layer's weight gradient is its input times its output gradient, and the input shrinks forward "
+        "as the gradient shrinks backward); here they vary "
+        + ("far less." if abs(w) < abs(b) / 2 else "somewhat less." if abs(w) < abs(b) else "no less."),
+        f"After {cfg.train.max_steps} updates the depth-{cfg.depths[-1]} plain net with He's init spans "
+        f"{deep['plain, he']['mean_log_ratio_trained']:+.2f} decades (at initialisation "
+        f"{deep['plain, he']['mean_log_ratio_init']:+.2f}): a normalised init starts the gradients at one scale, "
+        "it does not keep them there once training moves the weights (hence batch norm).",
     ]
     if ctx.scale == "tiny":
         notes.append(TINY_NOTE)

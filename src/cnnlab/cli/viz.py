@@ -146,8 +146,10 @@ def _read_images(paths: list[str], data: Any) -> Any:
                                                        antialias=True, align_corners=False)[0].clamp(0, 1))
             continue
         path = Path(p)
-        if not path.is_file():
-            raise ConfigError(f"--image {p}: no such file")
+        if not path.is_file():  # "is a directory", "is a FIFO (named pipe)", "does not exist"
+            from cnnlab.safeio import describe_path
+
+            raise ConfigError(f"--image {p} {describe_path(path)}; give an image file")
         arr = decode_image(path, mode="L" if c == 1 else "RGB", size=(h, w))
         out.append(torch.from_numpy(arr.copy()).float() / 255.0)
     x = torch.stack(out)

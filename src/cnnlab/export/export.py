@@ -152,7 +152,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, preprocessing: Pre
              **(extra_metadata or {})}
     onnx.helper.set_model_props(proto, props)
     try:
-        onnx.save_model(proto, str(tmp))
+        try:
+            onnx.save_model(proto, str(tmp))
+        except OSError as err:  # name the file the user asked for, not the temporary
+            raise OSError(err.errno, err.strerror, str(path)) from None
         publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -81,7 +81,7 @@ def parse_input(text: str | None) -> tuple[int | None, int, int] | None:
         raise ConfigError(f"bad --input {text!r}: the batch must be at most {MAX_BATCH_SIZE:,} (cnnlab.limits)")
     dims = dims[1:] if len(dims) == 4 else dims
     if any(v > MAX_SIDE for v in dims):  # channels too: no input of the zoo has more channels than pixels
-        raise ConfigError(f"bad --input {text!r}: each size must be at most {MAX_SIDE:,} (cnnlab.limits.MAX_SIDE)")
+        raise ConfigError(f"bad --input {text!r}: each size must be at most {MAX_SIDE} (cnnlab.limits.MAX_SIDE)")
     return tuple(dims) if len(dims) == 3 else (None, dims[0], dims[-1])
 
 

@@ -270,8 +270,34 @@ def test_a_writer_refuses_an_output_target_it_cannot_write_as_asked(tmp_path, ca
     finally:
         if target == "a read-only folder":
             path.parent.chmod(0o700)
-    one_line(rc, err)
+    line = one_line(rc, err)
     assert _snapshot(tmp_path / "mine") == before, (writer, target, err)
+    assert "File exists" not in line, line  # a path under a file was once reported so
+
+
+@pytest.mark.parametrize("name", ["report.md", "results.json", "degradation_plain.png"])
+def test_experiment_refuses_a_users_file_in_its_folder_before_training(tmp_path, capsys, name):
+    """The experiment's files are drawn in a temporary folder and renamed into --out: that rename replaced
+    a user's report.md without asking."""
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / name).write_text(USER_TEXT)
+    rc, stdout, err = run_cli(["experiment", "degradation", "--scale", "tiny", "--out", str(out)], capsys)
+    one_line(rc, err, str(out / name), "--force")
+    assert (out / name).read_text() == USER_TEXT and sorted(p.name for p in out.iterdir()) == [name]
+    assert "training" not in stdout + err
+
+
+@pytest.mark.parametrize("kind, needle", [("dir", "is a directory"), ("fifo", "FIFO"), ("missing", "does not exist")])
+def test_viz_image_names_a_non_file_for_what_it_is(tmp_path, capsys, kind, needle):
+    path = tmp_path / "x.png"
+    if kind == "dir":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    rc, _, err = run_cli(["viz", "feature-maps", "--model", "lenet5", "--image", str(path), "--out", str(tmp_path / "v")],
+                         capsys)
+    assert "no such file" not in one_line(rc, err, str(path), needle)
 
 
 # ----------------------------------------------------------------------------- images over PIL's pixel limit

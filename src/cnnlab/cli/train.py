@@ -262,13 +262,15 @@ def _refuse_run_options(model_config: dict, data_options: dict) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.models.registry import model_info
-    from cnnlab.safeio import describe_path
+    from cnnlab.safeio import check_output_path, describe_path
     from cnnlab.training.engine import evaluate, evaluate_mc_dropout
     from cnnlab.training.rundir import config_for_weights, load_run_model
 
     weights = Path(args.weights)
     if not weights.is_file():
         raise ConfigError(f"weights file {args.weights} {describe_path(weights)}")
+    if args.out is not None:  # a file, a FIFO, a path under a file: said before the evaluation
+        check_output_path(args.out, what="--out", directory=True)
     doc = config_for_weights(weights)
     spec = doc["spec"] if doc else {}
     model_name = args.model or spec.get("model")

@@ -9,7 +9,8 @@ import statistics
 import pytest
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, compare_seeds, seed_criterion, verdict_from
+from cnnlab.experiments.outcome import Criterion, verdict_from
+from cnnlab.experiments.statistics import compare_seeds, seed_criterion
 
 
 def test_compare_seeds_paired_standard_error_is_that_of_the_differences():
@@ -142,7 +143,7 @@ def test_fractal_results_have_every_column(tiny_runs):
 def test_rescale_center_matches_torchvision_resize_and_center_crop():
     import torchvision.transforms.functional as TF
 
-    from cnnlab.experiments.claims_nets import rescale_center
+    from cnnlab.experiments.vgg_filters import rescale_center
 
     x = torch.randn(2, 1, 16, 16)
     assert torch.equal(rescale_center(x, 1.0), x)
@@ -169,7 +170,7 @@ def test_vgg_filter_stages_see_5x5_and_dropout_nets_count_by_hand(tiny_runs):
 
 
 # ---------------------------------------------------------------------------------------------
-# lesion's issue-20 measurements: re-ordering (Veit et al. Fig. 5b) and residual-branch norms
+# lesion's measurements: re-ordering (Veit et al. Fig. 5b) and residual-branch norms
 # ---------------------------------------------------------------------------------------------
 
 
@@ -178,7 +179,7 @@ def test_kendall_tau_against_scipy():
 
     from scipy.stats import kendalltau
 
-    from cnnlab.experiments.lesion_extra import kendall_tau
+    from cnnlab.experiments.statistics import kendall_tau
 
     rng = random.Random(0)
     for n in (2, 5, 9):
@@ -189,7 +190,7 @@ def test_kendall_tau_against_scipy():
 
 
 def test_reordered_net_runs_its_blocks_in_the_new_order():
-    from cnnlab.experiments.lesion_extra import _reordered, swappable_groups
+    from cnnlab.experiments.surgery import _reordered, swappable_groups
     from cnnlab.experiments.surgery import residual_blocks
     from cnnlab.models import create_model
 
@@ -209,7 +210,7 @@ def test_reordered_net_runs_its_blocks_in_the_new_order():
 
 
 def test_residual_norms_equal_a_direct_computation():
-    from cnnlab.experiments.lesion_extra import residual_norms
+    from cnnlab.experiments.surgery import residual_norms
     from cnnlab.experiments.surgery import residual_blocks
     from cnnlab.models import create_model
 
@@ -227,7 +228,7 @@ def test_residual_norms_equal_a_direct_computation():
 
 
 def test_batchnorm_more_nets_and_results(tiny_runs):
-    from cnnlab.experiments.claims_nets import VGGStackConfig, VGGStackNet
+    from cnnlab.experiments.nets import VGGStackConfig, VGGStackNet
 
     torch.manual_seed(0)
     ref = VGGStackNet(VGGStackConfig(widths=(4, 8)))

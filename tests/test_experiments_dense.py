@@ -56,7 +56,7 @@ def test_dilation_reports_the_papers_fields_at_equal_parameters(tiny):
 @pytest.mark.parametrize("seeds", [1, 0, 2.0, True])
 def test_configs_refuse_fewer_than_two_seeds(seeds):
     from cnnlab.experiments.dense import DilationConfig, SkipsConfig
-    from cnnlab.experiments.framework import TrainSpec
+    from cnnlab.training.spec import TrainSpec
 
     spec = TrainSpec(recipe="fcn_digits")
     with pytest.raises(ConfigError, match="fcn-skips: seeds"):
@@ -88,8 +88,8 @@ def test_each_seed_trains_its_own_initialisation_on_the_segmentation_task(monkey
     from cnnlab.data import load_dataset
     from cnnlab.experiments import ExperimentContext
     from cnnlab.experiments.dense import TINY_DATA
-    from cnnlab.experiments.framework import TrainSpec
-    from cnnlab.experiments.multiseed import train_zoo_arm
+    from cnnlab.experiments.arms import train_zoo_arm
+    from cnnlab.training.spec import TrainSpec
 
     built = []
 

@@ -1,4 +1,4 @@
-"""Experiments I (issue 6): degradation, lesion, ablation, probes, invariance.
+"""Depth experiments: degradation, lesion, ablation, probes, invariance.
 
 Every experiment runs end to end at the ``tiny`` scale (random 16x16 images, 4-channel-wide nets,
 one or two epochs) to check the plumbing and the files it writes; its numbers mean nothing. The
@@ -65,7 +65,7 @@ def tiny_runs(tmp_path_factory, one_thread):
 
 
 # ---------------------------------------------------------------------------------------------
-# Multi-seed verdict rules (issue 20)
+# Multi-seed verdict rules
 # ---------------------------------------------------------------------------------------------
 
 
@@ -157,7 +157,7 @@ def test_degradation_records_train_and_test_error_per_epoch(tiny_runs):
     assert results["models"]["plain20"]["params"] == results["models"]["resnet20"]["params"]
 
 
-def test_lesion_results_have_the_issue_keys(tiny_runs):
+def test_lesion_results_have_the_documented_keys(tiny_runs):
     results, _ = tiny_runs["lesion"]
     res, plain = results["residual"], results["plain"]
     assert 0.0 <= res["baseline_acc"] <= 1.0 and 0.0 <= plain["baseline_acc"] <= 1.0
@@ -415,7 +415,7 @@ def test_full_scale_configs_name_real_models_and_recipes(name):
 
 
 def test_lesion_reorders_blocks_and_measures_residual_norms(tiny_runs):
-    # issue 20: Veit et al. Fig. 5b and the residual branches' size (cnnlab.experiments.lesion_extra)
+    # Veit et al. Fig. 5b and the residual branches' size (cnnlab.experiments.surgery)
     results, _ = tiny_runs["lesion"]
     assert {r["swaps"] for r in results["reorder"]} == {1, 2}
     assert all(-1 <= r["tau"] <= 1 for r in results["reorder"])
@@ -427,7 +427,7 @@ def test_lesion_reorders_blocks_and_measures_residual_norms(tiny_runs):
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 20: multi-seed verdicts of degradation and lesion
+# Multi-seed verdicts of degradation and lesion
 # ---------------------------------------------------------------------------------------------
 
 
@@ -515,8 +515,8 @@ def test_degradation_comparisons_on_crafted_errors():
 def test_train_zoo_arm_gives_each_seed_its_own_initialisation(monkeypatch):
     from cnnlab.data import load_dataset
     from cnnlab.experiments import ExperimentContext
-    from cnnlab.experiments.framework import TrainSpec
-    from cnnlab.experiments.multiseed import train_zoo_arm
+    from cnnlab.experiments.arms import train_zoo_arm
+    from cnnlab.training.spec import TrainSpec
 
     built = []
 

@@ -1,4 +1,4 @@
-"""Experiments II (issue 7): dropout, batchnorm, vgg-depth, small-filters, augmentation, ensemble,
+"""Design experiments: dropout, batchnorm, vgg-depth, small-filters, augmentation, ensemble,
 transfer, autoencoder-pretrain.
 
 Every experiment runs end to end at the ``tiny`` scale (random images, tiny nets, one or two epochs)
@@ -23,8 +23,16 @@ from torch import nn
 from cnnlab import create_model
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
-from cnnlab.experiments import ExperimentContext, ModelCache, TrainSpec, get_experiment, list_experiments, run_experiment
+from cnnlab.experiments import (
+    ExperimentContext,
+    ModelCache,
+    TrainSpec,
+    get_experiment,
+    list_experiments,
+    run_experiment,
+)
 from cnnlab.experiments.autoencoder import reconstruction_error, train_autoencoder
+from cnnlab.experiments.context import MeasureEachEpoch, restrict, seeded
 from cnnlab.experiments.dropout import mc_dropout_accuracy
 from cnnlab.experiments.ensemble import ensemble_curve
 from cnnlab.experiments.nets import (
@@ -38,7 +46,7 @@ from cnnlab.experiments.nets import (
     filter_block,
     replace_head,
 )
-from cnnlab.experiments.tools import MeasureEachEpoch, predict_proba, restrict, seeded
+from cnnlab.experiments.predictions import predict_proba
 from cnnlab.experiments.transfer import CELLS, METHODS, PRESCRIBED, pick_winner, prescribed_against_winner
 
 NAMES = ("dropout", "batchnorm", "vgg-depth", "small-filters", "augmentation", "ensemble", "transfer",
@@ -227,7 +235,7 @@ def test_small_filters_measures_the_lectures_numbers(tiny_runs):
     assert s["block_rf"] == b["block_rf"] == [7, 7]
     assert s["block_weights"] == 27 * c * c and b["block_weights"] == 49 * c * c  # lecture 002
     assert s["relus_per_block"] == 3 and b["relus_per_block"] == 1
-    acc = results["accuracy"]  # issue 20: paired over the same seeds
+    acc = results["accuracy"]  # paired over the same seeds
     assert len(s["test_acc"]) == len(b["test_acc"]) == 2 and acc["paired"]
     assert acc["difference"] == pytest.approx(s["mean_acc"] - b["mean_acc"])
 

@@ -23,9 +23,15 @@ from cli_helpers import run_cli
 from cnnlab.data import torchvision_sets
 from cnnlab.data.bundle import TensorPair
 from cnnlab.data.datasets import NO_MIRROR
-from cnnlab.experiments import ExperimentContext, ModelCache, TrainSpec, get_experiment, list_experiments
-from cnnlab.experiments import run_experiment
-from cnnlab.experiments.framework import SUBSET_SEED
+from cnnlab.experiments import (
+    ExperimentContext,
+    ModelCache,
+    TrainSpec,
+    get_experiment,
+    list_experiments,
+    run_experiment,
+)
+from cnnlab.experiments.context import SUBSET_SEED
 from cnnlab.training import get_recipe
 
 STANDARD = ("degradation", "dropout", "batchnorm", "vgg-depth", "small-filters", "augmentation", "ensemble",

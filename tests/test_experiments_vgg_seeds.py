@@ -1,4 +1,4 @@
-"""Multi-seed verdicts of vgg-depth, small-filters and ablation (issue 20), on crafted numbers.
+"""Multi-seed verdicts of vgg-depth, small-filters and ablation, on crafted numbers.
 
 The rules on top of ``compare_seeds``: a per-seed quantity against a fixed margin
 (``tools.against_margin``: "costs little", "does not help"), vgg-depth's per-seed depth slope and
@@ -14,7 +14,7 @@ import pytest
 from cnnlab.errors import ConfigError
 from cnnlab.experiments import get_experiment
 from cnnlab.experiments.ablation import add_costs
-from cnnlab.experiments.tools import against_margin, margin_criterion
+from cnnlab.experiments.statistics import against_margin, margin_criterion
 from cnnlab.experiments.vgg_depth import compare_columns
 
 

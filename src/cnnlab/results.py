@@ -45,6 +45,7 @@ HE_2016_T6 = "He, Zhang, Ren & Sun, CVPR 2016, Table 6"
 XIE_2017 = "Xie, Girshick, Dollar, Tu & He, CVPR 2017, Table 3"
 HU_2018 = "Hu, Shen & Sun, CVPR 2018, Table 2"
 SZEGEDY_2017 = "Szegedy, Ioffe, Vanhoucke & Alemi, AAAI 2017, Table 2"
+LITE_2020 = "Google's EfficientNet-Lite release (tensorflow/tpu, models/official/efficientnet/lite), README table"
 TORCHVISION = "torchvision 0.29 weights table (Weights.meta['_metrics']['ImageNet-1K'])"
 
 
@@ -97,6 +98,10 @@ IMAGENET_PAPER: tuple[Published, ...] = (
     _err("resnext50_32x4d", 22.2, None, XIE_2017, "1 crop 224, val"),
     _err("se_resnet50", 23.29, 6.62, HU_2018, "1 crop 224, val"),
     _err("inception_v4", 20.0, 5.0, SZEGEDY_2017, "1 crop 299, val (the non-blacklisted subset)"),
+    # Tan & Le 2019 report B0-B7; the Lite variants' figures are their release's (FP32, no top-5).
+    Published("efficientnet_lite0", 75.1, None, LITE_2020, "1 crop 224 of 224/256 of the shorter side, val"),
+    Published("efficientnet_lite1", 76.7, None, LITE_2020, "1 crop 240 of 240/272 of the shorter side, val"),
+    Published("efficientnet_lite2", 77.6, None, LITE_2020, "1 crop 260 of 260/292 of the shorter side, val"),
 )
 
 # torchvision's figures for the weights the zoo's torchvision-compatible models load (one 224 crop).

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "cnnlab.cli.diagram",
     "cnnlab.cli.export",
     "cnnlab.cli.generative",
+    "cnnlab.cli.explore",
 )
 
 
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnnlab list | head`: the reader left; say nothing more (before OSError, its base)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as err:
         # The machine said no (a full disk, a read-only or vanished folder): not a bug in cnnlab, and
         # not worth a traceback. What was already saved stays (every file is written atomically).
@@ -135,6 +139,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `cnnlab list | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1

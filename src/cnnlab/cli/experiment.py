@@ -6,8 +6,9 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from cnnlab.experiments.framework import SCALES, write_index
 from cnnlab.cli.options import guard_outputs, seed_int
+from cnnlab.experiments.registry import SCALES
+from cnnlab.experiments.runner import write_index
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,14 +34,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--precision", default="auto", help="training/evaluation precision passed to the engine")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="with `list`: a table (default) or JSON")
     guard_outputs(p)
     p.set_defaults(func=run)
 
 
-def _list() -> int:
+def _list(fmt: str = "table") -> int:
     from cnnlab.experiments import get_experiment, list_experiments
 
     names = list_experiments()
+    if fmt == "json":
+        import json
+
+        rows = [{"name": n, "title": (e := get_experiment(n)).title, "claim": e.claim, "paper": e.paper,
+                 "lectures": list(e.lectures), "scales": [s for s in SCALES if s in e.scales]} for n in names]
+        print(json.dumps(rows, indent=2))
+        return 0
     width = max(len(n) for n in names) + 2
     for name in names:
         exp = get_experiment(name)
@@ -66,10 +76,10 @@ def _check_outputs(out_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
-    from cnnlab.experiments.framework import _default_out_dir, summarize
+    from cnnlab.experiments.runner import _default_out_dir, summarize
 
     if args.name == "list":
-        return _list()
+        return _list(args.format)
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     names = list_experiments() if args.name == "all" else [get_experiment(args.name).name]

@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 
 from cnnlab.errors import ConfigError
@@ -27,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--sort", choices=SORT_KEYS, default="created", help="column to sort by (default created)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
-    p.add_argument("--plot", metavar="FILE.png", default="runs-compare.png",
-                   help="with `compare`: where the overlaid curves go (default runs-compare.png)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="with `compare`: where the overlaid curves go (default: runs-compare.png in the folder "
+                        "holding the runs)")
     guard_outputs(p)
     p.set_defaults(func=run)
 
@@ -90,10 +92,12 @@ def _compare(args: argparse.Namespace) -> int:
     for folder in args.folders:
         read_run(folder)  # a clear error for a folder that is not a run
     differences = config_differences(args.folders)
+    target = args.plot or os.path.join(os.path.commonpath([os.path.abspath(f) for f in args.folders]),
+                                       "runs-compare.png")
     try:
-        plot = plot_runs(args.folders, args.plot)
+        plot = plot_runs(args.folders, target)
     except OSError as err:
-        raise ConfigError(f"--plot {args.plot}: cannot write ({err.strerror or err})") from None
+        raise ConfigError(f"--plot {target}: cannot write ({err.strerror or err})") from None
     if args.format == "json":
         print(json.dumps({"plot": str(plot), "differences": {k: v for k, v in differences}}, indent=2, default=str))
         return 0

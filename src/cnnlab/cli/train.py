@@ -243,7 +243,24 @@ def run(args: argparse.Namespace) -> int:
               f"{100 * result.test_acc_last:.2f}%), train accuracy "
               f"{100 * result.train_acc:.2f}%, {result.seconds:.1f} s, {result.images_per_second:.0f} img/s; "
               f"run folder {result.out_dir}")
+        _say_if_at_chance(result)
     return 0
+
+
+def _say_if_at_chance(result) -> None:  # noqa: ANN001
+    """A run whose selected val accuracy is no better than guessing has not started to learn: say so,
+    with the length it trained against the recipe's, instead of leaving a bare 10%."""
+    classes = (result.config.get("data") or {}).get("num_classes") or 0
+    if classes < 2 or not result.val_acc < 1.5 / classes:
+        return
+    schedule = result.config.get("schedule") or {}
+    recipe_epochs = (result.config.get("recipe") or {}).get("epochs")
+    length = f"{schedule.get('epochs')} epoch(s)" + (f" of the recipe's {recipe_epochs}" if recipe_epochs else "")
+    print(f"cnnlab train: the validation accuracy ({100 * result.val_acc:.1f}%) is chance for {classes} classes: "
+          f"the net has not started to learn in {result.steps} updates ({length}). Nets with saturating "
+          "activations and small initial weights (the paper's LeNet-5: scaled tanh, LeCun's initialisation) sit "
+          "on a plateau for their first hundreds of updates; train longer (--epochs), raise --lr, or try a ReLU "
+          "variant (e.g. lenet5_relu)", file=sys.stderr)
 
 
 def _refuse_run_options(model_config: dict, data_options: dict) -> None:

@@ -82,9 +82,12 @@ def _load(args: argparse.Namespace) -> Subject:
 
     from cnnlab.cli.options import pairs
     from cnnlab.data import load_dataset
+    from cnnlab.models.pretrained import is_weights_name
     from cnnlab.models.registry import model_info
     from cnnlab.training.rundir import CONFIG, MODEL, config_for_weights, load_run_model
 
+    if args.weights and is_weights_name(args.weights):
+        return _load_published(args)
     doc, weights = None, None
     if args.run:
         run = Path(args.run)
@@ -126,6 +129,56 @@ def _load(args: argparse.Namespace) -> Subject:
     pick = torch.linspace(0, len(data.test) - 1, n).round().long()  # spread over the split (sorted by class)
     return Subject(model, label, data, data.test.x[pick], data.test.y[pick],
                    [f"test #{i} ({data.class_names[int(data.test.y[i])]})" for i in pick.tolist()])
+
+
+def _photo_sources(args: argparse.Namespace) -> list[str]:
+    """The photographs a network with published weights looks at: ``--image`` (files or skimage:NAME),
+    else ``--data DIR`` (the image files in a folder), else scikit-image's photographs."""
+    from cnnlab.foundations.images import PHOTOS, SKIMAGE_PREFIX
+
+    if args.image:
+        return list(args.image)
+    if args.data and args.data != "skimage":
+        folder = Path(args.data)
+        if not folder.is_dir():
+            raise ConfigError(f"--data {args.data}: with --weights {args.weights}, give a folder of photographs "
+                              "(or 'skimage' for scikit-image's)")
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ConfigError(f"--data {folder}: no image files in this folder")
+        return [str(p) for p in files[: args.images]]
+    return [SKIMAGE_PREFIX + name for name in PHOTOS][: args.images]
+
+
+def _load_published(args: argparse.Namespace) -> Subject:
+    """A zoo model with published weights (``--weights imagenet``), looking at photographs prepared as
+    the weights expect; the "data" is those photographs, labelled with the model's own top-1 class."""
+    import torch
+
+    from cnnlab.cli.options import pairs
+    from cnnlab.data.bundle import DataBundle, TensorPair
+    from cnnlab.export.source import load_model
+    from cnnlab.foundations.images import SKIMAGE_PREFIX, open_photo
+
+    if not args.model:
+        raise ConfigError(f"--weights {args.weights}: name the model with --model (e.g. --model efficientnet_lite0)")
+    src = load_model(model=args.model, weights=args.weights, sha256=args.sha256,
+                     model_config=pairs(args.model_set, "--model-set"))
+    prep = src.preprocessing if not args.size else src.preprocessing.with_input_size((3, args.size, args.size))
+    sources = _photo_sources(args)
+    for s in sources:
+        if not s.startswith(SKIMAGE_PREFIX) and not Path(s).is_file():
+            raise ConfigError(f"--image {s}: no such file")
+    x, _ = prep.prepare([open_photo(s) if s.startswith(SKIMAGE_PREFIX) else s for s in sources])
+    with torch.no_grad():
+        y = src.model(x).argmax(1)
+    pair = TensorPair(x, y)
+    data = DataBundle(name="photographs", train=pair, test=pair, num_classes=prep.num_classes,
+                      input_size=prep.input_size, mean=prep.mean, std=prep.std, class_names=prep.class_names,
+                      notes=(f"labels: the model's own top-1 class ({prep.source})",))
+    names = [Path(s.removeprefix(SKIMAGE_PREFIX)).stem for s in sources]
+    n = min(args.count, len(x)) if not args.image else len(x)
+    return Subject(src.model, f"{args.model} ({args.weights})", data, x[:n], None, names[:n])
 
 
 def _read_images(paths: list[str], data: Any) -> Any:
@@ -201,19 +254,26 @@ def _stats(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "stats.csv"
     write_csv(table, list(rows[0]), rows)
-    print(f"{'layer':<28} {'type':<10} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} "
+    tw = max(4, *(len(r["type"]) for r in rows))  # the whole type name ("PartialConnection")
+    print(f"{'layer':<28} {'type':<{tw}} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} {'sat':>5} "
           f"{'|W|':>9} {'|dW|':>9} {'unit |r|':>8} {'filt |r|':>8}")  # fmt: skip
 
     def number(v: float | None, spec: str) -> str:
         return "" if v is None else format(v, spec)
 
     for r in rows:
-        print(f"{r['name'][:28]:<28} {r['type'][:10]:<10} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
-              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {number(r['weight_norm'], '.3g'):>9} "
+        print(f"{r['name'][:28]:<28} {r['type']:<{tw}} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
+              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {number(r['saturated'], '.2f'):>5} "
+              f"{number(r['weight_norm'], '.3g'):>9} "
               f"{number(r['grad_norm'], '.3g'):>9} {number(r['unit_corr'], '.3f'):>8} "
               f"{number(r['filter_corr'], '.3f'):>8}")  # fmt: skip
-    print("unit |r|, filt |r|: mean absolute correlation between the layer's units over the images (and "
-          "positions), and between its filters' weights (0: uncorrelated, 1: copies)")
+    print("sat: fraction of a bounded activation's outputs within 2% of its range from a bound (tanh, sigmoid, "
+          "ReLU6: gradient near zero there); unit |r|, filt |r|: mean absolute correlation between the layer's "
+          "units over the images (and positions), and between its filters' weights (0: uncorrelated, 1: copies)")
+    worst = max((r for r in rows if r["saturated"] is not None), key=lambda r: r["saturated"], default=None)
+    if worst is not None and worst["saturated"] > 0.5:
+        print(f"cnnlab viz: warning: {worst['saturated']:.0%} of {worst['name']}'s outputs are saturated: its units "
+              "pass almost no gradient, and their top patches tie at the bound", file=sys.stderr)
     title = f"{subject.label}: activations on {len(x)} images, gradients of their cross-entropy"
     return [plot_stats(rows, out / "stats.png", title=title), table]
 
@@ -323,6 +383,8 @@ def _cam(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    import numpy as np
+
     from cnnlab.inspect import embed_2d, penultimate_features
     from cnnlab.viz.inspect_plots import plot_embedding
 
@@ -331,8 +393,11 @@ def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Pa
     print(f"embedding {n} test images ({feats.shape[1]} features) by PCA and t-SNE", file=sys.stderr)
     points = {m: embed_2d(feats, method=m, seed=args.seed) for m in ("pca", "tsne")}
     title = f"{subject.label}: penultimate features of {n} test images of {subject.data.name}"
-    return [plot_embedding(points, subject.data.test.y[:n].numpy(), out / "embedding.png",
-                           class_names=subject.data.class_names, title=title)]  # fmt: skip
+    labels, names = subject.data.test.y[:n].numpy(), list(subject.data.class_names)
+    if len(names) > 20:  # ImageNet's 1,000 classes: colour by the classes present only, so the legend is readable
+        present = sorted(set(labels.tolist()))
+        labels, names = np.array([present.index(v) for v in labels.tolist()]), [names[v] for v in present]
+    return [plot_embedding(points, labels, out / "embedding.png", class_names=names, title=title)]
 
 
 _DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "contrast-norm": _contrast_norm,

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Table, register_experiment
-from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.multiseed import arm_row, train_arm
+from cnnlab.experiments.arms import arm_row, train_arm
+from cnnlab.experiments.context import ExperimentContext, seed_list
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import against_margin, margin_criterion, require_seeds
 from cnnlab.experiments.surgery import remove_layers
-from cnnlab.experiments.tools import against_margin, margin_criterion, seed_list
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.experiment_plots import plot_ablation
 
 __all__ = ["AblationConfig", "SCALES", "VARIANTS", "LAYER_MODULES", "QUICK_OVERRIDES", "he_init", "run"]
@@ -60,7 +61,7 @@ class AblationConfig:
     he_init: bool = False  # re-initialise every variant with He et al. 2015 (see he_init)
     seeds: int = 3  # every variant trained with the same seeds; costs are paired per seed
     # Margins of the criteria, as fractions of accuracy; each is decided on the per-seed costs, beyond
-    # 2 standard errors (tools.against_margin).
+    # 2 standard errors (statistics.against_margin).
     small_fc7: float = 0.02  # "costs little": removing fc7 costs less than this
     small_fc67: float = 0.06  # removing fc6 and fc7 (the lecture: 5.7%)
     large_extra: float = 0.02  # removing conv3, conv4 on top of fc6, fc7 must cost more than this more

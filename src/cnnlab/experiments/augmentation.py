@@ -19,14 +19,16 @@ from matplotlib.figure import Figure
 
 from cnnlab.data.augment import tta_views
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
-from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion, with_overrides
-from cnnlab.experiments.dropout import NO_OTHER_REGULARISER
+from cnnlab.experiments.context import ExperimentContext, seed_list, seeded
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
-from cnnlab.experiments.tools import ADAM, accuracy, mean_std, predict_proba, seed_list, seeded
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import ADAM, NO_OTHER_REGULARISER, with_overrides
+from cnnlab.experiments.predictions import accuracy, predict_proba
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import SeedComparison, compare_seeds, mean_std, require_seeds, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
 __all__ = ["AugmentationConfig", "SCALES", "run", "plot_augmentation", "tta_accuracy", "augmentation_words"]
 

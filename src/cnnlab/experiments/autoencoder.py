@@ -22,23 +22,17 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError
+from cnnlab.experiments.context import ExperimentContext, restrict, seed_list, seeded
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    compare_seeds,
-    register_experiment,
-    require_seeds,
-    seed_criterion,
-)
-from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.nets import AutoencoderConfig, EncoderClassifier
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import ADAM
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import compare_seeds, mean_std, require_seeds, seed_criterion
 from cnnlab.models.registry import create_model
-from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
 __all__ = ["AutoencoderPretrainConfig", "SCALES", "run", "train_autoencoder", "reconstruction_error",
            "plot_autoencoder"]  # fmt: skip

@@ -23,15 +23,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnnlab.errors import ConfigError, TrainingError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion, with_overrides
+from cnnlab.experiments.context import ExperimentContext, seed_list, seeded
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import VGG_DIGITS_OVERRIDES, VGG_FASHION_OVERRIDES
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import SeedComparison, compare_seeds, mean_std, require_seeds, seed_criterion
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
-__all__ = ["BatchNormConfig", "SCALES", "LOG_GRID", "VGG_DIGITS_OVERRIDES", "VGG_FASHION_OVERRIDES", "run",
-           "plot_batchnorm", "lr_summary", "grid_step"]
+__all__ = ["BatchNormConfig", "SCALES", "LOG_GRID", "run", "plot_batchnorm", "lr_summary", "grid_step"]
 
 CLAIM = (
     "Batch normalisation improves the gradient flow through the network: it allows higher learning "
@@ -62,17 +63,6 @@ class BatchNormConfig:
             raise ConfigError(f"batchnorm: good_error must be in (0, 1), got {self.good_error!r}")
 
 
-# Simonyan & Zisserman's recipe (SGD, momentum 0.9, weight decay 5e-4) for digits in a few hundred
-# updates: a cosine decay from the grid's rate instead of dividing by 10 on plateaus; no scale
-# jittering, flips or colour shifts (small one-channel digits); and no dropout. With FC layers of
-# 128 units, dropout 0.5 held VGG-A with BN at 46% test accuracy after 4 epochs at lr 0.1 (batch
-# 64), against 96% after 2 epochs without it, and the 1/4-width net stayed at chance.
-VGG_DIGITS_OVERRIDES: tuple[tuple[str, Any], ...] = (
-    ("scale_jitter", False), ("flip", False), ("pca_lighting", 0.0), ("schedule", "cosine"), ("dropout", 0.0),
-)  # fmt: skip
-# The same for the standard scale's Fashion-MNIST, with the recipe's flips kept (a mirrored garment
-# is the same garment).
-VGG_FASHION_OVERRIDES = with_overrides(VGG_DIGITS_OVERRIDES, flip=True)
 LOG_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # half-decade steps, as in learning-rate sweeps
 
 SCALES = {

@@ -18,21 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.claims_nets import DropoutHeadConfig, DropoutHeadNet, VGGStackConfig, VGGStackNet
-from cnnlab.experiments.framework import (
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    compare_seeds,
-    register_experiment,
-    require_per_class,
-    require_seeds,
-    seed_criterion,
-)
+from cnnlab.experiments.arms import arm_row, plot_arms, train_arm
+from cnnlab.experiments.context import ExperimentContext
+from cnnlab.experiments.nets import DropoutHeadConfig, DropoutHeadNet, VGGStackConfig, VGGStackNet
+from cnnlab.experiments.outcome import Outcome, Table
+from cnnlab.experiments.overrides import ADAM
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import compare_seeds, require_per_class, require_seeds, seed_criterion
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm
-from cnnlab.experiments.tools import ADAM
+from cnnlab.viz.report import Plot
 
 __all__ = ["BatchNormMoreConfig", "SCALES", "run"]
 

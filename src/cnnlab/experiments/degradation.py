@@ -16,14 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome, Plot
-from cnnlab.experiments.framework import FASHION_OVERRIDES, require_per_class, require_seeds, with_overrides
-from cnnlab.experiments.framework import SeedComparison, Table, compare_seeds, register_experiment
+from cnnlab.experiments.arms import plot_arms, train_zoo_arm
+from cnnlab.experiments.context import ExperimentContext, seed_list
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import DIGITS_OVERRIDES, FASHION_OVERRIDES, with_overrides
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import (
+    SeedComparison,
+    compare_seeds,
+    mean_std,
+    require_per_class,
+    require_seeds,
+    seed_criterion,
+)
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.framework import seed_criterion
-from cnnlab.experiments.multiseed import plot_arms, train_zoo_arm
-from cnnlab.experiments.tools import mean_std, seed_list
 from cnnlab.viz.experiment_plots import plot_degradation
+from cnnlab.viz.report import Plot
 
 __all__ = ["DegradationConfig", "SCALES", "run"]
 

@@ -9,7 +9,7 @@ around the true class boundaries (how sharp the masks are).
 module without dilation, parameter for parameter: the analyzer's receptive fields, then mean IU over
 seeds. Every network is selected on the validation canvases (the engine's best epoch by val mean
 IU); test is evaluated once, at the end. The comparisons of measured numbers are paired over seeds
-(:func:`cnnlab.experiments.framework.compare_seeds`): each seed's networks start from their own
+(:func:`cnnlab.experiments.statistics.compare_seeds`): each seed's networks start from their own
 initialisation (``seeded(ctx, seed).create_model``) and see their own data order.
 """
 
@@ -22,20 +22,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    compare_seeds,
-    register_experiment,
-    require_seeds,
-    seed_criterion,
-)
+from cnnlab.experiments.arms import plot_arms, train_zoo_arm
+from cnnlab.experiments.context import ExperimentContext, seed_list
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import compare_seeds, mean_std, require_seeds, seed_criterion
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.multiseed import plot_arms, train_zoo_arm
-from cnnlab.experiments.tools import mean_std, seed_list
+from cnnlab.viz.report import Plot
 
 __all__ = ["SkipsConfig", "DilationConfig", "SKIPS_SCALES", "DILATION_SCALES", "boundary_accuracy"]
 

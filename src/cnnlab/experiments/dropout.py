@@ -26,16 +26,17 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion
-from cnnlab.training.spec import TrainSpec
+from cnnlab.experiments.context import ExperimentContext, MeasureEachEpoch, seed_list, seeded
 from cnnlab.experiments.nets import WideFCConfig, WideFCNet
-from cnnlab.experiments.tools import MeasureEachEpoch, mean_std, seed_list, seeded
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import NO_OTHER_REGULARISER
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import SeedComparison, compare_seeds, mean_std, require_seeds, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
-__all__ = ["DropoutConfig", "SCALES", "NO_OTHER_REGULARISER", "run", "mc_dropout_accuracy", "plot_dropout",
-           "within_tolerance"]
+__all__ = ["DropoutConfig", "SCALES", "run", "mc_dropout_accuracy", "plot_dropout", "within_tolerance"]
 
 CLAIM = (
     "Dropout (p = 0.5 on the large fully connected layers) prevents over-fitting: it narrows the gap "
@@ -70,14 +71,6 @@ class DropoutConfig:
         if not self.close >= 0:
             raise ConfigError(f"dropout: close must be >= 0, got {self.close!r}")
 
-
-# Krizhevsky et al.'s optimiser (SGD, momentum 0.9) without the parts that would blur the comparison:
-# no weight decay (a second regulariser), no augmentation (digits: no flips, one channel: no colour),
-# and the recipe's dropout field left unset so that each network keeps its own rate (0 or p).
-NO_OTHER_REGULARISER: tuple[tuple[str, Any], ...] = (
-    ("dropout", None), ("weight_decay", 0.0), ("flip", False), ("crop_padding", 0), ("pca_lighting", 0.0),
-    ("schedule", "cosine"),
-)  # fmt: skip
 
 SCALES = {
     "tiny": DropoutConfig(

@@ -27,12 +27,15 @@ import torch
 from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison, Table
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.context import ExperimentContext, seeded
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import ADAM
+from cnnlab.experiments.predictions import accuracy, predict_proba
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import SeedComparison, compare_seeds, mean_std, require_seeds, seed_criterion
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.tools import ADAM, accuracy, mean_std, predict_proba, seeded
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
 __all__ = ["EnsembleConfig", "SCALES", "run", "plot_ensemble", "ensemble_curve", "member_seeds", "LECTURE_ERRORS"]
 

@@ -15,13 +15,14 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
+from cnnlab.experiments.context import ExperimentContext, seed_list, seeded
 from cnnlab.experiments.features import TRANSFORMS, background_fill, transform_batch
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import DIGITS_OVERRIDES
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import compare_seeds, mean_std, require_seeds, seed_criterion
 from cnnlab.inspect.layers import capture, model_device, stage_names
-from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_invariance
 
 __all__ = ["InvarianceConfig", "SCALES", "run", "feature_distances", "pooled_name"]

@@ -20,15 +20,29 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.arms import train_zoo_arm
+from cnnlab.experiments.context import ExperimentContext, seed_list, seeded
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import DIGITS_OVERRIDES
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import (
+    against_margin,
+    compare_seeds,
+    correlation,
+    mean_std,
+    require_seeds,
+    seed_criterion,
+)
+from cnnlab.experiments.surgery import (
+    delete_blocks,
+    gradient_by_path_length,
+    path_length_distribution,
+    plain_blocks,
+    reorder_study,
+    residual_blocks,
+    residual_norms,
+)
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.lesion_extra import correlation, reorder_study, residual_norms
-from cnnlab.experiments.multiseed import train_zoo_arm
-from cnnlab.experiments.surgery import delete_blocks, gradient_by_path_length, path_length_distribution
-from cnnlab.experiments.surgery import plain_blocks, residual_blocks
-from cnnlab.experiments.tools import against_margin, mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_lesion
 
 __all__ = ["LesionConfig", "SCALES", "run"]
@@ -102,7 +116,7 @@ SCALES = {
         delete_k_draws=10,
         grad_draws=5,
     ),
-    # Veit et al. lesion a ResNet-110 (54 blocks) on CIFAR-10; ResNet-56 (27 blocks) as in the issue.
+    # Veit et al. lesion a ResNet-110 (54 blocks) on CIFAR-10; this scale lesions a ResNet-56 (27 blocks).
     "full": LesionConfig(
         data="cifar10",
         residual="resnet56",

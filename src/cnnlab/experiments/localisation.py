@@ -25,14 +25,10 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.framework import (
-    DIGITS_OVERRIDES,
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Table,
-    register_experiment,
-)
+from cnnlab.experiments.context import ExperimentContext
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import DIGITS_OVERRIDES
+from cnnlab.experiments.registry import register_experiment
 from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.localisation_plots import plot_localisation
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import ConfigError
+from cnnlab.experiments.context import ExperimentContext, seed_list, seeded
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import DIGITS_OVERRIDES
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import SeedComparison, compare_seeds, mean_std, require_seeds, seed_criterion
 from cnnlab.inspect.layers import stage_names
-from cnnlab.experiments.framework import DIGITS_OVERRIDES, Criterion, ExperimentContext, Outcome, SeedComparison
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import plot_probes
 
 __all__ = ["ProbesConfig", "SCALES", "run", "no_worse_than"]

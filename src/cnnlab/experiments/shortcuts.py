@@ -13,23 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.experiments.framework import (
-    Criterion,
-    DIGITS_OVERRIDES,
-    ExperimentContext,
-    FASHION_OVERRIDES,
-    Outcome,
-    Plot,
-    Table,
-    compare_seeds,
-    register_experiment,
-    require_seeds,
-    seed_criterion,
-    with_overrides,
-)
-from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.multiseed import arm_row, plot_arms, train_zoo_arm
+from cnnlab.experiments.arms import arm_row, plot_arms, train_zoo_arm
+from cnnlab.experiments.context import ExperimentContext
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import DIGITS_OVERRIDES, FASHION_OVERRIDES, with_overrides
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import compare_seeds, require_seeds, seed_criterion
 from cnnlab.results import RESNET34_SHORTCUTS, RESNET34_SHORTCUTS_SOURCE
+from cnnlab.training.spec import TrainSpec
+from cnnlab.viz.report import Plot
 
 __all__ = ["ShortcutsConfig", "SCALES", "run"]
 

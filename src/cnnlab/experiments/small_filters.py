@@ -14,14 +14,16 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
-from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.multiseed import arm_row, train_arm
+from cnnlab.experiments.arms import arm_row, train_arm
+from cnnlab.experiments.context import ExperimentContext, seed_list
 from cnnlab.experiments.nets import BLOCKS, FilterStackConfig, FilterStackNet, filter_block
-from cnnlab.experiments.tools import ADAM, seed_list
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import ADAM
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import compare_seeds, require_seeds, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
 __all__ = ["SmallFiltersConfig", "SCALES", "run", "plot_small_filters"]
 

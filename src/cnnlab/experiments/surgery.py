@@ -1,25 +1,41 @@
 """Taking trained networks apart: lesions of residual blocks and the paths they create.
 
-Everything here relies on the residual-block contract of the zoo (see ``notes/CONTRACTS.md``): a
-block exposes ``residual(x)`` (the branch F(x)), ``shortcut(x)`` (identity, option-A zero padding
-or a projection), ``has_shortcut`` (False in plain nets built from the same block classes),
-``downsampling`` (input and output shapes differ) and computes ``act(residual(x) + shortcut(x))``.
+Everything here relies on the residual-block contract of the zoo
+(:mod:`cnnlab.models.blocks.residual`): a block exposes ``residual(x)`` (the branch F(x)),
+``shortcut(x)`` (identity, option-A zero padding or a projection), ``has_shortcut`` (False in plain
+nets built from the same block classes), ``downsampling`` (input and output shapes differ) and
+computes ``act(residual(x) + shortcut(x))``.
 
 Veit, Wilber & Belongie, "Residual networks behave like ensembles of relatively shallow networks",
 NIPS 2016: a residual network of n blocks unrolls into 2^n paths, one per choice of branch in each
 block; the number of paths through k residual branches is C(n, k). Deleting a block at test time
 removes the paths through its residual branch and keeps the others.
+
+Two more measurements on a trained residual net:
+
+- :func:`reorder_study`: Veit et al.'s Fig. 5b. Blocks are re-ordered at test time by swapping random
+  pairs of blocks that have the same input and output shapes (the paper: "swapping k randomly
+  sampled pairs of building blocks with compatible dimensions"); the degree of re-ordering is
+  Kendall's tau between the new and the original order, and the error rises smoothly as tau falls.
+- :func:`residual_norms`: "residual branches learn small corrections" (He et al. 2016 §4.2, Fig. 7:
+  the responses of the residual functions are small): for each block, the mean over test images of
+  ||F(x)|| / ||shortcut(x)||, the residual branch's output against the shortcut's.
+
+:func:`remove_layers` takes layers out of a network for retraining (Zeiler & Fergus 2014, Table 3).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cnnlab.experiments.statistics import kendall_tau
 
 __all__ = [
     "is_block",
@@ -32,6 +48,9 @@ __all__ = [
     "RoutedBlock",
     "gradient_by_path_length",
     "remove_layers",
+    "swappable_groups",
+    "reorder_study",
+    "residual_norms",
 ]
 
 
@@ -274,3 +293,84 @@ def remove_layers(model: nn.Module, names: Sequence[str], *, input_size: tuple[i
             for h in handles:
                 h.remove()
     raise RuntimeError(f"could not make {type(model).__name__} consistent after removing {list(names)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Re-ordering blocks (Veit et al. 2016, Fig. 5b) and the size of the residual branches
+# (He et al. 2016, §4.2, Fig. 7)
+# ---------------------------------------------------------------------------------------------
+
+
+def swappable_groups(model: nn.Module) -> list[list[int]]:
+    """Indices (in running order) of residual blocks that can trade places: same stage (parent
+    module), not downsampling, so that their input and output shapes are equal."""
+    blocks = residual_blocks(model)
+    groups: dict[str, list[int]] = {}
+    for i, (name, block) in enumerate(blocks):
+        if not block.downsampling:
+            groups.setdefault(name.rpartition(".")[0], []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _reordered(model: nn.Module, order: Sequence[int]) -> nn.Module:
+    """A copy of ``model`` whose block at position i runs the original block ``order[i]``."""
+    blocks = residual_blocks(model)
+    out = copy.deepcopy(model)
+    originals = [copy.deepcopy(b) for _, b in blocks]
+    for pos, src in enumerate(order):
+        if pos != src:
+            _replace(out, blocks[pos][0], originals[src])
+    return out
+
+
+def reorder_study(
+    model: nn.Module,
+    evaluate: Callable[[nn.Module], float],
+    *,
+    max_swaps: int,
+    draws: int,
+    generator: torch.Generator,
+) -> list[dict[str, Any]]:
+    """For k = 1..max_swaps swaps, ``draws`` random re-orderings each: ``{"swaps", "tau", "acc"}``."""
+    groups = swappable_groups(model)
+    n = len(residual_blocks(model))
+    if not groups:
+        return []
+    rows = []
+    for k in range(1, max_swaps + 1):
+        for _ in range(draws):
+            order = list(range(n))
+            for _ in range(k):
+                g = groups[int(torch.randint(len(groups), (1,), generator=generator))]
+                a, b = (g[int(i)] for i in torch.randperm(len(g), generator=generator)[:2])
+                order[a], order[b] = order[b], order[a]
+            rows.append(dict(swaps=k, tau=kendall_tau(order), acc=float(evaluate(_reordered(model, order))),
+                             order=list(order)))  # fmt: skip
+    return rows
+
+
+@torch.no_grad()
+def residual_norms(model: nn.Module, x: Tensor) -> list[dict[str, Any]]:
+    """Per residual block: mean over images of ||F(x)|| / ||shortcut(x)|| and of ||F(x)|| / ||x||
+    (L2 over each image's values), measured on the inputs each block receives in ``model`` (eval)."""
+    blocks = residual_blocks(model)
+    inputs: dict[str, Tensor] = {}
+    hooks = [b.register_forward_pre_hook(lambda m, args, name=name: inputs.__setitem__(name, args[0].detach()))
+             for name, b in blocks]  # fmt: skip
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    rows = []
+    for name, block in blocks:
+        inp = inputs[name]
+        f, s = block.residual(inp).flatten(1).norm(dim=1), block.shortcut(inp).flatten(1).norm(dim=1)
+        xn = inp.flatten(1).norm(dim=1)
+        rows.append(dict(block=name, downsampling=bool(block.downsampling),
+                         residual_over_shortcut=float((f / s.clamp_min(1e-12)).mean()),
+                         residual_over_input=float((f / xn.clamp_min(1e-12)).mean())))  # fmt: skip
+    return rows

@@ -21,14 +21,16 @@ import torch
 from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError
+from cnnlab.experiments.context import ExperimentContext, restrict, seed_list, seeded
 from cnnlab.experiments.features import extract_features, fit_linear_probe, probe_accuracy
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
-from cnnlab.training.spec import TrainSpec
 from cnnlab.experiments.nets import FrozenExcept, replace_head
-from cnnlab.experiments.tools import ADAM, mean_std, restrict, seed_list, seeded
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import ADAM
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import SeedComparison, compare_seeds, mean_std, require_seeds, seed_criterion
+from cnnlab.training.spec import TrainSpec
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
 __all__ = ["TransferConfig", "SCALES", "METHODS", "PRESCRIBED", "CELLS", "run", "plot_transfer", "pick_winner",
            "prescribed_against_winner"]

@@ -17,14 +17,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.batchnorm import VGG_DIGITS_OVERRIDES, VGG_FASHION_OVERRIDES
-from cnnlab.experiments.framework import Criterion, ExperimentContext, Outcome, Plot, SeedComparison
-from cnnlab.experiments.framework import require_seeds
-from cnnlab.experiments.framework import Table, compare_seeds, register_experiment, seed_criterion
+from cnnlab.experiments.arms import train_arm
+from cnnlab.experiments.context import ExperimentContext, seed_list
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import VGG_DIGITS_OVERRIDES, VGG_FASHION_OVERRIDES
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import (
+    SeedComparison,
+    against_margin,
+    compare_seeds,
+    margin_criterion,
+    mean_std,
+    require_seeds,
+    seed_criterion,
+)
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.multiseed import train_arm
-from cnnlab.experiments.tools import against_margin, margin_criterion, mean_std, seed_list
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
 __all__ = ["VGGDepthConfig", "COLUMNS", "SCALES", "run", "plot_vgg_depth"]
 

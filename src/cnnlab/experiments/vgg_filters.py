@@ -20,25 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.claims_nets import VGG_BLOCKS, VGGStackConfig, VGGStackNet, rescale_center
-from cnnlab.experiments.framework import (
-    Criterion,
-    ExperimentContext,
-    Outcome,
-    Plot,
-    Table,
-    compare_seeds,
-    register_experiment,
-    require_seeds,
-    seed_criterion,
-)
+from cnnlab.experiments.arms import arm_row, plot_arms, train_arm
+from cnnlab.experiments.context import ExperimentContext
+from cnnlab.experiments.nets import VGG_BLOCKS, VGGStackConfig, VGGStackNet
+from cnnlab.experiments.outcome import Criterion, Outcome, Table
+from cnnlab.experiments.overrides import ADAM
+from cnnlab.experiments.registry import register_experiment
+from cnnlab.experiments.statistics import compare_seeds, require_seeds, seed_criterion
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.multiseed import arm_row, plot_arms, train_arm
-from cnnlab.experiments.tools import ADAM
+from cnnlab.viz.report import Plot
 
-__all__ = ["VGGFiltersConfig", "SCALES", "run"]
+__all__ = ["VGGFiltersConfig", "SCALES", "run", "rescale_center"]
 
 CLAIM = (
     "Deep nets with small filters outperform shallow nets with large filters: VGG's configuration B with "
@@ -156,10 +152,18 @@ def run(ctx: ExperimentContext, cfg: VGGFiltersConfig) -> Outcome:
                     *(round(100 * r["rescaled"][f"{s:g}"]["mean_acc"], 2) for s in cfg.test_scales))
                    for a, r in arms.items()),
     )  # fmt: skip
+    setup, notes = _setup_and_notes(ctx, cfg, data)
+    results = {"arms": arms, "test_scales": list(cfg.test_scales), "jitter": list(cfg.jitter),
+               "stage_fields": {a: list(v) for a, v in rf.items()}}
+    return Outcome(results=results, criteria=criteria, tables=[table], setup=setup, notes=notes)
+
+
+def _setup_and_notes(ctx: ExperimentContext, cfg: VGGFiltersConfig, data: Any) -> tuple[list[str], list[str]]:
+    """The report's setup bullets (data, networks, training, rescaled test sets) and its notes."""
     setup = [
         f"Data: `{data.name}` at {'x'.join(map(str, data.input_size))}, {len(data.train.y):,} training and "
         f"{len(data.test.y):,} test images.",
-        f"Networks (`cnnlab.experiments.claims_nets.VGGStackNet`): stages of {list(cfg.widths)} channels, each "
+        f"Networks (`cnnlab.experiments.nets.VGGStackNet`): stages of {list(cfg.widths)} channels, each "
         "two 3x3 convolutions (B) or one 5x5 (shallow B, Simonyan & Zisserman §4.1), batch norm and ReLU after "
         "each, a 2x2 max pool after each stage, global average pool, FC.",
         f"Training: {cfg.train.describe()}; the jittered arm adds VGG's scale jittering (each image magnified by "
@@ -179,9 +183,7 @@ def run(ctx: ExperimentContext, cfg: VGGFiltersConfig) -> Outcome:
     ]
     if ctx.scale == "tiny":
         notes.append("tiny scale: random images and 4-channel stages; the numbers only test the plumbing.")
-    results = {"arms": arms, "test_scales": list(cfg.test_scales), "jitter": list(cfg.jitter),
-               "stage_fields": {a: list(v) for a, v in rf.items()}}
-    return Outcome(results=results, criteria=criteria, tables=[table], setup=setup, notes=notes)
+    return setup, notes
 
 
 def _stage_field(block: tuple[int, int]) -> tuple[int, int]:
@@ -192,3 +194,16 @@ def _stage_field(block: tuple[int, int]) -> tuple[int, int]:
     convs = torch.nn.Sequential(*[torch.nn.Conv2d(4, 4, kernel, padding=kernel // 2) for _ in range(count)])
     field = analyze(convs, (4, 16, 16)).total.receptive_field
     return tuple(int(v) for v in field)
+
+
+def rescale_center(x: Tensor, factor: float) -> Tensor:
+    """Each image magnified (factor > 1) or shrunk (< 1) about its centre, same size out; shrunk
+    images are padded with the border value 0 of normalised data's mean."""
+    n, c, h, w = x.shape
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=factor < 1)
+    if factor >= 1:
+        top, left = (size[0] - h) // 2, (size[1] - w) // 2
+        return y[:, :, top : top + h, left : left + w].contiguous()
+    pad_h, pad_w = h - size[0], w - size[1]
+    return F.pad(y, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))

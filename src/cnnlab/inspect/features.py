@@ -143,12 +143,30 @@ def top_patches(model: nn.Module, images: Tensor, *, layer: str, units: list[int
         model.train(was_training)
     values, positions = torch.cat(best_v), torch.cat(best_p)  # N x U, N x U x 2
     top_v, top_i = values.topk(k, dim=0)  # k x U
+    _warn_ties(top_v, units, layer)
     index = top_i.T.numpy()
     pos = np.stack([positions[top_i[:, u], u].numpy() for u in range(len(units))])  # U x k x 2
     boxes = _field_boxes(pos, rf, jump, start)
     crops = _crop(images.float().cpu().numpy(), index, boxes)
     return TopPatches(layer=layer, units=tuple(units), rf=(float(rf[0]), float(rf[1])), index=index,
                       position=pos, value=top_v.T.numpy(), boxes=boxes, crops=crops)  # fmt: skip
+
+
+def _warn_ties(top_v: Tensor, units: list[int], layer: str) -> None:
+    """Warn when a unit's top values are all one value (a saturated tanh sits at its bound, 1.7159 in
+    LeNet-5): which images are shown among the tied ones is then arbitrary, not a ranking."""
+    if top_v.shape[0] < 2:
+        return
+    first, last = top_v[0], top_v[-1]
+    tied = [u for u, a, b in zip(units, first.tolist(), last.tolist()) if b >= a - 1e-3 * max(abs(a), 1e-6)]
+    if tied:
+        import warnings
+
+        warnings.warn(f"top-patches: unit{'s' if len(tied) > 1 else ''} {', '.join(map(str, tied[:8]))} of "
+                      f"{layer!r} {'have' if len(tied) > 1 else 'has'} all {top_v.shape[0]} top values tied at "
+                      f"{float(first[units.index(tied[0])]):.4g} (a saturated activation?): the patches shown are "
+                      "some of the tied ones, not a ranking; a layer before the activation ranks them",
+                      stacklevel=3)
 
 
 def _field_boxes(pos: np.ndarray, rf: tuple, jump: tuple, start: tuple) -> np.ndarray:

@@ -6,6 +6,8 @@ good training "learned filters [that] exhibit structure and are uncorrelated")."
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +64,36 @@ class LayerStats:
     grad_norm: float | None
     unit_corr: float | None = None  # mean |r| between the units' outputs over images (and positions)
     filter_corr: float | None = None  # mean |r| between the layer's filters (flattened weight rows)
+    saturated: float | None = None  # a bounded activation (tanh, sigmoid, ReLU6): fraction of outputs at a bound
+
+
+# An output within this fraction of the activation's range from either bound is "saturated": its
+# gradient is nearly zero (tanh'(x) < 0.04 there), the problem of sigmoid and tanh nets (lecture 002).
+SATURATION_MARGIN = 0.02
+
+
+def _bounds(module: nn.Module) -> tuple[float, float] | None:
+    """``(low, high)`` of an element-wise activation with a bounded range (tanh, sigmoid, LeNet's
+    scaled tanh, ReLU6), read off its outputs at +-1e4; None for other layers and unbounded ones."""
+    if not (isinstance(module, ACTIVATIONS) or type(module).__name__.endswith(_ACTIVATION_NAMES)):
+        return None
+    try:
+        with torch.no_grad():
+            lo, hi = (float(v) for v in module(torch.tensor([-1e4, 1e4])))
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or max(abs(lo), abs(hi)) > 1e3 or hi <= lo:
+        return None
+    return lo, hi
+
+
+def _saturated(module: nn.Module, out: Tensor) -> float | None:
+    bounds = _bounds(module)
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    margin = SATURATION_MARGIN * (hi - lo)
+    return float(((out <= lo + margin) | (out >= hi - margin)).float().mean())
 
 
 def _spread(n: int, cap: int, device: torch.device) -> Tensor:
@@ -150,5 +182,6 @@ def _row(name: str, module: nn.Module, outs: list[Tensor]) -> LayerStats:
         grad_norm=float(weight.grad.norm()) if has_w and weight.grad is not None else None,
         unit_corr=mean_abs_correlation(per_unit) if per_unit.shape[0] > 1 else None,
         filter_corr=mean_abs_correlation(weight.reshape(weight.shape[0], -1)) if has_w else None,
+        saturated=_saturated(module, out),
     )
 

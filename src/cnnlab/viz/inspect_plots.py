@@ -88,8 +88,8 @@ def plot_filters(weights: np.ndarray, path: str | os.PathLike, *, title: str, ma
 
 
 def plot_stats(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str) -> Path:
-    """Per layer (x axis, in forward order): activation mean +- std, fraction of zeros and of dead
-    units, weight / gradient norms (log scale), and the mean |correlation| between units and between
+    """Per layer (x axis, in forward order): activation mean +- std, fraction of zeros, of dead units
+    and of saturated outputs (bounded activations), weight / gradient norms (log scale), and the mean |correlation| between units and between
     filters (rows without ``unit_corr`` / ``filter_corr`` leave that panel empty)."""
     from matplotlib.figure import Figure
 
@@ -101,8 +101,10 @@ def plot_stats(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, ti
     ax1.errorbar(x, mean, yerr=std, fmt="o", ms=3, capsize=2)
     ax1.set_ylabel("activation mean ± std")
     ax1.axhline(0, color="grey", lw=0.5)
-    ax2.bar(x - 0.2, [r["frac_zero"] for r in rows], width=0.4, label="fraction of zeros")
-    ax2.bar(x + 0.2, [r["dead"] / max(r["units"], 1) for r in rows], width=0.4, label="fraction of dead units")
+    ax2.bar(x - 0.27, [r["frac_zero"] for r in rows], width=0.27, label="fraction of zeros")
+    ax2.bar(x, [r["dead"] / max(r["units"], 1) for r in rows], width=0.27, label="fraction of dead units (never > 0)")
+    ax2.bar(x + 0.27, [r.get("saturated") or 0.0 for r in rows], width=0.27,
+            label="fraction saturated (tanh, sigmoid, ReLU6 outputs at a bound)")
     ax2.set_ylim(0, 1)
     ax2.legend(fontsize=8, loc="upper left")
     wn = np.array([np.nan if r["weight_norm"] is None else r["weight_norm"] for r in rows], dtype=float)

@@ -254,33 +254,44 @@ def _comparable(value: Any) -> str:
 
 
 def plot_runs(folders: Sequence[str | os.PathLike], path: str | os.PathLike, *, labels: Sequence[str] | None = None) -> Path:
-    """Loss and top-1 error per epoch of several runs in one figure: validation solid (or test,
-    for runs that recorded no validation split), training dashed, one colour per run."""
+    """Loss and the task's headline metric (:func:`task_metrics` of the first run: top-1 error for
+    classifiers) per epoch of several runs in one figure: validation solid (or test, for runs that
+    recorded no validation split), training dashed, one colour per run; a log axis where the values
+    span more than a decade."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    metric = task_metrics(_config(Path(folders[0])))[0]
+    error = metric["unit"] == "%"
+    metric_label = ("top-1 error (%)" if metric["key"] == "acc" else f"100 - {metric['label']} (%)") if error \
+        else metric["label"]
     fig = Figure(figsize=(11, 4.4))
     ax_loss, ax_err = fig.subplots(1, 2)
     colours = [f"C{i % 10}" for i in range(len(folders))]
+    drawn: dict[int, list[float]] = {0: [], 1: []}
     for i, folder in enumerate(folders):
         rows = _metric_rows(Path(folder))
         if not rows:
             raise ConfigError(f"{folder}: no metrics.csv to draw (the run has not finished an epoch)")
-        held = "val" if any(r.get("val_acc") is not None for r in rows) else "test"
+        held = "val" if any(r.get("val_loss") is not None for r in rows) else "test"
         label = labels[i] if labels else Path(folder).name
         epochs = [r.get("epoch", k + 1) for k, r in enumerate(rows)]
-        for ax, key, error in ((ax_loss, "loss", False), (ax_err, "acc", True)):
+        for panel, (ax, key, as_error) in enumerate(((ax_loss, "loss", False), (ax_err, metric["key"], error))):
             for split, style in ((held, "-"), ("train", "--")):
-                values = [None if r.get(f"{split}_{key}") is None else
-                          (100 * (1 - r[f"{split}_{key}"]) if error else r[f"{split}_{key}"]) for r in rows]
+                values = [None if not isinstance(r.get(f"{split}_{key}"), (int, float)) else
+                          (100 * (1 - r[f"{split}_{key}"]) if as_error else r[f"{split}_{key}"]) for r in rows]
+                drawn[panel] += [v for v in values if v is not None]
                 ax.plot(epochs, [float("nan") if v is None else v for v in values], style, color=colours[i],
                         marker="o" if len(rows) <= 12 else None, markersize=3,
                         label=f"{label} ({'validation' if split == 'val' else split})")
-    for ax, name in ((ax_loss, "loss"), (ax_err, "top-1 error (%)")):
+    for panel, (ax, name) in enumerate(((ax_loss, "loss"), (ax_err, metric_label))):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        positive = [v for v in drawn[panel] if v == v and v > 0]
+        if positive and max(positive) / min(positive) > 10:
+            ax.set_yscale("log")
     handles, names = ax_loss.get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=8)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(names) - 1) // 4), 1, 1))

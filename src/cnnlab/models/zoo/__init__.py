@@ -8,3 +8,5 @@ from cnnlab.models.zoo import inception_v4  # noqa: F401  (Szegedy, Ioffe, Vanho
 from cnnlab.models.zoo import autoencoders  # noqa: F401  (Baldi & Hornik 1989 ... Kingma & Welling 2014)
 from cnnlab.models.zoo import fcn  # noqa: F401  (Long 2015, Yu & Koltun 2016, Ronneberger 2015: dense prediction)
 from cnnlab.models.zoo import airbench  # noqa: F401  (Jordan 2024: the speed-run network)
+from cnnlab.models.zoo import efficientnet_lite  # noqa: F401  (Tan & Le 2019: the Lite variants)
+from cnnlab.models.zoo import gan  # noqa: F401  (Radford 2016: DCGAN; Mirza & Osindero 2014: conditional)

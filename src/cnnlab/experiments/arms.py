@@ -1,8 +1,8 @@
-"""What the multi-seed experiments share: arms trained over several seeds, and their plot.
+"""Arms: network configurations trained over several seeds, their results rows and their plot.
 
 An *arm* is one network configuration; each is trained once per seed with the same recipe and the
 same seeds as the arms it is compared with (paired: same data order and initialisation stream), and
-compared with :func:`cnnlab.experiments.framework.compare_seeds`. No selection happens: every arm is
+compared with :func:`cnnlab.experiments.statistics.compare_seeds`. No selection happens: every arm is
 trained for the scale's fixed number of epochs and its final model is evaluated once on the test
 split (the engine's per-epoch test numbers are only logged).
 """
@@ -18,10 +18,11 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from cnnlab.experiments.framework import ExperimentContext, Plot
+from cnnlab.experiments.context import ExperimentContext, seed_list, seeded
+from cnnlab.experiments.statistics import mean_std
 from cnnlab.training.spec import TrainSpec
-from cnnlab.experiments.tools import mean_std, seed_list, seeded
 from cnnlab.viz.experiment_plots import save_figure
+from cnnlab.viz.report import Plot
 
 __all__ = ["train_arm", "train_zoo_arm", "arm_row", "plot_arms"]
 

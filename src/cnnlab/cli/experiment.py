@@ -61,10 +61,22 @@ def _list(fmt: str = "table") -> int:
     return 0
 
 
+def _check_outputs(out_dir: Path) -> None:
+    """An experiment's results.json, report.md and PNG plots are drawn elsewhere and renamed into
+    ``out_dir`` once complete: a file of those kinds there that cnnlab did not write is refused now,
+    before the training (:func:`cnnlab.atomic.check_replace`; --force replaces it)."""
+    from cnnlab.atomic import check_replace
+
+    if out_dir.is_dir():
+        for path in sorted(out_dir.iterdir()):
+            if path.name in ("results.json", "report.md") or path.suffix.lower() == ".png":
+                check_replace(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
-    from cnnlab.experiments.runner import summarize
+    from cnnlab.experiments.runner import _default_out_dir, summarize
 
     if args.name == "list":
         return _list(args.format)
@@ -76,10 +88,14 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.out) if args.name == "all" and args.out else Path("runs/experiments")
     if args.name == "all" and root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root} exists and is not a directory")
+    out_dirs = {name: root / f"{name}-{args.scale}" if args.name == "all" else
+                (Path(args.out) if args.out else _default_out_dir(name, args.scale)) for name in names}
+    for out_dir in out_dirs.values():  # before any training
+        _check_outputs(out_dir)
     cache = ModelCache()  # `all` shares data sets and trained networks between experiments
     done = []
     for name in names:
-        out_dir = root / f"{name}-{args.scale}" if args.name == "all" else args.out
+        out_dir = out_dirs[name]
         results = run_experiment(
             name, scale=args.scale, data=args.data, out_dir=out_dir, seed=args.seed, device=args.device,
             precision=args.precision, progress=not args.quiet, cache=cache, data_root=args.data_root,

@@ -136,3 +136,26 @@ def test_match_width_against_the_hand_count_of_a_cifar_resnet():
     widths = match_width(ctx, Data(), blocks=1, params=deep, shortcut="A")
     assert abs(by_hand(1, widths[0]) / deep - 1) <= 0.05
     assert abs(by_hand(1, widths[0] + 1) - deep) >= abs(by_hand(1, widths[0]) - deep) <= abs(by_hand(1, widths[0] - 1) - deep)
+
+
+def test_full_configs_build_at_cifar_size_and_seeds_below_two_are_refused():
+    """`--scale full` is for a GPU and never runs here: its recipes must exist and its nets take CIFAR-10."""
+    import dataclasses
+
+    from cnnlab.data import list_datasets
+    from cnnlab.models import create_model
+    from cnnlab.training import get_recipe
+
+    for name in NAMES:
+        cfg = get_experiment(name).config("full")
+        assert cfg.data == "cifar10" and cfg.data in list_datasets()
+        get_recipe(cfg.train.recipe)
+        with pytest.raises(ConfigError, match=f"{name}: seeds"):
+            dataclasses.replace(get_experiment(name).config("quick"), seeds=1)
+    x = torch.zeros(2, 3, 32, 32)
+    with torch.device("meta"):
+        wide = create_model("resnet20", num_classes=10, in_chans=3, layers=(2, 2, 2), widths=(24, 48, 96), shortcut="A")
+        assert wide(x.to("meta")).shape == (2, 10)
+    assert ActivationNet(in_chans=3, image_size=32)(x).shape == (2, 10)
+    assert DeepStackNet(depth=110, width=16, in_chans=3)(x).shape == (2, 10)
+    assert IdentityStack(layers=18, width=16, in_chans=3)(x).shape == x.shape

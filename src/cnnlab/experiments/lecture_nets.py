@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from cnnlab.errors import ConfigError
 from cnnlab.models.base import Classifier
 
-__all__ = ["ACTIVATIONS", "INITS", "init_weights", "ActivationNet", "DeepStackNet", "IdentityStack"]
+__all__ = ["ACTIVATIONS", "INITS", "init_weights", "ActivationNet", "DeepStackNet", "IdentityStack", "relative_error"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 # "default": PyTorch's U(+-1/sqrt(fan_in)) for weights and biases, which is the "standard" init of
@@ -147,4 +147,5 @@ class IdentityStack(nn.Module):
 
 def relative_error(pred: Tensor, target: Tensor) -> float:
     """``||pred - target||^2 / ||target||^2``: the share of the target's energy not reproduced."""
+    pred, target = pred.detach(), target.detach()
     return float(((pred - target) ** 2).sum() / (target**2).sum().clamp_min(math.ulp(1.0)))

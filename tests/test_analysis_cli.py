@@ -45,7 +45,7 @@ def test_summary_formats(capsys):
     assert int(rows[-1]["activation_bytes"]) == 2 * int(rows[-1]["activations"])
     assert rows[0]["output_shape"] == "8x16x32x32"
 
-    code, out, _ = run(["summary", "resnet50", "--config", "stride_in_1x1=true", "--input", "160"], capsys)
+    code, out, _ = run(["summary", "resnet50", "--model-set", "stride_in_1x1=true", "--input", "160"], capsys)
     assert code == 0 and "input 1x3x160x160" in out
 
 
@@ -68,8 +68,9 @@ def test_compare_table_json_and_chart(capsys, tmp_path):
     (["summary", "lenet5", "--input", "1x3z"], "bad --input '1x3z'"),
     (["summary", "lenet5", "--input", "1x2x2"], "layer 'c1.0' (Conv2d) cannot run on input 1x1x2x2"),
     (["summary", "lenet5", "--depth", "0"], "--depth must be a positive integer"),
-    (["summary", "lenet5", "--config", "nonsense"], "bad --config 'nonsense'"),
-    (["summary", "lenet5", "--config", "pooling=median"], "pooling"),
+    (["summary", "lenet5", "--model-set", "nonsense"], "--model-set expects FIELD=VALUE"),
+    (["summary", "lenet5", "--model-set", "pooling=median"], "pooling"),
+    (["summary", "lenet5", "--config", "pooling=avg"], "a model option is given with --model-set"),
     (["summary", "torchvision:resnet05"], "did you mean torchvision:resnet50"),
     (["compare", "lenet5", "vgg61"], "unknown model 'vgg61'"),
     (["summary", "lenet5", "--format", "yaml"], "invalid choice: 'yaml'"),

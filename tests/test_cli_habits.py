@@ -116,3 +116,40 @@ def test_eval_of_a_generative_run_reports_its_tasks_metrics(model, metric, tmp_p
     assert metric in report["test"] and report["test_images"] == 1000
     rc, again, err = run_cli(["eval", str(run / "model.safetensors"), "--format", "json"], capsys)
     assert json.loads(again)["test"] == report["test"]  # seeded: the same numbers every time
+
+
+def test_list_speaks_the_formats_summary_does(capsys) -> None:
+    import csv
+    import io
+
+    rc, out, err = run_cli(["list", "resnet5", "--format", "csv"], capsys)
+    assert rc == 0, err
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert rows["resnet50"]["params"] == "25557032"  # torchvision's published count
+    rc, out, err = run_cli(["list", "resnet50", "--format", "markdown"], capsys)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "| name | family | paper | params | input |" and "| resnet50 | resnet |" in out
+
+
+def test_one_meaning_per_flag_model_options_are_model_set(capsys) -> None:
+    rc, out, err = run_cli(["summary", "lenet5", "--model-set", "pooling=avg", "--format", "json"], capsys)
+    assert rc == 0, err
+    rc, _, err = run_cli(["summary", "lenet5", "--config", "pooling=avg"], capsys)
+    one_line(rc, err, "given with --model-set")
+
+
+def test_a_layer_hint_names_each_candidate_once(capsys) -> None:
+    from cnnlab import ConfigError, create_model
+    from cnnlab.inspect.layers import resolve_layer
+
+    with pytest.raises(ConfigError) as err:
+        resolve_layer(create_model("lenet5"), "conv1")
+    assert "did you mean c1?" in str(err.value) and "c1, c1" not in str(err.value)
+
+
+def test_a_run_at_chance_says_it_has_not_started_to_learn(tmp_path, capsys) -> None:
+    rc, out, err = run_cli(["train", "lenet5", "--epochs", "1", "--max-steps", "4", "--out", str(tmp_path / "r"),
+                            "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "is chance for 10 classes" in err and "4 updates" in err and "lenet5_relu" in err

@@ -31,7 +31,8 @@ FAST = {"lenet5", "lenet5_relu", "alexnet", "alexnet_2012", "zfnet", "vgg_a_lrn"
         "googlenet", "googlenet_2014", "nin_cifar", "fractalnet_cifar", "resnet18", "resnet50", "airbench_mini",
         "resnext50_32x4d", "se_resnet50", "plain18", "resnet20", "plain20", "se_resnet20",
         # dense prediction and generative nets: per-pixel logits, [0, 1] pixels
-        "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv"}
+        "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv",
+        "efficientnet_lite0"}
 SLOW = sorted(set(list_models()) - FAST)
 
 def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
@@ -49,8 +50,12 @@ def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:
     if size[1] >= 224 and info.family in ("resnet", "plain", "resnext", "senet"):
         widths = (16, 32, 64, 128) if info.family == "resnext" else (8, 16, 32, 64)
         return {"widths": widths}, (3, 64, 64)
+    if name == "inception_v4":  # its valid convolutions need 75x75 to leave a map after Reduction-B
+        return {}, (3, 75, 75)
     if info.family == "googlenet":
         return {}, (3, 64, 64)
+    if info.family == "efficientnet_lite":  # TF "SAME" pads of odd and even sides: 65 has both
+        return {"width": 0.25}, (3, 65, 65)
     if info.family in ("fcn", "dilated") and size[1] >= 224:  # VGG-16 backbones at 1/16 of their widths
         return {"width": 1 / 16}, (3, 64, 64)
     return {}, size

@@ -167,3 +167,33 @@ def test_cnnlab_train_runs_a_vae_with_task_options(tmp_path, capsys):
     assert main(["train", "vae_mlp", "--data", "digits", "--max-steps", "1", "--task-set", "is_samples=-1",
                  "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
     assert "is_samples" in capsys.readouterr().err
+
+
+def test_a_vae_run_is_reported_by_its_own_metrics(vae_run, capsys):
+    """The task declares its metrics once (config.json); `runs`, the report's cards and results table
+    and the curves' right-hand panel show the negative ELBO, not an empty accuracy."""
+    from cnnlab.cli import main
+    from cnnlab.viz.html_report import render_run
+    from cnnlab.viz.runs import read_run, task_metrics
+
+    result, out = vae_run
+    config = json.loads((out / "config.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert [m["key"] for m in task_metrics(config)] == ["neg_elbo", "nll_is", "kl"]
+    summary = read_run(out)
+    assert summary.val == results["val_neg_elbo"] and summary.test == results["test_neg_elbo"]
+    assert summary.val_acc is None  # no accuracy pretended
+    assert main(["runs", str(out.parent)]) == 0
+    assert f"{results['test_neg_elbo']:.4g} neg_elbo" in capsys.readouterr().out
+    page = render_run(out)
+    assert "test negative ELBO (nats)" in page and "importance-sampled NLL (nats) (test, selected model)" in page
+    assert "test accuracy" not in page
+
+
+def test_runs_written_before_tasks_declared_their_metrics_keep_their_headline():
+    from cnnlab.viz.runs import task_metrics
+
+    assert task_metrics({"task": {"name": "segmentation", "monitor": "miou"}})[0]["key"] == "miou"
+    assert task_metrics({})[0]["key"] == "acc"  # the oldest runs: classification
+    crafted = {"task": {"name": "vae", "metrics": [{"key": 3, "label": "x"}, "no"]}}
+    assert task_metrics(crafted)[0]["key"] == "neg_elbo"  # a crafted declaration is ignored, not trusted

@@ -202,3 +202,98 @@ def test_penultimate_features_are_the_input_of_the_last_linear():
     with torch.no_grad():
         expected = model.forward_features(x).mean((2, 3))
     np.testing.assert_allclose(f, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_cam_is_the_positive_gradient_times_the_maps_by_hand():
+    """Layer-CAM (Jiang et al. 2021) from the grad-cam package on TinyGAP: the gradient of logit k
+    w.r.t. map c is w[k, c] / (H W) everywhere, so the map is relu(sum_c relu(w[k, c]) A_c), min-max
+    scaled to [0, 1] by the library."""
+    pytest.importorskip("pytorch_grad_cam", reason="the CAM family needs the [cam] extra (grad-cam)")
+    from cnnlab.inspect import attribute
+
+    torch.manual_seed(0)
+    model = TinyGAP().eval()
+    x = torch.randn(2, 1, 6, 6)
+    target = torch.tensor([1, 2])
+    got = attribute(model, x, target, method="layercam", layer="relu")
+    w = model.fc.weight.detach().numpy()
+    maps = F.relu(F.conv2d(x, model.conv.weight, model.conv.bias, padding=1)).detach().numpy()
+    for n in range(2):
+        hand = np.maximum(sum(max(w[target[n], c], 0.0) / 36 * maps[n, c] for c in range(maps.shape[1])), 0)
+        hand = (hand - hand.min()) / (hand.max() - hand.min() + 1e-7)
+        np.testing.assert_allclose(got[n], hand, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gradcam_plusplus", "scorecam", "layercam"])
+def test_the_cam_family_peaks_on_the_evidence(method):
+    """A net whose class-0 score is the mean brightness (identity conv, positive head): every map of
+    the family peaks on the one bright square, at the input's resolution."""
+    pytest.importorskip("pytorch_grad_cam", reason="the CAM family needs the [cam] extra (grad-cam)")
+    from cnnlab.inspect import attribute
+
+    model = TinyGAP(width=1, num_classes=2).eval()
+    with torch.no_grad():
+        model.conv.weight.zero_()
+        model.conv.weight[0, 0, 1, 1] = 1.0
+        model.conv.bias.zero_()
+        model.fc.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        model.fc.bias.zero_()
+    x = torch.zeros(1, 1, 12, 12)
+    x[0, 0, 2:5, 7:10] = 1.0
+    got = attribute(model, x, torch.tensor([0]), method=method)
+    assert got.shape == (1, 12, 12) and got.min() >= 0
+    row, col = np.unravel_index(got[0].argmax(), got[0].shape)
+    assert 2 <= row < 5 and 7 <= col < 10
+    assert got[0][x[0, 0].numpy() == 0].max() < 0.5 * got[0].max()
+
+
+def test_the_cam_family_without_its_package_says_what_to_install(monkeypatch):
+    import builtins
+
+    from cnnlab.inspect import attribute
+
+    real = builtins.__import__
+
+    def no_grad_cam(name, *args, **kwargs):
+        if name.startswith("pytorch_grad_cam"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_grad_cam)
+    with pytest.raises(ConfigError, match=r"pip install 'cnnlab\[cam\]'"):
+        attribute(TinyGAP().eval(), torch.randn(1, 1, 6, 6), torch.tensor([0]), method="scorecam")
+    with pytest.raises(ConfigError, match="did you mean scorecam"):
+        attribute(TinyGAP().eval(), torch.randn(1, 1, 6, 6), torch.tensor([0]), method="scorecm")
+
+
+class TanhNet(Classifier):
+    """conv -> tanh -> GAP -> linear, with a gain that drives tanh into saturation."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.mul_(gain)
+        self.act = nn.Tanh()
+        self.fc = nn.Linear(4, 3)
+        self.feature_info = [dict(module="act", num_chs=4, reduction=1)]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.act(self.conv(x))
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.fc(x.mean((2, 3)))
+
+
+def test_saturated_tanh_is_measured_and_its_tied_top_patches_are_flagged():
+    from cnnlab.inspect import activation_stats, top_patches
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 8, 8)
+    calm = {r.name: r for r in activation_stats(TanhNet(0.01).eval(), x)}
+    hot = {r.name: r for r in activation_stats(TanhNet(1e4).eval(), x)}
+    assert calm["act"].saturated == 0.0 and calm["conv"].saturated is None  # only bounded activations
+    # |tanh(z)| >= 0.96 (within 2% of the range [-1, 1] from a bound) unless |z| < 1.95: rare at gain 1e4
+    assert hot["act"].saturated > 0.95
+    with pytest.warns(UserWarning, match="tied at 1"):
+        top_patches(TanhNet(1e4).eval(), x, layer="act", units=[0, 1], k=4)

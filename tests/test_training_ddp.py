@@ -19,8 +19,11 @@ from cnnlab.data import load_dataset
 from cnnlab.training import TrainSpec, fit
 
 # LeNet-5 has neither batch norm nor dropout, the two things that make per-rank batches differ
-# from one big batch; augmentation is switched off for the same reason.
-OVERRIDES = dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, translate=0, schedule="constant")
+# from one big batch; augmentation is switched off for the same reason. A frozen layer, a learning-rate
+# multiplier and the L1 penalty are on: DDP must not wait for the frozen parameters' gradients, and the
+# penalty (added on every rank, then averaged) must give the single process's update.
+OVERRIDES = dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, translate=0, schedule="constant",
+                 freeze=("c1",), lr_mult={"fc": 0.5}, l1=1e-4)
 WORKER = textwrap.dedent("""
     import json, sys, torch
     torch.set_num_threads(1)
@@ -79,3 +82,4 @@ def test_two_cpu_ranks_match_one_process(tmp_path):
     torch.manual_seed(0)
     init = cnnlab.create_model("lenet5").state_dict()
     assert not all(torch.equal(w0[k], init[k]) for k in w0)  # training did move the weights
+    assert all(torch.equal(w0[k], init[k]) for k in ("c1.0.weight", "c1.0.bias"))  # but not the frozen ones

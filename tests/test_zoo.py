@@ -56,6 +56,7 @@ CHEAP: dict[str, dict] = {
     "resnext": dict(widths=(16, 32, 64, 128)),
     "fcn": dict(width=1 / 16),  # VGG-16 convs of 4-32 maps, FC6/FC7 of 256
     "dilated": dict(width=1 / 16),
+    "efficientnet_lite": dict(width=0.1, depth=0.1),  # 8-channel stages, one block each (fixed stem/head)
 }
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_SIDE", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_GRAD_CLIP", "MAX_PCA_LIGHTING", "MAX_BATCH_SIZE",
-    "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_SEED", "MAX_THREADS", "MAX_SAMPLES", "MAX_IMAGE_SIDE",
-    "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "check_seed", "check_threads",
+    "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_LR_MULT", "MAX_L1", "MAX_SWEEP_RUNS", "MAX_FOLDS", "MAX_SEED",
+    "MAX_THREADS", "MAX_SAMPLES", "MAX_IMAGE_SIDE",
+    "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "MAX_UPLOAD_BYTES", "check_seed", "check_threads",
 ]
 
 # --- tensors
@@ -30,6 +31,15 @@ MAX_PCA_LIGHTING = 10.0  # AlexNet's colour noise std is 0.1; 10 already shifts 
 MAX_BATCH_SIZE = 1 << 17  # 131,072: the largest ImageNet batches in print are 64k (Ying et al. 2018)
 MAX_EPOCHS = 100_000  # the longest schedules in print are ~1,000 epochs (CIFAR SSL); more is a typo
 MAX_ITERATIONS = 10**9  # updates; also bounds warm-up steps, patience and --max-steps
+MAX_LR_MULT = 100.0  # a parameter group's learning-rate multiplier: fine-tuning uses 0.1 for the pretrained
+#                      layers and up to 10 for new ones (Caffe's fine-tuning examples); 100x is far past both
+MAX_L1 = 1.0  # the L1 coefficient: papers use 1e-6 .. 1e-3 on the weights; at 1 the penalty of a net's
+#               weights (sum |w| is in the hundreds) drowns the cross-entropy (ln 10 = 2.3 at chance)
+
+# --- sweeps (cnnlab.training.sweep)
+MAX_SWEEP_RUNS = 500  # training runs in one sweep (grid points x folds), run one after another: 500 runs of
+#                       the one-minute main job are over eight hours; more is a typo in a grid
+MAX_FOLDS = 20  # k of k-fold cross-validation: 5 and 10 are the usual choices; leave-one-out is not a sweep
 
 # --- runs and commands
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer; larger seeds overflow in C
@@ -37,6 +47,7 @@ MAX_THREADS = 1024  # torch / ONNX Runtime threads: libgomp aborts the process (
 #                     asked for a million; the largest CPUs have a few hundred hardware threads
 MAX_SAMPLES = 10_000  # images in one `cnnlab sample` grid: a 100x100 grid is already unreadable
 MAX_PREDICT_IMAGES = 100_000  # images one Predictor.predict call takes: decoded, 100k MNIST digits are 400 MB
+MAX_UPLOAD_BYTES = 16 << 20  # one image sent to `cnnlab explore`: a 12-megapixel JPEG is 3-8 MB
 PREDICT_CHUNK = 256  # `cnnlab predict` decodes and predicts this many files at a time, printing as it goes
 
 

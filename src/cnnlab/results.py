@@ -23,6 +23,7 @@ __all__ = [
     "IMAGENET_TORCHVISION",
     "ILSVRC_WINNERS",
     "ILSVRCWinner",
+    "ILSVRC_RUNNERS_UP",
     "CIFAR10_RESNET",
     "CifarResult",
     "RESNET34_SHORTCUTS",
@@ -43,6 +44,8 @@ HE_2016_T3 = "He, Zhang, Ren & Sun, CVPR 2016, Table 3 (lecture 003's table)"
 HE_2016_T6 = "He, Zhang, Ren & Sun, CVPR 2016, Table 6"
 XIE_2017 = "Xie, Girshick, Dollar, Tu & He, CVPR 2017, Table 3"
 HU_2018 = "Hu, Shen & Sun, CVPR 2018, Table 2"
+SZEGEDY_2017 = "Szegedy, Ioffe, Vanhoucke & Alemi, AAAI 2017, Table 2"
+LITE_2020 = "Google's EfficientNet-Lite release (tensorflow/tpu, models/official/efficientnet/lite), README table"
 TORCHVISION = "torchvision 0.29 weights table (Weights.meta['_metrics']['ImageNet-1K'])"
 
 
@@ -94,6 +97,11 @@ IMAGENET_PAPER: tuple[Published, ...] = (
     _err("resnet152", 21.43, 5.71, HE_2016_T3, "10 crops, val", "stride in the 1x1 (`stride_in_1x1=True`)"),
     _err("resnext50_32x4d", 22.2, None, XIE_2017, "1 crop 224, val"),
     _err("se_resnet50", 23.29, 6.62, HU_2018, "1 crop 224, val"),
+    _err("inception_v4", 20.0, 5.0, SZEGEDY_2017, "1 crop 299, val (the non-blacklisted subset)"),
+    # Tan & Le 2019 report B0-B7; the Lite variants' figures are their release's (FP32, no top-5).
+    Published("efficientnet_lite0", 75.1, None, LITE_2020, "1 crop 224 of 224/256 of the shorter side, val"),
+    Published("efficientnet_lite1", 76.7, None, LITE_2020, "1 crop 240 of 240/272 of the shorter side, val"),
+    Published("efficientnet_lite2", 77.6, None, LITE_2020, "1 crop 260 of 260/292 of the shorter side, val"),
 )
 
 # torchvision's figures for the weights the zoo's torchvision-compatible models load (one 224 crop).
@@ -127,15 +135,20 @@ IMAGENET_TORCHVISION: tuple[Published, ...] = tuple(
 
 @dataclass(frozen=True)
 class ILSVRCWinner:
+    """One entry of the ILSVRC classification challenge (a winner, or the runner-up the lectures show)."""
+
     year: int
     team: str
     network: str
     top5_error: float  # %, ILSVRC classification test set (the challenge's own metric)
     source: str
     note: str = ""
+    layers: int | None = None  # weight layers of the network ("8 layers"); None for the shallow methods
+    layers_source: str = ""  # where the depth is quoted
 
 
-# The classification winners as the lectures show them (the "ILSVRC winners" bar chart).
+# The classification winners as the lectures show them (the "ILSVRC winners" bar chart and the
+# "revolution of depth" chart of lectures 000 and 004, with the depth of each network).
 ILSVRC_WINNERS: tuple[ILSVRCWinner, ...] = (
     ILSVRCWinner(2010, "NEC-UIUC", "sparse coding + SVM (not a CNN)", 28.2,
                  "Russakovsky et al., IJCV 2015 (the bar chart of lecture 002; not in the seeds' text)"),
@@ -143,12 +156,25 @@ ILSVRC_WINNERS: tuple[ILSVRCWinner, ...] = (
                  "Russakovsky et al., IJCV 2015 (the bar chart of lecture 002; not in the seeds' text)"),
     ILSVRCWinner(2012, "SuperVision", "AlexNet, 5-CNN ensemble", 16.4, "lecture 001 ('2012: AlexNet ... Error: 16.4%'); "
                  "lecture 002 ('16.4% -> 11.7%')", "16.4% is Table 2's 5-CNN entry (test); the 7-CNN entry pre-trained on "
-                 "ImageNet Fall 2011 scored 15.3% (lecture 002's '7 CNN ensemble: 18.2% -> 15.4%' is its val figure)"),
-    ILSVRCWinner(2013, "Clarifai", "ZFNet ensemble", 11.7, "lecture 002 ('11.7% top 5 error in ILSVRC'13')"),
+                 "ImageNet Fall 2011 scored 15.3% (lecture 002's '7 CNN ensemble: 18.2% -> 15.4%' is its val figure)",
+                 layers=8, layers_source="lecture 000 ('AlexNet 8 layers'), lecture 002 ('8 layers (AlexNet)')"),
+    ILSVRCWinner(2013, "Clarifai", "ZFNet ensemble", 11.7, "lecture 002 ('11.7% top 5 error in ILSVRC'13')",
+                 layers=8, layers_source="Zeiler & Fergus, ECCV 2014, Figure 3 (AlexNet's 5 conv + 3 FC layers; "
+                 "lecture 002: 'AlexNet but: CONV1 ...')"),
     ILSVRCWinner(2014, "GoogLeNet", "GoogLeNet, 7-model ensemble, 144 crops", 6.67,
                  "Szegedy et al., CVPR 2015, Table 2 (lecture 000: 'Winner of ILSVRC-2014')",
-                 "VGG was second with 7.3% (lectures 000, 001, 002)"),
-    ILSVRCWinner(2015, "MSRA", "ResNet-152 ensemble", 3.57, "lecture 002 ('3.57% top 5 error'); lecture 001 '3.6%'"),
+                 "VGG was second with 7.3% (lectures 000, 001, 002)",
+                 layers=22, layers_source="lecture 000 ('Very deep network with 22 layers')"),
+    ILSVRCWinner(2015, "MSRA", "ResNet-152 ensemble", 3.57, "lecture 002 ('3.57% top 5 error'); lecture 001 '3.6%'",
+                 layers=152, layers_source="lecture 000 ('ResNet 152 layers'), lecture 002 ('152-layer model')"),
+)
+
+# The runner-up the "revolution of depth" chart shows beside the winners.
+ILSVRC_RUNNERS_UP: tuple[ILSVRCWinner, ...] = (
+    ILSVRCWinner(2014, "VGG", "VGG, 7-net ensemble", 7.3, "lecture 000 ('second in classification (7.3% error) "
+                 "in ILSVRC 2014'); Simonyan & Zisserman, ICLR 2015, Table 7",
+                 layers=19, layers_source="lecture 002 ('-> 16 - 19 layers (VGG16Net)'); "
+                 "Simonyan & Zisserman, Table 1, configuration E"),
 )
 
 

@@ -17,9 +17,23 @@ import sys
 from cnnlab.errors import CnnlabError, closest_names
 
 # Sub-command modules, in the order `cnnlab --help` shows them.
-COMMAND_MODULES = ("cnnlab.cli.zoo", "cnnlab.cli.analyze", "cnnlab.cli.train", "cnnlab.cli.experiment",
-                   "cnnlab.cli.runs", "cnnlab.cli.data", "cnnlab.cli.report", "cnnlab.cli.foundations",
-                   "cnnlab.cli.viz", "cnnlab.cli.export", "cnnlab.cli.generative")
+COMMAND_MODULES = (
+    "cnnlab.cli.zoo",
+    "cnnlab.cli.analyze",
+    "cnnlab.cli.train",
+    "cnnlab.cli.sweep",
+    "cnnlab.cli.experiment",
+    "cnnlab.cli.runs",
+    "cnnlab.cli.data",
+    "cnnlab.cli.report",
+    "cnnlab.cli.foundations",
+    "cnnlab.cli.viz",
+    "cnnlab.cli.plot",
+    "cnnlab.cli.diagram",
+    "cnnlab.cli.export",
+    "cnnlab.cli.generative",
+    "cnnlab.cli.explore",
+)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -113,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnnlab list | head`: the reader left; say nothing more (before OSError, its base)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as err:
         # The machine said no (a full disk, a read-only or vanished folder): not a bug in cnnlab, and
         # not worth a traceback. What was already saved stays (every file is written atomically).
@@ -122,6 +139,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `cnnlab list | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1

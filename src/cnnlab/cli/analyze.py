@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--format", choices=_FORMATS, default="table", help="output format (default table)")
     p.add_argument("--depth", type=int, metavar="N", help="fold rows to module-name depth N (1 = top-level modules)")
-    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="a model option, e.g. stride_in_1x1=true (repeatable)")
+    p.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a model option, e.g. stride_in_1x1=true (repeatable; as `cnnlab train --model-set`)")
+    p.add_argument("--config", action="append", default=[], help=argparse.SUPPRESS)  # train's --config is a file
     p.add_argument("--erf", metavar="IMAGE.png",
                    help="also measure the effective receptive field (Luo et al. 2016, random weights and "
                         "inputs, real forward/backward on the CPU) and save it as a heat map")
@@ -89,29 +90,15 @@ def _batch(args: argparse.Namespace) -> int:
     return n
 
 
-def parse_config(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ConfigError(f"bad --config {item!r}: expected KEY=VALUE, e.g. stride_in_1x1=true")
-        low = value.lower()
-        if low in ("true", "false"):
-            out[key] = low == "true"
-        elif low in ("none", "null"):
-            out[key] = None
-        else:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                try:
-                    out[key] = float(value)
-                except ValueError:
-                    out[key] = value
-                else:
-                    if out[key] != out[key] or out[key] in (float("inf"), float("-inf")):
-                        raise ConfigError(f"bad --config {item!r}: not a finite number")
-    return out
+def model_options(args: argparse.Namespace) -> dict:
+    """The model options of ``--model-set`` (one parser with ``cnnlab train``'s); ``--config``, which
+    names a run's configuration file in ``cnnlab train``, is answered with the flag to use."""
+    from cnnlab.cli.options import pairs
+
+    if args.config:
+        raise ConfigError(f"--config {args.config[0]}: a model option is given with --model-set FIELD=VALUE "
+                          "(--config names a run's config.json in `cnnlab train`)")
+    return pairs(args.model_set, "--model-set")
 
 
 def _check_positive(value: int, flag: str) -> None:
@@ -129,7 +116,7 @@ def run_summary(args: argparse.Namespace) -> int:
     _check_positive(args.batch_size, "--batch-size")
     _check_positive(args.depth, "--depth")
     _check_positive(args.erf_samples, "--erf-samples")
-    config = parse_config(args.config)
+    config = model_options(args)
     size = parse_input(args.input)
     result = analyze(args.model, size, batch_size=_batch(args) or 1, dtype=args.dtype, config=config)
     erf_line = None

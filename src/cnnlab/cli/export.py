@@ -25,7 +25,8 @@ def _source_args(p: argparse.ArgumentParser, *, positional: bool) -> None:
     if positional:
         p.add_argument("model_name", nargs="?", metavar="MODEL", help="a zoo model (random weights; `cnnlab list`)")
     p.add_argument("--run", metavar="DIR", help="a run folder (config.json + model.safetensors)")
-    p.add_argument("--weights", metavar="FILE", help="a weights file (.safetensors or .pth)")
+    p.add_argument("--weights", metavar="FILE|NAME", help="a weights file (.safetensors or .pth), or published "
+                                                          "weights by name: imagenet (with --model efficientnet_lite0)")
     p.add_argument("--model", help="the model the weights are for (default: the config.json of their run)")
     p.add_argument("--sha256", help="expected sha256 of the weights file")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
@@ -69,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "reads), preprocessed as the run's data was. --backend auto picks the "
                                    "fastest backend whose answers agree with fp32 here, and caches the choice "
                                    "and the ONNX file in the run folder (inference/).")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ... anything PIL reads)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ... anything PIL reads) or "
+                                                              "skimage:NAME (scikit-image's photographs)")
     _source_args(p, positional=False)
     p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
@@ -98,7 +100,9 @@ def _load(args: argparse.Namespace, *, positional: str | None):
     if args.model and positional:
         raise ConfigError("give MODEL or --model (with --weights), not both")
     config = None
-    if args.weights:
+    from cnnlab.models.pretrained import is_weights_name
+
+    if args.weights and not is_weights_name(args.weights):
         weights = Path(args.weights)
         if not weights.is_file():
             raise ConfigError(f"weights file {args.weights}: no such file")
@@ -158,10 +162,29 @@ def _check_images(images: list[str]) -> None:
     from cnnlab.data.readers import open_image
     from cnnlab.safeio import describe_path
 
+    from cnnlab.foundations.images import PHOTOS, SKIMAGE_PREFIX, open_photo
+
     for image in images:
+        if image.startswith(SKIMAGE_PREFIX) and image.removeprefix(SKIMAGE_PREFIX) in PHOTOS:
+            continue
+        if image.startswith(SKIMAGE_PREFIX) and not Path(image).is_file():
+            open_photo(image)  # UnknownNameError naming the closest photographs
         if not Path(image).is_file():
             raise ConfigError(f"image {image} {describe_path(image)}; give image files")
         open_image(Path(image))
+
+
+def _predict(predictor, images: list[str], **options):  # noqa: ANN001, ANN003
+    """The predictor's answers for image files and scikit-image's photographs (``skimage:NAME``)."""
+    import dataclasses
+
+    from cnnlab.foundations.images import PHOTOS, SKIMAGE_PREFIX, open_photo
+
+    def photo(s: str) -> bool:
+        return s.startswith(SKIMAGE_PREFIX) and s.removeprefix(SKIMAGE_PREFIX) in PHOTOS and not Path(s).is_file()
+
+    preds = predictor.predict([open_photo(s) if photo(s) else s for s in images], **options)
+    return [dataclasses.replace(p, file=s) for p, s in zip(preds, images)]
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -180,7 +203,7 @@ def run_predict(args: argparse.Namespace) -> int:
     log = (lambda msg: print(f"cnnlab predict: {msg}", file=sys.stderr)) if args.format == "table" else None
     predictor = Predictor(src, backend=args.backend, cache=not args.no_cache, log=log)
     # A chunk of files at a time: thousands of images are never all in memory, and a table prints as it goes.
-    chunks = (predictor.predict(args.images[i:i + PREDICT_CHUNK], top_k=args.top_k, invert=args.invert)
+    chunks = (_predict(predictor, args.images[i:i + PREDICT_CHUNK], top_k=args.top_k, invert=args.invert)
               for i in range(0, len(args.images), PREDICT_CHUNK))
     if args.format == "json":
         predictions = [p.to_dict() for chunk in chunks for p in chunk]  # one document: printed at the end

@@ -1,5 +1,6 @@
-"""``cnnlab filters``, ``cnnlab convolve`` and ``cnnlab pyramid``: hand-crafted filters applied to an image
-(lecture 003) and its Gaussian and Laplacian pyramids (lecture 001)."""
+"""``cnnlab filters``, ``cnnlab convolve``, ``cnnlab pyramid`` and ``cnnlab pixel-correlation``: hand-crafted
+filters applied to an image (lecture 003), its Gaussian and Laplacian pyramids (lecture 001), and the
+correlation of pixels against their distance in photographs (lecture 001's quiz)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     y.add_argument("--grey", action="store_true", help="convert to grey first")
     y.add_argument("--force", action="store_true", help="replace an existing output file")
     y.set_defaults(func=run_pyramid)
+
+
+    from cnnlab.foundations.pixel_correlation import DEFAULT_PHOTOS
+
+    q = sub.add_parser(
+        "pixel-correlation", help="correlation of pixel values against their distance in photographs",
+        description="Measure the correlation of the grey values of pixel pairs d pixels apart (rows and columns) "
+                    "in each IMAGE, for distances from 1 to --max-distance, fit a power law to the mean curve "
+                    "and to 1 - correlation, print them and draw both in a log-log PNG (lecture 001: \"statistical "
+                    "dependences between pixels decay as a power law of distance\").")
+    q.add_argument("images", nargs="*", metavar="IMAGE",
+                   help=IMAGE_HELP + f"; read as grey (default: {' '.join('skimage:' + n for n in DEFAULT_PHOTOS)})")
+    q.add_argument("--max-distance", type=int, default=128, metavar="D",
+                   help="the largest distance in pixels, below every image's shorter side (default 128)")
+    q.add_argument("--out", default="pixel-correlation.png", metavar="FILE.png",
+                   help="output PNG (default: pixel-correlation.png), or a folder to put it in")
+    q.add_argument("--max-side", type=int, default=512, metavar="N",
+                   help="shrink larger images to N pixels (default 512)")
+    q.add_argument("--force", action="store_true", help="replace an existing output file")
+    q.set_defaults(func=run_pixel_correlation)
 
 
 def _check_new(path: Path, force: bool) -> None:
@@ -144,4 +165,39 @@ def run_pyramid(args: argparse.Namespace) -> int:
     if len(gauss) < args.levels:
         print(f"stopped at {len(gauss)} levels: the last is one pixel high or wide")
     print(f"the Laplacian pyramid reconstructs the image to {error:.1e} (largest pixel error); saved to {out}")
+    return 0
+
+
+def run_pixel_correlation(args: argparse.Namespace) -> int:
+    from cnnlab.foundations import (DEFAULT_PHOTOS, fit_power_law, image_stem, load_image, log_distances,
+                                    pixel_correlation)
+    from cnnlab.viz.filters import plot_pixel_correlation
+
+    if args.max_distance < 2:
+        raise ConfigError(f"--max-distance must be at least 2 (a curve needs two distances), got {args.max_distance}")
+    out = _grid_output(args, "pixel-correlation.png")
+    sources = args.images or [f"skimage:{n}" for n in DEFAULT_PHOTOS]
+    images = {image_stem(src): load_image(src, grey=True, max_side=args.max_side) for src in sources}
+    shortest = min(min(img.shape) for img in images.values())
+    if not 2 <= args.max_distance < shortest:
+        raise ConfigError(f"--max-distance must be in 2..{shortest - 1} (the shortest image side is {shortest} "
+                          f"pixels), got {args.max_distance}")
+    d = log_distances(args.max_distance)
+    curves = {}
+    for name, img in images.items():
+        try:
+            curves[name] = pixel_correlation(img, d)
+        except ValueError as err:
+            raise ConfigError(f"{name}: {err}") from None
+    mean = np.mean(np.stack(list(curves.values())), axis=0)
+    fits = (fit_power_law(d, mean), fit_power_law(d, 1.0 - mean))
+    print(f"{'distance':>8} " + " ".join(f"{n[:12]:>12}" for n in curves) + f" {'mean':>8}")
+    for i, dist in enumerate(d):
+        print(f"{dist:>8} " + " ".join(f"{c[i]:12.3f}" for c in curves.values()) + f" {mean[i]:8.3f}")
+    print(f"mean correlation ~ {fits[0].a:.3f} d^{fits[0].exponent:.3f} (R^2 {fits[0].r2:.3f}); "
+          f"1 - correlation ~ {fits[1].a:.3f} d^{fits[1].exponent:.3f} (R^2 {fits[1].r2:.3f}), "
+          f"d from 1 to {d[-1]} pixels")
+    title = f"pixel correlation against distance, {len(curves)} photograph{'s' * (len(curves) > 1)} (grey)"
+    plot_pixel_correlation(d, curves, fits, out, title=title)
+    print(f"saved to {out}")
     return 0

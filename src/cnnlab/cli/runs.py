@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 
 from cnnlab.errors import ConfigError
@@ -27,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--sort", choices=SORT_KEYS, default="created", help="column to sort by (default created)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
-    p.add_argument("--plot", metavar="FILE.png", default="runs-compare.png",
-                   help="with `compare`: where the overlaid curves go (default runs-compare.png)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="with `compare`: where the overlaid curves go (default: runs-compare.png in the folder "
+                        "holding the runs)")
     guard_outputs(p)
     p.set_defaults(func=run)
 
@@ -65,14 +67,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
 def _table(rows: list[dict]) -> None:
-    header = ("run", "model", "data", "epochs", "val acc", "test acc", "time", "state")
+    from cnnlab.viz.runs import format_metric
+
+    header = ("run", "model", "data", "epochs", "val", "test", "time", "state")
+    plain = {"key": "acc", "unit": "%"}
     body = [(for_terminal(r["path"]), for_terminal(r["model"]), for_terminal(r["data"]),
-             "-" if r["epochs"] is None else str(r["epochs"]), _pct(r["val_acc"]), _pct(r["test_acc"]),
+             "-" if r["epochs"] is None else str(r["epochs"]),
+             for_terminal(format_metric(r["val"], r["metric"] or plain, name=True)),
+             for_terminal(format_metric(r["test"], r["metric"] or plain, name=True)),
              "-" if r["seconds"] is None else f"{r['seconds']:.0f} s", for_terminal(r["state"])) for r in rows]
     widths = [max(len(c) for c in col) for col in zip(header, *body)]
     for i, line in enumerate([header, *body]):
@@ -89,10 +92,12 @@ def _compare(args: argparse.Namespace) -> int:
     for folder in args.folders:
         read_run(folder)  # a clear error for a folder that is not a run
     differences = config_differences(args.folders)
+    target = args.plot or os.path.join(os.path.commonpath([os.path.abspath(f) for f in args.folders]),
+                                       "runs-compare.png")
     try:
-        plot = plot_runs(args.folders, args.plot)
+        plot = plot_runs(args.folders, target)
     except OSError as err:
-        raise ConfigError(f"--plot {args.plot}: cannot write ({err.strerror or err})") from None
+        raise ConfigError(f"--plot {target}: cannot write ({err.strerror or err})") from None
     if args.format == "json":
         print(json.dumps({"plot": str(plot), "differences": {k: v for k, v in differences}}, indent=2, default=str))
         return 0

@@ -51,6 +51,16 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, help="global batch size")
     p.add_argument("--lr", type=positive_float, help="base learning rate")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
+    p.add_argument("--freeze", action="append", metavar="PATTERN",
+                   help="do not train the parameters of this module (a name such as c1, or a glob such as "
+                        "'layer[12]'); recipe field freeze (repeatable)")
+    p.add_argument("--lr-mult", action="append", metavar="PATTERN=MULT",
+                   help="multiply the learning rate of these parameters, e.g. features=0.1; recipe field lr_mult "
+                        "(repeatable; a later one wins)")
+    p.add_argument("--no-decay-bias-norm", action="store_true", default=None,
+                   help="no weight decay on biases and normalisation parameters (recipe field no_decay_bias_norm)")
+    p.add_argument("--l1", type=float, metavar="LAMBDA",
+                   help="add LAMBDA * sum |w| over the weights to the loss (recipe field l1)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option (repeatable)")
     p.add_argument("--task-set", action="append", metavar="FIELD=VALUE",
@@ -137,7 +147,34 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
                                ("task_options", "--task-set", getattr(args, "task_set", None))):
         if items:
             changes[field] = pairs(items, flag)
+    recipe_flags = _recipe_flags(args)
+    if recipe_flags:
+        changes["overrides"] = {**changes.get("overrides", {}), **recipe_flags}
     return changes
+
+
+def _recipe_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields given by their own flags (--freeze, --lr-mult, ...), as --set would give them."""
+    out: dict[str, Any] = {}
+    if getattr(args, "freeze", None):
+        out["freeze"] = list(args.freeze)
+    if getattr(args, "lr_mult", None):
+        mult: dict[str, float] = {}
+        for item in args.lr_mult:
+            pattern, sep, text = item.partition("=")
+            mult.pop(pattern.strip(), None)  # a repeated pattern moves to where it was given last
+            try:
+                mult[pattern.strip()] = float(text)
+            except ValueError:
+                sep = ""
+            if not sep or not pattern.strip():
+                raise ConfigError(f"--lr-mult expects PATTERN=MULT (e.g. features=0.1), got {item!r}")
+        out["lr_mult"] = mult
+    if getattr(args, "no_decay_bias_norm", None):
+        out["no_decay_bias_norm"] = True
+    if getattr(args, "l1", None) is not None:
+        out["l1"] = args.l1
+    return out
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -206,7 +243,24 @@ def run(args: argparse.Namespace) -> int:
               f"{100 * result.test_acc_last:.2f}%), train accuracy "
               f"{100 * result.train_acc:.2f}%, {result.seconds:.1f} s, {result.images_per_second:.0f} img/s; "
               f"run folder {result.out_dir}")
+        _say_if_at_chance(result)
     return 0
+
+
+def _say_if_at_chance(result) -> None:  # noqa: ANN001
+    """A run whose selected val accuracy is no better than guessing has not started to learn: say so,
+    with the length it trained against the recipe's, instead of leaving a bare 10%."""
+    classes = (result.config.get("data") or {}).get("num_classes") or 0
+    if classes < 2 or not result.val_acc < 1.5 / classes:
+        return
+    schedule = result.config.get("schedule") or {}
+    recipe_epochs = (result.config.get("recipe") or {}).get("epochs")
+    length = f"{schedule.get('epochs')} epoch(s)" + (f" of the recipe's {recipe_epochs}" if recipe_epochs else "")
+    print(f"cnnlab train: the validation accuracy ({100 * result.val_acc:.1f}%) is chance for {classes} classes: "
+          f"the net has not started to learn in {result.steps} updates ({length}). Nets with saturating "
+          "activations and small initial weights (the paper's LeNet-5: scaled tanh, LeCun's initialisation) sit "
+          "on a plateau for their first hundreds of updates; train longer (--epochs), raise --lr, or try a ReLU "
+          "variant (e.g. lenet5_relu)", file=sys.stderr)
 
 
 def _refuse_run_options(model_config: dict, data_options: dict) -> None:

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import write_csv
 from cnnlab.errors import ConfigError, did_you_mean
 
-WHATS = ("filters", "stats", "feature-maps", "top-patches", "attributions", "cam", "embedding")
+WHATS = ("filters", "stats", "feature-maps", "contrast-norm", "top-patches", "attributions", "cam", "embedding")
 
 EPILOG = """\
 examples:
@@ -20,6 +20,7 @@ examples:
   cnnlab viz attributions --run DIR --image digit.png --method saliency --method gradcam
   cnnlab viz top-patches --run DIR --layer layer2 --units 0,1,2,3
   cnnlab viz feature-maps --weights resnet18.pth --model resnet18 --size 96
+  cnnlab viz contrast-norm --model zfnet --model-set norm=lcn --image photo.png
   cnnlab viz embedding --run DIR --images 1000
 """
 
@@ -44,10 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option")
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
     p.add_argument("--size", type=positive_int, help="image side fed to the model (default: the run's/model's)")
-    p.add_argument("--image", nargs="+", help="image files to show (default: the data set's first test images)")
+    p.add_argument("--image", nargs="+", help="image files to show, or skimage:NAME for one of scikit-image's "
+                   "photographs (default: the data set's first test images)")
     p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
     p.add_argument("--method", action="append", help="attribution method (repeatable; default all): "
-                   "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam")
+                   "saliency, smoothgrad, integrated_gradients, guided_backprop, deconvolution, occlusion, gradcam, cam; "
+                   "with the [cam] extra also gradcam_plusplus, scorecam, layercam")
     p.add_argument("--target", metavar="CLASS", help="attributions, cam: explain this class (an index or a name) "
                    "for every image (default: each image's predicted class)")
     p.add_argument("--units", help="top-patches: comma-separated unit (channel) indices (default 0-7)")
@@ -79,9 +82,12 @@ def _load(args: argparse.Namespace) -> Subject:
 
     from cnnlab.cli.options import pairs
     from cnnlab.data import load_dataset
+    from cnnlab.models.pretrained import is_weights_name
     from cnnlab.models.registry import model_info
     from cnnlab.training.rundir import CONFIG, MODEL, config_for_weights, load_run_model
 
+    if args.weights and is_weights_name(args.weights):
+        return _load_published(args)
     doc, weights = None, None
     if args.run:
         run = Path(args.run)
@@ -125,15 +131,73 @@ def _load(args: argparse.Namespace) -> Subject:
                    [f"test #{i} ({data.class_names[int(data.test.y[i])]})" for i in pick.tolist()])
 
 
+def _photo_sources(args: argparse.Namespace) -> list[str]:
+    """The photographs a network with published weights looks at: ``--image`` (files or skimage:NAME),
+    else ``--data DIR`` (the image files in a folder), else scikit-image's photographs."""
+    from cnnlab.foundations.images import PHOTOS, SKIMAGE_PREFIX
+
+    if args.image:
+        return list(args.image)
+    if args.data and args.data != "skimage":
+        folder = Path(args.data)
+        if not folder.is_dir():
+            raise ConfigError(f"--data {args.data}: with --weights {args.weights}, give a folder of photographs "
+                              "(or 'skimage' for scikit-image's)")
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ConfigError(f"--data {folder}: no image files in this folder")
+        return [str(p) for p in files[: args.images]]
+    return [SKIMAGE_PREFIX + name for name in PHOTOS][: args.images]
+
+
+def _load_published(args: argparse.Namespace) -> Subject:
+    """A zoo model with published weights (``--weights imagenet``), looking at photographs prepared as
+    the weights expect; the "data" is those photographs, labelled with the model's own top-1 class."""
+    import torch
+
+    from cnnlab.cli.options import pairs
+    from cnnlab.data.bundle import DataBundle, TensorPair
+    from cnnlab.export.source import load_model
+    from cnnlab.foundations.images import SKIMAGE_PREFIX, open_photo
+
+    if not args.model:
+        raise ConfigError(f"--weights {args.weights}: name the model with --model (e.g. --model efficientnet_lite0)")
+    src = load_model(model=args.model, weights=args.weights, sha256=args.sha256,
+                     model_config=pairs(args.model_set, "--model-set"))
+    prep = src.preprocessing if not args.size else src.preprocessing.with_input_size((3, args.size, args.size))
+    sources = _photo_sources(args)
+    for s in sources:
+        if not s.startswith(SKIMAGE_PREFIX) and not Path(s).is_file():
+            raise ConfigError(f"--image {s}: no such file")
+    x, _ = prep.prepare([open_photo(s) if s.startswith(SKIMAGE_PREFIX) else s for s in sources])
+    with torch.no_grad():
+        y = src.model(x).argmax(1)
+    pair = TensorPair(x, y)
+    data = DataBundle(name="photographs", train=pair, test=pair, num_classes=prep.num_classes,
+                      input_size=prep.input_size, mean=prep.mean, std=prep.std, class_names=prep.class_names,
+                      notes=(f"labels: the model's own top-1 class ({prep.source})",))
+    names = [Path(s.removeprefix(SKIMAGE_PREFIX)).stem for s in sources]
+    n = min(args.count, len(x)) if not args.image else len(x)
+    return Subject(src.model, f"{args.model} ({args.weights})", data, x[:n], None, names[:n])
+
+
 def _read_images(paths: list[str], data: Any) -> Any:
     """Image files decoded with PIL, resized to the data's size and normalised with its mean/std."""
     import torch
 
     from cnnlab.data.readers import decode_image
 
+    from cnnlab.foundations.images import SKIMAGE_PREFIX, load_image
+
     c, h, w = data.input_size
     out = []
     for p in paths:
+        if p.startswith(SKIMAGE_PREFIX):  # one of scikit-image's photographs, as `cnnlab filters` reads them
+            pixels = torch.from_numpy(load_image(p, grey=c == 1)).float()
+            pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+            out.append(torch.nn.functional.interpolate(pixels[None], size=(h, w), mode="bilinear",
+                                                       antialias=True, align_corners=False)[0].clamp(0, 1))
+            continue
         path = Path(p)
         if not path.is_file():
             raise ConfigError(f"--image {p}: no such file")
@@ -187,17 +251,27 @@ def _stats(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
     rows = [dataclasses.asdict(r) for r in activation_stats(subject.model, x, y)]
     out.mkdir(parents=True, exist_ok=True)
     table = out / "stats.csv"
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"{'layer':<28} {'type':<10} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} "
-          f"{'|W|':>9} {'|dW|':>9}")  # fmt: skip
+    write_csv(table, list(rows[0]), rows)
+    tw = max(4, *(len(r["type"]) for r in rows))  # the whole type name ("PartialConnection")
+    print(f"{'layer':<28} {'type':<{tw}} {'units':>5} {'mean':>9} {'std':>9} {'zeros':>6} {'dead':>5} {'sat':>5} "
+          f"{'|W|':>9} {'|dW|':>9} {'unit |r|':>8} {'filt |r|':>8}")  # fmt: skip
+
+    def number(v: float | None, spec: str) -> str:
+        return "" if v is None else format(v, spec)
+
     for r in rows:
-        wn = "" if r["weight_norm"] is None else f"{r['weight_norm']:.3g}"
-        gn = "" if r["grad_norm"] is None else f"{r['grad_norm']:.3g}"
-        print(f"{r['name'][:28]:<28} {r['type'][:10]:<10} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
-              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {wn:>9} {gn:>9}")  # fmt: skip
+        print(f"{r['name'][:28]:<28} {r['type']:<{tw}} {r['units']:>5} {r['mean']:>9.3g} {r['std']:>9.3g} "
+              f"{r['frac_zero']:>6.2f} {r['dead']:>5} {number(r['saturated'], '.2f'):>5} "
+              f"{number(r['weight_norm'], '.3g'):>9} "
+              f"{number(r['grad_norm'], '.3g'):>9} {number(r['unit_corr'], '.3f'):>8} "
+              f"{number(r['filter_corr'], '.3f'):>8}")  # fmt: skip
+    print("sat: fraction of a bounded activation's outputs within 2% of its range from a bound (tanh, sigmoid, "
+          "ReLU6: gradient near zero there); unit |r|, filt |r|: mean absolute correlation between the layer's "
+          "units over the images (and positions), and between its filters' weights (0: uncorrelated, 1: copies)")
+    worst = max((r for r in rows if r["saturated"] is not None), key=lambda r: r["saturated"], default=None)
+    if worst is not None and worst["saturated"] > 0.5:
+        print(f"cnnlab viz: warning: {worst['saturated']:.0%} of {worst['name']}'s outputs are saturated: its units "
+              "pass almost no gradient, and their top patches tie at the bound", file=sys.stderr)
     title = f"{subject.label}: activations on {len(x)} images, gradients of their cross-entropy"
     return [plot_stats(rows, out / "stats.png", title=title), table]
 
@@ -217,6 +291,21 @@ def _feature_maps(subject: Subject, args: argparse.Namespace, out: Path) -> list
     maps = feature_maps(subject.model, subject.images[0], layers=layers)
     title = f"{subject.label}: feature maps of {subject.names[0]} (first 16 per stage)"
     return [plot_feature_maps(maps, _display(subject, subject.images[0]), out / "feature-maps.png", title=title)]
+
+
+def _contrast_norm(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.inspect import contrast_norm_maps
+    from cnnlab.viz.inspect_plots import plot_contrast_norm
+
+    layer, before, after = contrast_norm_maps(subject.model, subject.images[0], layer=args.layer)
+    print(f"{'maps of ' + layer:<32} {'mean':>8} {'std':>8} {'per-map std, min..max':>24}")
+    for what, m in (("before", before), ("after contrast normalisation", after)):
+        per_map = m.reshape(m.shape[0], -1).std(1)
+        print(f"{what:<32} {m.mean():8.3g} {m.std():8.3g} {per_map.min():11.3g}..{per_map.max():<11.3g}")
+    title = (f"{subject.label}: {layer} maps of {subject.names[0]}, before and after local contrast "
+             "normalisation (7x7 Gaussian)")
+    return [plot_contrast_norm(_display(subject, subject.images[0]), before, after,
+                               out / f"contrast-norm-{layer}.png", title=title)]
 
 
 def _top_patches(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
@@ -292,6 +381,8 @@ def _cam(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Path]:
+    import numpy as np
+
     from cnnlab.inspect import embed_2d, penultimate_features
     from cnnlab.viz.inspect_plots import plot_embedding
 
@@ -300,9 +391,13 @@ def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Pa
     print(f"embedding {n} test images ({feats.shape[1]} features) by PCA and t-SNE", file=sys.stderr)
     points = {m: embed_2d(feats, method=m, seed=args.seed) for m in ("pca", "tsne")}
     title = f"{subject.label}: penultimate features of {n} test images of {subject.data.name}"
-    return [plot_embedding(points, subject.data.test.y[:n].numpy(), out / "embedding.png",
-                           class_names=subject.data.class_names, title=title)]  # fmt: skip
+    labels, names = subject.data.test.y[:n].numpy(), list(subject.data.class_names)
+    if len(names) > 20:  # ImageNet's 1,000 classes: colour by the classes present only, so the legend is readable
+        present = sorted(set(labels.tolist()))
+        labels, names = np.array([present.index(v) for v in labels.tolist()]), [names[v] for v in present]
+    return [plot_embedding(points, labels, out / "embedding.png", class_names=names, title=title)]
 
 
-_DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "top-patches": _top_patches,
+_DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "contrast-norm": _contrast_norm,
+         "top-patches": _top_patches,
          "attributions": _attributions, "cam": _cam, "embedding": _embedding}  # fmt: skip

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pattern", nargs="?", default="*",
                    help="a part of the name ('resnet') or a shell-style pattern ('vgg1?_bn'); default: all")
     p.add_argument("--family", help="only this family (alexnet, vgg, resnet, resnet_cifar, ...)")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="a table (default) or JSON")
+    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
+                   help="a table (default), markdown, CSV or JSON (as `cnnlab summary`)")
     p.set_defaults(func=run)
 
 
@@ -41,10 +42,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"no model matches {args.pattern!r}" + (f" in family {args.family!r}" if args.family else ""))
         return 1
     header = ("name", "family", "paper", "params", "input")
+    if args.format == "csv":
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows((r["name"], r["family"], r["paper"], r["params"], "x".join(map(str, r["input_size"])))
+                         for r in rows)
+        return 0
     table = [
         (r["name"], r["family"], r["paper"], f"{r['params']:,}", "x".join(map(str, r["input_size"])))
         for r in rows
     ]
+    if args.format == "markdown":
+        print("| " + " | ".join(header) + " |\n|" + "|".join(["---"] * 3 + ["---:", "---"]) + "|")
+        for line in table:
+            print("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |")
+        return 0
     widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
     for i, line in enumerate([header, *table]):
         print("  ".join(str(c).ljust(w) if j != 3 else str(c).rjust(w) for j, (c, w) in enumerate(zip(line, widths))))

@@ -11,7 +11,7 @@ file parsers), ``adapt`` (input size and normalisation), ``loader`` (BatchLoader
 """
 
 from cnnlab.data import augment
-from cnnlab.data.bundle import DataBundle, TensorPair, stratified_split, subset, with_val_split
+from cnnlab.data.bundle import DataBundle, TensorPair, stratified_folds, stratified_split, subset, with_val_split
 from cnnlab.data.datasets import DEFAULT_DATASET, DatasetInfo, dataset_info, list_datasets, load_dataset
 from cnnlab.data.loader import BatchLoader, epoch_permutation
 
@@ -21,6 +21,7 @@ __all__ = [
     "TensorPair",
     "subset",
     "stratified_split",
+    "stratified_folds",
     "with_val_split",
     "list_datasets",
     "load_dataset",

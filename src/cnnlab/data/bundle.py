@@ -16,7 +16,7 @@ from torch import Tensor
 
 from cnnlab.errors import ConfigError
 
-__all__ = ["TensorPair", "DataBundle", "subset", "stratified_split", "with_val_split"]
+__all__ = ["TensorPair", "DataBundle", "subset", "stratified_split", "stratified_folds", "with_val_split"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,30 @@ def stratified_split(labels: np.ndarray, *, test_fraction: float, seed: int) -> 
         test.append(idx[:k])
         train.append(idx[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def stratified_folds(labels: np.ndarray, *, folds: int, seed: int) -> list[np.ndarray]:
+    """``folds`` disjoint index arrays covering ``labels``, for k-fold cross-validation.
+
+    Each class's indices are permuted by ``numpy.random.default_rng(seed)`` (classes in increasing
+    label order) and dealt to the folds in turn, continuing where the previous class stopped, so every
+    fold holds ``n_c // k`` or one more of each class and the fold sizes differ by at most one.
+    The arrays come back sorted (original order kept).
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
+    if len(labels) < folds:
+        raise ConfigError(f"{len(labels)} training samples cannot make {folds} folds")
+    rng = np.random.default_rng(seed)
+    dealt: list[list[np.ndarray]] = [[] for _ in range(folds)]
+    offset = 0
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        turn = (np.arange(len(idx)) + offset) % folds
+        for f in range(folds):
+            dealt[f].append(idx[turn == f])
+        offset += len(idx)
+    return [np.sort(np.concatenate(parts)) for parts in dealt]
 
 
 def subset(

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cnnlab.data import canvas, embedded, torchvision_sets
 from cnnlab.data.adapt import DEFAULT_MAX_GIB, adapt_all, check_input_size
-from cnnlab.data.bundle import DataBundle, TensorPair, stratified_split
+from cnnlab.data.bundle import DataBundle, TensorPair, stratified_folds, stratified_split
 from cnnlab.data.embedded import RawData
 from cnnlab.data.imagefolder import load_imagefolder
 from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
@@ -148,7 +149,10 @@ def load_dataset(
     ``seed`` only seeds ``synthetic`` (the real sets have fixed splits); ``bad_files`` is "strict"
     (a bad image file is an error) or "skip" (skipped and counted in ``notes``). ``options`` are the
     data set's own (see ``dataset_info(name).options``) plus ``max_gib`` (default 16), the most
-    memory the in-memory float32 splits may take.
+    memory the in-memory float32 splits may take, and ``folds``/``fold`` for k-fold cross-validation:
+    the training split is dealt into ``folds`` stratified folds (:func:`~cnnlab.data.bundle.stratified_folds`,
+    the fixed seed ``VAL_SPLIT_SEED``) and fold number ``fold`` (0-based) is the val split, the others
+    train; the test split is the same as without folds.
     """
     key = _canonical(name)
     info = dataset_info(key)
@@ -160,9 +164,10 @@ def load_dataset(
     max_gib = options.pop("max_gib", DEFAULT_MAX_GIB)
     if not isinstance(max_gib, (int, float)) or max_gib <= 0:
         raise ConfigError(f"max_gib must be a positive number, got {max_gib!r}")
+    kfold = _kfold_options(key, options.pop("folds", None), options.pop("fold", None))
     unknown = sorted(set(options) - set(info.options))
     if unknown:
-        allowed = ", ".join(info.options + ("max_gib",))
+        allowed = ", ".join(info.options + ("max_gib", "folds", "fold"))
         raise ConfigError(f"data set {info.name!r} has no option {unknown[0]!r} (options: {allowed})")
     if key in SEGMENTATION_SETS:  # masks, and a fixed validation split of their own
         from cnnlab.data.segmentation import load_segmentation
@@ -171,7 +176,7 @@ def load_dataset(
                                  bad_files=bad_files, **options)
     raw = _read_raw(key, root=Path(root).expanduser(), download=download, size=size, seed=seed,
                     bad_files=bad_files, max_gib=max_gib, options=options)
-    (train_x, train_y), (val_x, val_y), val_note = _val_split(key, raw, val_fraction)
+    (train_x, train_y), (val_x, val_y), val_note = _val_split(key, raw, val_fraction, kfold)
     (train_x, val_x, test_x), mean, std, notes = adapt_all(key, (train_x, val_x, raw.test_x), input_size=size,
                                                            max_gib=max_gib)  # fmt: skip
     return DataBundle(
@@ -185,7 +190,7 @@ def load_dataset(
         std=std,
         class_names=raw.class_names,
         notes=raw.notes + (val_note,) + tuple(notes),
-        val_fraction=None if raw.val_x is not None else float(val_fraction),
+        val_fraction=None if raw.val_x is not None else (1 / kfold[0] if kfold else float(val_fraction)),
         val_seed=None if raw.val_x is not None else VAL_SPLIT_SEED,
     )
 
@@ -210,16 +215,45 @@ def _read_raw(key: str, *, root: Path, download: bool, size, seed: int, bad_file
     return loader(root=root, download=download, **options)
 
 
-def _val_split(key: str, raw: RawData, val_fraction: float):
-    """((train x, y), (val x, y), note): the official val split, or one carved out of train."""
+def _kfold_options(key: str, folds: Any, fold: Any) -> tuple[int, int] | None:
+    """(folds, fold) checked, or None without them."""
+    from cnnlab.limits import MAX_FOLDS
+
+    if folds is None and fold is None:
+        return None
+    if folds is None or fold is None:
+        raise ConfigError(f"{key}: k-fold cross-validation needs both folds=K and fold=I (0 <= I < K)")
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= MAX_FOLDS:
+        raise ConfigError(f"{key}: folds must be an integer in 2..{MAX_FOLDS}, got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ConfigError(f"{key}: fold must be an integer in 0..{folds - 1} (folds={folds}), got {fold!r}")
+    if key in SEGMENTATION_SETS:
+        raise ConfigError(f"{key}: the data set has its own validation split; k-fold cross-validation is for "
+                          "the classification sets")
+    return folds, fold
+
+
+def _val_split(key: str, raw: RawData, val_fraction: float, kfold: tuple[int, int] | None = None):
+    """((train x, y), (val x, y), note): the official val split, one fold of train, or a part carved out of it."""
     if raw.val_x is not None and raw.val_y is not None:
+        if kfold:
+            raise ConfigError(f"{key}: the data set has its own validation split; k-fold cross-validation "
+                              "(folds, fold) needs a data set whose validation split is carved out of train")
         return (raw.train_x, raw.train_y), (raw.val_x, raw.val_y), f"{key}: the data set's own validation split"
     if len(raw.train_y) < 2:
         raise ConfigError(f"{key}: {len(raw.train_y)} training samples cannot give a validation split")
-    train, val = stratified_split(raw.train_y.numpy(), test_fraction=val_fraction, seed=VAL_SPLIT_SEED)
+    if kfold:
+        folds, fold = kfold
+        parts = stratified_folds(raw.train_y.numpy(), folds=folds, seed=VAL_SPLIT_SEED)
+        val = parts[fold]
+        train = np.sort(np.concatenate([p for i, p in enumerate(parts) if i != fold]))
+        how = f"fold {fold} of {folds} (stratified folds, fixed seed {VAL_SPLIT_SEED})"
+    else:
+        train, val = stratified_split(raw.train_y.numpy(), test_fraction=val_fraction, seed=VAL_SPLIT_SEED)
+        how = f"val_fraction {val_fraction:g}, stratified, fixed seed {VAL_SPLIT_SEED}"
     train_t, val_t = torch.from_numpy(train), torch.from_numpy(val)
     note = (f"{key}: validation split: {len(val):,} of the {len(raw.train_y):,} training samples "
-            f"(val_fraction {val_fraction:g}, stratified, fixed seed {VAL_SPLIT_SEED}); the test split untouched")
+            f"({how}); the test split untouched")
     return ((raw.train_x[train_t], raw.train_y[train_t]), (raw.train_x[val_t], raw.train_y[val_t]), note)
 
 

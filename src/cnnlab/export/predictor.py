@@ -87,6 +87,7 @@ class Predictor:
         cache_dir = source.run_dir / CACHE_DIR if cache and source.run_dir and source.weights_sha256 else None
         self._cache = cache_dir
         self.choice: dict[str, Any] = {}
+        self._measured: dict[str, Backend] = {}
         self.backend: Backend = self._choose(backend)
 
     @classmethod
@@ -230,7 +231,8 @@ class Predictor:
 
             path.parent.mkdir(exist_ok=True)  # the run's inference/ (absent when no ONNX file was cached)
             atomic_write(path, json.dumps(self.choice, indent=2).encode())
-        return self._build(self.choice["backend"])
+        # The measured backend itself: building it again would export to the same temporary file.
+        return self._measured.get(self.choice["backend"]) or self._build(self.choice["backend"])
 
     def _check_images(self) -> tuple[Tensor | None, str]:
         """Images to check agreement on: the run's validation split, else its train split; never test."""
@@ -293,6 +295,7 @@ class Predictor:
         for b in built:
             report[b.name]["ms_per_image"] = 1000 * statistics.median(times[b.name])
         best = min(built, key=lambda b: report[b.name]["ms_per_image"])
+        self._measured = {best.name: best}
         return {"backend": best.name, "weights_sha256": self.source.weights_sha256, "machine": _machine_key(),
                 "check": where, "candidates": report,
                 "reason": f"fastest accurate backend ({report[best.name]['ms_per_image']:.2f} ms/image at batch {len(xb)})"}

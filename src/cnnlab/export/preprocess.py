@@ -115,6 +115,9 @@ class Preprocessing:
     pad: int = 0  # zeros added on each side after resizing (28x28 digits in LeNet-5's 32x32 field)
     model_config: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # where these values come from (a run's config.json, or defaults)
+    crop_fraction: float | None = None  # a centre crop of this fraction of the shorter side, then the resize
+    interpolation: str = "bilinear"  # the resize's filter ("bilinear" or "bicubic")
+    weights_name: str | None = None  # published weights the model was loaded with ("imagenet"), if any
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -139,6 +142,10 @@ class Preprocessing:
             return f"{len(self.class_names)} classes (1..{MAX_CLASSES})"
         if not (0 <= self.pad and 2 * self.pad < min(h, w)):
             return f"pad {self.pad} for a {h}x{w} input"
+        if self.crop_fraction is not None and not (math.isfinite(self.crop_fraction) and 0.1 <= self.crop_fraction <= 1):
+            return f"crop_fraction must be in [0.1, 1], got {self.crop_fraction!r}"
+        if self.interpolation not in ("bilinear", "bicubic"):
+            return f"interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}"
         if self.resize_to is not None and tuple(self.resize_to) != (h - 2 * self.pad, w - 2 * self.pad):
             return f"resize_to {list(self.resize_to)} plus pad {self.pad} on each side is not the input's {h}x{w}"
         return None
@@ -166,7 +173,10 @@ class Preprocessing:
                        class_names=tuple(str(v) for v in d["class_names"]),
                        resize_to=tuple(int(v) for v in d["resize_to"]) if d.get("resize_to") else None,
                        pad=int(d.get("pad") or 0), model_config=dict(d.get("model_config") or {}),
-                       source=str(d.get("source") or ""))
+                       source=str(d.get("source") or ""),
+                       crop_fraction=float(d["crop_fraction"]) if d.get("crop_fraction") is not None else None,
+                       interpolation=str(d.get("interpolation") or "bilinear"),
+                       weights_name=str(d["weights_name"]) if d.get("weights_name") else None)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
         except (KeyError, TypeError, ValueError, OverflowError) as err:
@@ -217,6 +227,14 @@ class Preprocessing:
                    class_names=tuple(str(i) for i in range(num_classes)), model_config=dict(model_config or {}),
                    source="defaults (no run config): ImageNet mean/std for RGB, 0.5/0.5 for grey")
 
+    @classmethod
+    def for_published(cls, entry: Any, *, model_config: dict[str, Any] | None = None) -> Preprocessing:
+        """What published weights (:class:`cnnlab.models.pretrained.PublishedWeights`) expect, with their class names."""
+        return cls(model=entry.model, input_size=entry.input_size, mean=entry.mean, std=entry.std,
+                   class_names=entry.classes, model_config=dict(model_config or {}),
+                   crop_fraction=entry.crop_fraction, interpolation=entry.interpolation,
+                   weights_name=entry.name, source=f"the published weights {entry.model} {entry.name!r}")
+
     def with_input_size(self, input_size: Sequence[int]) -> Preprocessing:
         size = tuple(int(v) for v in input_size)
         if size[0] != self.input_size[0]:
@@ -232,7 +250,11 @@ class Preprocessing:
         from cnnlab.data.readers import decode_image
 
         c = self.input_size[0]
-        return self._normalise(decode_image(Path(path), mode="L" if c == 1 else "RGB", size=self._size()))
+        return self._normalise(decode_image(Path(path), mode="L" if c == 1 else "RGB", size=self._size(),
+                                            **self._fit()))
+
+    def _fit(self) -> dict[str, Any]:
+        return dict(crop_fraction=self.crop_fraction, interpolation=self.interpolation)
 
     def load_images(self, paths: Sequence[str | Path]) -> Tensor:
         return torch.stack([self.load_image(p) for p in paths]) if paths else torch.empty(0, *self.input_size)
@@ -274,18 +296,17 @@ class Preprocessing:
         """uint8 (C, H, W) pixels at the resize size, and the notes about them."""
         from PIL import Image
 
-        from cnnlab.data.readers import decode_image, flatten_alpha
+        from cnnlab.data.readers import decode_image, fit_image, flatten_alpha
 
         c = self.input_size[0]
         if isinstance(image, (str, os.PathLike)):
-            rgb = decode_image(Path(image), mode="RGB", size=self._size())
-            pixels = rgb if c == 3 else decode_image(Path(image), mode="L", size=self._size())
+            rgb = decode_image(Path(image), mode="RGB", size=self._size(), **self._fit())
+            pixels = rgb if c == 3 else decode_image(Path(image), mode="L", size=self._size(), **self._fit())
         else:
             size = self._size()
             try:
                 img = flatten_alpha(image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("RGB")
-                if img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                img = fit_image(img, size, **self._fit())
             except (ValueError, TypeError, OSError) as err:
                 raise ConfigError(f"cannot read this image ({type(err).__name__}: {err})") from None
             rgb = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)

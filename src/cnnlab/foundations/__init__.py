@@ -1,6 +1,7 @@
-"""Convolutional networks from scratch: NumPy reference layers (forward and backward), the
-hand-crafted filters, pyramids, convolution as a Toeplitz matrix, separable filters, translation
-equivariance, and a finite-difference gradient check for PyTorch modules.
+"""Convolutional networks from scratch: NumPy reference layers (forward and backward, dropout, sum
+pooling, maxout), the hand-crafted filters, pyramids, convolution as a Toeplitz matrix, separable
+filters, translation equivariance, the correlation of pixels against distance in photographs, and a
+finite-difference gradient check for PyTorch modules.
 
 Everything here is float64 NumPy (NCHW) checked against PyTorch autograd; it imports nothing of
 cnnlab but ``cnnlab.errors``. Read ``conv2d_forward_loop`` next to ``conv2d_forward`` (im2col).
@@ -16,6 +17,13 @@ from cnnlab.foundations.conv import (
     conv_transpose2d_backward,
     conv_transpose2d_forward,
     im2col,
+)
+from cnnlab.foundations.dropout import (
+    DropoutExpectation,
+    dropout_backward,
+    dropout_forward,
+    expected_activation,
+    three_layer_forward,
 )
 from cnnlab.foundations.equivariance import circular_conv2d, equivariance_error, shift
 from cnnlab.foundations.filters import (
@@ -49,7 +57,23 @@ from cnnlab.foundations.layers import (
     tanh_forward,
 )
 from cnnlab.foundations.net import SGDConfig, TinyCNN, TrainReport, load_digits_splits, train_digits
-from cnnlab.foundations.pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+from cnnlab.foundations.pixel_correlation import (
+    DEFAULT_PHOTOS,
+    PowerLaw,
+    fit_power_law,
+    log_distances,
+    pixel_correlation,
+)
+from cnnlab.foundations.pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    maxout_backward,
+    maxout_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+    sumpool2d_backward,
+    sumpool2d_forward,
+)
 from cnnlab.foundations.separable import (
     SeparableApprox,
     best_separable,
@@ -62,11 +86,14 @@ from cnnlab.foundations.toeplitz import LayerParams, LocallyConnected2d, connect
 __all__ = [
     "BANKS",
     "CLASSIC_FILTERS",
+    "DEFAULT_PHOTOS",
+    "DropoutExpectation",
     "GradcheckResult",
     "LECTURE_FILTERS",
     "LayerParams",
     "LocallyConnected2d",
     "PHOTOS",
+    "PowerLaw",
     "SGDConfig",
     "SKIMAGE_PREFIX",
     "SeparableApprox",
@@ -88,10 +115,14 @@ __all__ = [
     "conv_output_size",
     "conv_transpose2d_backward",
     "conv_transpose2d_forward",
+    "dropout_backward",
+    "dropout_forward",
     "equivariance_error",
+    "expected_activation",
     "filter2d",
     "filter_bank",
     "filter_responses",
+    "fit_power_law",
     "gabor_bank",
     "gabor_kernel",
     "gaussian_kernel",
@@ -105,11 +136,15 @@ __all__ = [
     "linear_forward",
     "load_digits_splits",
     "load_image",
+    "log_distances",
     "log_kernel",
+    "maxout_backward",
+    "maxout_forward",
     "maxpool2d_backward",
     "maxpool2d_forward",
     "numerical_gradient",
     "parse_kernel",
+    "pixel_correlation",
     "reconstruct_laplacian",
     "relu_backward",
     "relu_forward",
@@ -119,7 +154,10 @@ __all__ = [
     "sigmoid_forward",
     "softmax",
     "softmax_cross_entropy",
+    "sumpool2d_backward",
+    "sumpool2d_forward",
     "tanh_backward",
     "tanh_forward",
+    "three_layer_forward",
     "train_digits",
 ]

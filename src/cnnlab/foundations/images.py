@@ -17,7 +17,7 @@ import numpy as np
 
 from cnnlab.errors import ConfigError, DatasetError, UnknownNameError, did_you_mean
 
-__all__ = ["load_image", "image_stem", "parse_kernel", "apply_kernel", "MAX_KERNEL", "PHOTOS", "SKIMAGE_PREFIX"]
+__all__ = ["load_image", "open_photo", "image_stem", "parse_kernel", "apply_kernel", "MAX_KERNEL", "PHOTOS", "SKIMAGE_PREFIX"]
 
 MAX_KERNEL = 63  # a larger kernel is almost surely a typo, and would take minutes on a photo
 
@@ -63,6 +63,11 @@ def _photo(source: str):
         raise DatasetError(f"cannot load {source} from scikit-image {skimage.__version__}: "
                            f"{type(err).__name__}: {err}".splitlines()[0]) from None
     return Image.fromarray(np.asarray(pixels, dtype=np.uint8))
+
+
+def open_photo(source: str):
+    """``skimage:NAME`` (one of :data:`PHOTOS`) as a PIL image; UnknownNameError naming the closest."""
+    return _photo(source)
 
 
 def image_stem(source: str | os.PathLike) -> str:

@@ -3,6 +3,8 @@
     filters(model)                               kernels of the first (or a named) convolution
     activation_stats(model, x)                   per layer: mean/std, zeros, dead units, weight/grad norms
     feature_maps(model, image)                   maps of one image at each stage
+    contrast_norm_maps(model, image)             maps of one image before and after local contrast
+                                                 normalisation
     top_patches(model, images, layer=...)        the k patches that excite each unit, cut with the
                                                  analyzer's receptive field
     attribute(model, x, target, method=...)      captum's attributions, and CAM (see METHODS)
@@ -11,9 +13,10 @@
 Layers are named as in ``model.feature_info`` or ``named_modules()``.
 """
 
-from cnnlab.inspect.attribution import METHODS, attribute, attribute_all, cam, cam_head, non_inplace_copy
+from cnnlab.inspect.attribution import ALL_METHODS, CAM_FAMILY, METHODS, attribute, attribute_all, cam, cam_head, non_inplace_copy
 from cnnlab.inspect.features import (
     TopPatches,
+    contrast_norm_maps,
     embed_2d,
     feature_maps,
     layer_field,
@@ -25,12 +28,15 @@ from cnnlab.inspect.stats import LayerStats, activation_stats, filters
 
 __all__ = [
     "METHODS",
+    "ALL_METHODS",
+    "CAM_FAMILY",
     "attribute",
     "attribute_all",
     "cam",
     "cam_head",
     "non_inplace_copy",
     "TopPatches",
+    "contrast_norm_maps",
     "embed_2d",
     "feature_maps",
     "layer_field",

@@ -13,6 +13,13 @@ maps of different methods can be scored the same way (pointing game, deletion):
                           blacked out (positive part), captum Occlusion
     gradcam               Selvaraju et al. 2017 on the last stage, upsampled bilinearly
     cam                   Zhou et al. 2016: the class-weighted sum of the last maps, upsampled
+
+The CAM family that captum lacks comes from the ``grad-cam`` package (pytorch-grad-cam; the optional
+extra ``cnnlab[cam]``), on the same layer as Grad-CAM, each map scaled to [0, 1] by that library:
+
+    gradcam_plusplus      Chattopadhay et al. 2018: pixel-wise weights of the positive gradients
+    scorecam              Wang et al. 2020: each map weighted by the score of the input it masks
+    layercam              Jiang et al. 2021: the positive gradients times the maps, element-wise
 """
 
 from __future__ import annotations
@@ -29,10 +36,14 @@ from torch import Tensor, nn
 from cnnlab.errors import ConfigError
 from cnnlab.inspect.layers import model_device, resolve_layer, stage_names
 
-__all__ = ["METHODS", "attribute", "attribute_all", "cam", "cam_head", "non_inplace_copy", "black_baseline"]
+__all__ = ["METHODS", "CAM_FAMILY", "ALL_METHODS", "attribute", "attribute_all", "cam", "cam_head",
+           "non_inplace_copy", "black_baseline"]
 
 METHODS = ("saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvolution",
            "occlusion", "gradcam", "cam")  # fmt: skip
+# method -> the grad-cam package's class (optional extra [cam]; not in METHODS' default set)
+CAM_FAMILY = {"gradcam_plusplus": "GradCAMPlusPlus", "scorecam": "ScoreCAM", "layercam": "LayerCAM"}
+ALL_METHODS = (*METHODS, *CAM_FAMILY)
 
 
 def non_inplace_copy(model: nn.Module) -> nn.Module:
@@ -123,11 +134,11 @@ def attribute(model: nn.Module, x: Tensor, target: Tensor, *, method: str, layer
     normalisation, for integrated gradients' baseline and occlusion's square (default: the minimum of ``x``; an
     experiment passes the one it read off its validation split).
     """
-    if method not in METHODS:
+    if method not in ALL_METHODS:
         from cnnlab.errors import did_you_mean
 
-        raise ConfigError(f"unknown attribution method {method!r}{did_you_mean(method, list(METHODS))} "
-                          f"(methods: {', '.join(METHODS)})")
+        raise ConfigError(f"unknown attribution method {method!r}{did_you_mean(method, list(ALL_METHODS))} "
+                          f"(methods: {', '.join(ALL_METHODS)})")
     if method == "cam":
         return cam(model, x, target)
     dev = model_device(model)
@@ -136,7 +147,10 @@ def attribute(model: nn.Module, x: Tensor, target: Tensor, *, method: str, layer
     was_training = model.training
     model.eval()
     try:
-        out = _captum(model, x, target, method, layer, smooth_samples, ig_steps, window, black)
+        if method in CAM_FAMILY:
+            out = _grad_cam_package(model, x, target, method, layer)
+        else:
+            out = _captum(model, x, target, method, layer, smooth_samples, ig_steps, window, black)
     finally:
         model.train(was_training)
     return out.detach().float().cpu().numpy()
@@ -179,6 +193,26 @@ def _captum(model, x, target, method, layer, smooth_samples, ig_steps, window, b
     gc = ca.LayerGradCam(model, resolve_layer(model, name))
     g = gc.attribute(x, target=target, relu_attributions=True)
     return ca.LayerAttribution.interpolate(g, tuple(x.shape[-2:]), interpolate_mode="bilinear")[:, 0]
+
+
+def _grad_cam_package(model: nn.Module, x: Tensor, target: Tensor, method: str, layer: str | None) -> Tensor:
+    """Grad-CAM++, Score-CAM or Layer-CAM from the grad-cam package, on Grad-CAM's layer."""
+    import contextlib
+    import io
+
+    try:
+        import pytorch_grad_cam
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        raise ConfigError(f"attribution method {method!r} comes from the grad-cam package: "
+                          "pip install 'cnnlab[cam]' (or pip install grad-cam)") from None
+    name = layer or _last_spatial_stage(model, x)
+    cls = getattr(pytorch_grad_cam, CAM_FAMILY[method])
+    with cls(model=model, target_layers=[resolve_layer(model, name)]) as engine, \
+            contextlib.redirect_stderr(io.StringIO()):  # Score-CAM's per-image progress bars
+        engine.batch_size = 64  # Score-CAM's masked inputs per forward pass
+        maps = engine(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in target])
+    return torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
 
 
 def _last_spatial_stage(model: nn.Module, x: Tensor) -> str:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from cnnlab.errors import ConfigError
 from cnnlab.inspect.layers import capture, model_device, resolve_layer, stage_names
 
-__all__ = ["feature_maps", "TopPatches", "top_patches", "layer_field", "penultimate_features", "embed_2d"]
+__all__ = ["feature_maps", "contrast_norm_maps", "TopPatches", "top_patches", "layer_field", "penultimate_features", "embed_2d"]
 
 
 @torch.no_grad()
@@ -35,6 +35,47 @@ def feature_maps(model: nn.Module, image: Tensor, *, layers: list[str] | None = 
             raise ConfigError(f"--layer {name!r} outputs shape {tuple(t.shape)}, not feature maps (N, C, H, W)")
         out[name] = t[0].float().cpu().numpy()
     return out
+
+
+@torch.no_grad()
+def contrast_norm_maps(model: nn.Module, image: Tensor, *, layer: str | None = None,
+                       kernel_size: int = 7) -> tuple[str, np.ndarray, np.ndarray]:
+    """Lecture 000's "Feature Maps" / "Feature Maps After Contrast Normalization" for one ``image``.
+
+    Returns ``(layer, before, after)``, maps (C, H, W). When ``layer`` is a
+    :class:`~cnnlab.models.contrast_norm.LocalContrastNorm` of the model (``zfnet`` with
+    ``norm="lcn"``), its input and its output; otherwise the layer's output and that output after a
+    ``LocalContrastNorm(kernel_size)``. The default layer is the model's first contrast
+    normalisation, else its first stage.
+    """
+    from cnnlab.models.contrast_norm import LocalContrastNorm
+
+    own = [n for n, m in model.named_modules() if isinstance(m, LocalContrastNorm)]
+    name = layer or (own[0] if own else stage_names(model)[0])
+    module = resolve_layer(model, name)
+    seen: dict[str, Tensor] = {}
+
+    def hook(_m: nn.Module, args: tuple, out: Tensor) -> None:
+        seen["in"], seen["out"] = args[0].detach(), out.detach()
+
+    handle = module.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        model(image.unsqueeze(0).to(model_device(model)))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if "out" not in seen:
+        raise ConfigError(f"--layer {name!r} did not run in the forward pass")
+    if isinstance(module, LocalContrastNorm):
+        before, after = seen["in"], seen["out"]
+    else:
+        before = seen["out"]
+        if before.ndim != 4:
+            raise ConfigError(f"--layer {name!r} outputs shape {tuple(before.shape)}, not feature maps (N, C, H, W)")
+        after = LocalContrastNorm(kernel_size).to(before.device)(before.float())
+    return name, before[0].float().cpu().numpy(), after[0].float().cpu().numpy()
 
 
 def layer_field(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -> tuple[tuple, tuple, tuple]:
@@ -102,12 +143,30 @@ def top_patches(model: nn.Module, images: Tensor, *, layer: str, units: list[int
         model.train(was_training)
     values, positions = torch.cat(best_v), torch.cat(best_p)  # N x U, N x U x 2
     top_v, top_i = values.topk(k, dim=0)  # k x U
+    _warn_ties(top_v, units, layer)
     index = top_i.T.numpy()
     pos = np.stack([positions[top_i[:, u], u].numpy() for u in range(len(units))])  # U x k x 2
     boxes = _field_boxes(pos, rf, jump, start)
     crops = _crop(images.float().cpu().numpy(), index, boxes)
     return TopPatches(layer=layer, units=tuple(units), rf=(float(rf[0]), float(rf[1])), index=index,
                       position=pos, value=top_v.T.numpy(), boxes=boxes, crops=crops)  # fmt: skip
+
+
+def _warn_ties(top_v: Tensor, units: list[int], layer: str) -> None:
+    """Warn when a unit's top values are all one value (a saturated tanh sits at its bound, 1.7159 in
+    LeNet-5): which images are shown among the tied ones is then arbitrary, not a ranking."""
+    if top_v.shape[0] < 2:
+        return
+    first, last = top_v[0], top_v[-1]
+    tied = [u for u, a, b in zip(units, first.tolist(), last.tolist()) if b >= a - 1e-3 * max(abs(a), 1e-6)]
+    if tied:
+        import warnings
+
+        warnings.warn(f"top-patches: unit{'s' if len(tied) > 1 else ''} {', '.join(map(str, tied[:8]))} of "
+                      f"{layer!r} {'have' if len(tied) > 1 else 'has'} all {top_v.shape[0]} top values tied at "
+                      f"{float(first[units.index(tied[0])]):.4g} (a saturated activation?): the patches shown are "
+                      "some of the tied ones, not a ranking; a layer before the activation ranks them",
+                      stacklevel=3)
 
 
 def _field_boxes(pos: np.ndarray, rf: tuple, jump: tuple, start: tuple) -> np.ndarray:

@@ -38,7 +38,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     if name in modules and name != "":
         return modules[name]
     stages = [str(e["module"]) for e in getattr(model, "feature_info", []) or []]
-    hint = did_you_mean(name, stages + [n for n in modules if n])
+    hint = did_you_mean(name, list(dict.fromkeys(stages + [n for n in modules if n])))  # a stage is also a module
     raise ConfigError(f"--layer {name!r}: {type(model).__name__} has no such layer{hint} (stages: {', '.join(stages)})")
 
 

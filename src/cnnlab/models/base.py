@@ -11,6 +11,8 @@ address layers by name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import NamedTuple
 
 import torch
@@ -25,6 +27,28 @@ class ModelOutput(NamedTuple):
     aux_weights: tuple[float, ...] = ()
 
 
+class FeatureInfo(list):
+    """The stages as timm lists them (``{"module", "num_chs", "reduction"}`` dicts, in order), with
+    timm's accessors: ``channels()``, ``reduction()``, ``module_name()`` (all stages, or ``idx``: one
+    index or a sequence of them)."""
+
+    def channels(self, idx: int | Sequence[int] | None = None):
+        return self._get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None):
+        return self._get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None):
+        return self._get("module", idx)
+
+    def _get(self, key: str, idx: int | Sequence[int] | None):
+        if idx is None:
+            return [d[key] for d in self]
+        if isinstance(idx, int):
+            return self[idx][key]
+        return [self[i][key] for i in idx]
+
+
 class Classifier(nn.Module):
     """Base class: ``forward(x) = forward_head(forward_features(x))``.
 
@@ -32,7 +56,6 @@ class Classifier(nn.Module):
     (feature map to logits), and set ``feature_info``.
     """
 
-    feature_info: list[dict]
     # Dotted name of the layer that produces the logits. None: the last ``nn.Linear`` in module
     # order (GoogLeNet registers its auxiliary heads before ``fc``, so they are never picked).
     classifier_name: str | None = None
@@ -40,6 +63,15 @@ class Classifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.feature_info = []
+
+    @property
+    def feature_info(self) -> FeatureInfo:
+        """The stages (timm's ``feature_info``); a list of dicts assigned here becomes a :class:`FeatureInfo`."""
+        return self._feature_info
+
+    @feature_info.setter
+    def feature_info(self, stages: list[dict]) -> None:
+        self._feature_info = FeatureInfo(stages)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -112,7 +144,7 @@ class FeatureListNet(nn.Module):
             except (IndexError, TypeError):
                 raise ValueError(f"out_indices {out_indices!r} outside the {len(model.feature_info)} stages") from None
         self.model = model
-        self.feature_info = infos
+        self.feature_info = FeatureInfo(infos)
         self._maps: dict[str, Tensor] = {}
         for info in infos:
             model.get_submodule(info["module"]).register_forward_hook(self._catch(info["module"]))

@@ -143,7 +143,9 @@ def create_model(
 
     ``num_classes`` and ``in_chans`` default to the model's own; ``config`` holds family options
     (``shortcut="A"``, ``batch_norm=True``, ...), validated at construction: a bad value raises
-    ``ValueError`` naming the field. ``weights`` loads a ``.safetensors`` or ``.pth`` file safely.
+    ``ValueError`` naming the field. ``weights`` loads a ``.safetensors`` or ``.pth`` file safely, or
+    published weights by name (``weights="imagenet"``, see :mod:`cnnlab.models.pretrained`; with a
+    ``num_classes`` of its own the model gets a fresh classifier after loading, for fine-tuning).
 
     timm's conventions: ``pretrained`` is a weights path (timm's ``pretrained_cfg_overlay=dict(file=...)``
     in one word; cnnlab downloads nothing) or False; ``num_classes=0`` builds the model without its
@@ -164,12 +166,21 @@ def create_model(
     if pretrained not in (False, None):
         weights = pretrained
     headless = num_classes == 0
+    published = _published_entry(name, weights, in_chans)
     model = info.builder(
-        num_classes=info.num_classes if num_classes is None or headless else num_classes,
+        num_classes=info.num_classes if num_classes is None or headless or published else num_classes,
         in_chans=info.in_chans if in_chans is None else in_chans,
         **config,
     )
-    if weights is not None:
+    if published is not None:
+        from cnnlab.models.pretrained import load_published
+
+        if sha256 is not None:
+            raise ConfigError(f"{name}: weights={weights!r} are pinned by their own sha256; give no sha256")
+        load_published(model, published, strict=strict)
+        if num_classes not in (None, 0, info.num_classes):  # fine-tuning: a fresh classifier
+            model.reset_classifier(num_classes)
+    elif weights is not None:
         from cnnlab.models.weights import load_weights
 
         load_weights(model, weights, sha256=sha256, strict=strict)
@@ -183,6 +194,18 @@ def create_model(
         if features_only:
             return FeatureListNet(model, out_indices)
     return model
+
+
+def _published_entry(name: str, weights: object, in_chans: int | None):
+    """The published weights that ``weights`` names ("imagenet"), or None when it is a file or absent."""
+    from cnnlab.models.pretrained import get_published, is_weights_name
+
+    if not is_weights_name(weights):
+        return None
+    entry = get_published(name, str(weights))
+    if in_chans not in (None, entry.input_size[0]):
+        raise ConfigError(f"{name}: weights={weights!r} take {entry.input_size[0]} input channels, not in_chans={in_chans}")
+    return entry
 
 
 C = TypeVar("C")

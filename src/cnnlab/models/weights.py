@@ -33,6 +33,7 @@ from cnnlab.safeio import GiB, read_regular
 __all__ = [
     "LoadReport",
     "load_weights",
+    "load_state",
     "read_state_dict",
     "save_weights",
     "state_dict_for_saving",
@@ -330,8 +331,13 @@ def load_weights(
     ``sha256`` pins the file: a different content raises :class:`WeightsError` with both hashes.
     """
     state, digest, fmt = read_state_dict(path, sha256=sha256)
+    return load_state(model, state, report=LoadReport(path=str(path), sha256=digest, format=fmt), strict=strict)
+
+
+def load_state(model: nn.Module, state: Mapping[str, Tensor], *, report: LoadReport, strict: bool = True) -> LoadReport:
+    """Load ``state`` (read from the file ``report`` names) into ``model`` in place, as :func:`load_weights`."""
+    path = report.path
     target = _unwrap_model(model)
-    report = LoadReport(path=str(path), sha256=digest, format=fmt)
     loadable = _compare(target.state_dict(), state, report)
     _drop_absent_aux_heads(target, report)
     if strict and not report.complete:

@@ -85,6 +85,7 @@ class ReconstructionTask(_PixelTask):
     monitor = "loss"
     mode = "min"
     stat_names = ("loss", "sq_err", "pixels", "count")
+    metrics = (("mse", "reconstruction MSE (pixels in [0, 1])", ""), ("loss", "loss", ""))
 
     def __init__(self, *, loss: str = "mse") -> None:
         if loss not in ("mse", "bce"):
@@ -131,6 +132,8 @@ class VAETask(_PixelTask):
     monitor = "neg_elbo"
     mode = "min"
     stat_names = ("recon", "kl", "weighted", "count")
+    metrics = (("neg_elbo", "negative ELBO (nats)", ""), ("nll_is", "importance-sampled NLL (nats)", ""),
+               ("kl", "KL (nats)", ""))
 
     def __init__(self, *, beta: float | None = None, is_samples: int = 1000, binarize: bool = False) -> None:
         if beta is not None and (isinstance(beta, bool) or not float(beta) >= 0):

@@ -9,6 +9,10 @@ A recipe's length is given the way its paper gives it: in epochs, or in iteratio
 length of a run, :func:`cnnlab.training.schedules.resolve_schedule` scales them in proportion and
 the run's config.json records the scaled values.
 
+Parameter groups (``freeze``, ``lr_mult``, ``no_decay_bias_norm``) and the ``l1`` penalty name
+parameters by pattern; :mod:`cnnlab.training.param_groups` says how patterns match and builds the
+optimizer's groups from them.
+
 Augmentation fields are those of :class:`cnnlab.data.augment.Augment`, applied on whole batches at
 the model's input size. Where a paper crops a smaller patch from a larger stored image (AlexNet's
 224 of 256), we pad-and-crop at the input size instead, with the same relative shift.
@@ -22,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import ConfigError, UnknownNameError, did_you_mean
-from cnnlab.limits import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_GRAD_CLIP, MAX_ITERATIONS, MAX_LR, MAX_PCA_LIGHTING,
-                           MAX_SIDE, MAX_WEIGHT_DECAY)
+from cnnlab.limits import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_GRAD_CLIP, MAX_ITERATIONS, MAX_L1, MAX_LR, MAX_LR_MULT,
+                           MAX_PCA_LIGHTING, MAX_SIDE, MAX_WEIGHT_DECAY)
 
 __all__ = ["Recipe", "get_recipe", "list_recipes", "register_recipe", "default_recipe_for", "RECIPES",
            "DATA_RECIPES"]
@@ -65,6 +69,14 @@ class Recipe:
     grad_clip: float | None = None  # max global gradient norm (None: no clipping)
     # --- regularisation inside the model
     dropout: float | None = None  # set every nn.Dropout's p to this; None keeps the model's own rates
+    # --- parameter groups (cnnlab.training.param_groups: how a pattern matches a parameter's name)
+    freeze: tuple[str, ...] = ()  # patterns of parameters not trained (requires_grad off, left out of the optimizer)
+    lr_mult: tuple[tuple[str, float], ...] = ()  # (pattern, multiplier): their rate is lr x multiplier; later pairs win
+    # No weight decay on biases and normalisation parameters (and other per-channel gains): He et al.
+    # 2019 ("Bag of Tricks") §3.1, "no bias decay", decays only the weights of convolutions and
+    # fully-connected layers; Goyal et al. 2017 left batch norm's gamma and beta undecayed.
+    no_decay_bias_norm: bool = False
+    l1: float = 0.0  # L1 penalty l1 * sum |w| over the weights (not biases or norms), added to the loss
     # --- augmentation on whole batches (cnnlab.data.augment.Augment's fields)
     crop_padding: int = 0  # pad by this many pixels then crop back to the input size
     flip: bool = False  # random horizontal mirror
@@ -84,6 +96,10 @@ class Recipe:
         def bad(field: str, why: str) -> ConfigError:
             return ConfigError(f"recipe {self.name}: {field} {why}, got {getattr(self, field)!r}")
 
+        # The pattern fields arrive as JSON (lists, an object) or from --set (a string): one tuple form.
+        object.__setattr__(self, "freeze", _patterns(self.freeze, self.name))
+        object.__setattr__(self, "lr_mult", _multipliers(self.lr_mult, self.name))
+
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -97,7 +113,7 @@ class Recipe:
         for field, lo, hi in (("lr", 0, MAX_LR), ("momentum", 0, 1), ("weight_decay", 0, MAX_WEIGHT_DECAY),
                               ("min_lr", 0, MAX_LR), ("warmup_lr", 0, MAX_LR), ("label_smoothing", 0, 1),
                               ("plateau_threshold", 0, math.inf), ("pca_lighting", 0, MAX_PCA_LIGHTING),
-                              ("step_size", 0, math.inf), ("gamma", 0, 1)):
+                              ("step_size", 0, math.inf), ("gamma", 0, 1), ("l1", 0, MAX_L1)):
             value = getattr(self, field)
             if not _is_number(value) or not lo <= value <= hi:
                 raise bad(field, f"must be a finite number in [{lo:g}, {hi:g}]")
@@ -111,7 +127,7 @@ class Recipe:
             raise bad("label_smoothing", "must be < 1")
         if self.tta not in TTA_MODES:
             raise bad("tta", f"must be one of {', '.join(TTA_MODES)}")
-        for field in ("nesterov", "flip", "drop_last"):
+        for field in ("nesterov", "flip", "drop_last", "no_decay_bias_norm"):
             if not isinstance(getattr(self, field), bool):
                 raise bad(field, "must be true or false")
         for field in ("scale_jitter", "random_resized_crop"):
@@ -177,7 +193,9 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["lr_mult"] = dict(self.lr_mult)  # {pattern: multiplier}, in order, as --lr-mult gives them
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
@@ -191,6 +209,41 @@ class Recipe:
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def _patterns(value: Any, recipe: str) -> tuple[str, ...]:
+    """``freeze`` as a tuple of non-empty patterns: from a tuple/list, or "a,b" (``--set freeze=a,b``)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (tuple, list)) or not all(isinstance(p, str) and p.strip() for p in items):
+        raise ConfigError(f"recipe {recipe}: freeze must be a list of module-name patterns, got {value!r}")
+    return tuple(p.strip() for p in items)
+
+
+def _multipliers(value: Any, recipe: str) -> tuple[tuple[str, float], ...]:
+    """``lr_mult`` as ((pattern, multiplier), ...): from a mapping, pairs, or "a=0.1,b=2" (``--set``)."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"recipe {recipe}: lr_mult {why}, got {value!r}")
+
+    items: Any = value
+    if isinstance(value, str):
+        items = [item.partition("=")[::2] for item in value.split(",")]
+        if any(not mult for _, mult in items):
+            raise bad("must be PATTERN=MULTIPLIER pairs")
+        try:
+            items = [(p, float(m)) for p, m in items]
+        except ValueError:
+            raise bad("multipliers must be numbers") from None
+    elif isinstance(value, dict):
+        items = list(value.items())
+    if not isinstance(items, (tuple, list)) or not all(isinstance(i, (tuple, list)) and len(i) == 2 for i in items):
+        raise bad("must map module-name patterns to multipliers")
+    pairs = tuple((p.strip() if isinstance(p, str) else p, m) for p, m in items)
+    for pattern, mult in pairs:
+        if not isinstance(pattern, str) or not pattern:
+            raise bad("patterns must be non-empty strings")
+        if not _is_number(mult) or not 0 <= mult <= MAX_LR_MULT:
+            raise bad(f"multipliers must be finite numbers in [0, {MAX_LR_MULT:g}] ({pattern}={mult!r})")
+    return tuple((p, float(m)) for p, m in pairs)
 
 
 def _is_int(value: Any) -> bool:

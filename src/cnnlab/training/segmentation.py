@@ -37,6 +37,7 @@ class SegmentationTask(Task):
     name = "segmentation"
     monitor = "miou"
     mode = "max"
+    metrics = (("miou", "mean IU", "%"), ("pixel_acc", "pixel accuracy", "%"))
     stat_names: tuple[str, ...] = ("loss", "pixels")
 
     def __init__(self, *, ignore_index: int = IGNORE_INDEX) -> None:

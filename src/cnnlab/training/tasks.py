@@ -75,6 +75,10 @@ class Task(abc.ABC):
     monitor: str = "acc"  # key of summarize() the Trainer selects on, read on the validation split
     mode: str = "max"  # "max" or "min" for `monitor`
     stat_names: tuple[str, ...] = ()
+    # What reports show of the task, declared once: (key of summarize(), label, unit), the first drawn
+    # beside the loss in curves.png and shown by `cnnlab runs` and the report's cards. Unit "%": a
+    # fraction shown as a percentage (curves draw 100 - it as the error).
+    metrics: tuple[tuple[str, str, str], ...] = (("loss", "loss", ""),)
 
     def configure(self, recipe: Any) -> None:
         """Take defaults from the training recipe (called by ``fit`` before ``setup``); default: nothing."""
@@ -145,7 +149,8 @@ class Task(abc.ABC):
 
     def describe(self) -> dict:
         """What config.json records of the task."""
-        return {"name": self.name, "monitor": self.monitor, "mode": self.mode}
+        return {"name": self.name, "monitor": self.monitor, "mode": self.mode,
+                "metrics": [{"key": k, "label": label, "unit": unit} for k, label, unit in self.metrics]}
 
     def callbacks(self, out_dir: Path | None) -> list:
         """Trainer callbacks the task adds to every run, on every rank (``out_dir``: the run folder or
@@ -179,6 +184,7 @@ class ClassificationTask(Task):
     monitor = "acc"
     mode = "max"
     stat_names = ("loss", "top1", "top5", "count")
+    metrics = (("acc", "top-1 accuracy", "%"), ("top5", "top-5 accuracy", "%"))
 
     def __init__(self, *, label_smoothing: float | None = None, tta: str | None = None) -> None:
         if label_smoothing is not None and not 0.0 <= float(label_smoothing) < 1.0:

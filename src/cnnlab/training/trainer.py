@@ -42,6 +42,7 @@ from cnnlab.models.base import Classifier
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.device import Precision
+from cnnlab.training.param_groups import l1_penalty, param_groups
 from cnnlab.training.recipes import Recipe
 from cnnlab.training.schedules import LRSchedule, resolve_schedule
 from cnnlab.training.spec import TrainSpec
@@ -97,7 +98,9 @@ class TrainStep(nn.Module):
         return self.model.forward_train(x) if hasattr(self.model, "forward_train") else self.model(x)
 
 
-def make_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
+def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``model``'s parameter groups (``param_groups``: freeze, lr_mult, decay)."""
+    params = param_groups(model, recipe)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                                weight_decay=recipe.weight_decay)
@@ -128,11 +131,11 @@ class Trainer:
             model.init_from_data(x[:: max(1, len(x) // WARM_START_IMAGES)][:WARM_START_IMAGES])
         model.to(device, memory_format=prec.memory_format)
         task.check(model, data)
+        self.optimizer = make_optimizer(recipe, model)  # before DDP: it must not wait for frozen parameters
         self.step_module: nn.Module = TrainStep(model, task)
         if self.distributed:
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = make_optimizer(recipe, model.parameters())
         self.scaler = torch.amp.GradScaler("cuda", enabled=prec.name == "fp16")
         self.step = 0
         self.history: list[dict] = []
@@ -191,11 +194,13 @@ class Trainer:
         self.epoch_data_seconds += time.perf_counter() - t0  # augmentation and layout (CPU: synchronous)
         self.lr = self.schedule(self.step)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+            group["lr"] = self.lr * group.get("lr_mult", 1.0)
         dtype = self.prec.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = self.step_module(x)
         loss, sums = self.task.loss(out, x, y)
+        if self.recipe.l1:  # the recipe's L1 penalty on the weights (cnnlab.training.param_groups)
+            loss = loss + l1_penalty(self.model, self.recipe.l1)
         for cb in self.callbacks:  # a test's callback may replace the loss (NaN injection)
             fn = getattr(cb, "on_loss", None)
             replaced = fn(self, self.step + 1, loss) if fn is not None else None

@@ -50,16 +50,33 @@ def _series(history: Sequence[Mapping[str, Any]], key: str, *, error: bool = Fal
     return out
 
 
+def _headline(history: Sequence[Mapping[str, Any]], metric: Mapping[str, str] | None) -> tuple[str, str, bool]:
+    """``(key, axis label, drawn as an error)`` of the right-hand panel."""
+    if metric is not None:
+        if metric.get("unit") == "%":
+            label = "top-1 error (%)" if metric["key"] == "acc" else f"100 - {metric['label']} (%)"
+            return metric["key"], label, True
+        return metric["key"], metric["label"], False
+    if history and not any(k.endswith("_acc") and k[: -len("_acc")] in ("train", "val", "test") for k in history[0]):
+        if any(k.endswith("_miou") for k in history[0]):
+            return "miou", "100 - mean IU (%)", True
+    return "acc", "top-1 error (%)", True
+
+
 def plot_training_curves(
     history: Sequence[Mapping[str, Any]] | str | os.PathLike,
     path: str | os.PathLike,
     *,
     title: str | None = None,
+    metric: Mapping[str, str] | None = None,
 ) -> Path:
-    """Draw loss and top-1 error per epoch (train and test) into the PNG ``path``; return the path.
+    """Draw the loss and the task's headline metric per epoch (train, val, test) into the PNG ``path``;
+    return the path.
 
-    ``history``: one mapping per epoch with ``epoch``, ``train_loss``, ``test_loss``, ``train_acc``
-    and ``test_acc`` (accuracies as fractions), or the path of a ``metrics.csv`` holding them.
+    ``history``: one mapping per epoch with ``epoch``, ``<split>_loss`` and ``<split>_<metric>``, or the
+    path of a ``metrics.csv`` holding them. ``metric``: the task's headline (``{"key", "label", "unit"}``,
+    :func:`cnnlab.viz.runs.task_metrics`); a "%" metric is drawn as its error, 100 - value. Default:
+    top-1 accuracy, or mean IU for a history without accuracy columns.
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -69,14 +86,12 @@ def plot_training_curves(
     epochs = [float(row.get("epoch", i + 1)) for i, row in enumerate(history)]
     marker = "o" if len(epochs) <= 12 else None  # a 1-epoch run is a point, not an invisible line
     # classification plots 1 - top-1 accuracy; a segmentation run (no accuracy column) 1 - mean IU
-    metric, metric_label = ("acc", "top-1 error (%)")
-    if history and not any(k.endswith("_acc") and k[: -len("_acc")] in ("train", "val", "test") for k in history[0]):
-        if any(k.endswith("_miou") for k in history[0]):
-            metric, metric_label = ("miou", "1 - mean IU (%)")
-    splits = [s for s in _SPLITS if any(row.get(f"{s[0]}_{metric}") is not None for row in history)]
+    metric, metric_label, as_error = _headline(history, metric)
+    splits = [s for s in _SPLITS if any(row.get(f"{s[0]}_{metric}") is not None or row.get(f"{s[0]}_loss") is not None
+                                        for row in history)]
     fig = Figure(figsize=(10, 4))
     ax_loss, ax_err = fig.subplots(1, 2)
-    for ax, key, label, error in ((ax_loss, "loss", "loss", False), (ax_err, metric, metric_label, True)):
+    for ax, key, label, error in ((ax_loss, "loss", "loss", False), (ax_err, metric, metric_label, as_error)):
         for split, style, lw, color, name in splits:
             ax.plot(epochs, _series(history, f"{split}_{key}", error=error), style, lw=lw, color=color, label=name,
                     marker=marker, markersize=4)
@@ -89,7 +104,7 @@ def plot_training_curves(
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     # A log axis when the values span more than a decade, so the last epochs' small differences show.
-    for ax, key, error in ((ax_loss, "loss", False), (ax_err, metric, True)):
+    for ax, key, error in ((ax_loss, "loss", False), (ax_err, metric, as_error)):
         values = [v for split in splits for v in _series(history, f"{split[0]}_{key}", error=error) if v == v and v > 0]
         if values and max(values) / min(values) > 10:
             ax.set_yscale("log")

@@ -1,6 +1,7 @@
 """Pictures of hand-crafted filters: a grid of filter responses (lecture 003's table, and more), the
-levels of a Gaussian and a Laplacian pyramid, and images written as PNGs. Drawn from arrays alone
-(the image, the kernels, their responses, the pyramid's levels).
+levels of a Gaussian and a Laplacian pyramid, the correlation of pixels against their distance, and
+images written as PNGs. Drawn from arrays alone (the image, the kernels, their responses, the
+pyramid's levels, the measured curves).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from cnnlab import atomic
 from cnnlab.viz.analysis_plots import _save
 
-__all__ = ["plot_filter_grid", "plot_pyramid", "save_image", "display_range"]
+__all__ = ["plot_filter_grid", "plot_pyramid", "plot_pixel_correlation", "save_image", "display_range"]
 
 
 def display_range(kernel: np.ndarray, response: np.ndarray) -> tuple[np.ndarray, str]:
@@ -124,6 +125,38 @@ def plot_pyramid(
             ax.text((w - 1) / 2, -0.5 - 0.02 * h0, text, ha="center", va="bottom", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_pixel_correlation(distances: np.ndarray, curves: Mapping[str, np.ndarray], fits: Sequence, path:
+                           str | os.PathLike, *, title: str) -> Path:
+    """Two log-log panels against the distance in pixels: the correlation of pixel pairs, and
+    ``1 - correlation``; one thin line per image, their mean in black, and the power law fitted to
+    the mean (``fits``: two callables with ``exponent`` and ``r2``, one per panel) dashed."""
+    from matplotlib.figure import Figure
+
+    d = np.asarray(distances, dtype=float)
+    mean = np.mean(np.stack(list(curves.values())), axis=0)
+    fig = Figure(figsize=(10.5, 4.2))
+    axes = fig.subplots(1, 2)
+    for ax, transform, label, fit in ((axes[0], lambda c: c, "correlation of pixel pairs", fits[0]),
+                                      (axes[1], lambda c: 1.0 - c, "1 - correlation", fits[1])):
+        for name, c in curves.items():
+            y = transform(np.asarray(c))
+            ok = y > 0  # a log axis shows positive values only
+            ax.plot(d[ok], y[ok], "-", lw=1, alpha=0.6, label=name)
+        y = transform(mean)
+        ax.plot(d[y > 0], y[y > 0], "o-", color="black", lw=2, ms=4, label="mean")
+        ax.plot(d, fit(d), "--", color="red", lw=1.5,
+                label=f"power law d^{fit.exponent:.2f} (R² {fit.r2:.2f})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("distance between the pixels (pixels)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

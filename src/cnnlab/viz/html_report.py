@@ -26,9 +26,8 @@ from cnnlab.errors import ConfigError
 __all__ = ["detect_kind", "render_run", "render_experiment", "render_index", "write_report"]
 
 _STATUS = {True: "reproduced", False: "not reproduced", "partly": "partly reproduced", "not measured": "not measured"}
-_RESULT_LABELS = (("val_acc", "validation accuracy (selected epoch)"), ("best_epoch", "selected epoch (best on val)"),
-                  ("test_acc", "test accuracy (selected model)"), ("test_top5", "test top-5 (selected model)"),
-                  ("test_acc_last", "test accuracy (last weights)"), ("train_acc", "training accuracy (last epoch)"),
+# The run's common numbers, after the task's own metrics (task_metrics).
+_RESULT_LABELS = (("best_epoch", "selected epoch (best on val)"), ("train_acc", "training accuracy (last epoch)"),
                   ("epochs", "epochs"), ("steps", "updates"), ("seconds", "wall time (s)"),
                   ("images_per_second", "training images per second"))
 
@@ -284,8 +283,31 @@ def _command(text: Any) -> str:
     return text
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _result_rows(results: Mapping | None, metrics: list[dict]) -> list[tuple[str, str]]:
+    """The results table: the task's declared metrics on val, test and test with the last weights,
+    then the run's common numbers."""
+    from cnnlab.viz.runs import format_metric
+
+    if not results:
+        return []
+    rows = []
+    for m in metrics:
+        for prefix, suffix, where in (("val_", "", "validation, selected epoch"), ("test_", "", "test, selected model"),
+                                      ("test_", "_last", "test, last weights")):
+            value = _number(results.get(f"{prefix}{m['key']}{suffix}"))
+            if value is not None:
+                rows.append((f"{m['label']} ({where})", format_metric(value, m)))
+    rows += [(label, _pct(results[k]) if k == "train_acc" else _fmt(results[k]))
+             for k, label in _RESULT_LABELS if k in results and results[k] is not None]
+    return rows
+
+
 def _run_context(folder: Path) -> dict[str, Any]:
-    from cnnlab.viz.runs import read_run
+    from cnnlab.viz.runs import format_metric, read_run, task_metrics
 
     config = _config(folder) or {}
     results = _json(folder / "results.json")
@@ -296,12 +318,15 @@ def _run_context(folder: Path) -> dict[str, Any]:
     precision = config.get("precision") if isinstance(config.get("precision"), Mapping) else {}
     overrides = spec.get("overrides") if isinstance(spec.get("overrides"), Mapping) else {}
     splits = "/".join(_fmt(data.get(k)) for k in ("train_size", "val_size", "test_size") if k in data)
-    cards = [("test accuracy", _pct((results or {}).get("test_acc"))),
-             ("validation accuracy", _pct((results or {}).get("val_acc"))),
+    metrics = task_metrics(config)
+    head = metrics[0]
+    cards = [(f"test {head['label']}", format_metric(_number((results or {}).get(f"test_{head['key']}")), head)),
+             (f"validation {head['label']}", format_metric(_number((results or {}).get(f"val_{head['key']}")), head)),
              ("params", _fmt(model.get("params"))), ("epochs", _fmt(summary.epochs)),
              ("time", "-" if summary.seconds is None else f"{summary.seconds:.0f} s")]
     used = {"curves.png", "confusion.png", "mistakes.png", "eval/confusion.png", "eval/mistakes.png"}
-    curves = [p for p in (_png(folder / "curves.png", "Loss and top-1 error per epoch (curves.png)"),
+    shown = "top-1 error" if head["key"] == "acc" else head["label"]
+    curves = [p for p in (_png(folder / "curves.png", f"Loss and {shown} per epoch (curves.png)"),
                           _step_curves(folder)) if p]
     errors = [p for p in (_png(folder / "confusion.png", "Confusion matrix of the test split"),
                           _png(folder / "eval" / "confusion.png", "Confusion matrix of the test split (cnnlab eval)"),
@@ -332,8 +357,7 @@ def _run_context(folder: Path) -> dict[str, Any]:
         "recipe": [(k, _fmt(v), "--set" if k in overrides else "recipe")
                    for k, v in (config.get("recipe") or {}).items()],
         "curves": curves, "metrics": _metrics_table(folder),
-        "results": [(label, _pct(results[k]) if ("_acc" in k or "top5" in k) else _fmt(results[k]))
-                    for k, label in _RESULT_LABELS if results and k in results],
+        "results": _result_rows(results, metrics),
         "monitor": ((config.get("selection") or {}).get("monitor") if isinstance(config.get("selection"), Mapping)
                     else None) or "accuracy",
         "per_class": _per_class(folder), "errors": errors, "layers": layers, "layers_note": layers_note,
@@ -389,15 +413,17 @@ def _experiments_under(root: Path) -> list[Path]:
 
 def render_index(root: str | os.PathLike, *, links: Mapping[str, str]) -> str:
     """The index page of ``root``; ``links`` maps each run/experiment folder to its page (relative)."""
-    from cnnlab.viz.runs import find_runs
+    from cnnlab.viz.runs import find_runs, format_metric
 
     root = Path(root)
     runs = []
     for s in find_runs(root):
+        metric = s.metric or {"key": "acc", "unit": "%"}
         runs.append({"name": str(Path(s.path).relative_to(root)) or ".", "link": links.get(s.path, ""),
-                     "model": s.model, "data": s.data, "epochs": _fmt(s.epochs), "val_acc": _pct(s.val_acc),
-                     "test_acc": _pct(s.test_acc), "val_v": -1 if s.val_acc is None else s.val_acc,
-                     "test_v": -1 if s.test_acc is None else s.test_acc, "state": s.state,
+                     "model": s.model, "data": s.data, "epochs": _fmt(s.epochs),
+                     "val": format_metric(s.val, metric, name=True), "test": format_metric(s.test, metric, name=True),
+                     "val_v": -1 if s.val is None else s.val, "test_v": -1 if s.test is None else s.test,
+                     "state": s.state,
                      "seconds": "-" if s.seconds is None else f"{s.seconds:.0f} s",
                      "seconds_v": -1 if s.seconds is None else s.seconds})  # fmt: skip
     experiments = []

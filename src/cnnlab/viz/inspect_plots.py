@@ -14,13 +14,14 @@ import numpy as np
 
 from cnnlab.viz.analysis_plots import _save
 
-__all__ = ["to_display", "plot_filters", "plot_stats", "plot_feature_maps", "plot_top_patches",
+__all__ = ["to_display", "plot_filters", "plot_stats", "plot_feature_maps", "plot_contrast_norm", "plot_top_patches",
            "plot_attribution", "plot_attribution_panel", "plot_embedding", "METHOD_TITLES"]  # fmt: skip
 
 METHOD_TITLES = {
     "saliency": "Saliency |grad|", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated gradients",
     "guided_backprop": "Guided backprop", "deconvolution": "Deconvnet", "occlusion": "Occlusion",
-    "gradcam": "Grad-CAM", "cam": "CAM",
+    "gradcam": "Grad-CAM", "cam": "CAM", "gradcam_plusplus": "Grad-CAM++", "scorecam": "Score-CAM",
+    "layercam": "Layer-CAM",
 }  # fmt: skip
 
 
@@ -87,20 +88,23 @@ def plot_filters(weights: np.ndarray, path: str | os.PathLike, *, title: str, ma
 
 
 def plot_stats(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str) -> Path:
-    """Per layer (x axis, in forward order): activation mean +- std, fraction of zeros and of dead
-    units, and weight / gradient norms (log scale)."""
+    """Per layer (x axis, in forward order): activation mean +- std, fraction of zeros, of dead units
+    and of saturated outputs (bounded activations), weight / gradient norms (log scale), and the mean |correlation| between units and between
+    filters (rows without ``unit_corr`` / ``filter_corr`` leave that panel empty)."""
     from matplotlib.figure import Figure
 
     x = np.arange(len(rows))
-    fig = Figure(figsize=(max(7.0, 0.22 * len(rows) + 3), 8.5))
-    ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True)
+    fig = Figure(figsize=(max(7.0, 0.22 * len(rows) + 3), 11.0))
+    ax1, ax2, ax3, ax4 = fig.subplots(4, 1, sharex=True)
     mean = np.array([r["mean"] for r in rows])
     std = np.array([r["std"] for r in rows])
     ax1.errorbar(x, mean, yerr=std, fmt="o", ms=3, capsize=2)
     ax1.set_ylabel("activation mean ± std")
     ax1.axhline(0, color="grey", lw=0.5)
-    ax2.bar(x - 0.2, [r["frac_zero"] for r in rows], width=0.4, label="fraction of zeros")
-    ax2.bar(x + 0.2, [r["dead"] / max(r["units"], 1) for r in rows], width=0.4, label="fraction of dead units")
+    ax2.bar(x - 0.27, [r["frac_zero"] for r in rows], width=0.27, label="fraction of zeros")
+    ax2.bar(x, [r["dead"] / max(r["units"], 1) for r in rows], width=0.27, label="fraction of dead units (never > 0)")
+    ax2.bar(x + 0.27, [r.get("saturated") or 0.0 for r in rows], width=0.27,
+            label="fraction saturated (tanh, sigmoid, ReLU6 outputs at a bound)")
     ax2.set_ylim(0, 1)
     ax2.legend(fontsize=8, loc="upper left")
     wn = np.array([np.nan if r["weight_norm"] is None else r["weight_norm"] for r in rows], dtype=float)
@@ -111,8 +115,15 @@ def plot_stats(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, ti
     ax3.semilogy(x[okg], gn[okg], "s-", ms=3, label="gradient norm")
     ax3.legend(fontsize=8)
     ax3.set_ylabel("L2 norm")
-    ax3.set_xticks(x)
-    ax3.set_xticklabels([f"{r['name']} ({r['type']})" for r in rows], rotation=90, fontsize=8 if len(rows) < 40 else 6)
+    for key, marker, label in (("unit_corr", "o", "between units (outputs on the images)"),
+                               ("filter_corr", "s", "between filters (weights)")):
+        v = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+        ax4.plot(x[~np.isnan(v)], v[~np.isnan(v)], marker, ms=4, label=label)
+    ax4.set_ylim(0, 1)
+    ax4.set_ylabel("mean |correlation|")
+    ax4.legend(fontsize=8, loc="upper left")
+    ax4.set_xticks(x)
+    ax4.set_xticklabels([f"{r['name']} ({r['type']})" for r in rows], rotation=90, fontsize=8 if len(rows) < 40 else 6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
@@ -142,6 +153,33 @@ def plot_feature_maps(maps: Mapping[str, np.ndarray], image: np.ndarray, path: s
             ax = fig.add_subplot(grid[r, c + 1])
             ax.imshow(shown[c], cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
             ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_contrast_norm(image: np.ndarray, before: np.ndarray, after: np.ndarray, path: str | os.PathLike, *,
+                       title: str, maps: int = 8) -> Path:
+    """Lecture 000's slide: the first ``maps`` feature maps (C, H, W) of one image above the same maps
+    after contrast normalisation, grey, one scale per row (so weak maps look weak before, and
+    comparable after: "equalizes the features maps")."""
+    from matplotlib.figure import Figure
+
+    n = min(maps, before.shape[0])
+    fig = Figure(figsize=(n * 1.1 + 1.6, 3.0))
+    grid = fig.add_gridspec(2, n + 1, wspace=0.06, hspace=0.25)
+    ax = fig.add_subplot(grid[:, 0])
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    ax.set_title("input", fontsize=8)
+    ax.set_axis_off()
+    for r, (name, m) in enumerate((("Feature maps", before), ("After contrast normalisation", after))):
+        shown = m[:n]
+        lo, hi = float(shown.min()), float(shown.max())
+        for c in range(n):
+            ax = fig.add_subplot(grid[r, c + 1])
+            ax.imshow(shown[c], cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+            ax.set_axis_off()
+            if c == 0:
+                ax.set_title(name, fontsize=8, loc="left")
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 

@@ -26,13 +26,14 @@ def draw_run_pictures(run_dir: str | os.PathLike, *, history: Sequence[Mapping[s
     from cnnlab.training.rundir import read_config
     from cnnlab.viz.confusion import draw_diagnostics
     from cnnlab.viz.curves import plot_training_curves
+    from cnnlab.viz.runs import task_metrics
 
     run = Path(run_dir)
     config = read_config(run)
     data = config.get("data") or {}
     title = f"{config['model']['name']} on {data.get('name')}"
     drawn = [plot_training_curves(run / "metrics.csv" if history is None else history, run / "curves.png",
-                                  title=title)]
+                                  title=title, metric=task_metrics(config)[0])]
     if (run / "confusion.csv").is_file():
         drawn += draw_diagnostics(run, title=title, mistakes=(run / "mistakes.npz").is_file())
     if (run / "generative.npz").is_file():

@@ -17,7 +17,40 @@ from typing import Any
 from cnnlab import atomic
 from cnnlab.errors import ConfigError
 
-__all__ = ["RunSummary", "find_runs", "read_run", "config_differences", "plot_runs"]
+__all__ = ["RunSummary", "find_runs", "read_run", "config_differences", "plot_runs", "task_metrics", "format_metric"]
+
+# Runs written before config.json declared the task's metrics: what each task reported.
+_LEGACY_METRICS = {
+    "classification": [{"key": "acc", "label": "top-1 accuracy", "unit": "%"},
+                       {"key": "top5", "label": "top-5 accuracy", "unit": "%"}],
+    "segmentation": [{"key": "miou", "label": "mean IU", "unit": "%"}],
+    "reconstruction": [{"key": "mse", "label": "reconstruction MSE (pixels in [0, 1])", "unit": ""}],
+    "vae": [{"key": "neg_elbo", "label": "negative ELBO (nats)", "unit": ""}],
+}
+
+
+def task_metrics(config: Any) -> list[dict]:
+    """The metrics a run's task declares for reports (config.json ``task.metrics``: key, label, unit;
+    the first is the headline), or what the task reported before it declared them."""
+    task = config.get("task") if isinstance(config, dict) else None
+    declared = task.get("metrics") if isinstance(task, dict) else None
+    if isinstance(declared, list):
+        good = [{"key": m["key"], "label": m["label"], "unit": m.get("unit", "")} for m in declared
+                if isinstance(m, dict) and isinstance(m.get("key"), str) and isinstance(m.get("label"), str)
+                and m.get("unit", "") in ("", "%")]
+        if good:
+            return good
+    name = task.get("name") if isinstance(task, dict) else task if isinstance(task, str) else "classification"
+    return _LEGACY_METRICS.get(name, [{"key": "loss", "label": "loss", "unit": ""}])
+
+
+def format_metric(value: float | None, metric: dict, *, name: bool = False) -> str:
+    """``value`` of ``metric`` as reports show it ("98.10%", "196.4"); ``name``: with its key after it
+    where the key is not plain accuracy ("61.20% miou", "196.4 neg_elbo")."""
+    if value is None or value != value:
+        return "-"
+    text = f"{100 * value:.2f}%" if metric.get("unit") == "%" else f"{value:.4g}"
+    return f"{text} {metric['key']}" if name and metric.get("key") != "acc" else text
 
 SORT_KEYS = ("created", "model", "data", "val_acc", "test_acc", "seconds", "epochs", "state")
 
@@ -34,6 +67,9 @@ class RunSummary:
     state: str  # "finished", "unfinished" (resumable or running), "failed" or "unreadable"
     created: str
     problem: str | None = None  # why the run's files could not be read (state "unreadable")
+    metric: dict | None = None  # the task's headline metric (key, label, unit: see task_metrics)
+    val: float | None = None  # its value on val at the selected epoch
+    test: float | None = None  # ... and on test, the selected weights
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,12 +153,14 @@ def _summary(folder: Path, config: dict) -> RunSummary:
     epochs = _field(results, "epochs")
     if epochs is None:
         epochs = len(_metric_rows(folder)) or None
+    metric = task_metrics(config)[0]
     return RunSummary(path=str(folder), model=model, data=data,
                       epochs=epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
                       val_acc=_number(_field(results, "val_acc")), test_acc=_number(_field(results, "test_acc")),
                       seconds=_number(_field(results, "seconds")), state=state,
                       created=config["created"] if isinstance(config.get("created"), str) else "",
-                      problem=problem)  # fmt: skip
+                      problem=problem, metric=metric, val=_number(_field(results, f"val_{metric['key']}")),
+                      test=_number(_field(results, f"test_{metric['key']}")))  # fmt: skip
 
 
 _RUN_FILES = ("metrics.csv", "model.safetensors", "checkpoints/manifest.json", "failed.json")  # a run's alone
@@ -216,33 +254,44 @@ def _comparable(value: Any) -> str:
 
 
 def plot_runs(folders: Sequence[str | os.PathLike], path: str | os.PathLike, *, labels: Sequence[str] | None = None) -> Path:
-    """Loss and top-1 error per epoch of several runs in one figure: validation solid (or test,
-    for runs that recorded no validation split), training dashed, one colour per run."""
+    """Loss and the task's headline metric (:func:`task_metrics` of the first run: top-1 error for
+    classifiers) per epoch of several runs in one figure: validation solid (or test, for runs that
+    recorded no validation split), training dashed, one colour per run; a log axis where the values
+    span more than a decade."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    metric = task_metrics(_config(Path(folders[0])))[0]
+    error = metric["unit"] == "%"
+    metric_label = ("top-1 error (%)" if metric["key"] == "acc" else f"100 - {metric['label']} (%)") if error \
+        else metric["label"]
     fig = Figure(figsize=(11, 4.4))
     ax_loss, ax_err = fig.subplots(1, 2)
     colours = [f"C{i % 10}" for i in range(len(folders))]
+    drawn: dict[int, list[float]] = {0: [], 1: []}
     for i, folder in enumerate(folders):
         rows = _metric_rows(Path(folder))
         if not rows:
             raise ConfigError(f"{folder}: no metrics.csv to draw (the run has not finished an epoch)")
-        held = "val" if any(r.get("val_acc") is not None for r in rows) else "test"
+        held = "val" if any(r.get("val_loss") is not None for r in rows) else "test"
         label = labels[i] if labels else Path(folder).name
         epochs = [r.get("epoch", k + 1) for k, r in enumerate(rows)]
-        for ax, key, error in ((ax_loss, "loss", False), (ax_err, "acc", True)):
+        for panel, (ax, key, as_error) in enumerate(((ax_loss, "loss", False), (ax_err, metric["key"], error))):
             for split, style in ((held, "-"), ("train", "--")):
-                values = [None if r.get(f"{split}_{key}") is None else
-                          (100 * (1 - r[f"{split}_{key}"]) if error else r[f"{split}_{key}"]) for r in rows]
+                values = [None if not isinstance(r.get(f"{split}_{key}"), (int, float)) else
+                          (100 * (1 - r[f"{split}_{key}"]) if as_error else r[f"{split}_{key}"]) for r in rows]
+                drawn[panel] += [v for v in values if v is not None]
                 ax.plot(epochs, [float("nan") if v is None else v for v in values], style, color=colours[i],
                         marker="o" if len(rows) <= 12 else None, markersize=3,
                         label=f"{label} ({'validation' if split == 'val' else split})")
-    for ax, name in ((ax_loss, "loss"), (ax_err, "top-1 error (%)")):
+    for panel, (ax, name) in enumerate(((ax_loss, "loss"), (ax_err, metric_label))):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        positive = [v for v in drawn[panel] if v == v and v > 0]
+        if positive and max(positive) / min(positive) > 10:
+            ax.set_yscale("log")
     handles, names = ax_loss.get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=8)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(names) - 1) // 4), 1, 1))

@@ -23,7 +23,11 @@ Options (``create_model(name, **config)``, see :class:`AlexNetConfig`): ``width`
 and FC6/FC7 (so the nets run on a CPU at reduced width), ``pool_size`` puts an adaptive average pool
 in front of FC6 (what lets ``alexnet`` take any input of at least 63x63; the paper nets without it
 need their own input size), ``norm_before_pool`` switches to the paper's order, ``two_towers=False``
-removes the grouped convolutions, ``init`` picks an initialisation.
+removes the grouped convolutions, ``init`` picks an initialisation, ``norm="lcn"`` puts local contrast
+normalisation (Jarrett et al. 2009, 7x7 Gaussian, across maps) at the NORM rows in place of LRN: the
+"contrast normalized across feature maps" of Zeiler & Fergus 2014 (Fig. 3) and of lecture 000's
+AlexNet slides, and ``pooling`` ("max", the paper's; "avg" or "sum", lecture 000's "sum or max")
+changes the POOL rows.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.base import Classifier
+from cnnlab.models.contrast_norm import LocalContrastNorm
+from cnnlab.models.pooling import check_pool, make_pool
 from cnnlab.models.layers import local_response_norm, scale_channels
 from cnnlab.models.registry import build_config, register_model
 
@@ -127,6 +133,7 @@ ZEILER_FERGUS_2014: tuple[Layer, ...] = (
 FC_WIDTH = 4096  # FC6 and FC7 neurons in all three networks
 
 INITS = ("krizhevsky2012", "zeiler_fergus2014", "pytorch")
+NORMS = ("lrn", "lcn")
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,8 @@ class AlexNetConfig:
     norm_before_pool: bool = False  # True: the paper's order (§3.5); False: the lecture's (POOL, NORM)
     two_towers: bool = True  # grouped CONV2/4/5 (paper's two GPUs); False: dense, as on one GPU
     init: str = "krizhevsky2012"  # see AlexNet._init_weights
+    norm: str = "lrn"  # NORM rows: "lrn" (Krizhevsky et al. 2012 §3.3) or "lcn" (local contrast normalisation)
+    pooling: str = "max"  # POOL rows: "max" (§3.4), "avg" or "sum"
 
     def __post_init__(self) -> None:
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
@@ -157,6 +166,9 @@ class AlexNetConfig:
                 raise ConfigError(f"{field} must be True or False, got {getattr(self, field)!r}")
         if self.init not in INITS:
             raise ConfigError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        check_pool("AlexNetConfig.pooling", self.pooling)
 
 
 def _out_side(table: tuple[Layer, ...], side: int) -> int:
@@ -204,6 +216,8 @@ class AlexNet(Classifier):
         has_norm = any(isinstance(row, Norm) for row in table)
         if cfg.norm_before_pool and not has_norm:
             raise ConfigError("norm_before_pool: this network has no NORM layers")
+        if cfg.norm != "lrn" and not has_norm:
+            raise ConfigError(f"norm={cfg.norm!r}: this network has no NORM layers")
         if cfg.norm_before_pool:
             table = _paper_order(table)
         grouped = cfg.two_towers and any(isinstance(row, Conv) and row.groups > 1 for row in table)
@@ -222,13 +236,14 @@ class AlexNet(Classifier):
                 features += [(row.name, conv), ("relu" + row.name[4:], nn.ReLU())]
                 channels, reduction = out, reduction * row.stride
             elif isinstance(row, Pool):
-                features.append((row.name, nn.MaxPool2d(row.kernel, row.stride, ceil_mode=row.ceil_mode)))
+                features.append((row.name, make_pool(cfg.pooling, row.kernel, row.stride, ceil_mode=row.ceil_mode)))
                 reduction *= row.stride
                 feature_info.append(dict(module=row.name, num_chs=channels, reduction=reduction))
             else:
                 # §3.3: applied after the ReLU. The lecture's order puts it after the pool, which
                 # makes it the stage's last layer there.
-                features.append((row.name, local_response_norm()))
+                norm = local_response_norm() if cfg.norm == "lrn" else LocalContrastNorm(7)
+                features.append((row.name, norm))
                 if i > 0 and isinstance(table[i - 1], Pool):
                     feature_info[-1]["module"] = row.name
 

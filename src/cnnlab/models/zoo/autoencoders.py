@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.models.activations import ACTIVATIONS
 from cnnlab.models.registry import build_config, register_model
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "ae_linear", "ae_mlp", "ae_conv", "dae_conv", "vae_mlp", "vae_conv",
 ]  # fmt: skip
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 NOISES = ("none", "gaussian", "masking")
 LIKELIHOODS = ("bernoulli", "gaussian")
 

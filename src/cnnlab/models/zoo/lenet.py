@@ -9,6 +9,11 @@ subsampling (a coefficient and a bias per map), C3's partial connection table, L
 initialisation. ``lenet5_relu`` is the modern variant of the lectures ([CONV-POOL-CONV-POOL-FC-FC]
 with ReLU and max pooling, full connections, PyTorch's default initialisation). 28x28 inputs
 (MNIST) are zero-padded to 32x32, as the paper did for its 28x28 digits.
+
+Options (:class:`LeNetConfig`): ``activation`` ("scaled_tanh", "sigmoid", "tanh", "relu"; lecture
+004: "sigmoid or tanh nonlinearity"), ``pooling`` ("subsample", "max", "avg", "sum"), ``maxout``
+(k pieces: every layer computes k times its maps and keeps the largest of each k, Goodfellow et al.
+2013, in place of the activation) and ``c3_table``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.models.activations import ACTIVATIONS, check_activation
 from cnnlab.models.base import Classifier
+from cnnlab.models.pooling import Maxout, check_pool, make_pool
 from cnnlab.models.registry import build_config, register_model
 
 __all__ = ["LeNetConfig", "LeNet5", "lenet5", "lenet5_relu", "C3_TABLE"]
@@ -38,15 +45,20 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
 
 @dataclass(frozen=True)
 class LeNetConfig:
-    activation: str = "scaled_tanh"  # "scaled_tanh" (paper, Appendix A), "tanh" or "relu"
-    pooling: str = "subsample"  # "subsample" (paper: trainable avg), "avg" or "max"
+    activation: str = "scaled_tanh"  # "scaled_tanh" (paper, Appendix A), "sigmoid", "tanh" or "relu"
+    pooling: str = "subsample"  # "subsample" (paper: trainable avg), "max", "avg" or "sum"
     c3_table: bool = True  # C3's partial connection table (paper) or full connections
+    # k >= 2: maxout units of k pieces after C1, C3, C5, F6 instead of the activation (Goodfellow et
+    # al. 2013 use a few pieces per unit; the cap of 16 keeps a typo from building a net k times too wide)
+    maxout: int = 1
 
     def __post_init__(self) -> None:
-        if self.activation not in ("scaled_tanh", "tanh", "relu"):
-            raise ConfigError(f"activation must be 'scaled_tanh', 'tanh' or 'relu', got {self.activation!r}")
-        if self.pooling not in ("subsample", "avg", "max"):
-            raise ConfigError(f"pooling must be 'subsample', 'avg' or 'max', got {self.pooling!r}")
+        check_activation("LeNetConfig.activation", self.activation, extra=("scaled_tanh",))
+        check_pool("LeNetConfig.pooling", self.pooling, extra=("subsample",))
+        if not isinstance(self.c3_table, bool):
+            raise ConfigError(f"LeNetConfig.c3_table must be True or False, got {self.c3_table!r}")
+        if isinstance(self.maxout, bool) or not isinstance(self.maxout, int) or not 1 <= self.maxout <= 16:
+            raise ConfigError(f"LeNetConfig.maxout must be an integer in 1..16 (pieces per unit), got {self.maxout!r}")
 
 
 class ScaledTanh(nn.Module):
@@ -105,23 +117,30 @@ def pad_28_to_32(x: Tensor) -> Tensor:
 class LeNet5(Classifier):
     def __init__(self, cfg: LeNetConfig, *, num_classes: int = 10, in_chans: int = 1) -> None:
         super().__init__()
-        act = {"scaled_tanh": ScaledTanh, "tanh": nn.Tanh, "relu": nn.ReLU}[cfg.activation]
+        act = {"scaled_tanh": ScaledTanh, **ACTIVATIONS}[cfg.activation]
+        k = cfg.maxout
 
         def pool(channels: int) -> nn.Module:
             if cfg.pooling == "subsample":
                 return Subsampling(channels)
-            return nn.AvgPool2d(2) if cfg.pooling == "avg" else nn.MaxPool2d(2)
+            return make_pool(cfg.pooling, 2)
+
+        def unit() -> nn.Module:  # what follows C1, C3, C5 and F6
+            return Maxout(k) if k > 1 else act()
 
         # The paper's subsampling layers are followed by the squashing function; plain pooling
         # (the modern variant) is not, since the activation already came after the convolution.
         sub_act = cfg.pooling == "subsample"
-        self.c1 = nn.Sequential(nn.Conv2d(in_chans, 6, 5), act())
+        self.c1 = nn.Sequential(nn.Conv2d(in_chans, 6 * k, 5), unit())
         self.s2 = nn.Sequential(pool(6), act()) if sub_act else pool(6)
-        c3 = PartialConv2d(6, C3_TABLE, 5) if cfg.c3_table else nn.Conv2d(6, 16, 5)
-        self.c3 = nn.Sequential(c3, act())
+        # With maxout, each connection of the table is repeated k times: the k pieces of a unit are
+        # consecutive channels that read the same S2 maps.
+        table = tuple(row for row in C3_TABLE for _ in range(k))
+        c3 = PartialConv2d(6, table, 5) if cfg.c3_table else nn.Conv2d(6, 16 * k, 5)
+        self.c3 = nn.Sequential(c3, unit())
         self.s4 = nn.Sequential(pool(16), act()) if sub_act else pool(16)
-        self.c5 = nn.Sequential(nn.Conv2d(16, 120, 5), act())
-        self.f6 = nn.Sequential(nn.Flatten(1), nn.Linear(120, 84), act())
+        self.c5 = nn.Sequential(nn.Conv2d(16, 120 * k, 5), unit())
+        self.f6 = nn.Sequential(nn.Flatten(1), nn.Linear(120, 84 * k), unit())
         # Departure: the paper's output layer is 10 Euclidean RBF units on F6; like every modern
         # re-implementation we use a linear layer trained with softmax cross-entropy.
         self.fc = nn.Linear(84, num_classes)

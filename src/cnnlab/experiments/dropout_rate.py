@@ -171,7 +171,7 @@ def _table(cfg: DropoutRateConfig, arms: dict[str, dict[str, Any]], chosen: floa
 
 def _setup(ctx: ExperimentContext, cfg: DropoutRateConfig, data: Any) -> list[str]:
     return [
-        f"Data: `{data.name}`, {len(data.train.y):,} training images"
+        f"Data: `{data.name}` at {'x'.join(map(str, data.input_size))}, {len(data.train.y):,} training"
         + (f" ({cfg.train_per_class:,} per class, a fixed subset)" if cfg.train_per_class else "")
         + f", {len(data.val.y):,} validation and {len(data.test.y):,} test images, no augmentation.",
         "Network (`cnnlab.experiments.nets.WideFCNet`): " + "".join(f"conv5-{c}, max pool, " for c in cfg.channels)

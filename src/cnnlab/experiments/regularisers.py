@@ -184,7 +184,7 @@ def _tables(cfg: RegularisersConfig, arms: dict[str, dict[str, Any]], grid: dict
 def _setup(ctx: ExperimentContext, cfg: RegularisersConfig, data: Any) -> list[str]:
     seeds = seed_list(ctx, cfg.seeds)
     return [
-        f"Data: `{data.name}`, {len(data.train.y):,} training images"
+        f"Data: `{data.name}` at {'x'.join(map(str, data.input_size))}, {len(data.train.y):,} training"
         + (f" ({cfg.train_per_class:,} per class, a fixed subset)" if cfg.train_per_class else "")
         + f", {len(data.val.y):,} validation and {len(data.test.y):,} test images, no augmentation.",
         "Network (`cnnlab.experiments.nets.WideFCNet`): " + "".join(f"conv5-{c}, max pool, " for c in cfg.channels)

@@ -140,3 +140,19 @@ def test_imagenet_transfer_tiny_run(tmp_path):
     assert all(len(m["per_seed"]) == 2 for m in row["methods"].values())
     assert row["methods"]["linear"]["l2"] == [1e-2, 1e-2]
     assert (tmp_path / "imagenet_transfer.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_without_the_weights_the_cli_says_how_to_install_them_and_all_skips_it(monkeypatch, tmp_path, capsys):
+    from cnnlab import experiments
+    from cnnlab.cli import main
+    from cnnlab.models import pretrained
+
+    key = ("efficientnet_lite0", "imagenet")
+    monkeypatch.setitem(pretrained.PUBLISHED, key,
+                        dataclasses.replace(pretrained.PUBLISHED[key], package="cnnlab_no_such_weights_package"))
+    assert main(["experiment", "imagenet-transfer", "--scale", "tiny", "--out", str(tmp_path / "one"), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'cnnlab[imagenet]'" in err and "Traceback" not in err
+    monkeypatch.setattr(experiments, "list_experiments", lambda: ["imagenet-transfer"])
+    assert main(["experiment", "all", "--scale", "tiny", "--out", str(tmp_path / "all"), "--quiet"]) == 0
+    assert "imagenet-transfer: skipped: " in capsys.readouterr().out

@@ -154,7 +154,10 @@ def _linear(ctx: ExperimentContext, cfg: ImagenetTransferConfig, net: Any, data:
         if best is None or val > best[0]:
             best = (val, l2, probe)
     val, l2, probe = best
-    return {"val": val, "test": probe_accuracy(probe, fixed["test"], data.test.y), "l2": l2}
+    test = probe_accuracy(probe, fixed["test"], data.test.y)
+    ctx.log(f"linear classifier on frozen features, {data.name}: val acc {val:.4f} (L2 {l2:g}, chosen on val), "
+            f"test acc {test:.4f}")
+    return {"val": val, "test": test, "l2": l2}
 
 
 def _one_draw(ctx: ExperimentContext, cfg: ImagenetTransferConfig, data: Any, pretrained: Any,

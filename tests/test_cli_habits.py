@@ -153,3 +153,11 @@ def test_a_run_at_chance_says_it_has_not_started_to_learn(tmp_path, capsys) -> N
                             "--no-progress"], capsys)
     assert rc == 0, err
     assert "is chance for 10 classes" in err and "4 updates" in err and "lenet5_relu" in err
+
+
+def test_experiment_list_speaks_json(capsys) -> None:
+    rc, out, err = run_cli(["experiment", "list", "--format", "json"], capsys)
+    assert rc == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert "degradation" in rows and "standard" in rows["degradation"]["scales"]
+    assert rows["degradation"]["paper"].startswith("He, Zhang, Ren & Sun")

@@ -32,7 +32,7 @@ FAST = {"lenet5", "lenet5_relu", "alexnet", "alexnet_2012", "zfnet", "vgg_a_lrn"
         "resnext50_32x4d", "se_resnet50", "plain18", "resnet20", "plain20", "se_resnet20",
         # dense prediction and generative nets: per-pixel logits, [0, 1] pixels
         "fcn_digits", "dilated_digits", "unet_small", "fcn8s_vgg16", "ae_conv", "vae_conv",
-        "efficientnet_lite0"}
+        "efficientnet_lite0", "cdcgan"}
 SLOW = sorted(set(list_models()) - FAST)
 
 def small_case(name: str) -> tuple[dict, tuple[int, int, int]]:

@@ -4,7 +4,9 @@ The property, for each kind of input: reading it either succeeds or raises a sub
 :class:`cnnlab.errors.CnnlabError` (which the CLI prints as one line, exit code 2) -- never another
 exception, and within a bounded time and memory. The inputs are mutations of valid files
 (safetensors headers, IDX headers and bodies, CIFAR pickles, config.json, checkpoint manifests,
-checkpoint training states) and argument lists for every sub-command.
+checkpoint training states), argument lists for every sub-command, and finished run folders whose
+config.json and results.json have fields of the wrong type, huge, nested or missing, as `runs`,
+`report`, `eval`, `export` and `predict` read them.
 
 All families run in ONE child process (``python tests/test_fuzz.py``), started once per test
 session: after importing torch and cnnlab it caps its address space with ``RLIMIT_AS`` (what it has
@@ -31,7 +33,7 @@ from pathlib import Path
 import pytest
 
 HEADROOM = 3 << 30  # bytes of address space the child may add to what torch and cnnlab mapped at import
-FAMILIES = ("safetensors", "idx", "cifar", "config", "manifest", "state", "cli")
+FAMILIES = ("safetensors", "idx", "cifar", "config", "manifest", "state", "cli", "runfolder")
 
 
 # ============================================================================ the parent (pytest)
@@ -410,6 +412,65 @@ if __name__ == "__main__":  # the rest runs only in the child process
         rc = quiet(argv)
         assert rc in (0, 1, 2), f"{argv}: exit code {rc}"  # 1: `cnnlab list PATTERN` matched no model
 
+    # ------------------------------------------------------------------ run folders read by runs/report/eval/export/predict
+    from PIL import Image
+
+    from cnnlab.export import load_model
+
+    DONE = WORK / "runs" / "done"
+    assert quiet(["train", "lenet5", *[a if a != "2" else "1" for a in TINY], "--out", str(DONE)]) == 0  # one epoch
+    DONE_CONFIG = json.loads((DONE / "config.json").read_text())
+    DONE_RESULTS = json.loads((DONE / "results.json").read_text())
+    DIGIT = WORK / "digit.png"
+    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(DIGIT)
+    wild = json_values | st.integers(2**63, 2**200) | st.just(-1) | st.just(0) | st.integers(1, 3).map(lambda k: "x" * 10**(3 + k)) \
+        | st.integers(1, 200).map(lambda n: json.loads("[" * n + "]" * n))  # fmt: skip
+
+    @st.composite
+    def run_documents(draw, base: dict) -> bytes:
+        doc = json.loads(json.dumps(base))
+        for _ in range(draw(st.integers(1, 4))):
+            path = draw(st.sampled_from([p for p in paths(doc) if p]))
+            parent = doc
+            for k in path[:-1]:
+                parent = parent[k]
+            if draw(st.booleans()) and isinstance(parent, dict):
+                parent.pop(path[-1], None)  # missing
+            else:
+                parent[path[-1]] = draw(wild)  # of the wrong type, huge or nested
+        return json.dumps(doc).encode()
+
+    def command(argv: list[str]) -> None:
+        COUNT["runfolder"] = COUNT.get("runfolder", 0) + 1
+        signal.alarm(20)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+                try:
+                    rc = cli_main(argv)
+                except SystemExit as exc:
+                    rc = int(exc.code or 0)
+        finally:
+            signal.alarm(0)
+        lines = err.getvalue().strip().splitlines()
+        assert rc in (0, 2), f"{argv}: exit code {rc}"
+        assert rc == 0 or len([ln for ln in lines if "error" in ln]) == 1, f"{argv}: {lines}"
+
+    @given(st.one_of(run_documents(DONE_CONFIG), st.just(None)), st.one_of(run_documents(DONE_RESULTS), st.just(None)))
+    @budget(15)
+    def fuzz_runfolder(config: bytes | None, results: bytes | None) -> None:
+        run = WORK / "runs" / "crafted"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(DONE, run)
+        (run / "config.json").write_bytes(config if config is not None else b"")
+        if results is not None:
+            (run / "results.json").write_bytes(results)
+        command(["runs", str(WORK / "runs"), "--format", "json"])
+        command(["report", str(run), "--out", str(WORK / "report.html"), "--force"])
+        command(["eval", str(run / "model.safetensors"), "--format", "json", "--mistakes", "0",
+                 "--out", str(WORK / "eval-out"), "--force"])
+        command(["predict", str(DIGIT), "--run", str(run), "--backend", "eager", "--format", "json"])
+        expect_clean("runfolder", load_model, run=run)  # what `export --run` and `bench --run` build from
+
     # ------------------------------------------------------------------ run them, under the memory cap
     def mapped_bytes() -> int:
         with open("/proc/self/status") as f:
@@ -423,7 +484,8 @@ if __name__ == "__main__":  # the rest runs only in the child process
 
     logging.getLogger("cnnlab.checkpoint").setLevel(logging.ERROR)  # fallbacks are expected here, by the hundred
     results = {}
-    for family in FAMILIES:
+    only = os.environ.get("CNNLAB_FUZZ_ONLY")  # one family, when working on it
+    for family in [only] if only else FAMILIES:
         fn = globals()[f"fuzz_{family}"]
         failure = None
         t0 = time.perf_counter()
@@ -431,6 +493,8 @@ if __name__ == "__main__":  # the rest runs only in the child process
             fn()
         except BaseException as err:  # noqa: BLE001 - report, do not crash the child
             failure = "".join(traceback.format_exception(err)[-6:])[-3000:]
+            if only:
+                traceback.print_exception(err)
         results[family] = {"examples": COUNT.get(family, 0), "failure": failure,
                            "seconds": round(time.perf_counter() - t0, 1)}
     shutil.rmtree(WORK, ignore_errors=True)

@@ -197,3 +197,17 @@ def test_runs_written_before_tasks_declared_their_metrics_keep_their_headline():
     assert task_metrics({})[0]["key"] == "acc"  # the oldest runs: classification
     crafted = {"task": {"name": "vae", "metrics": [{"key": 3, "label": "x"}, "no"]}}
     assert task_metrics(crafted)[0]["key"] == "neg_elbo"  # a crafted declaration is ignored, not trusted
+
+
+def test_predict_on_a_vae_run_says_to_sample_it(vae_run, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.cli import main
+
+    _, out = vae_run
+    image = tmp_path / "digit.png"
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype("uint8")).save(image)
+    assert main(["predict", str(image), "--run", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trained as a vae model" in err and "cnnlab sample" in err

@@ -13,7 +13,7 @@ from torch import nn
 import cnnlab
 from cnnlab.data import DataBundle, TensorPair, load_dataset
 from cnnlab.errors import ConfigError
-from cnnlab.training.engine import fit
+from cnnlab.training import TrainSpec, fit
 from cnnlab.training.param_groups import bias_and_norm_names, l1_penalty, matches, param_groups
 from cnnlab.training.recipes import Recipe, get_recipe
 from cnnlab.training.trainer import make_optimizer
@@ -51,7 +51,7 @@ def _one_sgd_step(**fields):
     a0, b0 = model.a.weight.detach().double().clone(), model.b.weight.detach().double().clone()
     recipe = Recipe(name="hand", source="a test", optimizer="sgd", lr=LR, momentum=0.0, batch_size=8, epochs=1,
                     **fields)
-    result = fit(model, data, recipe, max_steps=1, progress=False, precision="fp32", device="cpu")
+    result = fit(model, data, TrainSpec(recipe=recipe, max_steps=1, precision="fp32", device="cpu"), progress=False)
     return data, a0, b0, result.model.a.weight.detach().double(), result.model.b.weight.detach().double()
 
 
@@ -104,8 +104,7 @@ def test_a_frozen_layer_is_bitwise_unchanged_while_the_others_train():
     torch.manual_seed(0)
     model = cnnlab.create_model("lenet5")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = fit(model, _tiny_data(), "lenet", epochs=1, max_steps=3, progress=False, precision="fp32",
-                 overrides=dict(freeze=("c1", "s2"), batch_size=16))
+    result = fit(model, _tiny_data(), TrainSpec(recipe="lenet", epochs=1, max_steps=3, precision="fp32", overrides=dict(freeze=("c1", "s2"), batch_size=16)), progress=False)
     after = result.model.state_dict()
     frozen = [k for k in before if k.startswith(("c1.", "s2."))]
     assert frozen == ["c1.0.weight", "c1.0.bias", "s2.0.weight", "s2.0.bias"]

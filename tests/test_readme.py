@@ -78,6 +78,8 @@ def _tiny(argv: list[str]) -> list[str]:
         argv = [*argv, "--epochs", "1", "--max-steps", "3"]
         if any(a.startswith("vae") for a in argv):
             argv += ["--task-set", "is_samples=2"]
+        if any(a in ("dcgan", "cdcgan") for a in argv):  # the GAN's judge: one epoch of LeNet-5
+            argv += ["--task-set", "judge_epochs=1"]
     if cmd == "bench":
         argv = [*argv, "--rounds", "1"] if "--rounds" not in argv else argv
     return argv
@@ -94,6 +96,8 @@ def workdir(tmp_path_factory):
                  str(runs / "other"), "--no-progress"]) == 0
     assert main(["train", "vae_mlp", "--epochs", "1", "--max-steps", "2", "--task-set", "is_samples=2",
                  "--out", str(runs / "vae-run"), "--no-progress"]) == 0
+    assert main(["train", "dcgan", "--epochs", "1", "--max-steps", "2", "--task-set", "judge_epochs=1",
+                 "--out", str(runs / "gan-run"), "--no-progress"]) == 0
     rng = np.random.default_rng(0)
     for name in ("photo.png", "digit.png", "photo.jpg"):
         Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / name)
@@ -104,7 +108,7 @@ def workdir(tmp_path_factory):
 
 
 def _fill(line: str, root: Path) -> str:
-    line = line.replace("runs/<vae-run>", str(root / "runs" / "vae-run"))
+    line = line.replace("runs/<vae-run>", str(root / "runs" / "vae-run")).replace("runs/<gan-run>", str(root / "runs" / "gan-run"))
     return line.replace("runs/<run>", str(root / "runs" / "run")).replace("runs/<other>", str(root / "runs" / "other"))
 
 

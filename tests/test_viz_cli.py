@@ -76,7 +76,7 @@ def test_viz_on_a_torchvision_weights_file(tmp_path):
     (["viz", "feature-maps", "--model", "lenet5_relu", "--layer", "c3x"], "did you mean c3"),
     (["viz", "attributions", "--model", "lenet5_relu", "--method", "gradcm"], "did you mean gradcam"),
     (["viz", "cam", "--model", "lenet5_relu"], "global average pooling"),
-    (["viz", "attributions", "--model", "lenet5_relu", "--image", "/nonexistent.png"], "no such file"),
+    (["viz", "attributions", "--model", "lenet5_relu", "--image", "/nonexistent.png"], "does not exist"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main(argv + ["--out", str(tmp_path)]) == 2

@@ -11,8 +11,9 @@ from __future__ import annotations
 __all__ = [
     "MAX_SIDE", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_GRAD_CLIP", "MAX_PCA_LIGHTING", "MAX_BATCH_SIZE",
     "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_LR_MULT", "MAX_L1", "MAX_SWEEP_RUNS", "MAX_FOLDS", "MAX_SEED",
-    "MAX_THREADS", "MAX_SAMPLES", "MAX_IMAGE_SIDE",
-    "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "MAX_UPLOAD_BYTES", "check_seed", "check_threads",
+    "MAX_THREADS", "MAX_SAMPLES", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS",
+    "MAX_INPUT_BATCH_BYTES", "MAX_PREDICT_IMAGES", "PREDICT_CHUNK", "MAX_CLASSES", "MAX_REPEATS",
+    "MAX_UPLOAD_BYTES", "check_seed", "check_threads",
 ]
 
 # --- tensors
@@ -21,6 +22,9 @@ MAX_SIDE = 2048  # a model input's height or width: ImageNet models take 224-299
 MAX_INPUT_BATCH_BYTES = 1 << 30  # one input batch of fp32 (bench): activations need several times more
 MAX_IMAGE_SIDE = 4096  # an image the foundations commands (convolve, filters, pyramid) read: filters
 #                        keep a float64 copy per response (4096^2 * 8 B = 128 MiB each)
+MAX_IMAGE_PIXELS = 89_478_485  # pixels of any image cnnlab decodes, read from its header first: PIL's own
+#                               decompression-bomb threshold (a quarter GiB as RGBA); a 100 kB PNG can declare
+#                               more pixels than the machine has bytes
 
 # --- recipes (cnnlab.training.recipes.Recipe)
 MAX_LR = 1e3  # the largest base rates in print are ~30 (LARS at batch 32k); fp32 weights overflow
@@ -45,8 +49,12 @@ MAX_FOLDS = 20  # k of k-fold cross-validation: 5 and 10 are the usual choices; 
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer; larger seeds overflow in C
 MAX_THREADS = 1024  # torch / ONNX Runtime threads: libgomp aborts the process (not an exception) when
 #                     asked for a million; the largest CPUs have a few hundred hardware threads
-MAX_SAMPLES = 10_000  # images in one `cnnlab sample` grid: a 100x100 grid is already unreadable
+MAX_SAMPLES = 10_000  # images in one grid (`sample --n`, `eval --mistakes`, `viz --k/--count`): a 100x100
+#                      grid is already unreadable
 MAX_PREDICT_IMAGES = 100_000  # images one Predictor.predict call takes: decoded, 100k MNIST digits are 400 MB
+MAX_CLASSES = 100_000  # classes of a classifier: ImageNet-21k has 21,841; a class name is built for each
+MAX_REPEATS = 10_000  # passes repeated over the same inputs (MC-dropout samples, ERF samples averaged,
+#                       benchmark rounds): papers average 10-100 dropout samples; each pass costs a full forward
 MAX_UPLOAD_BYTES = 16 << 20  # one image sent to `cnnlab explore`: a 12-megapixel JPEG is 3-8 MB
 PREDICT_CHUNK = 256  # `cnnlab predict` decodes and predicts this many files at a time, printing as it goes
 

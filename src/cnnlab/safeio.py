@@ -17,7 +17,12 @@ FIFO (named pipe)"), so that "no such file" is never printed for something that 
 (``config.json``, ``results.json``, manifests): a regular file, at most ``max_bytes``, UTF-8, and
 nested at most ``max_depth`` deep, so that a crafted file gives one line instead of a
 ``MemoryError`` or a ``RecursionError`` (in the parser, or later in code that walks the document).
-Like :mod:`cnnlab.errors` this module imports nothing else of the package.
+
+:func:`open_pil_image` is the one door to PIL: the image's header is read, and an image declaring
+more pixels than ``cnnlab.limits.MAX_IMAGE_PIXELS`` is refused in one line naming the file (PIL would
+warn, decode gigabytes, or raise its own ``DecompressionBombError``).
+
+Like :mod:`cnnlab.errors` this module imports nothing else of the package (but its limits).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,7 +41,7 @@ from typing import Any, BinaryIO
 from cnnlab.errors import CnnlabError, ConfigError
 
 __all__ = ["open_regular", "read_regular", "read_json", "parse_json", "json_depth", "describe_path",
-           "check_output_path", "GiB", "MiB", "MAX_JSON_BYTES", "MAX_JSON_DEPTH"]
+           "check_output_path", "open_pil_image", "GiB", "MiB", "MAX_JSON_BYTES", "MAX_JSON_DEPTH"]
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -128,6 +135,37 @@ def open_regular(
         raise
     with f:
         yield f, st.st_size
+
+
+@contextlib.contextmanager
+def open_pil_image(source: str | os.PathLike | BinaryIO, *, name: object, error: type[CnnlabError]) -> Iterator[Any]:
+    """``PIL.Image.open(source)`` (a path or an open binary file; nothing decoded yet), refused with
+    ``error`` naming ``name`` when its header declares more than ``MAX_IMAGE_PIXELS`` pixels.
+
+    PIL's own check (a ``DecompressionBombWarning`` above its limit, an error above twice that) is
+    replaced by this one: the warning is silenced and the error becomes the same one-line refusal.
+    PIL's other errors (not an image, truncated) propagate for the caller to word.
+    """
+    from PIL import Image
+
+    from cnnlab.limits import MAX_IMAGE_PIXELS
+
+    def refuse(pixels: str) -> CnnlabError:
+        return error(f"image {name} is {pixels} pixels, more than the {MAX_IMAGE_PIXELS:,} cnnlab decodes "
+                     "(cnnlab.limits.MAX_IMAGE_PIXELS, PIL's decompression-bomb limit); shrink it first")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+    except Image.DecompressionBombError as err:  # above twice PIL's limit: its message has the count
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        raise refuse(f"{int(found[1]):,}" if found else "too many") from None
+    with img:
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise refuse(f"{width}x{height} = {width * height:,}")
+        yield img
 
 
 def read_regular(

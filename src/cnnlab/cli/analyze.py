@@ -7,7 +7,8 @@ import re
 
 from cnnlab.errors import ConfigError
 from cnnlab.atomic import check_replace
-from cnnlab.cli.options import guard_outputs
+from cnnlab.cli.options import capped_int, guard_outputs
+from cnnlab.limits import MAX_BATCH_SIZE, MAX_SIDE
 
 _FORMATS = ("table", "markdown", "json", "csv")
 _DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also measure the effective receptive field (Luo et al. 2016, random weights and "
                         "inputs, real forward/backward on the CPU) and save it as a heat map")
     p.add_argument("--erf-layer", metavar="NAME", help="row whose central unit --erf measures (default: last spatial)")
-    p.add_argument("--erf-samples", type=int, default=16, metavar="N", help="random inputs averaged (default 16)")
+    p.add_argument("--erf-samples", type=capped_int("MAX_REPEATS"), default=16, metavar="N", help="random inputs averaged (default 16)")
     p.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="momentum",
                    help="optimizer whose state the training-memory estimate counts (default momentum)")
     guard_outputs(p)
@@ -54,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", metavar="CxHxW", help="input size, e.g. 3x224x224, 224x224, or with the batch "
                                                     "8x3x224x224 (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="images per batch (default 1)")
+    p.add_argument("--batch-size", type=capped_int("MAX_BATCH_SIZE"), default=None, metavar="N",
+                   help="images per batch (default 1)")
     p.add_argument("--dtype", choices=_DTYPES, default="float32", help="activation dtype for byte counts")
 
 
@@ -76,7 +78,11 @@ def parse_input(text: str | None) -> tuple[int | None, int, int] | None:
     dims = [int(v) for v in text.strip().lower().split("x")]
     if any(v <= 0 for v in dims):
         raise ConfigError(f"bad --input {text!r}: sizes must be positive")
+    if len(dims) == 4 and dims[0] > MAX_BATCH_SIZE:
+        raise ConfigError(f"bad --input {text!r}: the batch must be at most {MAX_BATCH_SIZE:,} (cnnlab.limits)")
     dims = dims[1:] if len(dims) == 4 else dims
+    if any(v > MAX_SIDE for v in dims):  # channels too: no input of the zoo has more channels than pixels
+        raise ConfigError(f"bad --input {text!r}: each size must be at most {MAX_SIDE} (cnnlab.limits.MAX_SIDE)")
     return tuple(dims) if len(dims) == 3 else (None, dims[0], dims[-1])
 
 

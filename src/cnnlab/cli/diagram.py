@@ -18,7 +18,7 @@ Rendering SVG, PNG or PDF needs Graphviz: `pip install graphviz` and its `dot` p
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.options import guard_outputs, positive_int
+    from cnnlab.cli.options import capped_int, guard_outputs
 
     p = sub.add_parser(
         "diagram", help="draw a zoo net's architecture: layers, Inception branches, residual skips",
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("model", metavar="MODEL", help="a zoo model (`cnnlab list`)")
     p.add_argument("--out", required=True, help="the file to write: .svg, .png, .pdf, or .dot/.gv (Graphviz text)")
-    p.add_argument("--size", type=positive_int, help="input side (default: the model's own)")
+    p.add_argument("--size", type=capped_int("MAX_SIDE"), help="input side (default: the model's own)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option")
     guard_outputs(p)
     p.set_defaults(func=run)

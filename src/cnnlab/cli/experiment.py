@@ -34,14 +34,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--precision", default="auto", help="training/evaluation precision passed to the engine")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="with `list`: a table (default) or JSON")
     guard_outputs(p)
     p.set_defaults(func=run)
 
 
-def _list() -> int:
+def _list(fmt: str = "table") -> int:
     from cnnlab.experiments import get_experiment, list_experiments
 
     names = list_experiments()
+    if fmt == "json":
+        import json
+
+        rows = [{"name": n, "title": (e := get_experiment(n)).title, "claim": e.claim, "paper": e.paper,
+                 "lectures": list(e.lectures), "scales": [s for s in SCALES if s in e.scales]} for n in names]
+        print(json.dumps(rows, indent=2))
+        return 0
     width = max(len(n) for n in names) + 2
     for name in names:
         exp = get_experiment(name)
@@ -52,13 +61,25 @@ def _list() -> int:
     return 0
 
 
+def _check_outputs(out_dir: Path) -> None:
+    """An experiment's results.json, report.md and PNG plots are drawn elsewhere and renamed into
+    ``out_dir`` once complete: a file of those kinds there that cnnlab did not write is refused now,
+    before the training (:func:`cnnlab.atomic.check_replace`; --force replaces it)."""
+    from cnnlab.atomic import check_replace
+
+    if out_dir.is_dir():
+        for path in sorted(out_dir.iterdir()):
+            if path.name in ("results.json", "report.md") or path.suffix.lower() == ".png":
+                check_replace(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError, MissingExtraError
     from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
-    from cnnlab.experiments.runner import summarize
+    from cnnlab.experiments.runner import _default_out_dir, summarize
 
     if args.name == "list":
-        return _list()
+        return _list(args.format)
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     names = list_experiments() if args.name == "all" else [get_experiment(args.name).name]
@@ -67,10 +88,14 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.out) if args.name == "all" and args.out else Path("runs/experiments")
     if args.name == "all" and root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root} exists and is not a directory")
+    out_dirs = {name: root / f"{name}-{args.scale}" if args.name == "all" else
+                (Path(args.out) if args.out else _default_out_dir(name, args.scale)) for name in names}
+    for out_dir in out_dirs.values():  # before any training
+        _check_outputs(out_dir)
     cache = ModelCache()  # `all` shares data sets and trained networks between experiments
     done = []
     for name in names:
-        out_dir = root / f"{name}-{args.scale}" if args.name == "all" else args.out
+        out_dir = out_dirs[name]
         try:
             results = run_experiment(
                 name, scale=args.scale, data=args.data, out_dir=out_dir, seed=args.seed, device=args.device,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.terminal import for_terminal
-from cnnlab.cli.options import positive_int, threads_int, threads_option  # one parser of each kind for every command
+from cnnlab.cli.options import capped_int, threads_int, threads_option  # one parser of each kind for every command
 
 EXPORT_EPILOG = """\
 examples:
@@ -55,12 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "each backend in interleaved rounds, ratios to eager fp32, the largest "
                                    "output difference from fp32, and the machine.")
     _source_args(b, positional=True)
-    b.add_argument("--batch-size", type=positive_int, default=16, help="batch for throughput (default 16)")
+    b.add_argument("--batch-size", type=capped_int("MAX_BATCH_SIZE"), default=16, help="batch for throughput (default 16)")
     b.add_argument("--input", metavar="CxHxW", help="input size (default: the model's)")
     b.add_argument("--backends", default="eager,channels_last,bf16,onnxruntime",
                    help=f"comma-separated, of {','.join(BACKENDS)} (default: all but compile, which "
                         "compiles for a minute or more)")
-    b.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
+    b.add_argument("--rounds", type=capped_int("MAX_REPEATS"), default=5, help="interleaved rounds (default 5)")
     b.add_argument("--threads", type=threads_int, help="torch and ONNX Runtime threads (default: torch's)")
     b.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     b.set_defaults(func=run_bench)
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ... anything PIL reads) or "
                                                               "skimage:NAME (scikit-image's photographs)")
     _source_args(p, positional=False)
-    p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default 5)")
+    p.add_argument("--top-k", type=capped_int("MAX_CLASSES"), default=5, help="classes per image (default 5)")
     p.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
                    help="invert the images (light on dark <-> dark on light); default: a grey model trained on "
                         "dark backgrounds inverts images with a light border, and says so")

@@ -85,6 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_new(path: Path, force: bool) -> None:
+    from cnnlab.safeio import check_output_path
+
+    if not path.exists():  # a path under a file, an unwritable folder: said now, in words
+        check_output_path(path, what="--out", directory=False)
     if path.exists() and not force:
         raise ConfigError(f"output {path} exists; pass --force to replace it")
     if path.suffix.lower() != ".png":

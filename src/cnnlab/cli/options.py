@@ -10,8 +10,8 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "seed_int", "threads_int", "bounded_int", "pairs",
-           "guard_outputs", "threads_option"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "finite_float", "seed_int", "threads_int", "bounded_int", "capped_int",
+           "pairs", "guard_outputs", "threads_option"]
 
 
 def _int_at_least(low: int, text: str, words: str) -> int:
@@ -42,6 +42,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def finite_float(text: str) -> float:
+    """A finite number (no nan, inf, or 1e999, which reads as inf); the command checks its range."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def bounded_int(low: int, high: int, *, why: str = ""):
     """An argparse type: an integer in ``low..high``; ``why`` ends the message (what the bound protects)."""
     def parse(text: str) -> int:
@@ -55,6 +66,15 @@ def bounded_int(low: int, high: int, *, why: str = ""):
 
     parse.__name__ = f"integer in {low}..{high}"  # argparse names the type in some messages
     return parse
+
+
+def capped_int(limit: str, *, low: int = 1):
+    """An argparse type: an integer from ``low`` to ``cnnlab.limits.<limit>`` (a batch size, a count of
+    epochs, images or passes); the message names the cap, argparse names the flag."""
+    from cnnlab import limits
+
+    high = getattr(limits, limit)
+    return bounded_int(low, high, why=f" (cnnlab.limits.{limit})")
 
 
 def seed_int(text: str) -> int:

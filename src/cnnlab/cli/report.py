@@ -21,8 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.safeio import check_output_path
     from cnnlab.viz.html_report import write_report
 
+    if args.out is not None:  # a folder, a path under a file, an unwritable place: refused before the work
+        check_output_path(args.out, what="--out", directory=False)
     written = write_report(args.path, out=args.out)
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} page(s) it links to" if len(written) > 1 else ""))
     if args.open:

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from cnnlab.cli.options import guard_outputs, pairs, positive_int, seed_int, threads_int
+from cnnlab.cli.options import capped_int, guard_outputs, pairs, seed_int, threads_int
 from cnnlab.errors import ConfigError
 
 EPILOG = """\
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model name (`cnnlab list`)")
     p.add_argument("--grid", action="append", required=True, metavar="FIELD=V1,V2,...",
                    help="a recipe field and its values (repeatable: the grid is every combination)")
-    p.add_argument("--folds", type=positive_int, metavar="K",
+    p.add_argument("--folds", type=capped_int("MAX_FOLDS"), metavar="K",
                    help="k-fold cross-validation: each point trained K times, fold i of the training split as "
                         "val (stratified folds, fixed seed); the test split is never read")
     p.add_argument("--data", default="mnist-5k", help="data set (default mnist-5k)")
@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="a recipe field fixed for every point")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option (repeatable)")
-    p.add_argument("--epochs", type=positive_int, help="train each run this many epochs")
-    p.add_argument("--max-steps", type=positive_int, help="stop each run after this many updates")
-    p.add_argument("--batch-size", type=positive_int, help="global batch size")
+    p.add_argument("--epochs", type=capped_int("MAX_EPOCHS"), help="train each run this many epochs")
+    p.add_argument("--max-steps", type=capped_int("MAX_ITERATIONS"), help="stop each run after this many updates")
+    p.add_argument("--batch-size", type=capped_int("MAX_BATCH_SIZE"), help="global batch size")
     p.add_argument("--seed", type=seed_int, default=0, help="the seed of every run (default 0)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto (default), fp32, bf16 or fp16")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlab.cli.options import (guard_outputs, nonneg_int, pairs, positive_float, positive_int, seed_int,
+from cnnlab.cli.options import (capped_int, finite_float, guard_outputs, pairs, positive_float, seed_int,
                                 threads_int, threads_option)
 from cnnlab.errors import ConfigError
 
@@ -46,9 +46,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="model_option", metavar="MODEL", help="the model, as a flag (as timm and Lightning)")
     p.add_argument("--data", help="data set (default mnist-5k; `imagefolder:PATH` for your images)")
     p.add_argument("--recipe", help="training recipe (default: the model's)")
-    p.add_argument("--epochs", "--max-epochs", type=positive_int,
+    p.add_argument("--epochs", "--max-epochs", type=capped_int("MAX_EPOCHS"),
                    help="train this many epochs (milestones scale with it)")
-    p.add_argument("--batch-size", type=positive_int, help="global batch size")
+    p.add_argument("--batch-size", type=capped_int("MAX_BATCH_SIZE"), help="global batch size")
     p.add_argument("--lr", type=positive_float, help="base learning rate")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
     p.add_argument("--freeze", action="append", metavar="PATTERN",
@@ -59,7 +59,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                         "(repeatable; a later one wins)")
     p.add_argument("--no-decay-bias-norm", action="store_true", default=None,
                    help="no weight decay on biases and normalisation parameters (recipe field no_decay_bias_norm)")
-    p.add_argument("--l1", type=float, metavar="LAMBDA",
+    p.add_argument("--l1", type=finite_float, metavar="LAMBDA",
                    help="add LAMBDA * sum |w| over the weights to the loss (recipe field l1)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option (repeatable)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option (repeatable)")
@@ -73,7 +73,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-format", choices=MEMORY_FORMATS, help="tensor layout (default auto)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")
     p.add_argument("--threads", type=threads_int, help="CPU threads for torch")
-    p.add_argument("--max-steps", type=positive_int, help="stop after this many updates (quick looks)")
+    p.add_argument("--max-steps", type=capped_int("MAX_ITERATIONS"), help="stop after this many updates (quick looks)")
     p.add_argument("--weights", help="initial weights (.safetensors or .pth), e.g. to fine-tune")
     p.add_argument("--sha256", help="expected sha256 of --weights")
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
@@ -83,12 +83,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="repeat the run of this config.json (flags given here change it)")
     p.add_argument("--resume", nargs="?", const="auto", metavar="DIR|auto",
                    help="continue a run folder, or `auto`: the newest unfinished run of this model and data")
-    p.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+    p.add_argument("--checkpoint-every", type=capped_int("MAX_ITERATIONS"), metavar="N",
                    help="also checkpoint every N updates (always: every epoch)")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic algorithms only (bitwise-repeatable on a CPU)")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard")
-    p.add_argument("--val-fraction", type=float, metavar="F",
+    p.add_argument("--val-fraction", type=finite_float, metavar="F",
                    help="fraction of the train split held out for selection when the data has no val split (0.1)")
     p.add_argument("--test-every-epoch", action="store_true", default=None,
                    help="also test after every epoch (curves only: selection always reads val)")
@@ -112,9 +112,9 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data-root", default=None, help="where downloadable data sets live (default ./data)")
     e.add_argument("--download", action="store_true", help="download the data set if missing")
     e.add_argument("--tta", choices=("none", "flip", "10crop"), default="none", help="test-time augmentation")
-    e.add_argument("--dropout-samples", type=positive_int, metavar="K",
+    e.add_argument("--dropout-samples", type=capped_int("MAX_REPEATS"), metavar="K",
                    help="also Monte-Carlo dropout with K stochastic passes")
-    e.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass (default 500)")
+    e.add_argument("--batch-size", type=capped_int("MAX_BATCH_SIZE"), default=500, help="images per forward pass (default 500)")
     e.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the forward passes (default auto: bf16 only where the CPU has it natively)")
     e.add_argument("--device", help="torch device (default: the model's, CPU)")
@@ -127,7 +127,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", metavar="DIR",
                    help="where the confusion matrix (PNG, CSV) and the mistakes grid go (default: an eval/ "
                         "folder in the run folder of the weights, else ./cnnlab-eval)")
-    e.add_argument("--mistakes", type=nonneg_int, default=32, metavar="K",
+    e.add_argument("--mistakes", type=capped_int("MAX_SAMPLES", low=0), default=32, metavar="K",
                    help="how many of the most confident mistakes to draw (default 32; 0: none)")
     guard_outputs(e)
     threads_option(e)
@@ -279,13 +279,15 @@ def _refuse_run_options(model_config: dict, data_options: dict) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.models.registry import model_info
-    from cnnlab.safeio import describe_path
+    from cnnlab.safeio import check_output_path, describe_path
     from cnnlab.training.engine import evaluate, evaluate_mc_dropout
     from cnnlab.training.rundir import config_for_weights, load_run_model
 
     weights = Path(args.weights)
     if not weights.is_file():
         raise ConfigError(f"weights file {args.weights} {describe_path(weights)}")
+    if args.out is not None:  # a file, a FIFO, a path under a file: said before the evaluation
+        check_output_path(args.out, what="--out", directory=True)
     doc = config_for_weights(weights)
     spec = doc["spec"] if doc else {}
     model_name = args.model or spec.get("model")

@@ -26,7 +26,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.options import guard_outputs, nonneg_int, positive_int, threads_option, seed_int
+    from cnnlab.cli.options import capped_int, guard_outputs, threads_option, seed_int
 
     p = sub.add_parser(
         "viz", help="look inside a network: filters, stats, feature maps, top patches, attributions, CAM",
@@ -39,12 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--weights", help="a weights file (.safetensors or .pth); --model names its architecture")
     p.add_argument("--model", help="model name (with --weights; alone: the untrained model, seeded by --seed)")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE", help="a model config option")
-    p.add_argument("--num-classes", type=positive_int, help="classes of the weights (default: the run's, else "
+    p.add_argument("--num-classes", type=capped_int("MAX_CLASSES"), help="classes of the weights (default: the run's, else "
                    "the zoo model's own, e.g. 1000 for ImageNet weights)")
     p.add_argument("--data", help="images from this data set (default: the run's, else mnist-5k)")
     p.add_argument("--data-set", action="append", metavar="FIELD=VALUE", help="a data set option")
     p.add_argument("--data-root", help="where downloadable data sets live (default ./data)")
-    p.add_argument("--size", type=positive_int, help="image side fed to the model (default: the run's/model's)")
+    p.add_argument("--size", type=capped_int("MAX_SIDE"), help="image side fed to the model (default: the run's/model's)")
     p.add_argument("--image", nargs="+", help="image files to show, or skimage:NAME for one of scikit-image's "
                    "photographs (default: the data set's first test images)")
     p.add_argument("--layer", help="a stage (feature_info) or module name; default depends on WHAT")
@@ -54,9 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", metavar="CLASS", help="attributions, cam: explain this class (an index or a name) "
                    "for every image (default: each image's predicted class)")
     p.add_argument("--units", help="top-patches: comma-separated unit (channel) indices (default 0-7)")
-    p.add_argument("--k", type=positive_int, default=8, help="top-patches per unit (default 8)")
-    p.add_argument("--count", type=positive_int, default=4, help="images shown (default 4)")
-    p.add_argument("--images", type=positive_int, default=1000, help="images searched/embedded (default 1000)")
+    p.add_argument("--k", type=capped_int("MAX_SAMPLES"), default=8, help="top-patches per unit (default 8)")
+    p.add_argument("--count", type=capped_int("MAX_SAMPLES"), default=4, help="images shown (default 4)")
+    p.add_argument("--images", type=capped_int("MAX_PREDICT_IMAGES"), default=1000, help="images searched/embedded (default 1000)")
     p.add_argument("--seed", type=seed_int, default=0,
                    help="seed of an untrained model's weights and of t-SNE (default 0)")
     p.add_argument("--sha256", help="expected sha256 of --weights")
@@ -199,8 +199,10 @@ def _read_images(paths: list[str], data: Any) -> Any:
                                                        antialias=True, align_corners=False)[0].clamp(0, 1))
             continue
         path = Path(p)
-        if not path.is_file():
-            raise ConfigError(f"--image {p}: no such file")
+        if not path.is_file():  # "is a directory", "is a FIFO (named pipe)", "does not exist"
+            from cnnlab.safeio import describe_path
+
+            raise ConfigError(f"--image {p} {describe_path(path)}; give an image file")
         arr = decode_image(path, mode="L" if c == 1 else "RGB", size=(h, w))
         out.append(torch.from_numpy(arr.copy()).float() / 255.0)
     x = torch.stack(out)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import DatasetError
-from cnnlab.safeio import GiB, open_regular, read_regular
+from cnnlab.safeio import GiB, open_pil_image, open_regular, read_regular
 
 __all__ = [
     "read_idx",
@@ -291,7 +291,7 @@ def open_image(path: Path) -> tuple[int, int]:
         if size == 0:
             raise DatasetError(f"{path}: empty file (0 bytes)")
         try:
-            with Image.open(f) as img:
+            with open_pil_image(f, name=path, error=DatasetError) as img:
                 return img.size
         except UnidentifiedImageError:
             raise DatasetError(f"{path}: not an image (PIL cannot identify it)") from None
@@ -358,7 +358,7 @@ def decode_image(path: Path, *, mode: str, size: tuple[int, int], crop_fraction:
     open_image(path)  # empty / non-image files get their own message
     with open_regular(path, what="image", error=DatasetError) as (f, _):
         try:
-            with _strict_truncation(), Image.open(f) as img:
+            with _strict_truncation(), open_pil_image(f, name=path, error=DatasetError) as img:
                 img.load()
                 img = fit_image(flatten_alpha(img).convert(mode), size, crop_fraction=crop_fraction,
                                 interpolation=interpolation)

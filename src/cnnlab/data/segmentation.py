@@ -35,6 +35,7 @@ from cnnlab.data import embedded
 from cnnlab.data.bundle import stratified_split
 from cnnlab.data.readers import decode_image, open_image
 from cnnlab.errors import ConfigError, DatasetError
+from cnnlab.safeio import open_pil_image
 
 __all__ = ["IGNORE_INDEX", "SegData", "load_mnist_seg", "load_voc2012", "joint_augment", "VOC_CLASSES",
            "MNIST_SEG_SEEDS"]  # fmt: skip
@@ -141,7 +142,7 @@ def read_voc_mask(path: Path, *, size: tuple[int, int], num_classes: int = 21) -
 
     open_image(path)
     try:
-        with Image.open(path) as img:
+        with open_pil_image(path, name=path, error=DatasetError) as img:
             if img.mode not in ("P", "L"):
                 raise DatasetError(f"{path}: a VOC mask is a palette (P) or grey (L) PNG, found mode {img.mode}")
             img.load()

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.atomic import write_temp
 from cnnlab.errors import ConfigError, WeightsError
 from cnnlab.export.preprocess import Preprocessing
 
@@ -151,7 +152,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, preprocessing: Pre
              **(extra_metadata or {})}
     onnx.helper.set_model_props(proto, props)
     try:
-        onnx.save_model(proto, str(tmp))
+        try:
+            onnx.save_model(proto, str(tmp))
+        except OSError as err:  # name the file the user asked for, not the temporary
+            raise OSError(err.errno, err.strerror, str(path)) from None
         publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -162,7 +166,7 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, *, preprocessing: Prep
                dynamic_batch: bool = True) -> Path:
     """Export ``model`` with ``torch.export`` to ``path`` (``.pt2``) with the preprocessing as an extra file."""
     path = Path(path)
-    tmp = _temp_beside(path)
+    _temp_beside(path)  # an existing --out or a missing folder is refused before the work
     example = example_input(preprocessing, 2 if dynamic_batch else 1)
     _check_runs(model.eval(), example, preprocessing.model)
     try:
@@ -170,9 +174,16 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, *, preprocessing: Prep
             program = torch.export.export(model.eval(), (example,), dynamic_shapes=_dynamic_shapes(dynamic_batch))
     except Exception as err:
         raise _export_error(preprocessing.model, "torch.export", err) from err
-    tmp = tmp.with_suffix(".pt2")  # torch's loader warns about other suffixes
+    # Serialised in memory first: torch's zip writer aborts the process (C++ std::terminate, exit 134)
+    # when a write fails (a full disk); Python's write of the finished bytes raises an OSError instead,
+    # and write_temp removes its partial file.
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={PT2_EXTRA: preprocessing.to_json()})
     try:
-        torch.export.save(program, tmp, extra_files={PT2_EXTRA: preprocessing.to_json()})
+        tmp = write_temp(path.parent, path.name, buffer.getbuffer())
+    except OSError as err:  # name the file the user asked for, not the temporary
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    try:
         publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

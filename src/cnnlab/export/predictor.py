@@ -80,6 +80,7 @@ class Predictor:
     def __init__(self, source: InferenceModel, *, backend: str = "auto", cache: bool = True, log=None) -> None:
         if backend not in PREDICT_BACKENDS:
             raise ConfigError(f"unknown backend {backend!r} (use {', '.join(PREDICT_BACKENDS)})")
+        check_predictable(source)
         self.source = source
         self.preprocessing = source.preprocessing
         self._log = log or (lambda msg: None)
@@ -329,18 +330,38 @@ class Predictor:
 # ---------------------------------------------------------------------------------- segmentation
 
 
-def is_segmentation(source: InferenceModel) -> bool:
-    """Whether ``source`` predicts per-pixel classes: its run trained it as segmentation, or (no run)
-    the zoo registers it so."""
+def source_task(source: InferenceModel) -> str:
+    """What ``source`` was trained to do: its run's task, or (no run) the zoo's registered task; a model
+    outside the zoo is a classifier, as the Predictor assumes."""
     task = (source.config or {}).get("task")
-    if isinstance(task, dict) and task.get("name"):
-        return task["name"] == "segmentation"
+    if isinstance(task, dict) and isinstance(task.get("name"), str):
+        return task["name"]
     from cnnlab.models.registry import model_info
 
     try:
-        return model_info(source.name).task == "segmentation"
-    except Exception:  # noqa: BLE001 (a model outside the zoo: classification, as the Predictor assumes)
-        return False
+        return model_info(source.name).task
+    except Exception:  # noqa: BLE001
+        return "classification"
+
+
+def is_segmentation(source: InferenceModel) -> bool:
+    """Whether ``source`` predicts per-pixel classes (:func:`source_task`)."""
+    return source_task(source) == "segmentation"
+
+
+# The tasks whose models `predict` answers; the others are refused with the command that fits them.
+PREDICTABLE_TASKS = ("classification", "segmentation")
+OTHER_COMMANDS = {"vae": "`cnnlab sample RUN` draws from it", "gan": "`cnnlab sample RUN` draws from it",
+                  "reconstruction": "`cnnlab eval` measures its reconstructions"}
+
+
+def check_predictable(source: InferenceModel) -> None:
+    """ConfigError for a model that does not name classes of an image (a VAE, a GAN, an autoencoder)."""
+    task = source_task(source)
+    if task not in PREDICTABLE_TASKS:
+        hint = OTHER_COMMANDS.get(task, "it has no class to predict")
+        raise ConfigError(f"{source.name} was trained as a {task} model, not a classifier: predict names the "
+                          f"classes of an image; {hint}")
 
 
 def write_masks(source: InferenceModel, images: Sequence[str | os.PathLike], *, out_dir: str | os.PathLike,

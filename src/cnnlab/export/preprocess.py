@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from cnnlab.errors import ConfigError
+from cnnlab.limits import MAX_CLASSES
 
 __all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -31,7 +32,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _PAD_NOTE = "28x28 zero-padded to 32x32"  # cnnlab.data.adapt's note for LeCun's padding of MNIST digits
 MAX_CHANNELS = 64  # the zoo's inputs have 1 or 3; more is a damaged config, not an image
-MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a class name is built for each
 COLOUR_LEVEL = 8.0  # mean distance (0-255) of the channels from their average above which an image is colour
 FAR_INTENSITY = 0.5  # an image's mean this many training stds from the training mean is "far" (MNIST: 0.15)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import ConfigError, DatasetError, UnknownNameError, did_you_mean
+from cnnlab.errors import CnnlabError, ConfigError, DatasetError, UnknownNameError, did_you_mean
+from cnnlab.safeio import open_pil_image
 
 __all__ = ["load_image", "open_photo", "image_stem", "parse_kernel", "apply_kernel", "MAX_KERNEL", "PHOTOS", "SKIMAGE_PREFIX"]
 
@@ -84,7 +84,7 @@ def load_image(source: str | os.PathLike, *, grey: bool = True, max_side: int | 
     ``refuse_side`` refuses them instead (ConfigError naming the size), read from the header before
     any pixel is decoded: a small PNG can hold a 13000x13000 image, gigabytes once decoded.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from cnnlab.safeio import describe_path
 
@@ -96,20 +96,14 @@ def load_image(source: str | os.PathLike, *, grey: bool = True, max_side: int | 
     if not path.is_file():
         raise DatasetError(f"image {path} {describe_path(path)}; give an image file")
     try:
-        with warnings.catch_warnings():
-            if refuse_side is not None:  # the size is checked below, with a message of its own
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
-        raise DatasetError(f"cannot read image {path}: not an image file PIL can decode ({type(err).__name__})") from None
-    with im:
-        _check_side(path, im.size, refuse_side)
-        try:
+        with open_pil_image(path, name=path, error=DatasetError) as im:
+            _check_side(path, im.size, refuse_side)
             im.load()
             return _to_array(im, grey=grey, max_side=max_side)
-        except (Image.DecompressionBombError, OSError, ValueError) as err:
-            raise DatasetError(f"cannot read image {path}: not an image file PIL can decode "
-                               f"({type(err).__name__})") from None
+    except CnnlabError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DatasetError(f"cannot read image {path}: not an image file PIL can decode ({type(err).__name__})") from None
 
 
 def _check_side(source, size: tuple[int, int], refuse_side: int | None) -> None:

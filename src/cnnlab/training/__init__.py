@@ -14,6 +14,7 @@ from cnnlab.training.run import spec_from_config, train
 from cnnlab.training.spec import TrainSpec
 from cnnlab.training import generative  # noqa: E402,F401  (registers the "reconstruction" and "vae" tasks)
 from cnnlab.training import segmentation  # noqa: F401,E402  (registers the "segmentation" task)
+from cnnlab.training import gan  # noqa: F401,E402  (registers the "gan" task)
 
 __all__ = [
     "FitResult",

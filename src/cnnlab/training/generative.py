@@ -305,7 +305,7 @@ class GenerativeReport:
 
 
 def sample_run(run_dir: str | Path, *, n: int = 64, seed: int = 0) -> tuple[np.ndarray, str]:
-    """``n`` new images from the prior of the VAE trained in ``run_dir`` (pixels in [0, 1]) and a title."""
+    """``n`` new images from the prior of the VAE or GAN trained in ``run_dir`` (pixels in [0, 1]) and a title."""
     from cnnlab.limits import MAX_SAMPLES, check_seed
 
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
@@ -316,6 +316,12 @@ def sample_run(run_dir: str | Path, *, n: int = 64, seed: int = 0) -> tuple[np.n
 
     loaded = load_run_model(run_dir)
     model, config, name = loaded.model, loaded.config, loaded.name
+    title = f"{name} on {config['data'].get('name', '?')}: {n} samples (seed {seed})"
+    from cnnlab.training.gan import gan_samples, is_gan
+
+    if is_gan(model):  # G(z), z ~ N(0, I); a conditional GAN draws the classes in turn
+        return gan_samples(model, n, seed=seed), title
     if not is_vae(model):
-        raise ConfigError(f"{run_dir}: {name} is not a VAE, it has no prior to sample from (train vae_mlp or vae_conv)")
-    return prior_samples(model, n, seed=seed), f"{name} on {config['data'].get('name', '?')}: {n} samples (seed {seed})"
+        raise ConfigError(f"{run_dir}: {name} is not a VAE or a GAN, it has no prior to sample from "
+                          "(train vae_mlp, vae_conv, dcgan or cdcgan)")
+    return prior_samples(model, n, seed=seed), title

@@ -508,6 +508,18 @@ register_recipe(Recipe(
 ))
 
 register_recipe(Recipe(
+    name="dcgan",
+    source="Radford, Metz & Chintala 2016 §4 (training details), for the generator and the discriminator alike",
+    optimizer="adam",  # §4: "We used the Adam optimizer"
+    lr=2e-4,  # §4: "the suggested learning rate of 0.001, to be too high, using 0.0002 instead"
+    momentum=0.5,  # Adam's beta1. §4: "leaving the momentum term beta1 at the suggested value of 0.9
+    # resulted in training oscillation and instability while reducing it to 0.5 helped stabilize training"
+    batch_size=128,  # §4: "mini-batch stochastic gradient descent (SGD) with a mini-batch size of 128"
+    epochs=20,  # the paper gives no length for MNIST; 20 passes over mnist-5k (580 updates) draw digit-like strokes
+    schedule="constant",  # §4: one fixed rate
+))
+
+register_recipe(Recipe(
     name="fcn",
     source="Long, Shelhamer & Darrell 2015 §4.3 (optimization) and the released voc-fcn solvers",
     optimizer="sgd",

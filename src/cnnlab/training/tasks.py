@@ -111,6 +111,26 @@ class Task(abc.ABC):
     def forward_train(self, model: nn.Module, x: Tensor) -> Any:
         return model.forward_train(x) if hasattr(model, "forward_train") else model(x)
 
+    def optimizers(self, model: nn.Module,
+                   make: Callable[[nn.Module], torch.optim.Optimizer]) -> list[torch.optim.Optimizer]:
+        """The run's optimisers, each built with ``make(module)`` (the recipe's optimiser over the module's
+        parameter groups); the checkpoints save and restore them all. Default: one over ``model``."""
+        return [make(model)]
+
+    def update(self, trainer: Any, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+        """One training update on the (augmented) batch: (its loss value, float64 sums in ``stat_names``
+        order). Default: the forward pass of ``trainer.step_module``, :meth:`loss`, and
+        ``trainer.apply(loss, optimizer)`` (backward and step) with the one optimiser. A task with
+        several optimisers (a GAN) makes its updates here, each through ``trainer.apply``."""
+        with trainer.autocast():
+            out = trainer.step_module(x)
+        loss, sums = self.loss(out, x, y)
+        if trainer.recipe.l1:  # the recipe's L1 penalty on the weights (cnnlab.training.param_groups)
+            from cnnlab.training.param_groups import l1_penalty
+
+            loss = loss + l1_penalty(trainer.model, trainer.recipe.l1)
+        return trainer.apply(loss, trainer.optimizers[0]), sums
+
     @abc.abstractmethod
     def loss(self, out: Any, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(scalar fp32 loss to backpropagate, float64 batch sums in ``stat_names`` order)."""

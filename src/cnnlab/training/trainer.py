@@ -1,7 +1,8 @@
 """The ``Trainer``: one object holding what a training run changes, with short methods.
 
-It owns the model, the :class:`~cnnlab.training.tasks.Task` (loss and metrics), the optimizer, the
-learning-rate schedule, the grad scaler, the :class:`~cnnlab.data.BatchLoader` (the only holder of
+It owns the model, the :class:`~cnnlab.training.tasks.Task` (loss and metrics; it builds the
+optimizers and makes each update: by default one optimizer and one backward pass), the optimizers,
+the learning-rate schedule, the grad scaler, the :class:`~cnnlab.data.BatchLoader` (the only holder of
 the position in the epoch) and the augmentation with its generator. Everything else a run does
 (progress bar, CSVs, TensorBoard, checkpoints, the NaN guard, early stopping, experiments' per-epoch
 measurements) is a callback: an object with any of
@@ -15,7 +16,9 @@ measurements) is a callback: an object with any of
     on_fit_end(trainer, result)                with the :class:`FitResult`
 
 called in list order; a callback's ``close()``, if it has one, is called when ``fit`` ends, also on an
-error. ``trainer.stop = True`` ends the run after the current epoch (early stopping).
+error. A task with several optimisers (a GAN) applies several losses per update: ``on_loss`` and
+``before_update`` then run once for each, with the same ``step``. ``trainer.stop = True`` ends the
+run after the current epoch (early stopping).
 
 Selection reads the validation split only: after every epoch the task's ``monitor`` metric on
 ``data.val`` decides ``trainer.improved`` / ``best_epoch`` (a copy of the best weights is kept), and
@@ -42,7 +45,7 @@ from cnnlab.models.base import Classifier
 from cnnlab.training import checkpoint as ck
 from cnnlab.training import distributed as D
 from cnnlab.training.device import Precision
-from cnnlab.training.param_groups import l1_penalty, param_groups
+from cnnlab.training.param_groups import param_groups
 from cnnlab.training.recipes import Recipe
 from cnnlab.training.schedules import LRSchedule, resolve_schedule
 from cnnlab.training.spec import TrainSpec
@@ -131,7 +134,10 @@ class Trainer:
             model.init_from_data(x[:: max(1, len(x) // WARM_START_IMAGES)][:WARM_START_IMAGES])
         model.to(device, memory_format=prec.memory_format)
         task.check(model, data)
-        self.optimizer = make_optimizer(recipe, model)  # before DDP: it must not wait for frozen parameters
+        # The task builds the optimisers (default: one over the model's parameter groups); ``optimizer`` is
+        # the first. Before DDP: it must not wait for frozen parameters.
+        self.optimizers = task.optimizers(model, lambda module: make_optimizer(recipe, module))
+        self.optimizer = self.optimizers[0]
         self.step_module: nn.Module = TrainStep(model, task)
         if self.distributed:
             self.step_module = nn.parallel.DistributedDataParallel(
@@ -193,14 +199,23 @@ class Trainer:
         x = x.contiguous(memory_format=self.prec.memory_format)
         self.epoch_data_seconds += time.perf_counter() - t0  # augmentation and layout (CPU: synchronous)
         self.lr = self.schedule(self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * group.get("lr_mult", 1.0)
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr * group.get("lr_mult", 1.0)
+        value, sums = self.task.update(self, x, y)  # default: forward, loss, apply(loss, optimizer)
+        self.accum += sums.to(self.accum.device)
+        self.step += 1
+        self.epoch_images += len(y) * self.world
+        return value
+
+    def autocast(self):
+        """The forward passes' autocast context, in the run's precision."""
         dtype = self.prec.autocast_dtype
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = self.step_module(x)
-        loss, sums = self.task.loss(out, x, y)
-        if self.recipe.l1:  # the recipe's L1 penalty on the weights (cnnlab.training.param_groups)
-            loss = loss + l1_penalty(self.model, self.recipe.l1)
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def apply(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> float:
+        """Backpropagate ``loss`` and step ``optimizer`` (after the on_loss and before_update hooks, with
+        the grad scaler and clipping of its parameters); returns the loss (averaged over ranks)."""
         for cb in self.callbacks:  # a test's callback may replace the loss (NaN injection)
             fn = getattr(cb, "on_loss", None)
             replaced = fn(self, self.step + 1, loss) if fn is not None else None
@@ -210,16 +225,13 @@ class Trainer:
             D.all_reduce_sum(check)  # every rank sees the same value: a NaN anywhere stops all at once
         value = float(check) / self.world
         self._call("before_update", self.step + 1, value)  # the NaN guard raises here: nothing applied
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.recipe.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
-        self.scaler.step(self.optimizer)
+            self.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], self.recipe.grad_clip)
+        self.scaler.step(optimizer)
         self.scaler.update()
-        self.accum += sums.to(self.accum.device)
-        self.step += 1
-        self.epoch_images += len(y) * self.world
         return value
 
     def run_epoch(self) -> bool:
@@ -357,6 +369,8 @@ class Trainer:
             "seconds": self.total_seconds(), "train_seconds": self.train_seconds,
             "train_images": self.train_images, "recipe": self.recipe.to_dict(), "task": self.task.name,
         }
+        if len(self.optimizers) > 1:  # a task with several (a GAN's discriminator and generator)
+            state["optimizers"] = [opt.state_dict() for opt in self.optimizers[1:]]
         if self.world > 1:
             state["rng_ranks"] = D.gather_objects(rng)
             state["rng"] = state["rng_ranks"][0]
@@ -375,7 +389,14 @@ class Trainer:
         # a checksummed but malformed state: one CheckpointError now, not a KeyError or a shape error later
         ck.check_train_state(ts, where=where, accum_size=len(self.task.zeros()))
         ck.check_optimizer_state(self.optimizer, ts["optimizer"], where=where)
-        self.optimizer.load_state_dict(ts["optimizer"])
+        more = ts.get("optimizers", [])
+        if not isinstance(more, list) or len(more) != len(self.optimizers) - 1:
+            raise CheckpointError(f"{where}: the checkpoint holds {1 + len(more) if isinstance(more, list) else '?'} "
+                                  f"optimizer state(s), the task has {len(self.optimizers)}")
+        for opt, state in zip(self.optimizers[1:], more):
+            ck.check_optimizer_state(opt, state, where=where)
+        for opt, state in zip(self.optimizers, [ts["optimizer"], *more]):
+            opt.load_state_dict(state)
         self.schedule.load_state_dict(ts["schedule"])
         if ts.get("scaler"):
             self.scaler.load_state_dict(ts["scaler"])

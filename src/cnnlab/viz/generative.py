@@ -6,7 +6,9 @@ see ``cnnlab.training.generative.generative_arrays``): images are (N, C, H, W) p
 - ``samples.png``: a grid of decoded draws from the prior;
 - ``interpolation.png``: decoded points on the line between two test digits' posterior means;
 - ``latent.png`` (2-d latent): the test set's posterior means coloured by class, beside the decoded
-  latent grid (the "manifold", Kingma & Welling 2014 Fig. 4).
+  latent grid (the "manifold", Kingma & Welling 2014 Fig. 4);
+- for a GAN (``cnnlab.training.gan``): ``samples.png``, ``interpolation.png`` (rows of images
+  generated along lines between two draws of z) and, when conditional, ``classes.png`` (a row per class).
 """
 
 from __future__ import annotations
@@ -104,9 +106,19 @@ def draw_generative(arrays: Mapping[str, np.ndarray], out_dir: str | Path, *, ti
                     class_names: Sequence[str] = ()) -> list[Path]:
     """Every picture the arrays allow, written into ``out_dir``; returns their paths."""
     out = Path(out_dir)
-    paths = [_reconstructions(arrays, out / "reconstructions.png", title)]
+    paths = [_reconstructions(arrays, out / "reconstructions.png", title)] if "inputs" in arrays else []
     if "samples" in arrays:
-        paths.append(save_grid(arrays["samples"], out / "samples.png", title=f"{title}: samples from the prior"))
+        what = "generated from z ~ N(0, I)" if "latent_walk" in arrays else "samples from the prior"
+        paths.append(save_grid(arrays["samples"], out / "samples.png", title=f"{title}: {what}"))
+    if "latent_walk" in arrays:  # a GAN: rows of G((1 - t) z_a + t z_b)
+        steps = int(arrays["latent_walk_steps"])
+        paths.append(save_grid(arrays["latent_walk"], out / "interpolation.png", ncol=steps,
+                               title=f"{title}: each row G((1-t) z_a + t z_b), t = 0 ... 1"))
+    if "class_rows" in arrays:  # a conditional GAN: one row per class
+        k = len(arrays["class_rows"]) // 10
+        names = ", ".join(list(class_names)[:k]) if class_names else f"{k} classes"
+        paths.append(save_grid(arrays["class_rows"], out / "classes.png", ncol=10,
+                               title=f"{title}: one row per class ({names})"))
     if "interpolation" in arrays:
         ends, mid = arrays["interpolation_ends"], arrays["interpolation"]
         row = np.concatenate([ends[:1], mid, ends[1:2]])

@@ -9,3 +9,4 @@ from cnnlab.models.zoo import autoencoders  # noqa: F401  (Baldi & Hornik 1989 .
 from cnnlab.models.zoo import fcn  # noqa: F401  (Long 2015, Yu & Koltun 2016, Ronneberger 2015: dense prediction)
 from cnnlab.models.zoo import airbench  # noqa: F401  (Jordan 2024: the speed-run network)
 from cnnlab.models.zoo import efficientnet_lite  # noqa: F401  (Tan & Le 2019: the Lite variants)
+from cnnlab.models.zoo import gan  # noqa: F401  (Radford 2016: DCGAN; Mirza & Osindero 2014: conditional)

@@ -472,3 +472,23 @@ def test_the_imagenet_net_gets_cnnlab_predicts_classes_with_its_crop_and_shows_c
     assert top[0]["index"] in range(281, 286)  # a cat (tabby ... Egyptian cat), as in docs/imagenet.md
     assert any("centre 0.875" in step for step in explorer.steps())  # ImageNet's evaluation crop, shown
     assert explorer.methods["cam"] is None and explorer.attribute(photo, top[0]["index"], "cam")["map"]["shape"] == [224, 224]
+
+
+@pytest.mark.parametrize("side", [10000, 20000])
+def test_an_upload_over_the_pixel_limit_is_413_not_a_pil_error(side):
+    """A PNG header declaring side x side pixels (over PIL's decompression-bomb limit) is refused from
+    its header, as every other command refuses it (cnnlab.safeio.open_pil_image)."""
+    import base64
+    import struct
+    import zlib
+
+    from cnnlab.explore.session import RequestError, read_image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+    with pytest.raises(RequestError) as err:
+        read_image(base64.b64encode(png).decode(), max_bytes=1 << 24, max_side=1 << 20)
+    assert err.value.status == 413 and "MAX_IMAGE_PIXELS" in str(err.value)

@@ -80,3 +80,31 @@ def test_outside_a_guarded_command_writes_are_unchanged(tmp_path) -> None:
     target.write_text("old")
     atomic_write(target, b"new")  # the engine's own files: no guard, no ledger
     assert target.read_bytes() == b"new" and not (tmp_path / LEDGER).exists()
+
+
+def test_moving_finished_files_into_a_folder_keeps_the_guard_and_the_ledger(tmp_path):
+    """How an experiment puts its finished files in place (atomic.move_into): a user's file of the same
+    name is refused before anything moves; cnnlab's own earlier outputs are refreshed and the folder's
+    ledger keeps its other entries."""
+    from cnnlab import atomic
+    from cnnlab.errors import ConfigError
+
+    out, first, second = tmp_path / "out", tmp_path / "a", tmp_path / "b"
+    for d in (out, first, second):
+        d.mkdir()
+    with atomic.replace_guard(force=False, error=ConfigError):
+        atomic.write_text(out / "notes.txt", "kept\n")
+        atomic.write_text(first / "report.md", "one\n")
+        atomic.move_into(first, out)
+        atomic.write_text(second / "report.md", "two\n")
+        atomic.move_into(second, out)  # refreshes cnnlab's own report.md
+        assert (out / "report.md").read_text() == "two\n"
+        assert atomic.cnnlab_wrote(out / "notes.txt") and atomic.cnnlab_wrote(out / "report.md")
+        (out / "report.md").write_text("edited by the user\n")
+        third = tmp_path / "c"
+        third.mkdir()
+        atomic.write_text(third / "report.md", "three\n")
+        atomic.write_text(third / "results.json", "{}\n")
+        with pytest.raises(ConfigError, match="report.md exists and cnnlab did not write it"):
+            atomic.move_into(third, out)
+    assert (out / "report.md").read_text() == "edited by the user\n" and not (out / "results.json").exists()

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TMP_PREFIX", "fsync_dir", "write_temp", "atomic_write", "write_text", "write_json", "write_csv",
-           "write_npz", "save_figure", "replace_guard", "check_replace", "cnnlab_wrote", "LEDGER"]
+           "write_npz", "save_figure", "replace_guard", "check_replace", "cnnlab_wrote", "move_into", "LEDGER"]
 
 # Temporary files are hidden and carry this prefix, so `clean_temporaries` can find the strays a
 # killed run leaves without ever touching a user's file.
@@ -126,6 +126,28 @@ def check_replace(path: str | os.PathLike) -> None:
         return
     raise guard[1](f"{path} exists and cnnlab did not write it there (or it was changed since): not replaced; "
                    "pass --force to replace it, or choose another output")
+
+
+def move_into(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename the complete (fsync'd) files of the folder ``src`` into ``dst``: inside
+    :func:`replace_guard` each is checked first (:func:`check_replace`; nothing moves if one is
+    refused) and ``src``'s ledger is merged into ``dst``'s."""
+    src, dst = Path(src), Path(dst)
+    names = sorted(p.name for p in src.iterdir() if p.name != LEDGER)
+    for name in names:
+        check_replace(dst / name)
+    written = _read_ledger(src)
+    for name in names:
+        os.replace(src / name, dst / name)
+    if _GUARD.get() is not None and written:
+        ledger = {**_read_ledger(dst), **written}
+        tmp = write_temp(dst, LEDGER, json.dumps(ledger, indent=1, sort_keys=True).encode())
+        try:
+            os.replace(tmp, dst / LEDGER)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    fsync_dir(dst)
 
 
 def _record(path: Path, data: bytes | bytearray | memoryview) -> None:

@@ -175,9 +175,7 @@ def _write_experiment_folder(exp: Experiment, results: dict[str, Any], out: Path
         atomic.write_text(tmp / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n")
         atomic.write_text(tmp / "report.md", render_report(results))
         out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(tmp.iterdir()):  # every file is complete and fsync'd (cnnlab.atomic): rename them in
-            os.replace(path, out / path.name)
-        atomic.fsync_dir(out)
+        atomic.move_into(tmp, out)  # every file is complete and fsync'd; a user's file of the same name is refused
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

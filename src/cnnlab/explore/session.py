@@ -42,6 +42,13 @@ class RequestError(ConfigError):
         self.status = status
 
 
+class TooManyPixels(RequestError):
+    """An upload over the pixel limit (``cnnlab.limits.MAX_IMAGE_PIXELS``): too large, 413."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 413)
+
+
 @dataclass(frozen=True)
 class Stage:
     """A ``feature_info`` stage: its output (C, H, W) for the model's input, the analyzer's receptive field
@@ -88,19 +95,23 @@ def read_image(value: Any, *, max_bytes: int, max_side: int) -> Any:
         raise RequestError("\"image\" is not valid base64") from None
     if not raw:
         raise RequestError("the image is empty (0 bytes)")
+    from cnnlab.safeio import open_pil_image
+
     try:
-        img = Image.open(io.BytesIO(raw))
+        with open_pil_image(io.BytesIO(raw), name="(the upload)", error=TooManyPixels) as opened:
+            if max(opened.size) > max_side:
+                raise RequestError(f"the image is {opened.size[0]}x{opened.size[1]} pixels; at most {max_side} "
+                                   "a side", 413)
+            try:
+                return opened.copy()  # decoded here, while the upload is open
+            except (OSError, SyntaxError, ValueError) as err:
+                raise RequestError(f"the upload is a truncated or corrupt image ({type(err).__name__}: {err})") from None
+    except RequestError:
+        raise
     except UnidentifiedImageError:
         raise RequestError("the upload is not an image (PIL cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (OSError, SyntaxError, ValueError) as err:
         raise RequestError(f"the upload is not a readable image ({type(err).__name__}: {err})") from None
-    if max(img.size) > max_side:
-        raise RequestError(f"the image is {img.size[0]}x{img.size[1]} pixels; at most {max_side} a side", 413)
-    try:
-        img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise RequestError(f"the upload is a truncated or corrupt image ({type(err).__name__}: {err})") from None
-    return img
 
 
 def _kernels(module: nn.Module) -> np.ndarray | None:

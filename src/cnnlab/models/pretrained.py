@@ -107,7 +107,7 @@ def locate(entry: PublishedWeights) -> Path:
     spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.submodule_search_locations:
         raise MissingExtraError(f"{entry.model} weights {entry.name!r} come with the package {entry.distribution}, "
-                           f"which is not installed: {INSTALL_HINT}")
+                                f"which is not installed: {INSTALL_HINT}")
     path = Path(list(spec.submodule_search_locations)[0]) / entry.file
     if not path.is_file():
         raise WeightsError(f"{path}: missing from the installed {entry.distribution}; reinstall it ({INSTALL_HINT})")

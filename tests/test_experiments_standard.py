@@ -35,7 +35,7 @@ from cnnlab.experiments.context import SUBSET_SEED
 from cnnlab.training import get_recipe
 
 STANDARD = ("degradation", "dropout", "batchnorm", "vgg-depth", "small-filters", "augmentation", "ensemble",
-            "shortcuts", "fractal-droppath", "dropout-conv", "batchnorm-more")  # fmt: skip
+            "shortcuts", "fractal-droppath", "dropout-conv", "batchnorm-more", "dropout-rate", "regularisers")  # fmt: skip
 REAL = ("fashion-mnist", "mnist")
 
 FASHION_DIR = torchvision_sets.find_idx_folder(torchvision_sets.FASHION_MNIST, Path("data"))

@@ -28,6 +28,10 @@ class WeightsError(CnnlabError):
     """A weights file cannot be loaded safely or does not match the model."""
 
 
+class MissingExtraError(WeightsError):
+    """Published weights whose optional package (an extra, e.g. ``cnnlab[imagenet]``) is not installed."""
+
+
 class CheckpointError(CnnlabError):
     """A checkpoint is missing, corrupted or does not match its manifest."""
 

@@ -74,7 +74,7 @@ def _check_outputs(out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.errors import ConfigError
+    from cnnlab.errors import ConfigError, MissingExtraError
     from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
     from cnnlab.experiments.runner import _default_out_dir, summarize
 
@@ -96,17 +96,23 @@ def run(args: argparse.Namespace) -> int:
     done = []
     for name in names:
         out_dir = out_dirs[name]
-        results = run_experiment(
-            name, scale=args.scale, data=args.data, out_dir=out_dir, seed=args.seed, device=args.device,
-            precision=args.precision, progress=not args.quiet, cache=cache, data_root=args.data_root,
-            download=args.download,
-        )  # fmt: skip
+        try:
+            results = run_experiment(
+                name, scale=args.scale, data=args.data, out_dir=out_dir, seed=args.seed, device=args.device,
+                precision=args.precision, progress=not args.quiet, cache=cache, data_root=args.data_root,
+                download=args.download,
+            )  # fmt: skip
+        except MissingExtraError as err:  # `all` goes on without an experiment whose extra is not installed
+            if args.name != "all":
+                raise
+            print(f"{name}: skipped: {err}")
+            continue
         done.append(results)
         print(summarize(results))
         print(f"  {results['verdict']}")
         print(f"  report: {results['out_dir']}/report.md")
         if args.name == "all":  # rewritten after each experiment: an interrupted `all` keeps its index
             index = write_index(done, root, scale=args.scale)
-    if args.name == "all":
+    if args.name == "all" and done:  # none ran when every one was skipped
         print(f"index: {index}")
     return 0

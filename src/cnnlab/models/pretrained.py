@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnlab.errors import UnknownNameError, WeightsError, did_you_mean
+from cnnlab.errors import MissingExtraError, UnknownNameError, WeightsError, did_you_mean
 
 __all__ = ["PublishedWeights", "PUBLISHED", "published_for", "get_published", "is_weights_name",
            "locate", "load_published", "imagenet_class_names", "INSTALL_HINT"]
@@ -106,8 +106,8 @@ def locate(entry: PublishedWeights) -> Path:
     """The installed file of ``entry``, found from the package's location without importing it."""
     spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"{entry.model} weights {entry.name!r} come with the package {entry.distribution}, "
-                           f"which is not installed: {INSTALL_HINT}")
+        raise MissingExtraError(f"{entry.model} weights {entry.name!r} come with the package {entry.distribution}, "
+                                f"which is not installed: {INSTALL_HINT}")
     path = Path(list(spec.submodule_search_locations)[0]) / entry.file
     if not path.is_file():
         raise WeightsError(f"{path}: missing from the installed {entry.distribution}; reinstall it ({INSTALL_HINT})")

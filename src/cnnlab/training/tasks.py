@@ -33,6 +33,9 @@ from cnnlab.models.base import ModelOutput
 __all__ = ["Task", "ClassificationTask", "register_task", "get_task", "list_tasks", "topk_hits"]
 
 _TASKS: dict[str, type[Task]] = {}
+# Tasks registered by a module of their own, imported when first asked for (their optional
+# dependencies, pycocotools for detection and nltk for captioning, load only then).
+_TASK_MODULES = {"detection": "cnnlab.training.detection", "captioning": "cnnlab.training.captioning"}
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
@@ -49,11 +52,15 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
 
 def list_tasks() -> list[str]:
     """The registered task names, sorted."""
-    return sorted(_TASKS)
+    return sorted(set(_TASKS) | set(_TASK_MODULES))
 
 
 def get_task(name: str, **options: Any) -> Task:
     """A new Task of the registered ``name``, built with ``options`` (the class's keyword arguments)."""
+    if name not in _TASKS and name in _TASK_MODULES:
+        import importlib
+
+        importlib.import_module(_TASK_MODULES[name])
     if name not in _TASKS:
         hint = did_you_mean(name, list(_TASKS), n=3)
         raise UnknownNameError(f"unknown task {name!r}{hint} (known: {', '.join(list_tasks())})")

@@ -7,3 +7,5 @@ from cnnlab.models.zoo import googlenet, nin, fractalnet  # noqa: F401  (Szegedy
 from cnnlab.models.zoo import autoencoders  # noqa: F401  (Baldi & Hornik 1989 ... Kingma & Welling 2014)
 from cnnlab.models.zoo import fcn  # noqa: F401  (Long 2015, Yu & Koltun 2016, Ronneberger 2015: dense prediction)
 from cnnlab.models.zoo import airbench  # noqa: F401  (Jordan 2024: the speed-run network)
+from cnnlab.models.zoo import rcnn  # noqa: F401  (Girshick 2015: detection)
+from cnnlab.models.zoo import captioning  # noqa: F401  (Vinyals et al. 2015: Show and Tell)

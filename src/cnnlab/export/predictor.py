@@ -45,7 +45,8 @@ from cnnlab.export.source import InferenceModel, load_model
 from cnnlab.models.weights import sha256_hex
 from cnnlab.safeio import read_json, read_regular
 
-__all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT", "is_segmentation", "write_masks"]
+__all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT", "is_segmentation", "write_masks",
+           "task_of", "write_detections", "caption_images"]
 
 BF16_AGREEMENT = 0.99  # bf16 may flip near-ties: at most 1 in 100 check images
 FP32_AGREEMENT = 0.995  # fp32 paths differ only by summation order
@@ -326,18 +327,23 @@ class Predictor:
 # ---------------------------------------------------------------------------------- segmentation
 
 
-def is_segmentation(source: InferenceModel) -> bool:
-    """Whether ``source`` predicts per-pixel classes: its run trained it as segmentation, or (no run)
-    the zoo registers it so."""
+def task_of(source: InferenceModel) -> str:
+    """The task ``source`` was trained for (its run's config), or (no run) the one the zoo registers;
+    "classification" for a model outside the zoo, as the Predictor assumes."""
     task = (source.config or {}).get("task")
-    if isinstance(task, dict) and task.get("name"):
-        return task["name"] == "segmentation"
+    if isinstance(task, dict) and isinstance(task.get("name"), str) and task["name"]:
+        return task["name"]
     from cnnlab.models.registry import model_info
 
     try:
-        return model_info(source.name).task == "segmentation"
-    except Exception:  # noqa: BLE001 (a model outside the zoo: classification, as the Predictor assumes)
-        return False
+        return model_info(source.name).task
+    except Exception:  # noqa: BLE001 (a model outside the zoo)
+        return "classification"
+
+
+def is_segmentation(source: InferenceModel) -> bool:
+    """Whether ``source`` predicts per-pixel classes (see :func:`task_of`)."""
+    return task_of(source) == "segmentation"
 
 
 def write_masks(source: InferenceModel, images: Sequence[str | os.PathLike], *, out_dir: str | os.PathLike,
@@ -376,3 +382,66 @@ def write_masks(source: InferenceModel, images: Sequence[str | os.PathLike], *, 
                 buf.seek(0)
                 atomic_write(target, buf.read())
     return targets
+
+
+# ---------------------------------------------------------------------------- detection, captions
+
+
+def _pixels(source: InferenceModel, x: Tensor):
+    """The model's normalised input back as uint8 pixels (N, H, W) or (N, H, W, 3)."""
+    import numpy as np
+
+    prep = source.preprocessing
+    mean, std = torch.tensor(prep.mean).view(1, -1, 1, 1), torch.tensor(prep.std).view(1, -1, 1, 1)
+    a = ((x * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return a[:, 0] if a.shape[1] == 1 else np.transpose(a, (0, 2, 3, 1))
+
+
+def write_detections(source: InferenceModel, images: Sequence[str | os.PathLike], *, out_dir: str | os.PathLike,
+                     invert: bool | None = None, batch_size: int = 16) -> list[dict[str, Any]]:
+    """For each image file: the detector's boxes (pixels of the model's input), scores and class names,
+    and ``<out_dir>/<stem>.boxes.png``, the input enlarged with the boxes drawn and labelled. Eager fp32.
+    Existing files are never overwritten: ConfigError naming the first one, before anything is written."""
+    from cnnlab.atomic import atomic_write
+    from cnnlab.viz.detection import draw_boxes
+
+    out = Path(out_dir)
+    targets = [out / f"{Path(p).stem}.boxes.png" for p in images]
+    clash = next((t for t in targets if t.exists()), None) or next(
+        (t for i, t in enumerate(targets) if t in targets[:i]), None)
+    if clash is not None:
+        raise ConfigError(f"{clash}: exists or is named twice (image stems must differ); not overwritten")
+    names = source.preprocessing.class_names
+    results: list[dict[str, Any]] = []
+    for i in range(0, len(images), batch_size):
+        x, labels = source.preprocessing.prepare([str(p) for p in images[i:i + batch_size]], invert=invert)
+        found = source.model.detect(x)
+        for target, pixels, d, (file, notes) in zip(targets[i:i + batch_size], _pixels(source, x), found, labels):
+            boxes, classes = d.boxes.tolist(), [names[int(k)] for k in d.labels]
+            img = draw_boxes(pixels, boxes, classes, scores=d.scores.tolist())
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.SpooledTemporaryFile() as buf:
+                img.save(buf, format="PNG")
+                buf.seek(0)
+                atomic_write(target, buf.read())
+            results.append({"file": file, "picture": str(target), "notes": list(notes), "detections": [
+                {"class": c, "score": float(s), "box": [round(v, 1) for v in b]}
+                for b, c, s in zip(boxes, classes, d.scores.tolist())]})
+    return results
+
+
+def caption_images(source: InferenceModel, images: Sequence[str | os.PathLike], *, beam_size: int = 3,
+                   invert: bool | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
+    """For each image file: its greedy caption and its beam-search caption (``beam_size``). Eager fp32."""
+    from cnnlab.data.canvas import decode_caption
+
+    words = source.preprocessing.class_names
+    results: list[dict[str, Any]] = []
+    for i in range(0, len(images), batch_size):
+        x, labels = source.preprocessing.prepare([str(p) for p in images[i:i + batch_size]], invert=invert)
+        with torch.no_grad():
+            greedy, beam = source.model(x), source.model.beam_search(x, beam_size=beam_size)
+        for g, b, (file, notes) in zip(greedy, beam, labels):
+            results.append({"file": file, "greedy": decode_caption(g, words), "beam": decode_caption(b, words),
+                            "beam_size": beam_size, "notes": list(notes)})
+    return results

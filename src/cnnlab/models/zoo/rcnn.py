@@ -26,6 +26,7 @@ backward pass took ten times longer than RoI pooling's here.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -170,7 +171,8 @@ class FastRCNN(nn.Module):
         feats = self.backbone(x)  # N x C x H/r x W/r
         batch = torch.arange(n, device=x.device, dtype=torch.float32).repeat_interleave(p).unsqueeze(1)
         rois = torch.cat([batch, self.proposals.float().repeat(n, 1)], 1)  # NP x 5: image, box
-        with torch.autocast(x.device.type, enabled=False):  # torchvision's CPU kernel has no bf16
+        full = torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda") else nullcontext()
+        with full:  # fp32: torchvision's CPU kernel has no bf16 (the analyzer's meta device has no autocast)
             pooled = roi_pool(feats.float(), rois, output_size=self.cfg.pool,
                               spatial_scale=1.0 / self.cfg.reduction)  # NP x C x pool x pool
         h = F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))  # NP x hidden

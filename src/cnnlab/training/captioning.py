@@ -31,7 +31,8 @@ __all__ = ["CaptioningTask", "corpus_bleu", "decode"]
 
 def corpus_bleu(candidates: list[str], references: list[str], *, n_gram: int = 4) -> float:
     """Corpus BLEU-``n_gram`` of ``candidates`` against one reference each (NLTK's ``corpus_bleu``,
-    uniform weights, no smoothing: 0 when some n-gram order has no match), in [0, 1]. Words are
+    uniform weights, no smoothing: ~0 (NLTK returns about 1e-155) when some n-gram order has no
+    match), in [0, 1]. Words are
     separated by spaces."""
     try:
         import warnings

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["draw_boxes", "PREDICTED", "TRUTH"]
+__all__ = ["draw_boxes", "detection_grid", "PREDICTED", "TRUTH"]
 
 PREDICTED = (255, 64, 64)  # red: the model's boxes
 TRUTH = (64, 200, 64)  # green: the true boxes
@@ -38,3 +38,22 @@ def draw_boxes(pixels: np.ndarray, boxes: Sequence[Sequence[float]], labels: Seq
         draw.rectangle([x0, y, x0 + right - left + 2, y + lift], fill=PREDICTED)
         draw.text((x0 + 1, y), text, fill=(255, 255, 255))
     return img
+
+
+def detection_grid(pixels: Sequence[np.ndarray], predictions: Sequence[dict], truths: Sequence[Sequence], *,
+                   class_names: Sequence[str], scale: int = 4, gap: int = 8):
+    """Several images side by side, each drawn by :func:`draw_boxes` with its predictions
+    (``{"boxes", "labels" (class indices), "scores"}``) and its true boxes."""
+    from PIL import Image
+
+    tiles = [draw_boxes(p, d["boxes"], [class_names[int(k)] for k in d["labels"]], scores=d["scores"], truth=t,
+                        scale=scale) for p, d, t in zip(pixels, predictions, truths)]
+    if not tiles:
+        raise ValueError("detection_grid: no image")
+    grid = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), max(t.height for t in tiles)),
+                     (255, 255, 255))
+    x = 0
+    for tile in tiles:
+        grid.paste(tile, (x, 0))
+        x += tile.width + gap
+    return grid

@@ -15,7 +15,7 @@ fixed-shape output; :meth:`ShowAndTell.forward_train` gives the teacher-forced l
 Departures from the paper: the encoder is a zoo net's first stages (``fcn_digits``' stages 1-4 at
 half width, from scratch) whose 4x4 map is flattened, not average-pooled as GoogLeNet's is, so the
 image vector keeps where each digit is ("left of", "above"); the LSTM and the embeddings are 128
-wide (the paper: 512); no dropout nor ensembling.
+wide (the paper: 512); the image code is batch-normalised; no dropout nor ensembling.
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ PAD, START, END = 0, 1, 2  # the first words of every vocabulary it is trained w
 @dataclass(frozen=True)
 class ShowAndTellConfig:
     backbone: str = "fcn_digits"  # a zoo net whose feature_info stages run one after another
-    backbone_width: float = 0.5
+    backbone_width: float = 1.0  # 1.0: the stages of a default fcn_digits, whose trained weights load as they are
     reduction: int = 16  # the stride of the stage whose map is the image's code
     image_size: int = 64
     embed: int = 128  # word and image embedding (the paper: 512)
     hidden: int = 128  # LSTM units (the paper: 512)
     max_length: int = 16  # words generated, <start> included, as the data's captions
     beam_size: int = 3  # beam_search()'s default width
+    image_every_step: bool = False  # True: the image code also enters with every word (LRCN, Donahue et al. 2015)
 
     def __post_init__(self) -> None:
         for field in ("reduction", "image_size", "embed", "hidden", "max_length", "beam_size"):
@@ -54,6 +55,8 @@ class ShowAndTellConfig:
         if isinstance(self.backbone_width, bool) or not isinstance(self.backbone_width, (int, float)) or not (
                 0.01 <= self.backbone_width <= 16):
             raise ConfigError(f"show_and_tell: backbone_width must be a number in [0.01, 16], got {self.backbone_width!r}")
+        if not isinstance(self.image_every_step, bool):
+            raise ConfigError(f"show_and_tell: image_every_step must be true or false, got {self.image_every_step!r}")
 
 
 class ShowAndTell(nn.Module):
@@ -64,38 +67,56 @@ class ShowAndTell(nn.Module):
         if num_classes <= END:
             raise ConfigError(f"show_and_tell: a vocabulary needs <pad>, <start>, <end> and words, got {num_classes}")
         self.cfg, self.vocab_size = cfg, num_classes
-        self.encoder, channels = truncated_backbone(cfg.backbone, in_chans=in_chans, reduction=cfg.reduction,
-                                                    width=cfg.backbone_width)
+        encoder, channels = truncated_backbone(cfg.backbone, in_chans=in_chans, reduction=cfg.reduction,
+                                               width=cfg.backbone_width)
+        # The stages keep the backbone's own names (stage1, ...), so a trained backbone's weights load
+        # into them with ``--weights FILE --no-strict`` (the paper starts from a pretrained CNN, §4.3).
+        self.stages = tuple(name for name, _ in encoder.named_children())
+        for name, module in encoder.named_children():
+            self.add_module(name, module)
         side = cfg.image_size // cfg.reduction
         self.image_embed = nn.Linear(channels * side * side, cfg.embed)  # W_i: the image as the first input
+        # Batch normalisation of the image code: without it the code of the flattened map reached
+        # |8| on average and saturated the LSTM's gates, and the captions never learnt the digits.
+        self.image_norm = nn.BatchNorm1d(cfg.embed)
         self.word_embed = nn.Embedding(num_classes, cfg.embed, padding_idx=PAD)  # W_e
-        self.lstm = nn.LSTMCell(cfg.embed, cfg.hidden)
+        self.lstm = nn.LSTMCell(cfg.embed * (2 if cfg.image_every_step else 1), cfg.hidden)
         self.logit = nn.Linear(cfg.hidden, num_classes)
-        self.feature_info = [dict(module="encoder", num_chs=channels, reduction=cfg.reduction)]
+        self.feature_info = [dict(module=self.stages[-1], num_chs=channels, reduction=cfg.reduction)]
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The LSTM state after it has read the image (x_{-1}): (h, c), each N x hidden."""
-        code = self.image_embed(self.encoder(x).flatten(1))  # N x embed
-        return self.lstm(code)
+    def encoder(self, x: Tensor) -> Tensor:
+        for name in self.stages:
+            x = getattr(self, name)(x)
+        return x  # N x C x H/r x W/r
+
+    def encode(self, x: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        """The LSTM state after it has read the image (x_{-1}): (h, c), each N x hidden; and the image code."""
+        code = self.image_norm(self.image_embed(self.encoder(x).flatten(1)))  # N x embed
+        first = torch.cat([code, code], 1) if self.cfg.image_every_step else code
+        return self.lstm(first), code
+
+    def step(self, words: Tensor, state: tuple[Tensor, Tensor], code: Tensor) -> tuple[Tensor, Tensor]:
+        """The LSTM state after reading ``words`` (N,) (and the image code where it enters every step)."""
+        x = self.word_embed(words)
+        return self.lstm(torch.cat([x, code], 1) if self.cfg.image_every_step else x, state)
 
     def forward_train(self, x: Tensor, captions: Tensor) -> Tensor:
         """Teacher forcing: logits (N, T - 1, V) of words 1..T-1 of ``captions`` (N, T) given words 0..T-2."""
-        state = self.encode(x)
-        inputs = self.word_embed(captions[:, :-1])  # N x T-1 x embed
+        state, code = self.encode(x)
         logits = []
-        for t in range(inputs.shape[1]):
-            state = self.lstm(inputs[:, t], state)
+        for t in range(captions.shape[1] - 1):
+            state = self.step(captions[:, t], state, code)
             logits.append(self.logit(state[0]))
         return torch.stack(logits, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Greedy captions (N, max_length): <start>, then the most likely word at each step; <pad> after <end>."""
-        state = self.encode(x)
+        state, code = self.encode(x)
         word = torch.full((x.shape[0],), START, dtype=torch.long, device=x.device)
         done = torch.zeros_like(word, dtype=torch.bool)
         out = [word]
         for _ in range(self.cfg.max_length - 1):
-            state = self.lstm(self.word_embed(word), state)
+            state = self.step(word, state, code)
             word = self.logit(state[0]).argmax(1).masked_fill(done, PAD)
             done = done | (word == END)
             out.append(word)
@@ -107,14 +128,14 @@ class ShowAndTell(nn.Module):
         (N, max_length), ranked by total log-probability; a finished caption stays as it is."""
         k = beam_size or self.cfg.beam_size
         n, v, length = x.shape[0], self.vocab_size, self.cfg.max_length
-        h, c = self.encode(x)
-        h, c = h.repeat_interleave(k, 0), c.repeat_interleave(k, 0)  # NK x hidden
+        (h, c), code = self.encode(x)
+        h, c, code = h.repeat_interleave(k, 0), c.repeat_interleave(k, 0), code.repeat_interleave(k, 0)  # NK x ...
         seqs = torch.full((n * k, 1), START, dtype=torch.long, device=x.device)
         score = torch.full((n, k), float("-inf"), device=x.device)
         score[:, 0] = 0.0  # one live beam at the start: the k copies would tie
         done = torch.zeros(n * k, dtype=torch.bool, device=x.device)
         for _ in range(length - 1):
-            h, c = self.lstm(self.word_embed(seqs[:, -1]), (h, c))
+            h, c = self.step(seqs[:, -1], (h, c), code)
             logp = F.log_softmax(self.logit(h).float(), -1)  # NK x V
             # a finished beam continues only with <pad>, at no cost
             finished = torch.full_like(logp, float("-inf"))

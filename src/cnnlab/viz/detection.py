@@ -28,7 +28,9 @@ def draw_boxes(pixels: np.ndarray, boxes: Sequence[Sequence[float]], labels: Seq
     draw = ImageDraw.Draw(img)
     for box in truth:
         draw.rectangle([v * scale for v in box], outline=TRUTH, width=1)
-    for i, (box, label) in enumerate(zip(boxes, labels)):
+    order = range(len(boxes)) if scores is None else sorted(range(len(boxes)), key=lambda i: scores[i])
+    for i in order:  # the most confident last, on top
+        box, label = boxes[i], labels[i]
         x0, y0, x1, y1 = (v * scale for v in box)
         draw.rectangle([x0, y0, x1, y1], outline=PREDICTED, width=2)
         text = label if scores is None else f"{label} {scores[i]:.2f}"

@@ -514,7 +514,9 @@ register_recipe(Recipe(
     lr=2e-3,  # the other small from-scratch recipes' order of magnitude (fast_rcnn, fcn_digits)
     momentum=0.9,  # Adam's beta1
     batch_size=32,
-    epochs=15,
+    # Chosen on the validation scenes (encoder from fcn_digits trained on mnist-seg, seeds 0-2):
+    # 15 epochs gave val BLEU-4 0.49 / 0.62 / 0.36, 30 epochs 0.63 / 0.71 / 0.52.
+    epochs=30,
     schedule="cosine",
     grad_clip=5.0,  # the usual LSTM gradient clipping (Sutskever et al. 2014 clip at 5)
     eval_batch_size=250,

@@ -36,7 +36,7 @@ def mnist5k() -> DataBundle:
 def test_list_datasets_has_the_issue_names() -> None:
     assert list_datasets() == [
         "mnist-5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH",
-        "synthetic", "mnist-canvas", "mnist-seg", "voc2012",
+        "synthetic", "mnist-canvas", "mnist-seg", "mnist-boxes", "mnist-captions", "voc2012",
     ]  # fmt: skip
 
 

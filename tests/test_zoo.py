@@ -39,8 +39,9 @@ from cnnlab import ConfigError, UnknownNameError, create_model, list_models, mod
 from cnnlab.models.base import Classifier, ModelOutput
 
 # Autoencoders and VAEs reconstruct images instead of classifying them: their contract is checked by
-# tests/test_zoo_autoencoders.py, generated from the same registry.
-GENERATIVE_TASKS = ("reconstruction", "vae", "gan")  # gan: tests/test_gan.py
+# tests/test_zoo_autoencoders.py, generated from the same registry (gan: tests/test_gan.py). Detectors
+# and captioners return boxes and words: tests/test_detection.py and tests/test_captioning.py.
+GENERATIVE_TASKS = ("reconstruction", "vae", "gan", "detection", "captioning")
 MODELS = [n for n in list_models() if model_info(n).task not in GENERATIVE_TASKS]
 SMALL_SIDE = 64  # inputs up to 64x64 (MNIST, CIFAR, ...) run for real at full size
 

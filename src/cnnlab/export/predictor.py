@@ -45,7 +45,8 @@ from cnnlab.export.source import InferenceModel, load_model
 from cnnlab.models.weights import sha256_hex
 from cnnlab.safeio import read_json, read_regular
 
-__all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT", "is_segmentation", "write_masks"]
+__all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT", "is_segmentation", "write_masks",
+           "task_of", "write_detections", "caption_images"]
 
 BF16_AGREEMENT = 0.99  # bf16 may flip near-ties: at most 1 in 100 check images
 FP32_AGREEMENT = 0.995  # fp32 paths differ only by summation order
@@ -352,7 +353,9 @@ def is_segmentation(source: InferenceModel) -> bool:
 # The tasks whose models `predict` answers; the others are refused with the command that fits them.
 PREDICTABLE_TASKS = ("classification", "segmentation")
 OTHER_COMMANDS = {"vae": "`cnnlab sample RUN` draws from it", "gan": "`cnnlab sample RUN` draws from it",
-                  "reconstruction": "`cnnlab eval` measures its reconstructions"}
+                  "reconstruction": "`cnnlab eval` measures its reconstructions",
+                  "detection": "`cnnlab predict IMAGE --run RUN` draws its boxes",
+                  "captioning": "`cnnlab predict IMAGE --run RUN` prints its captions"}
 
 
 def check_predictable(source: InferenceModel) -> None:
@@ -400,3 +403,66 @@ def write_masks(source: InferenceModel, images: Sequence[str | os.PathLike], *, 
                 buf.seek(0)
                 atomic_write(target, buf.read())
     return targets
+
+
+# ---------------------------------------------------------------------------- detection, captions
+
+
+def _pixels(source: InferenceModel, x: Tensor):
+    """The model's normalised input back as uint8 pixels (N, H, W) or (N, H, W, 3)."""
+    import numpy as np
+
+    prep = source.preprocessing
+    mean, std = torch.tensor(prep.mean).view(1, -1, 1, 1), torch.tensor(prep.std).view(1, -1, 1, 1)
+    a = ((x * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return a[:, 0] if a.shape[1] == 1 else np.transpose(a, (0, 2, 3, 1))
+
+
+def write_detections(source: InferenceModel, images: Sequence[str | os.PathLike], *, out_dir: str | os.PathLike,
+                     invert: bool | None = None, batch_size: int = 16) -> list[dict[str, Any]]:
+    """For each image file: the detector's boxes (pixels of the model's input), scores and class names,
+    and ``<out_dir>/<stem>.boxes.png``, the input enlarged with the boxes drawn and labelled. Eager fp32.
+    Existing files are never overwritten: ConfigError naming the first one, before anything is written."""
+    from cnnlab.atomic import atomic_write
+    from cnnlab.viz.detection import draw_boxes
+
+    out = Path(out_dir)
+    targets = [out / f"{Path(p).stem}.boxes.png" for p in images]
+    clash = next((t for t in targets if t.exists()), None) or next(
+        (t for i, t in enumerate(targets) if t in targets[:i]), None)
+    if clash is not None:
+        raise ConfigError(f"{clash}: exists or is named twice (image stems must differ); not overwritten")
+    names = source.preprocessing.class_names
+    results: list[dict[str, Any]] = []
+    for i in range(0, len(images), batch_size):
+        x, labels = source.preprocessing.prepare([str(p) for p in images[i:i + batch_size]], invert=invert)
+        found = source.model.detect(x)
+        for target, pixels, d, (file, notes) in zip(targets[i:i + batch_size], _pixels(source, x), found, labels):
+            boxes, classes = d.boxes.tolist(), [names[int(k)] for k in d.labels]
+            img = draw_boxes(pixels, boxes, classes, scores=d.scores.tolist())
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.SpooledTemporaryFile() as buf:
+                img.save(buf, format="PNG")
+                buf.seek(0)
+                atomic_write(target, buf.read())
+            results.append({"file": file, "picture": str(target), "notes": list(notes), "detections": [
+                {"class": c, "score": float(s), "box": [round(v, 1) for v in b]}
+                for b, c, s in zip(boxes, classes, d.scores.tolist())]})
+    return results
+
+
+def caption_images(source: InferenceModel, images: Sequence[str | os.PathLike], *, beam_size: int = 3,
+                   invert: bool | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
+    """For each image file: its greedy caption and its beam-search caption (``beam_size``). Eager fp32."""
+    from cnnlab.data.canvas import decode_caption
+
+    words = source.preprocessing.class_names
+    results: list[dict[str, Any]] = []
+    for i in range(0, len(images), batch_size):
+        x, labels = source.preprocessing.prepare([str(p) for p in images[i:i + batch_size]], invert=invert)
+        with torch.no_grad():
+            greedy, beam = source.model(x), source.model.beam_search(x, beam_size=beam_size)
+        for g, b, (file, notes) in zip(greedy, beam, labels):
+            results.append({"file": file, "greedy": decode_caption(g, words), "beam": decode_caption(b, words),
+                            "beam_size": beam_size, "notes": list(notes)})
+    return results

@@ -15,6 +15,8 @@ from cnnlab.training.spec import TrainSpec
 from cnnlab.training import generative  # noqa: E402,F401  (registers the "reconstruction" and "vae" tasks)
 from cnnlab.training import segmentation  # noqa: F401,E402  (registers the "segmentation" task)
 from cnnlab.training import gan  # noqa: F401,E402  (registers the "gan" task)
+from cnnlab.training import detection  # noqa: F401,E402  (the "detection" task; pycocotools loads when it scores)
+from cnnlab.training import captioning  # noqa: F401,E402  (the "captioning" task; nltk loads when it scores)
 
 __all__ = [
     "FitResult",

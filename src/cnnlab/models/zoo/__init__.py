@@ -10,3 +10,5 @@ from cnnlab.models.zoo import fcn  # noqa: F401  (Long 2015, Yu & Koltun 2016, R
 from cnnlab.models.zoo import airbench  # noqa: F401  (Jordan 2024: the speed-run network)
 from cnnlab.models.zoo import efficientnet_lite  # noqa: F401  (Tan & Le 2019: the Lite variants)
 from cnnlab.models.zoo import gan  # noqa: F401  (Radford 2016: DCGAN; Mirza & Osindero 2014: conditional)
+from cnnlab.models.zoo import rcnn  # noqa: F401  (Girshick 2015: detection)
+from cnnlab.models.zoo import captioning  # noqa: F401  (Vinyals et al. 2015: Show and Tell)

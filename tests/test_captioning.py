@@ -84,11 +84,15 @@ def test_registered_model_and_task_and_bad_config():
         create_model("show_and_tell_digits", hidden=0)
 
 
-def test_teacher_forcing_needs_the_batch_captions():
+def test_teacher_forcing_reads_the_batch_captions():
+    """The Trainer hands the targets to the forward pass: the captioner's logits predict word t+1 of
+    the caption it was given, and a forward pass without captions is refused."""
     task = CaptioningTask()
     model = create_model("show_and_tell_digits", backbone_width=0.25)
-    with pytest.raises(RuntimeError, match="augment_batch"):
+    with pytest.raises(ConfigError, match="needs the batch's captions"):
         task.forward_train(model, torch.zeros(2, 1, 64, 64))
+    y = torch.zeros(2, 6, dtype=torch.long)
+    assert task.forward_train(model, torch.zeros(2, 1, 64, 64), y).shape[:2] == (2, 5)
 
 
 def test_a_cli_run_selects_on_val_bleu_and_predict_prints_captions(tmp_path, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.terminal import for_terminal
-from cnnlab.cli.options import capped_int, threads_int, threads_option  # one parser of each kind for every command
+from cnnlab.cli.options import bounded_int, capped_int, threads_int, threads_option  # one parser of each kind for every command
 
 EXPORT_EPILOG = """\
 examples:
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks-dir", default=".", metavar="DIR",
                    help="segmentation models: where <image stem>.mask.png goes, detectors: <image stem>.boxes.png "
                         "(default: the current folder)")
-    p.add_argument("--beam-size", type=positive_int, default=3,
+    p.add_argument("--beam-size", type=bounded_int(1, 64, why=" (the captioner's beam search)"), default=3,
                    help="captioning models: the beam search's width (default 3); the greedy caption is printed too")
     threads_option(p)
     p.set_defaults(func=run_predict)

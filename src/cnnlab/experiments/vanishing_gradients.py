@@ -230,7 +230,7 @@ def _table(arms: dict, cfg: VanishingConfig) -> Table:
                          f"{trained_p[0]:.3g}", f"{trained_p[-1]:.3g}", round(r["mean_log_ratio_trained"], 2)))
     return Table(
         title="Back-propagated gradient at the first and last convolution (RMS per image), means over seeds; "
-        f"log10(first/last) < 0: the gradient shrinks towards the input",
+        "log10(first/last) < 0: the gradient shrinks towards the input",
         columns=("depth", "net, init", "first (init)", "last (init)", "log10 first/last (init)",
                  f"first ({cfg.train.max_steps} updates)", "last", "log10 first/last"),
         rows=tuple(rows),

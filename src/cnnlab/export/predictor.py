@@ -46,7 +46,7 @@ from cnnlab.models.weights import sha256_hex
 from cnnlab.safeio import read_json, read_regular
 
 __all__ = ["Predictor", "Prediction", "BF16_AGREEMENT", "FP32_AGREEMENT", "is_segmentation", "write_masks",
-           "task_of", "write_detections", "caption_images"]
+           "source_task", "write_detections", "caption_images"]
 
 BF16_AGREEMENT = 0.99  # bf16 may flip near-ties: at most 1 in 100 check images
 FP32_AGREEMENT = 0.995  # fp32 paths differ only by summation order

@@ -8,9 +8,8 @@ class names are the vocabulary. BLEU-4 (Papineni et al. 2002: geometric mean of 
 ``corpus_bleu`` (the ``captioning`` extra) with one reference per image, on the words between
 <start> and <end>. Decoding is greedy (``beam_size`` 1, the default) or a beam search.
 
-The Trainer calls ``forward_train(model, x)`` without the targets, but teacher forcing feeds the
-true words to the decoder: :meth:`CaptioningTask.augment_batch`, which the Trainer calls with the
-batch just before the forward pass, keeps the batch's captions for that pass.
+Teacher forcing feeds the true words to the decoder: the Trainer hands the batch's captions to
+:meth:`CaptioningTask.forward_train` with the images.
 """
 
 from __future__ import annotations
@@ -66,7 +65,6 @@ class CaptioningTask(Task):
             raise ConfigError(f"captioning: beam_size must be an integer in 1..64, got {beam_size!r}")
         self.beam_size = beam_size
         self.vocabulary: tuple[str, ...] = ()
-        self._captions: Tensor | None = None  # the batch's captions, from augment_batch to forward_train
 
     def setup(self, data: DataBundle) -> None:
         if data.train.y.ndim != 2:
@@ -81,14 +79,12 @@ class CaptioningTask(Task):
                               "not (N, T) word indices)")
 
     def augment_batch(self, augment, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        self._captions = y  # no image augmentation: a shift or mirror would change "left of"
-        return x, y
+        return x, y  # no image augmentation: a shift or mirror would change "left of"
 
-    def forward_train(self, model: nn.Module, x: Tensor) -> Any:
-        captions, self._captions = self._captions, None
-        if captions is None or len(captions) != len(x):
-            raise RuntimeError("captioning: forward_train without its batch's captions (augment_batch first)")
-        return model.forward_train(x, captions)
+    def forward_train(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> Any:
+        if y is None or len(y) != len(x):
+            raise ConfigError("captioning: the training forward pass needs the batch's captions (teacher forcing)")
+        return model.forward_train(x, y)
 
     def _word_loss(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(summed cross-entropy of words 1.. of ``y``, number of those words that are not <pad>)."""

@@ -157,7 +157,7 @@ class VAETask(_PixelTask):
         if self.beta_option is None:
             self.beta = float(getattr(unwrap(model), "beta", 1.0))  # the model's config (--model-set beta=4)
 
-    def forward_train(self, model: nn.Module, x: Tensor) -> ELBOTerms:
+    def forward_train(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> ELBOTerms:
         return elbo_terms(model, x, self.target(x))
 
     def _sums(self, terms: ELBOTerms) -> Tensor:

@@ -108,7 +108,9 @@ class Task(abc.ABC):
     def augment_batch(self, augment, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return (augment(x, generator) if augment.enabled else x), y
 
-    def forward_train(self, model: nn.Module, x: Tensor) -> Any:
+    def forward_train(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> Any:
+        """The training forward pass of ``model`` on ``x`` (``y``: the batch's targets, for a task whose
+        forward reads them, e.g. teacher forcing); default: ``model.forward_train(x)``, else ``model(x)``."""
         return model.forward_train(x) if hasattr(model, "forward_train") else model(x)
 
     def optimizers(self, model: nn.Module,
@@ -123,7 +125,7 @@ class Task(abc.ABC):
         ``trainer.apply(loss, optimizer)`` (backward and step) with the one optimiser. A task with
         several optimisers (a GAN) makes its updates here, each through ``trainer.apply``."""
         with trainer.autocast():
-            out = trainer.step_module(x)
+            out = trainer.step_module(x, y)
         loss, sums = self.loss(out, x, y)
         if trainer.recipe.l1:  # the recipe's L1 penalty on the weights (cnnlab.training.param_groups)
             from cnnlab.training.param_groups import l1_penalty

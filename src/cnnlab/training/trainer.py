@@ -88,16 +88,17 @@ class FitResult:
 
 
 class TrainStep(nn.Module):
-    """``forward(x) = task.forward_train(model, x)``: the module DDP wraps, so its hooks still run."""
+    """``forward(x, y) = task.forward_train(model, x, y)``: the module DDP wraps, so its hooks still run.
+    ``y`` (the batch's targets) is for tasks whose forward pass reads them (a captioner's teacher forcing)."""
 
     def __init__(self, model: nn.Module, task: Task | None = None) -> None:
         super().__init__()
         self.model = model
         self.task = task
 
-    def forward(self, x: Tensor) -> Any:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Any:
         if self.task is not None:
-            return self.task.forward_train(self.model, x)
+            return self.task.forward_train(self.model, x, y)
         return self.model.forward_train(x) if hasattr(self.model, "forward_train") else self.model(x)
 
 

@@ -35,3 +35,18 @@ def one_line(rc: int, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, err)
     return lines[0]
+
+
+def tiny_experiment_runs(names, root) -> dict:
+    """``{name: (results, out folder)}`` of each experiment in ``names`` at the tiny scale, one thread,
+    sharing one model cache (for a module-scoped fixture)."""
+    from cnnlab.experiments import ModelCache, run_experiment
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cache = ModelCache()
+    try:
+        return {name: (run_experiment(name, scale="tiny", out_dir=root / name, progress=False, cache=cache), root / name)
+                for name in names}
+    finally:
+        torch.set_num_threads(before)

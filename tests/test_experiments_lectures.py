@@ -8,10 +8,11 @@ import math
 
 import pytest
 import torch
+from cli_helpers import tiny_experiment_runs
 import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
-from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
+from cnnlab.experiments import get_experiment, list_experiments
 from cnnlab.experiments.context import ExperimentContext
 from cnnlab.experiments.depth_width import match_width
 from cnnlab.experiments.identity_mapping import IdentityTask
@@ -25,15 +26,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("lectures")
-    cache = ModelCache()
-    try:
-        yield {name: (run_experiment(name, scale="tiny", out_dir=root / name, progress=False, cache=cache), root / name)
-               for name in NAMES}
-    finally:
-        torch.set_num_threads(before)
+    return tiny_experiment_runs(NAMES, tmp_path_factory.mktemp("lectures"))
 
 
 def test_registered_with_the_required_scales():

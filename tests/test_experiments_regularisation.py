@@ -9,9 +9,10 @@ import json
 
 import pytest
 import torch
+from cli_helpers import tiny_experiment_runs
 
 from cnnlab.errors import ConfigError, WeightsError
-from cnnlab.experiments import ModelCache, get_experiment, list_experiments, run_experiment
+from cnnlab.experiments import get_experiment, list_experiments, run_experiment
 from cnnlab.experiments.selection import best_on_val
 
 DIGITS = ("dropout-rate", "regularisers")
@@ -22,15 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("lectures")
-    cache = ModelCache()
-    try:
-        yield {name: (run_experiment(name, scale="tiny", out_dir=root / name, progress=False, cache=cache), root / name)
-               for name in DIGITS}
-    finally:
-        torch.set_num_threads(before)
+    return tiny_experiment_runs(DIGITS, tmp_path_factory.mktemp("lectures"))
 
 
 def test_experiments_are_listed_with_their_scales():

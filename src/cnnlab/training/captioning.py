@@ -67,6 +67,7 @@ class CaptioningTask(Task):
         self.vocabulary: tuple[str, ...] = ()
 
     def setup(self, data: DataBundle) -> None:
+        corpus_bleu(["a"], ["a"], n_gram=1)  # the metric's package, checked before any training
         if data.train.y.ndim != 2:
             raise ConfigError(f"captioning needs (N, T) word indices as targets (mnist-captions); {data.name} has "
                               f"targets of shape {tuple(data.train.y.shape)}")

@@ -133,6 +133,7 @@ class DetectionTask(Task):
         self.fg_iou, self.fg_fraction, self.box_weight = float(fg_iou), float(fg_fraction), float(box_weight)
 
     def setup(self, data: DataBundle) -> None:
+        _coco_eval()  # the metric's package, checked before any training
         y = data.train.y
         if y.ndim != 3 or y.shape[2] != 5:
             raise ConfigError(f"detection needs (N, M, 5) box rows as targets (mnist-boxes); {data.name} has "

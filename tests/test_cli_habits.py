@@ -161,3 +161,16 @@ def test_experiment_list_speaks_json(capsys) -> None:
     rows = {r["name"]: r for r in json.loads(out)}
     assert "degradation" in rows and "standard" in rows["degradation"]["scales"]
     assert rows["degradation"]["paper"].startswith("He, Zhang, Ren & Sun")
+
+
+def test_list_counts_macs_on_request(capsys) -> None:
+    """`list --macs`: the analyzer's multiply-adds beside the parameters; EfficientNet-Lite0/1/2's
+    published 385M, 600M and 860M (the Lite release's PyTorch port, d-li14/efficientnet-lite)."""
+    import csv
+    import io
+
+    rc, out, err = run_cli(["list", "efficientnet_lite", "--macs", "--format", "csv"], capsys)
+    assert rc == 0, err
+    rows = {r["name"]: int(r["MACs"]) for r in csv.DictReader(io.StringIO(out))}
+    for name, published in (("efficientnet_lite0", 385e6), ("efficientnet_lite1", 600e6), ("efficientnet_lite2", 860e6)):
+        assert abs(rows[name] - published) / published < 0.005, (name, rows[name])

@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pattern", nargs="?", default="*",
                    help="a part of the name ('resnet') or a shell-style pattern ('vgg1?_bn'); default: all")
     p.add_argument("--family", help="only this family (alexnet, vgg, resnet, resnet_cifar, ...)")
+    p.add_argument("--macs", action="store_true",
+                   help="also count each model's multiply-adds for one image at its input size (the analyzer, "
+                        "on the meta device: a fraction of a second per model)")
     p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
                    help="a table (default), markdown, CSV or JSON (as `cnnlab summary`)")
     p.set_defaults(func=run)
@@ -24,8 +27,16 @@ def _pattern(text: str) -> str:
     return text if any(c in text for c in "*?[") else f"*{text}*"
 
 
+def _with_macs(rows: list[dict]) -> list[dict]:
+    from cnnlab.analysis import analyze
+
+    return [dict(r, macs=int(analyze(r["name"], (1, *r["input_size"])).total.macs)) for r in rows]
+
+
 def run(args: argparse.Namespace) -> int:
     rows = describe_models(_pattern(args.pattern), family=args.family)
+    if args.macs:
+        rows = _with_macs(rows)
     if args.format == "json":
         from cnnlab.results import published_for
 
@@ -41,28 +52,30 @@ def run(args: argparse.Namespace) -> int:
             raise UnknownNameError(f"unknown family {args.family!r}; families: {', '.join(known)}")
         print(f"no model matches {args.pattern!r}" + (f" in family {args.family!r}" if args.family else ""))
         return 1
-    header = ("name", "family", "paper", "params", "input")
+    header = ("name", "family", "paper", "params", "input") + (("MACs",) if args.macs else ())
     if args.format == "csv":
         import csv
         import sys
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows((r["name"], r["family"], r["paper"], r["params"], "x".join(map(str, r["input_size"])))
-                         for r in rows)
+        writer.writerows((r["name"], r["family"], r["paper"], r["params"], "x".join(map(str, r["input_size"])),
+                          *((r["macs"],) if args.macs else ())) for r in rows)
         return 0
     table = [
-        (r["name"], r["family"], r["paper"], f"{r['params']:,}", "x".join(map(str, r["input_size"])))
+        (r["name"], r["family"], r["paper"], f"{r['params']:,}", "x".join(map(str, r["input_size"])),
+         *((f"{r['macs'] / 1e9:.3f} G",) if args.macs else ()))
         for r in rows
     ]
     if args.format == "markdown":
-        print("| " + " | ".join(header) + " |\n|" + "|".join(["---"] * 3 + ["---:", "---"]) + "|")
+        print("| " + " | ".join(header) + " |\n|" + "|".join(["---"] * 3 + ["---:", "---"] + ["---:"] * args.macs) + "|")
         for line in table:
             print("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |")
         return 0
     widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
     for i, line in enumerate([header, *table]):
-        print("  ".join(str(c).ljust(w) if j != 3 else str(c).rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
+        print("  ".join(str(c).ljust(w) if j not in (3, 5) else str(c).rjust(w)
+                        for j, (c, w) in enumerate(zip(line, widths))).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
     return 0

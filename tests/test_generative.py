@@ -211,3 +211,13 @@ def test_predict_on_a_vae_run_says_to_sample_it(vae_run, tmp_path, capsys):
     assert main(["predict", str(image), "--run", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "trained as a vae model" in err and "cnnlab sample" in err
+
+
+def test_viz_views_that_explain_classes_refuse_a_vae_in_one_line(vae_run, capsys):
+    from cnnlab.cli import main
+
+    _, out = vae_run
+    for view in ("attributions", "cam", "embedding"):
+        assert main(["viz", view, "--run", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not a classifier" in err, err

@@ -218,6 +218,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (Path(args.run) / "viz" if args.run else Path("viz"))
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
+    if args.what in _CLASS_VIEWS:
+        from cnnlab.models.base import Classifier
+
+        if not isinstance(subject.model, Classifier):
+            raise ConfigError(f"viz {args.what} explains class scores and {subject.label} is not a classifier "
+                              f"({type(subject.model).__name__}); viz stats, and the layer views with --layer NAME, "
+                              "work on any model")
     written = _DRAW[args.what](subject, args, out)
     for path in written:
         print(path)
@@ -400,6 +407,8 @@ def _embedding(subject: Subject, args: argparse.Namespace, out: Path) -> list[Pa
     return [plot_embedding(points, labels, out / "embedding.png", class_names=names, title=title)]
 
 
+# Views that read the model's class scores (or the features before them): classifiers only.
+_CLASS_VIEWS = ("attributions", "cam", "embedding")
 _DRAW = {"filters": _filters, "stats": _stats, "feature-maps": _feature_maps, "contrast-norm": _contrast_norm,
          "top-patches": _top_patches,
          "attributions": _attributions, "cam": _cam, "embedding": _embedding}  # fmt: skip

@@ -174,3 +174,15 @@ def test_list_counts_macs_on_request(capsys) -> None:
     rows = {r["name"]: int(r["MACs"]) for r in csv.DictReader(io.StringIO(out))}
     for name, published in (("efficientnet_lite0", 385e6), ("efficientnet_lite1", 600e6), ("efficientnet_lite2", 860e6)):
         assert abs(rows[name] - published) / published < 0.005, (name, rows[name])
+
+
+def test_on_a_busy_machine_bad_input_is_still_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """The busy-machine note is said when training starts, so an error before that stays one line."""
+    from cnnlab.training import device
+
+    monkeypatch.setattr(device, "threads_for_load", lambda: (1, "the machine is busy (test)"))
+    rc, _, err = run_cli(["train", "lenet5", "--data", "no-such-data"], capsys)
+    one_line(rc, err, "no-such-data")
+    rc, _, err = run_cli(["train", "lenet5", "--epochs", "1", "--max-steps", "2", "--out", str(tmp_path / "r"),
+                          "--no-progress"], capsys)
+    assert rc == 0 and "the machine is busy (test)" in err

@@ -214,14 +214,15 @@ def run(args: argparse.Namespace) -> int:
     # On resuming, the flags given are changes to the run: applied (--epochs ...) or refused by name.
     changes = _given(args) if args.resume is not None and not args.config else None
     threads_before = torch.get_num_threads()
+    callbacks: list = [RunPictures()]
     if args.threads is None and getattr(spec, "threads", None) is None and not D.current().enabled:
         threads, note = threads_for_load()
         if threads is not None:
-            print(f"cnnlab train: {note}", file=sys.stderr)
+            callbacks.insert(0, _SayAtStart(f"cnnlab train: {note}"))  # said once training starts, not before an error
             torch.set_num_threads(threads)
     try:
         result = train(spec, out=args.out, runs_root=args.runs_root, resume=args.resume,
-                       progress=not args.no_progress, changes=changes, callbacks=[RunPictures()])
+                       progress=not args.no_progress, changes=changes, callbacks=callbacks)
         is_main = D.current().is_main
     finally:
         D.shutdown()
@@ -245,6 +246,17 @@ def run(args: argparse.Namespace) -> int:
               f"run folder {result.out_dir}")
         _say_if_at_chance(result)
     return 0
+
+
+class _SayAtStart:
+    """Trainer callback: print ``message`` on stderr when the first update is about to run (rank 0)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def on_fit_start(self, trainer) -> None:  # noqa: ANN001
+        if trainer.main:
+            print(self.message, file=sys.stderr)
 
 
 def _say_if_at_chance(result) -> None:  # noqa: ANN001

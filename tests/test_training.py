@@ -21,7 +21,7 @@ from cnnlab.errors import ConfigError, TrainingError, UnknownNameError
 from cnnlab.training import TrainSpec, evaluate, evaluate_mc_dropout, fit, get_recipe, list_recipes
 from cnnlab.viz.run_pictures import RunPictures
 from cnnlab.training import checkpoint as ck
-from cnnlab.training.engine import RESULT_KEYS
+from cnnlab.training.callbacks import RESULT_KEYS
 from cnnlab.training.schedules import LRSchedule, Plateau, cosine_lr, linear_warmup, resolve_schedule
 
 

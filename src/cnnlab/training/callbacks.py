@@ -20,7 +20,7 @@ from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import checkpoint as ck
 
 __all__ = ["Callback", "ProgressBar", "StepsCsv", "MetricsCsv", "TensorBoard", "Checkpointing", "NanGuard",
-           "EarlyStopping", "RunFiles", "ResultsJson", "STEP_FIELDS", "write_csv", "write_json"]
+           "EarlyStopping", "RunFiles", "ResultsJson", "RESULT_KEYS", "STEP_FIELDS", "write_csv", "write_json"]
 
 STEP_FIELDS = ("step", "epoch", "batch", "lr", "loss")
 
@@ -335,6 +335,12 @@ class ResultsJson(Callback):
     def on_fit_end(self, trainer, result) -> None:
         write_json(self.out / "results.json", results_record(result, name=self.name, data_name=self.data_name,
                                                              task=trainer.task))
+
+
+# The keys a classifier's results.json always holds: what the run reports (the test split's numbers
+# are written once, at the end); selection reads only the validation metrics (``selected_on``).
+RESULT_KEYS = ("model", "data", "epochs", "best_epoch", "val_acc", "test_acc", "test_acc_last", "test_top5",
+               "train_acc", "seconds", "images_per_second")
 
 
 def results_record(result, *, name: str, data_name: str, task) -> dict:

@@ -56,10 +56,8 @@ from cnnlab.training.spec import TrainSpec
 from cnnlab.training.trainer import FitResult, Trainer, TrainStep
 
 __all__ = ["FitResult", "TrainSpec", "fit", "evaluate", "evaluate_mc_dropout", "TrainStep", "resolve_task",
-           "RESULT_KEYS", "CHECKPOINT_DIR"]
+           "CHECKPOINT_DIR"]
 
-RESULT_KEYS = ("model", "data", "epochs", "best_epoch", "val_acc", "test_acc", "test_acc_last", "test_top5",
-               "train_acc", "seconds", "images_per_second")
 CHECKPOINT_DIR = "checkpoints"
 
 

@@ -283,10 +283,6 @@ def _command(text: Any) -> str:
     return text
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _result_rows(results: Mapping | None, metrics: list[dict]) -> list[tuple[str, str]]:
     """The results table: the task's declared metrics on val, test and test with the last weights,
     then the run's common numbers."""
@@ -298,8 +294,8 @@ def _result_rows(results: Mapping | None, metrics: list[dict]) -> list[tuple[str
     for m in metrics:
         for prefix, suffix, where in (("val_", "", "validation, selected epoch"), ("test_", "", "test, selected model"),
                                       ("test_", "_last", "test, last weights")):
-            value = _number(results.get(f"{prefix}{m['key']}{suffix}"))
-            if value is not None:
+            value = results.get(f"{prefix}{m['key']}{suffix}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append((f"{m['label']} ({where})", format_metric(value, m)))
     rows += [(label, _pct(results[k]) if k == "train_acc" else _fmt(results[k]))
              for k, label in _RESULT_LABELS if k in results and results[k] is not None]
@@ -320,8 +316,8 @@ def _run_context(folder: Path) -> dict[str, Any]:
     splits = "/".join(_fmt(data.get(k)) for k in ("train_size", "val_size", "test_size") if k in data)
     metrics = task_metrics(config)
     head = metrics[0]
-    cards = [(f"test {head['label']}", format_metric(_number((results or {}).get(f"test_{head['key']}")), head)),
-             (f"validation {head['label']}", format_metric(_number((results or {}).get(f"val_{head['key']}")), head)),
+    cards = [(f"test {head['label']}", format_metric((results or {}).get(f"test_{head['key']}"), head)),
+             (f"validation {head['label']}", format_metric((results or {}).get(f"val_{head['key']}"), head)),
              ("params", _fmt(model.get("params"))), ("epochs", _fmt(summary.epochs)),
              ("time", "-" if summary.seconds is None else f"{summary.seconds:.0f} s")]
     used = {"curves.png", "confusion.png", "mistakes.png", "eval/confusion.png", "eval/mistakes.png"}

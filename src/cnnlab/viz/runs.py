@@ -44,9 +44,11 @@ def task_metrics(config: Any) -> list[dict]:
     return _LEGACY_METRICS.get(name, [{"key": "loss", "label": "loss", "unit": ""}])
 
 
-def format_metric(value: float | None, metric: dict, *, name: bool = False) -> str:
-    """``value`` of ``metric`` as reports show it ("98.10%", "196.4"); ``name``: with its key after it
-    where the key is not plain accuracy ("61.20% miou", "196.4 neg_elbo")."""
+def format_metric(value: Any, metric: dict, *, name: bool = False) -> str:
+    """``value`` of ``metric`` as reports show it ("98.10%", "196.4"; "-" for what is not a number, as a
+    crafted file may hold); ``name``: with its key after it where the key is not plain accuracy ("61.20%
+    miou", "196.4 neg_elbo")."""
+    value = _number(value)
     if value is None or value != value:
         return "-"
     text = f"{100 * value:.2f}%" if metric.get("unit") == "%" else f"{value:.4g}"

